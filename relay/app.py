@@ -1,0 +1,69 @@
+"""`create_app(settings)`: the one place that builds relay and owns its lifetime.
+
+Startup opens the store and the providers; shutdown marks the instance as draining,
+cancels running generations (each writes `cancelled`, reason `shutdown`), ends open
+streams, and only then closes the providers and the store.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from relay.config import Settings
+from relay.frontdoors import health, native
+from relay.frontdoors.errors import error_middleware
+from relay.providers.router import ModelRouter
+from relay.runner import GenerationRunner
+from relay.services import SERVICES, Services
+from relay.store import open_store
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(
+        middlewares=[error_middleware],
+        client_max_size=settings.server.max_body_bytes,
+    )
+    app.add_routes(health.routes)
+    app.add_routes(native.routes)
+    if settings.server.demo_page:
+        app.add_routes([health.demo_page_route()])
+    app.cleanup_ctx.append(_services_context(settings))
+    app.on_shutdown.append(_drain)
+    return app
+
+
+def _services_context(settings: Settings):  # type: ignore[no-untyped-def]
+    async def services_context(app: web.Application) -> AsyncIterator[None]:
+        store = open_store(settings.store)
+        router = ModelRouter(settings.upstreams)
+        instance_id = "i_" + secrets.token_hex(6)
+        runner = GenerationRunner(store, settings.generation, settings.store, instance_id)
+        app[SERVICES] = Services(settings, store, router, runner)
+        log.info("relay instance %s ready, store %s", instance_id, _safe_url(settings.store.url))
+        try:
+            yield
+        finally:
+            await router.close()
+            await store.close()
+
+    return services_context
+
+
+async def _drain(app: web.Application) -> None:
+    services = app[SERVICES]
+    services.draining = True
+    await services.runner.shutdown(timeout=services.settings.server.shutdown_timeout_s)
+    services.end_subscribers()
+
+
+def _safe_url(url: str) -> str:
+    """The store URL without its password, for logs."""
+    scheme, sep, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    return f"{scheme}{sep}***@{host}" if at and credentials else url

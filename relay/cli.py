@@ -1,0 +1,67 @@
+"""The `relay` command line: serve, check-config."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from aiohttp import web
+
+from relay import __version__
+from relay.app import create_app
+from relay.config import dump_settings, load_settings
+from relay.errors import ConfigError
+from relay.logs import configure_logging
+
+ACCESS_LOG_FORMAT = '%a "%r" %s %b %Tfs'
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return int(args.run(args))
+    except ConfigError as exc:
+        print(f"relay: configuration error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="relay", description="Durable, resumable LLM streams.")
+    parser.add_argument("--version", action="version", version=f"relay {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the relay server")
+    serve.add_argument("--config", help="TOML configuration file")
+    serve.add_argument("--host", help="listen address (overrides [server] host)")
+    serve.add_argument("--port", type=int, help="listen port (overrides [server] port)")
+    serve.add_argument("--workers", type=int, help="processes sharing the port")
+    serve.set_defaults(run=_serve)
+
+    check = commands.add_parser("check-config", help="validate a config file and print it")
+    check.add_argument("file")
+    check.set_defaults(run=_check_config)
+    return parser
+
+
+def _serve(args: argparse.Namespace) -> int:
+    flags = {key: getattr(args, key) for key in ("host", "port", "workers")}
+    overrides = {"server": {key: value for key, value in flags.items() if value is not None}}
+    settings = load_settings(args.config, overrides=overrides)
+    if settings.server.workers > 1:
+        raise ConfigError("server.workers > 1 is not supported yet; run one process per port")
+    configure_logging(settings.log)
+    web.run_app(
+        create_app(settings),
+        host=settings.server.host,
+        port=settings.server.port,
+        shutdown_timeout=settings.server.shutdown_timeout_s,
+        access_log_format=ACCESS_LOG_FORMAT,
+        print=lambda message: print(message, file=sys.stderr),
+    )
+    return 0
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    print(dump_settings(load_settings(args.file)))
+    return 0

@@ -1,0 +1,206 @@
+"""Settings: decoded from TOML into typed structs, then overridden from the environment.
+
+This is the one place that reads configuration files and `os.environ`. Every option
+and its default is documented in config.example.toml and docs/configuration.md.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import re
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta
+
+from relay.errors import ConfigError
+
+Port = Annotated[int, Meta(ge=0, le=65535)]
+PositiveInt = Annotated[int, Meta(ge=1)]
+NonNegativeInt = Annotated[int, Meta(ge=0)]
+PositiveSeconds = Annotated[float, Meta(gt=0)]
+NonEmptyStr = Annotated[str, Meta(min_length=1)]
+
+
+class LogLevel(str, enum.Enum):
+    DEBUG = "debug"
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+
+class Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """A TOML table: unknown keys are errors that name the key."""
+
+
+class ServerSettings(Section):
+    host: str = "127.0.0.1"
+    port: Port = 8080
+    workers: PositiveInt = 1
+    max_body_bytes: PositiveInt = 1024 * 1024
+    heartbeat_s: PositiveSeconds = 15.0
+    retry_ms: NonNegativeInt = 1000
+    shutdown_timeout_s: PositiveSeconds = 10.0
+    demo_page: bool = True
+
+
+class StoreSettings(Section):
+    url: NonEmptyStr = "memory://"
+    retention_s: PositiveSeconds = 3600.0
+    max_events_per_session: Annotated[int, Meta(ge=2)] = 100_000
+    max_sessions: PositiveInt = 10_000
+    running_ttl_s: PositiveSeconds = 86_400.0
+    read_batch: PositiveInt = 1000
+
+
+class GenerationSettings(Section):
+    flush_interval_ms: NonNegativeInt = 25
+    flush_max_chars: PositiveInt = 2048
+    idle_timeout_s: PositiveSeconds = 60.0
+    store_retry_s: Annotated[float, Meta(ge=0)] = 10.0
+
+
+class LogSettings(Section):
+    level: LogLevel = LogLevel.INFO
+    format: Literal["text", "json"] = "text"
+
+
+class UpstreamSettings(Section):
+    name: NonEmptyStr
+    kind: Literal["openai", "anthropic", "mock"]
+    base_url: str = ""
+    api_key_env: str = ""
+    models: list[NonEmptyStr] = msgspec.field(default_factory=list)
+
+
+def _default_upstreams() -> list[UpstreamSettings]:
+    return [UpstreamSettings(name="mock", kind="mock", models=["mock", "mock:*"])]
+
+
+class Settings(Section):
+    server: ServerSettings = msgspec.field(default_factory=ServerSettings)
+    store: StoreSettings = msgspec.field(default_factory=StoreSettings)
+    generation: GenerationSettings = msgspec.field(default_factory=GenerationSettings)
+    log: LogSettings = msgspec.field(default_factory=LogSettings)
+    upstreams: list[UpstreamSettings] = msgspec.field(default_factory=_default_upstreams)
+
+
+# environment variable -> (section, key)
+ENV_OVERRIDES = {
+    "RELAY_HOST": ("server", "host"),
+    "RELAY_PORT": ("server", "port"),
+    "RELAY_STORE_URL": ("store", "url"),
+    "RELAY_LOG_LEVEL": ("log", "level"),
+}
+
+
+def load_settings(
+    path: str | Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Settings:
+    """Settings from a TOML file (or the defaults), then `RELAY_*` variables, then
+    `overrides` (command-line flags), each validated like the file."""
+    raw = _read_toml(Path(path)) if path is not None else {}
+    environ = os.environ if environ is None else environ
+    for variable, (section, key) in ENV_OVERRIDES.items():
+        if environ.get(variable):
+            raw.setdefault(section, {})[key] = _env_value(variable, environ[variable])
+    for section, values in (overrides or {}).items():
+        raw.setdefault(section, {}).update(values)
+    settings = _convert(raw)
+    _check_upstreams(settings.upstreams)
+    return settings
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        raw: dict[str, Any] = msgspec.toml.decode(path.read_bytes())
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    except msgspec.DecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+    return raw
+
+
+def _env_value(variable: str, value: str) -> Any:
+    if variable == "RELAY_PORT":
+        if not value.strip().isdigit():
+            raise ConfigError(f"RELAY_PORT must be a port number, got {value!r}")
+        return int(value)
+    if variable == "RELAY_LOG_LEVEL":
+        return value.strip().lower()
+    return value
+
+
+def _convert(raw: dict[str, Any]) -> Settings:
+    try:
+        return msgspec.convert(raw, type=Settings)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(_explain(str(exc))) from exc
+
+
+_PATH = re.compile(r"at `\$((?:\.\w+|\[\d+\])*)`")
+
+
+def _explain(message: str) -> str:
+    """msgspec's message, with the key in TOML spelling and the allowed values or keys."""
+    match = _PATH.search(message)
+    dotted = match.group(1).lstrip(".") if match else ""
+    allowed = _allowed_values(dotted)
+    message = _PATH.sub(f"at `{dotted}`", message)
+    return f"{message}; allowed: {', '.join(allowed)}" if allowed else message
+
+
+def _allowed_values(dotted: str) -> list[str]:
+    """For a path such as `log.format` or `upstreams[0].kind`, the values an enum allows."""
+    annotation: Any = Settings
+    for part in re.split(r"\.|\[\d+\]", dotted) if dotted else []:
+        if not part:
+            annotation = _list_item(annotation)
+            continue
+        hints = typing.get_type_hints(annotation, include_extras=True) if _is_struct(annotation) else {}
+        if part not in hints:
+            return []
+        annotation = hints[part]
+    if _is_struct(annotation):
+        return list(annotation.__struct_fields__)
+    return _choices(annotation)
+
+
+def _is_struct(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, msgspec.Struct)
+
+
+def _list_item(annotation: Any) -> Any:
+    args = typing.get_args(annotation)
+    return args[0] if args else annotation
+
+
+def _choices(annotation: Any) -> list[str]:
+    if typing.get_origin(annotation) is Literal:
+        return [str(choice) for choice in typing.get_args(annotation)]
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        return [str(member.value) for member in annotation]
+    return []
+
+
+def _check_upstreams(upstreams: list[UpstreamSettings]) -> None:
+    names = [upstream.name for upstream in upstreams]
+    for index, name in enumerate(names):
+        if "/" in name:
+            raise ConfigError(f"upstreams[{index}].name must not contain '/', got {name!r}")
+        if names.index(name) != index:
+            raise ConfigError(f"upstreams[{index}].name {name!r} is used twice")
+    for index, upstream in enumerate(upstreams):
+        if upstream.kind != "mock" and not upstream.base_url:
+            raise ConfigError(f"upstreams[{index}].base_url is required for kind {upstream.kind!r}")
+
+
+def dump_settings(settings: Settings) -> str:
+    """The effective settings as indented JSON, for `relay check-config`."""
+    return msgspec.json.format(msgspec.json.encode(settings), indent=2).decode()

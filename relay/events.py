@@ -1,0 +1,121 @@
+"""The event model: what one session's log holds. Pure code, no I/O.
+
+An event is `{id, type, data}`. Ids are 1, 2, 3 … within a session, with no gaps, and
+the last event of every session is exactly one terminal event (`done`, `error`,
+`cancelled`). The data is encoded to JSON once, when the event is made; every
+subscriber and transport reuses those bytes.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+from typing import Any
+
+import msgspec
+
+from relay import sse
+
+
+class EventType(str, enum.Enum):
+    STATUS = "status"
+    DELTA = "delta"
+    REASONING = "reasoning"
+    TOOL_CALL = "tool_call"
+    USAGE = "usage"
+    DONE = "done"
+    ERROR = "error"
+    CANCELLED = "cancelled"
+
+
+TERMINAL_TYPES = frozenset({EventType.DONE, EventType.ERROR, EventType.CANCELLED})
+
+
+class SessionStatus(str, enum.Enum):
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_final(self) -> bool:
+        return self is not SessionStatus.RUNNING
+
+
+STATUS_AFTER_TERMINAL = {
+    EventType.DONE: SessionStatus.COMPLETED,
+    EventType.ERROR: SessionStatus.FAILED,
+    EventType.CANCELLED: SessionStatus.CANCELLED,
+}
+
+
+class Event(msgspec.Struct, frozen=True, dict=True):
+    """One entry of a session's log. `data` holds the JSON bytes of the data object."""
+
+    id: int
+    type: EventType
+    data: msgspec.Raw
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.type in TERMINAL_TYPES
+
+    @functools.cached_property
+    def sse(self) -> bytes:
+        """The SSE frame, built at most once per event however many subscribers read it."""
+        return sse.event_frame(self.id, self.type.value, bytes(self.data))
+
+    def decoded_data(self) -> dict[str, Any]:
+        data: dict[str, Any] = msgspec.json.decode(self.data)
+        return data
+
+
+# The data objects of each event type, as CONTRACT.md defines them.
+
+
+class Usage(msgspec.Struct):
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
+class StatusData(msgspec.Struct):
+    state: str
+    message: str = ""
+
+
+class TextData(msgspec.Struct):
+    """The data of `delta` and `reasoning` events."""
+
+    text: str
+
+
+class ToolCallData(msgspec.Struct):
+    index: int
+    id: str
+    name: str
+    arguments: str
+
+
+class DoneData(msgspec.Struct):
+    finish_reason: str
+    usage: Usage | None = None
+
+
+class ErrorData(msgspec.Struct):
+    code: str
+    message: str
+    retryable: bool = False
+
+
+class CancelledData(msgspec.Struct):
+    reason: str
+
+
+EventData = StatusData | TextData | ToolCallData | Usage | DoneData | ErrorData | CancelledData
+
+_encode = msgspec.json.Encoder().encode
+
+
+def make_event(event_id: int, event_type: EventType, data: EventData) -> Event:
+    """An event whose data is encoded to JSON here, once."""
+    return Event(event_id, event_type, msgspec.Raw(_encode(data)))

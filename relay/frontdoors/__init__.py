@@ -1,0 +1,1 @@
+"""Front doors: the HTTP APIs through which clients start, read and cancel sessions."""

@@ -1,0 +1,148 @@
+"""The native API: `/v1/sessions` — create, follow (SSE), snapshot, cancel."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any
+
+import msgspec
+from aiohttp import web
+
+from relay.errors import ApiError, AppendConflict, SessionEnded
+from relay.events import CancelledData, EventType
+from relay.frontdoors.http import json_response, read_json
+from relay.providers.base import GenerationRequest, Message
+from relay.services import SERVICES, Services
+from relay.session import SessionRecord, rfc3339, snapshot, token_matches
+from relay.subscribers.resume import parse_resume_id
+from relay.subscribers.sse import SseSubscription
+from relay.writer import SessionWriter
+
+log = logging.getLogger(__name__)
+
+routes = web.RouteTableDef()
+
+
+class CreateSessionBody(msgspec.Struct, forbid_unknown_fields=True):
+    model: Annotated[str, msgspec.Meta(min_length=1)]
+    messages: Annotated[list[Message], msgspec.Meta(min_length=1)]
+    max_tokens: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    temperature: Annotated[float, msgspec.Meta(ge=0, le=2)] | None = None
+    stop: str | list[str] | None = None
+    tools: list[dict[str, Any]] | None = None
+    metadata: dict[str, Any] | None = None
+
+    def generation_request(self, upstream_model: str) -> GenerationRequest:
+        stop = [self.stop] if isinstance(self.stop, str) else self.stop
+        return GenerationRequest(
+            model=upstream_model,
+            messages=self.messages,
+            max_tokens=self.max_tokens,
+            temperature=self.temperature,
+            stop=stop,
+            tools=self.tools,
+        )
+
+
+def events_path(session_id: str) -> str:
+    return f"/v1/sessions/{session_id}/events"
+
+
+@routes.post("/v1/sessions")
+async def create_session(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    services.refuse_when_draining()
+    body = await read_json(request, CreateSessionBody, services.settings.server.max_body_bytes)
+    route = services.router.resolve(body.model)
+    created = await services.runner.create(body.model, route, body.generation_request(route.model))
+    record = created.record
+    payload = {
+        "id": record.id,
+        "status": record.status.value,
+        "model": record.model,
+        "events_url": events_path(record.id),
+        "token": created.token,
+        "created_at": rfc3339(record.created_at),
+    }
+    return json_response(payload, status=201, headers={"Location": f"/v1/sessions/{record.id}"})
+
+
+@routes.get("/v1/sessions/{session_id}")
+async def get_session(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    record = await find_session(services, request.match_info["session_id"])
+    events = await services.read_all(record.id)
+    return json_response(snapshot(record, events))
+
+
+@routes.get("/v1/sessions/{session_id}/events")
+async def session_events(request: web.Request) -> web.StreamResponse:
+    services = request.app[SERVICES]
+    record = await find_session(services, request.match_info["session_id"])
+    check_read_token(request, record)
+    after = resume_point(request)
+    if record.status.is_final and after >= record.last_event_id:
+        return web.Response(status=204)
+    server = services.settings.server
+    subscription = SseSubscription(
+        services.store,
+        record.id,
+        after,
+        heartbeat_s=server.heartbeat_s,
+        retry_ms=server.retry_ms,
+        batch=services.settings.store.read_batch,
+    )
+    async with services.subscriber(request):
+        return await subscription.respond(request)
+
+
+@routes.delete("/v1/sessions/{session_id}")
+async def cancel_session(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    record = await find_session(services, request.match_info["session_id"])
+    if not record.status.is_final and not services.runner.cancel(record.id, "client"):
+        await cancel_elsewhere(services, record)
+    return json_response({"id": record.id, "status": "cancelling"}, status=202)
+
+
+async def cancel_elsewhere(services: Services, record: SessionRecord) -> None:
+    """The generation runs on another instance (or none): end the log here.
+
+    The store's id fence makes this safe: if the generator appends first, this append
+    conflicts and the session already ended or goes on to end by itself.
+    """
+    current: SessionRecord | None = record
+    while current is not None and not current.status.is_final:
+        writer = SessionWriter(
+            services.store,
+            current.id,
+            last_event_id=current.last_event_id,
+            retry_s=services.settings.generation.store_retry_s,
+        )
+        try:
+            await writer.append([(EventType.CANCELLED, CancelledData("client"))])
+            return
+        except SessionEnded:
+            return
+        except AppendConflict:
+            current = await services.store.get(current.id)
+
+
+async def find_session(services: Services, session_id: str) -> SessionRecord:
+    record = await services.store.get(session_id)
+    if record is None:
+        raise ApiError(404, "session_not_found", f"session {session_id!r} does not exist or has expired")
+    return record
+
+
+def check_read_token(request: web.Request, record: SessionRecord) -> None:
+    token = request.query.get("token")
+    if token is not None and not token_matches(token, record.token_sha256):
+        raise ApiError(403, "invalid_token", "token does not grant access to this session")
+
+
+def resume_point(request: web.Request) -> int:
+    try:
+        return parse_resume_id(request.headers.get("Last-Event-ID"), request.query.get("last_event_id"))
+    except ValueError as exc:
+        raise ApiError(400, "invalid_last_event_id", str(exc)) from exc

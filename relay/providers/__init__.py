@@ -1,0 +1,1 @@
+"""Model providers (upstreams) and the router that picks one for a model name."""

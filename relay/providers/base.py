@@ -1,0 +1,95 @@
+"""The `Provider` boundary: what the runner asks of any model upstream.
+
+A provider turns a `GenerationRequest` into an async stream of `ProviderItem`s and
+raises `UpstreamError` for every failure; SDK and HTTP exceptions never cross this
+boundary. Closing the stream (`aclose`) must close the upstream request, so that a
+cancelled generation stops being generated and billed.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncGenerator
+from typing import Any
+
+import msgspec
+
+
+class Message(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """One chat message. `content` is text, a list of content parts, or absent."""
+
+    role: str
+    content: str | list[dict[str, Any]] | None = None
+    name: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    tool_call_id: str | None = None
+
+    def text(self) -> str:
+        """The message's text, with the text of every text part joined."""
+        if isinstance(self.content, str):
+            return self.content
+        parts = self.content or []
+        return " ".join(str(part.get("text", "")) for part in parts if isinstance(part, dict))
+
+
+class GenerationRequest(msgspec.Struct, omit_defaults=True):
+    """A generation as the runner hands it to a provider; `model` is the upstream's name."""
+
+    model: str
+    messages: list[Message]
+    max_tokens: int | None = None
+    temperature: float | None = None
+    stop: list[str] | None = None
+    tools: list[dict[str, Any]] | None = None
+
+
+# What a provider yields.
+
+
+class TextDelta(msgspec.Struct):
+    text: str
+
+
+class ReasoningDelta(msgspec.Struct):
+    text: str
+
+
+class ToolCall(msgspec.Struct):
+    """A complete tool call: `arguments` is the whole JSON string."""
+
+    index: int
+    id: str
+    name: str
+    arguments: str
+
+
+class UsageReport(msgspec.Struct):
+    """Token totals so far; the last one is final."""
+
+    input_tokens: int
+    output_tokens: int
+
+
+class Finish(msgspec.Struct):
+    """Why the model stopped, in relay's vocabulary: stop, length, tool_calls, …"""
+
+    reason: str
+
+
+ProviderItem = TextDelta | ReasoningDelta | ToolCall | UsageReport | Finish
+
+
+class Provider(abc.ABC):
+    """One configured upstream."""
+
+    @abc.abstractmethod
+    def check_model(self, model: str) -> None:
+        """Raise ValueError, naming the problem, when `model` cannot be served."""
+
+    @abc.abstractmethod
+    def stream(self, request: GenerationRequest) -> AsyncGenerator[ProviderItem, None]:
+        """Generate. Raises `UpstreamError`; `aclose()` ends the upstream request."""
+
+    async def close(self) -> None:
+        """Release connection pools."""
+        return None

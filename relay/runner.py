@@ -1,0 +1,332 @@
+"""`GenerationRunner`: runs each generation as a background task that this instance owns.
+
+A generation is two tasks. The *pump* reads the provider's stream into an inbox queue
+and nothing else, so closing it closes the upstream request. The *generation* task
+drains the inbox, coalesces text, and appends batches to the session log through its
+`SessionWriter`. No client connection is involved: a subscriber that goes away never
+stops a generation; only `cancel` (or shutdown) does, and text already received is
+written before the `cancelled` event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncGenerator
+
+import msgspec
+
+from relay.coalescer import Flush, TextCoalescer
+from relay.config import GenerationSettings, StoreSettings
+from relay.errors import EventLimitReached, SessionEnded, StoreError, UpstreamError
+from relay.events import (
+    CancelledData,
+    DoneData,
+    ErrorData,
+    EventData,
+    EventType,
+    StatusData,
+    TextData,
+    ToolCallData,
+    Usage,
+)
+from relay.providers.base import (
+    Finish,
+    GenerationRequest,
+    ProviderItem,
+    ReasoningDelta,
+    TextDelta,
+    ToolCall,
+    UsageReport,
+)
+from relay.providers.router import Route
+from relay.session import SessionRecord, hash_token, new_session_id, new_token
+from relay.store import Store
+from relay.writer import SessionWriter
+
+log = logging.getLogger(__name__)
+
+Pending = list[tuple[EventType, EventData]]
+
+
+# What the pump puts in the inbox besides provider items.
+class StreamEnded(msgspec.Struct):
+    pass
+
+
+class StreamFailed(msgspec.Struct):
+    error: UpstreamError
+
+
+class CancelRequested(msgspec.Struct):
+    reason: str
+
+
+InboxItem = ProviderItem | StreamEnded | StreamFailed | CancelRequested
+
+
+class CreatedSession(msgspec.Struct):
+    record: SessionRecord
+    token: str  # the read-only token, only ever shown to the creator
+
+
+class Generation:
+    """One generation running on this instance."""
+
+    def __init__(self, session_id: str) -> None:
+        self.session_id = session_id
+        self.inbox: asyncio.Queue[InboxItem] = asyncio.Queue()
+        self.pump: asyncio.Task[None] | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.cancel_requested = False
+
+    def cancel(self, reason: str) -> None:
+        """Stop the upstream now; the generation task then writes `cancelled`."""
+        if self.cancel_requested:
+            return
+        self.cancel_requested = True
+        self.inbox.put_nowait(CancelRequested(reason))
+        if self.pump is not None:
+            self.pump.cancel()
+
+
+class GenerationProgress:
+    """What a generation has seen so far that its `done` event reports."""
+
+    def __init__(self) -> None:
+        self.finish_reason = "stop"
+        self.usage: Usage | None = None
+        self.generating = False
+
+
+class GenerationRunner:
+    def __init__(
+        self,
+        store: Store,
+        settings: GenerationSettings,
+        store_settings: StoreSettings,
+        instance_id: str,
+    ) -> None:
+        self._store = store
+        self._settings = settings
+        self._read_batch = store_settings.read_batch
+        self._instance_id = instance_id
+        self._generations: dict[str, Generation] = {}
+
+    @property
+    def running(self) -> int:
+        return len(self._generations)
+
+    async def create(self, model: str, route: Route, request: GenerationRequest) -> CreatedSession:
+        """Create a session and start its generation in the background."""
+        now = time.time()
+        token = new_token("rt_")
+        record = SessionRecord(
+            id=new_session_id(),
+            model=model,
+            created_at=now,
+            updated_at=now,
+            token_sha256=hash_token(token),
+            owner=self._instance_id,
+        )
+        await self._store.create(record)
+        self._start(record.id, route, request)
+        log.info("session %s created model=%s upstream=%s", record.id, model, route.upstream)
+        return CreatedSession(record, token)
+
+    def cancel(self, session_id: str, reason: str) -> bool:
+        """Cancel a generation running here; False when it does not run on this instance."""
+        generation = self._generations.get(session_id)
+        if generation is None:
+            return False
+        generation.cancel(reason)
+        return True
+
+    async def shutdown(self, timeout: float) -> None:
+        """Cancel every generation (reason `shutdown`) and wait for their last events."""
+        generations = list(self._generations.values())
+        for generation in generations:
+            generation.cancel("shutdown")
+        tasks = [g.task for g in generations if g.task is not None]
+        if not tasks:
+            return
+        _, late = await asyncio.wait(tasks, timeout=timeout)
+        for task in late:
+            task.cancel()
+        await asyncio.gather(*late, return_exceptions=True)
+
+    def _start(self, session_id: str, route: Route, request: GenerationRequest) -> None:
+        generation = Generation(session_id)
+        generation.pump = asyncio.create_task(
+            self._pump(route.provider.stream(request), generation.inbox),
+            name=f"relay-pump-{session_id}",
+        )
+        generation.task = asyncio.create_task(
+            self._run(generation), name=f"relay-generation-{session_id}"
+        )
+        self._generations[session_id] = generation
+        generation.task.add_done_callback(lambda _: self._generations.pop(session_id, None))
+
+    @staticmethod
+    async def _pump(
+        stream: AsyncGenerator[ProviderItem, None], inbox: asyncio.Queue[InboxItem]
+    ) -> None:
+        async with contextlib.aclosing(stream):
+            try:
+                async for item in stream:
+                    inbox.put_nowait(item)
+                inbox.put_nowait(StreamEnded())
+            except UpstreamError as exc:
+                inbox.put_nowait(StreamFailed(exc))
+            except Exception:
+                log.exception("provider stream failed")
+                failure = UpstreamError("upstream_error", "the upstream failed", retryable=True)
+                inbox.put_nowait(StreamFailed(failure))
+
+    async def _run(self, generation: Generation) -> None:
+        started = time.monotonic()
+        writer = SessionWriter(
+            self._store,
+            generation.session_id,
+            last_event_id=0,
+            retry_s=self._settings.store_retry_s,
+        )
+        try:
+            await writer.append([(EventType.STATUS, StatusData("connecting", "calling the model"))])
+            await self._consume(generation, writer)
+        except EventLimitReached:
+            await writer.append([(EventType.ERROR, _event_limit_error())])
+        except SessionEnded:
+            log.info("session %s was ended by another writer", generation.session_id)
+        except StoreError:
+            log.exception("session %s: the store failed; generation abandoned", generation.session_id)
+        except Exception:
+            log.exception("session %s: generation failed", generation.session_id)
+            await self._end_after_bug(writer)
+        finally:
+            if generation.pump is not None:
+                generation.pump.cancel()
+                await asyncio.gather(generation.pump, return_exceptions=True)
+            self._log_end(generation, writer, time.monotonic() - started)
+
+    async def _consume(self, generation: Generation, writer: SessionWriter) -> None:
+        loop = asyncio.get_running_loop()
+        coalescer = TextCoalescer(self._settings.flush_interval_ms / 1000, self._settings.flush_max_chars)
+        progress = GenerationProgress()
+        last_item_at = loop.time()
+        while not writer.ended:
+            timeout = _time_left(coalescer.deadline, last_item_at + self._settings.idle_timeout_s, loop.time())
+            items = await _next_items(generation.inbox, timeout)
+            now = loop.time()
+            if items:
+                last_item_at = now
+                pending = self._apply_all(items, coalescer, progress, now)
+            elif now - last_item_at >= self._settings.idle_timeout_s:
+                pending = _flushes(coalescer.take()) + [(EventType.ERROR, self._idle_error())]
+            else:
+                pending = _flushes(coalescer.due(now))
+            await writer.append(pending)
+
+    def _apply_all(
+        self,
+        items: list[InboxItem],
+        coalescer: TextCoalescer,
+        progress: GenerationProgress,
+        now: float,
+    ) -> Pending:
+        pending: Pending = []
+        for item in items:
+            pending += _apply(item, coalescer, progress, now)
+            if pending and pending[-1][0] in (EventType.DONE, EventType.ERROR, EventType.CANCELLED):
+                return pending
+        return pending + _flushes(coalescer.due(now))
+
+    @staticmethod
+    async def _end_after_bug(writer: SessionWriter) -> None:
+        """Best effort: a bug in relay must not leave a session running forever."""
+        if writer.ended:
+            return
+        failure = ErrorData("internal_error", "relay failed while generating", True)
+        with contextlib.suppress(StoreError):
+            await writer.append([(EventType.ERROR, failure)])
+
+    def _idle_error(self) -> ErrorData:
+        seconds = self._settings.idle_timeout_s
+        return ErrorData("upstream_timeout", f"the upstream sent nothing for {seconds:g} s", True)
+
+    def _log_end(self, generation: Generation, writer: SessionWriter, seconds: float) -> None:
+        log.info(
+            "session %s ended events=%d seconds=%.3f",
+            generation.session_id,
+            writer.last_event_id,
+            seconds,
+        )
+
+
+def _apply(
+    item: InboxItem, coalescer: TextCoalescer, progress: GenerationProgress, now: float
+) -> Pending:
+    """The events one inbox item adds, in log order."""
+    if isinstance(item, TextDelta | ReasoningDelta):
+        kind = EventType.DELTA if isinstance(item, TextDelta) else EventType.REASONING
+        return _started(progress) + _flushes(coalescer.add(kind, item.text, now))
+    flushed = _flushes(coalescer.take())
+    if isinstance(item, ToolCall):
+        call = ToolCallData(item.index, item.id, item.name, item.arguments)
+        return _started(progress) + flushed + [(EventType.TOOL_CALL, call)]
+    if isinstance(item, UsageReport):
+        progress.usage = Usage(item.input_tokens, item.output_tokens)
+        return flushed + [(EventType.USAGE, progress.usage)]
+    if isinstance(item, Finish):
+        progress.finish_reason = item.reason
+        return flushed
+    return flushed + [_terminal(item, progress)]
+
+
+def _terminal(
+    item: StreamEnded | StreamFailed | CancelRequested, progress: GenerationProgress
+) -> tuple[EventType, EventData]:
+    if isinstance(item, StreamEnded):
+        return EventType.DONE, DoneData(progress.finish_reason, progress.usage)
+    if isinstance(item, StreamFailed):
+        error = item.error
+        return EventType.ERROR, ErrorData(error.code, error.message, error.retryable)
+    return EventType.CANCELLED, CancelledData(item.reason)
+
+
+def _started(progress: GenerationProgress) -> Pending:
+    if progress.generating:
+        return []
+    progress.generating = True
+    return [(EventType.STATUS, StatusData("generating", "the model is answering"))]
+
+
+def _flushes(flushes: list[Flush]) -> Pending:
+    return [(kind, TextData(text)) for kind, text in flushes]
+
+
+def _event_limit_error() -> ErrorData:
+    return ErrorData("event_limit", "the session reached store.max_events_per_session", False)
+
+
+def _time_left(flush_deadline: float | None, idle_deadline: float, now: float) -> float:
+    deadline = idle_deadline if flush_deadline is None else min(flush_deadline, idle_deadline)
+    return max(0.0, deadline - now)
+
+
+async def _next_items(inbox: asyncio.Queue[InboxItem], timeout: float) -> list[InboxItem]:
+    """Everything in the inbox, waiting up to `timeout` for the first item."""
+    if inbox.empty():
+        try:
+            async with asyncio.timeout(timeout):
+                first = await inbox.get()
+        except TimeoutError:
+            return []
+        items = [first]
+    else:
+        items = []
+    while not inbox.empty():
+        items.append(inbox.get_nowait())
+    return items

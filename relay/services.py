@@ -1,0 +1,65 @@
+"""`Services`: the long-lived parts one app wires together, reachable from handlers.
+
+Owned by `create_app`, which opens them on startup and closes them on shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from relay.config import Settings
+from relay.errors import ApiError
+from relay.events import Event
+from relay.providers.router import ModelRouter
+from relay.runner import GenerationRunner
+from relay.store import Store
+
+
+class Services:
+    def __init__(self, settings: Settings, store: Store, router: ModelRouter, runner: GenerationRunner) -> None:
+        self.settings = settings
+        self.store = store
+        self.router = router
+        self.runner = runner
+        self.draining = False
+        self._subscribers: set[asyncio.Task[object]] = set()
+
+    def refuse_when_draining(self) -> None:
+        if self.draining:
+            raise ApiError(503, "draining", "this instance is shutting down; retry on another")
+
+    async def read_all(self, session_id: str) -> list[Event]:
+        """Every event of a session, read in batches."""
+        batch = self.settings.store.read_batch
+        events: list[Event] = []
+        while True:
+            chunk = await self.store.read(session_id, events[-1].id if events else 0, batch)
+            events += chunk
+            if len(chunk) < batch:
+                return events
+
+    @contextlib.asynccontextmanager
+    async def subscriber(self, request: web.Request) -> AsyncIterator[None]:
+        """Track a streaming handler so that shutdown can end it."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._subscribers.add(task)
+        try:
+            yield
+        finally:
+            self._subscribers.discard(task)
+
+    def end_subscribers(self) -> None:
+        """End every open stream; clients reconnect (elsewhere) with Last-Event-ID.
+
+        The tasks are aiohttp's request handlers: aiohttp owns and awaits them.
+        """
+        for task in self._subscribers:
+            task.cancel()
+
+
+SERVICES = web.AppKey("services", Services)

@@ -1,0 +1,122 @@
+"""A session's record and its snapshot. Pure code, no I/O.
+
+The record is the small, mutable metadata a store keeps beside the event log; the
+snapshot is what `GET /v1/sessions/{id}` answers, folded from the log.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import hashlib
+import hmac
+import secrets
+from collections.abc import Iterable
+from typing import Any
+
+import msgspec
+
+from relay.events import (
+    STATUS_AFTER_TERMINAL,
+    Event,
+    EventType,
+    SessionStatus,
+)
+
+
+def new_session_id() -> str:
+    """`s_` and 22 base64url characters: 128 random bits, unguessable and URL-safe."""
+    return "s_" + _random_b64(16)
+
+
+def new_token(prefix: str) -> str:
+    """A bearer token with 192 random bits."""
+    return prefix + _random_b64(24)
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def token_matches(token: str, token_sha256: str) -> bool:
+    return hmac.compare_digest(hash_token(token), token_sha256)
+
+
+def _random_b64(nbytes: int) -> str:
+    return base64.urlsafe_b64encode(secrets.token_bytes(nbytes)).rstrip(b"=").decode()
+
+
+class SessionRecord(msgspec.Struct):
+    """What a store keeps about a session besides its events.
+
+    Times are seconds since the epoch. `status` and `last_event_id` change only
+    through the store's append, which keeps them consistent with the log.
+    """
+
+    id: str
+    model: str
+    created_at: float
+    updated_at: float
+    token_sha256: str
+    status: SessionStatus = SessionStatus.RUNNING
+    last_event_id: int = 0
+    owner: str = ""
+
+    def after_append(self, events: list[Event], now: float) -> SessionRecord:
+        """The record once `events` are appended (they are assumed valid)."""
+        last = events[-1]
+        status = STATUS_AFTER_TERMINAL[last.type] if last.is_terminal else self.status
+        return msgspec.structs.replace(
+            self, last_event_id=last.id, status=status, updated_at=now
+        )
+
+
+def rfc3339(timestamp: float) -> str:
+    moment = datetime.datetime.fromtimestamp(timestamp, tz=datetime.UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class Snapshot(msgspec.Struct):
+    """The JSON answer of `GET /v1/sessions/{id}`."""
+
+    id: str
+    status: SessionStatus
+    model: str
+    text: str
+    last_event_id: int
+    finish_reason: str | None
+    usage: dict[str, Any] | None
+    error: dict[str, Any] | None
+    created_at: str
+    updated_at: str
+
+
+def snapshot(record: SessionRecord, events: Iterable[Event]) -> Snapshot:
+    """Fold a session's log into its snapshot."""
+    text: list[str] = []
+    usage: dict[str, Any] | None = None
+    finish_reason: str | None = None
+    error: dict[str, Any] | None = None
+    for event in events:
+        if event.type is EventType.DELTA:
+            text.append(event.decoded_data()["text"])
+        elif event.type is EventType.USAGE:
+            usage = event.decoded_data()
+        elif event.type is EventType.DONE:
+            done = event.decoded_data()
+            finish_reason = done.get("finish_reason")
+            usage = done.get("usage") or usage
+        elif event.type is EventType.ERROR:
+            error = event.decoded_data()
+    return Snapshot(
+        id=record.id,
+        status=record.status,
+        model=record.model,
+        text="".join(text),
+        last_event_id=record.last_event_id,
+        finish_reason=finish_reason,
+        usage=usage,
+        error=error,
+        created_at=rfc3339(record.created_at),
+        updated_at=rfc3339(record.updated_at),
+    )

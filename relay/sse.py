@@ -1,0 +1,27 @@
+"""Server-Sent Events framing: pure functions from values to bytes, no I/O.
+
+The data of every relay event is a one-line JSON document (msgspec never emits a raw
+newline), so each event is exactly one `data:` line.
+"""
+
+from __future__ import annotations
+
+PING = b": ping\n\n"
+
+
+def retry_frame(retry_ms: int) -> bytes:
+    """The reconnection delay a browser's EventSource should use."""
+    return b"retry: %d\n\n" % retry_ms
+
+
+def event_frame(event_id: int, event_type: str, data: bytes) -> bytes:
+    """One event: `id`, `event` and a single `data` line holding JSON."""
+    return b"id: %d\nevent: %s\ndata: %s\n\n" % (event_id, event_type.encode(), data)
+
+
+def data_frame(data: bytes, event_id: int | None = None, event_type: str | None = None) -> bytes:
+    """A frame for provider wire formats, where `id` and `event` are optional."""
+    head = b"" if event_id is None else b"id: %d\n" % event_id
+    if event_type is not None:
+        head += b"event: %s\n" % event_type.encode()
+    return head + b"data: " + data + b"\n\n"

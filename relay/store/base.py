@@ -1,0 +1,66 @@
+"""The `Store` interface: one durable event log and one record per session.
+
+Every implementation behaves identically where a caller can observe it; the
+contract suite in tests/store/ runs against each. The rules of `append`:
+
+- the session must exist (`SessionNotFound`) and still be running (`SessionEnded`);
+- the batch's ids continue the log exactly: first id = last id + 1, consecutive
+  (`AppendConflict`), so a second writer can never interleave or duplicate;
+- a terminal event may only be the last of its batch; it ends the session, sets its
+  status and starts its retention clock;
+- non-terminal events may use ids up to `max_events - 1`; the last id is kept for
+  the terminal event, so a session at the cap can still end cleanly
+  (`EventLimitReached`). Nothing is ever trimmed.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+
+from relay.events import Event
+from relay.session import SessionRecord
+
+
+class Store(abc.ABC):
+    """A session event log. Times are the caller's clock, in seconds since the epoch."""
+
+    @abc.abstractmethod
+    async def create(self, record: SessionRecord) -> None:
+        """Store a new, empty session. Raises `StoreFull` when there is no room."""
+
+    @abc.abstractmethod
+    async def get(self, session_id: str) -> SessionRecord | None:
+        """The session's record, or None when it never existed or has expired."""
+
+    @abc.abstractmethod
+    async def append(self, session_id: str, events: Sequence[Event]) -> SessionRecord:
+        """Append `events` atomically (see the module docstring); returns the new record."""
+
+    @abc.abstractmethod
+    async def read(self, session_id: str, after: int, limit: int) -> list[Event]:
+        """Up to `limit` events with id > `after`, in order; [] when there are none."""
+
+    @abc.abstractmethod
+    async def wait(self, session_id: str, after: int, limit: int, timeout: float) -> list[Event]:
+        """Like `read`, but when nothing is there yet, wait up to `timeout` seconds for
+        the next append. Returns [] on timeout; the caller decides what that means."""
+
+    @abc.abstractmethod
+    async def ping(self) -> None:
+        """Raises `StoreUnavailable` when the store cannot serve."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Release connections and wake every waiter."""
+
+
+def check_batch(events: Sequence[Event]) -> None:
+    """Reject a batch that no store could accept, before any I/O."""
+    if not events:
+        raise ValueError("append needs at least one event")
+    for previous, event in zip(events, events[1:], strict=False):
+        if event.id != previous.id + 1:
+            raise ValueError(f"event ids must be consecutive, got {previous.id} then {event.id}")
+        if previous.is_terminal:
+            raise ValueError("a terminal event must be the last of its batch")

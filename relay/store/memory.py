@@ -1,0 +1,141 @@
+"""The in-process store: one Python list of events per session.
+
+For a single process. Bounded: at most `max_sessions` sessions (the oldest finished
+ones are evicted first, and creating a session fails with `StoreFull` when all are
+running) and `max_events_per_session` events each. Finished sessions expire
+`retention_s` after they end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+
+from relay.config import StoreSettings
+from relay.errors import (
+    AppendConflict,
+    EventLimitReached,
+    SessionEnded,
+    SessionNotFound,
+    StoreFull,
+)
+from relay.events import Event
+from relay.session import SessionRecord
+from relay.store.base import Store, check_batch
+
+
+class _SessionLog:
+    __slots__ = ("record", "events", "appended", "expires_at")
+
+    def __init__(self, record: SessionRecord) -> None:
+        self.record = record
+        self.events: list[Event] = []
+        # Set and replaced on every append: waiters of one append share one future.
+        self.appended = asyncio.Event()
+        self.expires_at = float("inf")
+
+    def wake_waiters(self) -> None:
+        self.appended.set()
+        self.appended = asyncio.Event()
+
+
+class MemoryStore(Store):
+    def __init__(self, settings: StoreSettings, clock: Callable[[], float] = time.time) -> None:
+        self._settings = settings
+        self._clock = clock
+        self._sessions: dict[str, _SessionLog] = {}
+        # Finished sessions in the order they ended: the eviction order.
+        self._finished: OrderedDict[str, None] = OrderedDict()
+
+    async def create(self, record: SessionRecord) -> None:
+        self._expire_finished()
+        if len(self._sessions) >= self._settings.max_sessions:
+            self._evict_oldest_finished()
+        self._sessions[record.id] = _SessionLog(record)
+
+    async def get(self, session_id: str) -> SessionRecord | None:
+        log = self._live(session_id)
+        return log.record if log else None
+
+    async def append(self, session_id: str, events: Sequence[Event]) -> SessionRecord:
+        check_batch(events)
+        log = self._live(session_id)
+        if log is None:
+            raise SessionNotFound(session_id)
+        self._check_append(log, events)
+        log.events.extend(events)
+        log.record = log.record.after_append(list(events), self._clock())
+        if log.record.status.is_final:
+            log.expires_at = self._clock() + self._settings.retention_s
+            self._finished[session_id] = None
+        log.wake_waiters()
+        return log.record
+
+    def _check_append(self, log: _SessionLog, events: Sequence[Event]) -> None:
+        record = log.record
+        if record.status.is_final:
+            raise SessionEnded(f"session {record.id} has ended")
+        if events[0].id != record.last_event_id + 1:
+            raise AppendConflict(
+                f"session {record.id}: expected event {record.last_event_id + 1}, "
+                f"got {events[0].id}"
+            )
+        cap = self._settings.max_events_per_session
+        last = events[-1]
+        if last.id > cap or (not last.is_terminal and last.id > cap - 1):
+            raise EventLimitReached(f"session {record.id} reached {cap} events")
+
+    async def read(self, session_id: str, after: int, limit: int) -> list[Event]:
+        log = self._live(session_id)
+        if log is None:
+            return []
+        # Event N sits at index N - 1.
+        return log.events[max(after, 0) : max(after, 0) + limit]
+
+    async def wait(self, session_id: str, after: int, limit: int, timeout: float) -> list[Event]:
+        log = self._live(session_id)
+        if log is None:
+            return []
+        if log.record.last_event_id <= after and not log.record.status.is_final:
+            try:
+                await asyncio.wait_for(log.appended.wait(), timeout)
+            except TimeoutError:
+                return []
+        return await self.read(session_id, after, limit)
+
+    async def ping(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        for log in self._sessions.values():
+            log.wake_waiters()
+
+    def _live(self, session_id: str) -> _SessionLog | None:
+        log = self._sessions.get(session_id)
+        if log is not None and log.expires_at <= self._clock():
+            self._forget(session_id)
+            return None
+        return log
+
+    def _expire_finished(self) -> None:
+        now = self._clock()
+        while self._finished:
+            oldest = next(iter(self._finished))
+            if self._sessions[oldest].expires_at > now:
+                break
+            self._forget(oldest)
+
+    def _evict_oldest_finished(self) -> None:
+        if not self._finished:
+            raise StoreFull(
+                f"the memory store holds max_sessions={self._settings.max_sessions} "
+                "running sessions"
+            )
+        self._forget(next(iter(self._finished)))
+
+    def _forget(self, session_id: str) -> None:
+        log = self._sessions.pop(session_id)
+        self._finished.pop(session_id, None)
+        log.wake_waiters()

@@ -1,0 +1,1 @@
+"""Subscriber transports: how a session's log reaches clients (SSE, WebSocket)."""

@@ -1,0 +1,1 @@
+"""Static files: the demo page served at `/`."""
