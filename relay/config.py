@@ -26,7 +26,7 @@ PositiveSeconds = Annotated[float, Meta(gt=0)]
 NonEmptyStr = Annotated[str, Meta(min_length=1)]
 
 
-class LogLevel(str, enum.Enum):
+class LogLevel(enum.StrEnum):
     DEBUG = "debug"
     INFO = "info"
     WARNING = "warning"
@@ -163,7 +163,9 @@ def _allowed_values(dotted: str) -> list[str]:
         if not part:
             annotation = _list_item(annotation)
             continue
-        hints = typing.get_type_hints(annotation, include_extras=True) if _is_struct(annotation) else {}
+        hints = (
+            typing.get_type_hints(annotation, include_extras=True) if _is_struct(annotation) else {}
+        )
         if part not in hints:
             return []
         annotation = hints[part]

@@ -17,7 +17,7 @@ import msgspec
 from relay import sse
 
 
-class EventType(str, enum.Enum):
+class EventType(enum.StrEnum):
     STATUS = "status"
     DELTA = "delta"
     REASONING = "reasoning"
@@ -31,7 +31,7 @@ class EventType(str, enum.Enum):
 TERMINAL_TYPES = frozenset({EventType.DONE, EventType.ERROR, EventType.CANCELLED})
 
 
-class SessionStatus(str, enum.Enum):
+class SessionStatus(enum.StrEnum):
     RUNNING = "running"
     COMPLETED = "completed"
     FAILED = "failed"

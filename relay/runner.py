@@ -44,7 +44,7 @@ from relay.providers.base import (
 from relay.providers.router import Route
 from relay.session import SessionRecord, hash_token, new_session_id, new_token
 from relay.store import Store
-from relay.writer import SessionWriter
+from relay.writer import EVENT_LIMIT_ERROR, SessionWriter
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ class GenerationRunner:
     ) -> None:
         self._store = store
         self._settings = settings
-        self._read_batch = store_settings.read_batch
+        self._max_events = store_settings.max_events_per_session
         self._instance_id = instance_id
         self._generations: dict[str, Generation] = {}
 
@@ -192,16 +192,19 @@ class GenerationRunner:
             generation.session_id,
             last_event_id=0,
             retry_s=self._settings.store_retry_s,
+            max_events=self._max_events,
         )
         try:
             await writer.append([(EventType.STATUS, StatusData("connecting", "calling the model"))])
             await self._consume(generation, writer)
-        except EventLimitReached:
-            await writer.append([(EventType.ERROR, _event_limit_error())])
+        except EventLimitReached:  # the writer fits batches under the cap; this is a backstop
+            await writer.append([(EventType.ERROR, EVENT_LIMIT_ERROR)])
         except SessionEnded:
             log.info("session %s was ended by another writer", generation.session_id)
         except StoreError:
-            log.exception("session %s: the store failed; generation abandoned", generation.session_id)
+            log.exception(
+                "session %s: the store failed; generation abandoned", generation.session_id
+            )
         except Exception:
             log.exception("session %s: generation failed", generation.session_id)
             await self._end_after_bug(writer)
@@ -213,11 +216,15 @@ class GenerationRunner:
 
     async def _consume(self, generation: Generation, writer: SessionWriter) -> None:
         loop = asyncio.get_running_loop()
-        coalescer = TextCoalescer(self._settings.flush_interval_ms / 1000, self._settings.flush_max_chars)
+        coalescer = TextCoalescer(
+            self._settings.flush_interval_ms / 1000, self._settings.flush_max_chars
+        )
         progress = GenerationProgress()
         last_item_at = loop.time()
         while not writer.ended:
-            timeout = _time_left(coalescer.deadline, last_item_at + self._settings.idle_timeout_s, loop.time())
+            timeout = _time_left(
+                coalescer.deadline, last_item_at + self._settings.idle_timeout_s, loop.time()
+            )
             items = await _next_items(generation.inbox, timeout)
             now = loop.time()
             if items:
@@ -305,10 +312,6 @@ def _started(progress: GenerationProgress) -> Pending:
 
 def _flushes(flushes: list[Flush]) -> Pending:
     return [(kind, TextData(text)) for kind, text in flushes]
-
-
-def _event_limit_error() -> ErrorData:
-    return ErrorData("event_limit", "the session reached store.max_events_per_session", False)
 
 
 def _time_left(flush_deadline: float | None, idle_deadline: float, now: float) -> float:

@@ -20,7 +20,9 @@ from relay.store import Store
 
 
 class Services:
-    def __init__(self, settings: Settings, store: Store, router: ModelRouter, runner: GenerationRunner) -> None:
+    def __init__(
+        self, settings: Settings, store: Store, router: ModelRouter, runner: GenerationRunner
+    ) -> None:
         self.settings = settings
         self.store = store
         self.router = router

@@ -66,9 +66,7 @@ class SessionRecord(msgspec.Struct):
         """The record once `events` are appended (they are assumed valid)."""
         last = events[-1]
         status = STATUS_AFTER_TERMINAL[last.type] if last.is_terminal else self.status
-        return msgspec.structs.replace(
-            self, last_event_id=last.id, status=status, updated_at=now
-        )
+        return msgspec.structs.replace(self, last_event_id=last.id, status=status, updated_at=now)
 
 
 def rfc3339(timestamp: float) -> str:

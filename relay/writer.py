@@ -13,32 +13,58 @@ import logging
 import time
 
 from relay.errors import AppendConflict, StoreUnavailable
-from relay.events import Event, EventData, EventType, make_event
+from relay.events import TERMINAL_TYPES, ErrorData, Event, EventData, EventType, make_event
 from relay.store import Store
 
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF_S = 1.0
 
+EVENT_LIMIT_ERROR = ErrorData(
+    "event_limit", "the session reached store.max_events_per_session", retryable=False
+)
+
+Items = list[tuple[EventType, EventData]]
+
 
 class SessionWriter:
-    def __init__(self, store: Store, session_id: str, *, last_event_id: int, retry_s: float) -> None:
+    def __init__(
+        self,
+        store: Store,
+        session_id: str,
+        *,
+        last_event_id: int,
+        retry_s: float,
+        max_events: int,
+    ) -> None:
         self._store = store
         self.session_id = session_id
         self.last_event_id = last_event_id
         self._retry_s = retry_s
+        self._max_events = max_events
         self.ended = False
 
-    async def append(self, items: list[tuple[EventType, EventData]]) -> list[Event]:
+    async def append(self, items: Items) -> list[Event]:
         """Append `items` as the next events of the log, in one store call."""
         if not items:
             return []
+        items = self._fit(items)
         first = self.last_event_id + 1
         events = [make_event(first + i, kind, data) for i, (kind, data) in enumerate(items)]
         await self._append_with_retry(events)
         self.last_event_id = events[-1].id
         self.ended = events[-1].is_terminal
         return events
+
+    def _fit(self, items: Items) -> Items:
+        """What fits under the event cap; past it, what fits and then the cap's error.
+
+        The store keeps the last id for a terminal event, so the error always fits.
+        """
+        room = self._max_events - 1 - self.last_event_id
+        if len(items) <= room or (len(items) == room + 1 and items[-1][0] in TERMINAL_TYPES):
+            return items
+        return items[: max(room, 0)] + [(EventType.ERROR, EVENT_LIMIT_ERROR)]
 
     async def _append_with_retry(self, events: list[Event]) -> None:
         deadline = time.monotonic() + self._retry_s

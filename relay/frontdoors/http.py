@@ -20,7 +20,9 @@ T = TypeVar("T")
 _encode = msgspec.json.Encoder().encode
 
 
-def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+def json_response(
+    body: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
     return web.Response(
         body=_encode(body), status=status, content_type="application/json", headers=headers
     )

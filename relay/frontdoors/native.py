@@ -118,6 +118,7 @@ async def cancel_elsewhere(services: Services, record: SessionRecord) -> None:
             current.id,
             last_event_id=current.last_event_id,
             retry_s=services.settings.generation.store_retry_s,
+            max_events=services.settings.store.max_events_per_session,
         )
         try:
             await writer.append([(EventType.CANCELLED, CancelledData("client"))])
@@ -131,7 +132,9 @@ async def cancel_elsewhere(services: Services, record: SessionRecord) -> None:
 async def find_session(services: Services, session_id: str) -> SessionRecord:
     record = await services.store.get(session_id)
     if record is None:
-        raise ApiError(404, "session_not_found", f"session {session_id!r} does not exist or has expired")
+        raise ApiError(
+            404, "session_not_found", f"session {session_id!r} does not exist or has expired"
+        )
     return record
 
 
@@ -143,6 +146,8 @@ def check_read_token(request: web.Request, record: SessionRecord) -> None:
 
 def resume_point(request: web.Request) -> int:
     try:
-        return parse_resume_id(request.headers.get("Last-Event-ID"), request.query.get("last_event_id"))
+        return parse_resume_id(
+            request.headers.get("Last-Event-ID"), request.query.get("last_event_id")
+        )
     except ValueError as exc:
         raise ApiError(400, "invalid_last_event_id", str(exc)) from exc

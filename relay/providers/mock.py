@@ -29,13 +29,16 @@ from relay.providers.base import (
 
 MOCK_MODEL = "mock"
 
-WORDS = (
-    "the quick brown fox jumps over a lazy dog while streams of tokens flow through "
-    "relay to every reader who waits patiently for light rain falling on quiet hills "
-    "where rivers bend and old stone bridges carry travellers home before night comes "
-    "softly across fields of golden wheat and silver barley under a wide open sky "
-    "bright morning clouds drift slowly east as birds sing songs of distant shores"
-).split()
+WORDS = tuple(
+    (
+        "the quick brown fox jumps over a lazy dog while streams of tokens flow through "
+        "relay to every reader who waits patiently for light rain falling on quiet "
+        "hills where rivers bend and old stone bridges carry travellers home before "
+        "night comes softly across fields of golden wheat and silver barley under a "
+        "wide open sky bright morning clouds drift slowly east as birds sing songs of "
+        "distant shores"
+    ).split()
+)
 
 
 class MockOptions(msgspec.Struct, forbid_unknown_fields=True):
@@ -57,7 +60,7 @@ def parse_mock_model(model: str) -> MockOptions:
     if name != MOCK_MODEL:
         raise ValueError(f"model {model!r} is not a mock model; use 'mock' or 'mock:OPTIONS'")
     values = dict(_parse_option(part) for part in spec.split(",") if part.strip())
-    options = MockOptions(**values)
+    options = msgspec.convert(values, MockOptions)
     _check_ranges(options)
     return options
 

@@ -34,7 +34,9 @@ class ModelRouter:
         """The route for `model`; ApiError 400 names what is routable when none fits."""
         route = self._explicit(model) or self._by_pattern(model)
         if route is None:
-            raise ApiError(400, "unknown_model", f"model {model!r} is not routable; {self._routable()}")
+            raise ApiError(
+                400, "unknown_model", f"model {model!r} is not routable; {self._routable()}"
+            )
         try:
             route.provider.check_model(route.model)
         except ValueError as exc:

@@ -20,7 +20,8 @@ def open_store(settings: StoreSettings) -> Store:
     if url.startswith(REDIS_SCHEMES):
         from relay.store.redis import RedisStore
 
-        return RedisStore.from_url(url, settings)
+        redis_store: Store = RedisStore.from_url(url, settings)
+        return redis_store
     raise ConfigError(
         f"store.url {url!r} is not supported; allowed: memory://, redis://…, rediss://…, unix://…"
     )

@@ -16,6 +16,7 @@ contract suite in tests/store/ runs against each. The rules of `append`:
 from __future__ import annotations
 
 import abc
+import itertools
 from collections.abc import Sequence
 
 from relay.events import Event
@@ -59,7 +60,7 @@ def check_batch(events: Sequence[Event]) -> None:
     """Reject a batch that no store could accept, before any I/O."""
     if not events:
         raise ValueError("append needs at least one event")
-    for previous, event in zip(events, events[1:], strict=False):
+    for previous, event in itertools.pairwise(events):
         if event.id != previous.id + 1:
             raise ValueError(f"event ids must be consecutive, got {previous.id} then {event.id}")
         if previous.is_terminal:

@@ -27,7 +27,7 @@ from relay.store.base import Store, check_batch
 
 
 class _SessionLog:
-    __slots__ = ("record", "events", "appended", "expires_at")
+    __slots__ = ("appended", "events", "expires_at", "record")
 
     def __init__(self, record: SessionRecord) -> None:
         self.record = record

@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from relay.config import LogLevel, load_settings
+from relay.errors import ConfigError
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "relay.toml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_need_no_file() -> None:
+    settings = load_settings(None, environ={})
+    assert (settings.server.host, settings.server.port) == ("127.0.0.1", 8080)
+    assert settings.store.url == "memory://"
+    assert settings.generation.flush_interval_ms == 25
+    assert [upstream.kind for upstream in settings.upstreams] == ["mock"]
+
+
+def test_example_config_is_valid_and_matches_the_defaults() -> None:
+    example = Path(__file__).parent.parent / "config.example.toml"
+    assert load_settings(example, environ={}) == load_settings(None, environ={})
+
+
+def test_environment_overrides_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, '[server]\nport = 9000\n[log]\nlevel = "debug"\n')
+    environ = {"RELAY_PORT": "9100", "RELAY_HOST": "0.0.0.0", "RELAY_STORE_URL": "redis://r:6380/1"}
+    settings = load_settings(path, environ=environ)
+    assert (settings.server.host, settings.server.port) == ("0.0.0.0", 9100)
+    assert settings.store.url == "redis://r:6380/1"
+    assert settings.log.level is LogLevel.DEBUG
+    assert load_settings(None, environ={"RELAY_LOG_LEVEL": "WARNING"}).log.level is LogLevel.WARNING
+
+
+def test_overrides_win_and_are_validated() -> None:
+    assert load_settings(None, environ={}, overrides={"server": {"port": 1234}}).server.port == 1234
+    with pytest.raises(ConfigError, match="server.port"):
+        load_settings(None, environ={}, overrides={"server": {"port": -1}})
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[serve]\n", "unknown field `serve`; allowed: server, store"),
+        ("[server]\nprot = 1\n", "unknown field `prot` - at `server`; allowed: host, port"),
+        ('[server]\nport = "x"\n', "Expected `int`, got `str` - at `server.port`"),
+        ("[server]\nport = 70000\n", "<= 65535 - at `server.port`"),
+        ('[log]\nformat = "xml"\n', "at `log.format`; allowed: text, json"),
+        ('[log]\nlevel = "loud"\n', "at `log.level`; allowed: debug, info, warning, error"),
+        (
+            '[[upstreams]]\nname = "a"\nkind = "b"\n',
+            "`upstreams[0].kind`; allowed: openai, anthropic",
+        ),
+        ('[[upstreams]]\nname = "a/b"\nkind = "mock"\n', "upstreams[0].name must not contain '/'"),
+        ("[generation]\nflush_interval_ms = -1\n", "generation.flush_interval_ms"),
+        ("not toml [", "not valid TOML"),
+    ],
+)
+def test_bad_config_names_the_key(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_settings(write(tmp_path, text), environ={})
+    assert message in str(error.value)
+
+
+def test_bad_environment_value_is_named() -> None:
+    with pytest.raises(ConfigError, match="RELAY_PORT"):
+        load_settings(None, environ={"RELAY_PORT": "eighty"})
+    with pytest.raises(ConfigError, match="log.level"):
+        load_settings(None, environ={"RELAY_LOG_LEVEL": "chatty"})
+
+
+def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_settings(tmp_path / "nope.toml", environ={})

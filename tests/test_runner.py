@@ -1,0 +1,281 @@
+"""The generation runner against the memory store, with scripted providers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, Sequence
+
+import pytest
+
+from relay.config import GenerationSettings, StoreSettings
+from relay.errors import StoreUnavailable, UpstreamError
+from relay.events import Event, EventType, SessionStatus
+from relay.providers.base import (
+    Finish,
+    GenerationRequest,
+    Message,
+    Provider,
+    ProviderItem,
+    TextDelta,
+    ToolCall,
+    UsageReport,
+)
+from relay.providers.router import Route
+from relay.runner import GenerationRunner
+from relay.session import SessionRecord
+from relay.store.memory import MemoryStore
+
+REQUEST = GenerationRequest(model="scripted", messages=[Message(role="user", content="hi")])
+
+
+class ScriptedProvider(Provider):
+    """Yields its script; `None` in the script waits for `release`. Records closing."""
+
+    def __init__(self, script: Sequence[ProviderItem | None], fail: UpstreamError | None = None):
+        self.script = script
+        self.fail = fail
+        self.release = asyncio.Event()
+        self.closed = asyncio.Event()
+
+    def check_model(self, model: str) -> None:
+        return None
+
+    async def stream(self, request: GenerationRequest) -> AsyncGenerator[ProviderItem, None]:
+        try:
+            for item in self.script:
+                if item is None:
+                    await self.release.wait()
+                    self.release.clear()
+                else:
+                    yield item
+            if self.fail is not None:
+                raise self.fail
+        finally:
+            self.closed.set()
+
+
+def make_runner(
+    store: MemoryStore, store_settings: StoreSettings | None = None, **overrides: float
+) -> GenerationRunner:
+    settings = GenerationSettings(**overrides)  # type: ignore[arg-type]
+    return GenerationRunner(store, settings, store_settings or StoreSettings(), "test-instance")
+
+
+async def run_to_end(
+    runner: GenerationRunner, store: MemoryStore, provider: Provider
+) -> tuple[SessionRecord, list[Event]]:
+    created = await runner.create("scripted", Route("test", "scripted", provider), REQUEST)
+    return await wait_until_ended(store, created.record.id)
+
+
+async def wait_until_ended(
+    store: MemoryStore, session_id: str
+) -> tuple[SessionRecord, list[Event]]:
+    async with asyncio.timeout(5):
+        while True:
+            record = await store.get(session_id)
+            assert record is not None
+            if record.status.is_final:
+                return record, await store.read(session_id, 0, 10_000)
+            await store.wait(session_id, record.last_event_id, 100, 1.0)
+
+
+def kinds(events: list[Event]) -> list[str]:
+    return [event.type.value for event in events]
+
+
+def texts(events: list[Event], kind: EventType = EventType.DELTA) -> list[str]:
+    return [event.decoded_data()["text"] for event in events if event.type is kind]
+
+
+async def test_the_store_refusing_past_its_cap_still_ends_the_session() -> None:
+    store = MemoryStore(StoreSettings(max_events_per_session=3))
+    script = [TextDelta(str(n)) for n in range(20)]
+    runner = make_runner(store, StoreSettings(), flush_interval_ms=0)  # unaware of the cap
+    record, events = await run_to_end(runner, store, ScriptedProvider(script))
+    assert events[-1].decoded_data()["code"] == "event_limit"
+    assert record.status is SessionStatus.FAILED
+
+
+async def test_a_generation_is_logged_with_consecutive_ids_and_one_terminal_event() -> None:
+    store = MemoryStore(StoreSettings())
+    script = [TextDelta("Hello"), TextDelta(" world"), UsageReport(2, 2), Finish("stop")]
+    record, events = await run_to_end(make_runner(store), store, ScriptedProvider(script))
+    assert [event.id for event in events] == list(range(1, len(events) + 1))
+    assert kinds(events)[0] == "status" and kinds(events)[-1] == "done"
+    assert "".join(texts(events)) == "Hello world"
+    assert events[-1].decoded_data() == {
+        "finish_reason": "stop",
+        "usage": {"input_tokens": 2, "output_tokens": 2},
+    }
+    assert record.status is SessionStatus.COMPLETED
+
+
+async def test_the_first_token_is_alone_and_later_tokens_are_coalesced() -> None:
+    store = MemoryStore(StoreSettings())
+    script = [TextDelta("a"), *[TextDelta(f" {n}") for n in range(50)], Finish("stop")]
+    _, events = await run_to_end(
+        make_runner(store, flush_interval_ms=1000), store, ScriptedProvider(script)
+    )
+    deltas = texts(events)
+    assert deltas[0] == "a"
+    assert len(deltas) == 2  # everything after the first token arrived within one interval
+    assert "".join(deltas) == "a" + "".join(f" {n}" for n in range(50))
+
+
+async def test_coalescing_off_writes_one_event_per_chunk() -> None:
+    store = MemoryStore(StoreSettings())
+    script = [TextDelta(word) for word in "one two three four".split()]
+    _, events = await run_to_end(
+        make_runner(store, flush_interval_ms=0), store, ScriptedProvider(script)
+    )
+    assert texts(events) == ["one", "two", "three", "four"]
+
+
+async def test_held_text_is_flushed_when_the_interval_passes_without_new_tokens() -> None:
+    store = MemoryStore(StoreSettings())
+    provider = ScriptedProvider([TextDelta("a"), TextDelta(" b"), None, Finish("stop")])
+    runner = make_runner(store, flush_interval_ms=20)
+    created = await runner.create("scripted", Route("test", "scripted", provider), REQUEST)
+    async with asyncio.timeout(2):
+        while texts(events := await store.read(created.record.id, 0, 100)) != ["a", " b"]:
+            await store.wait(created.record.id, events[-1].id if events else 0, 100, 0.05)
+    provider.release.set()
+    await wait_until_ended(store, created.record.id)
+
+
+async def test_text_is_flushed_before_non_text_events_in_upstream_order() -> None:
+    store = MemoryStore(StoreSettings())
+    script = [
+        TextDelta("x"),
+        TextDelta("y"),
+        ToolCall(0, "call_1", "search", '{"q": 1}'),
+        TextDelta("z"),
+        UsageReport(1, 3),
+        Finish("tool_calls"),
+    ]
+    _, events = await run_to_end(
+        make_runner(store, flush_interval_ms=1000), store, ScriptedProvider(script)
+    )
+    assert kinds(events) == [
+        "status", "status", "delta", "delta", "tool_call", "delta", "usage", "done",
+    ]  # fmt: skip
+    assert texts(events) == ["x", "y", "z"]
+    assert events[-1].decoded_data()["finish_reason"] == "tool_calls"
+
+
+async def test_cancel_writes_held_text_then_one_cancelled_and_closes_the_upstream() -> None:
+    store = MemoryStore(StoreSettings())
+    provider = ScriptedProvider([TextDelta("a"), TextDelta(" b"), TextDelta(" c"), None])
+    runner = make_runner(store, flush_interval_ms=60_000)
+    created = await runner.create("scripted", Route("test", "scripted", provider), REQUEST)
+    session_id = created.record.id
+    async with asyncio.timeout(2):
+        while not texts(events := await store.read(session_id, 0, 100)):
+            await store.wait(session_id, events[-1].id if events else 0, 100, 0.05)
+    await asyncio.sleep(0.01)  # " b c" are now held by the coalescer
+    assert runner.cancel(session_id, "client")
+    assert runner.cancel(session_id, "client")  # idempotent
+    record, events = await wait_until_ended(store, session_id)
+    assert "".join(texts(events)) == "a b c"
+    assert kinds(events).count("cancelled") == 1 and events[-1].decoded_data() == {
+        "reason": "client"
+    }
+    assert record.status is SessionStatus.CANCELLED
+    await asyncio.wait_for(provider.closed.wait(), 1)
+    assert not runner.cancel(session_id, "client")  # no longer running here
+
+
+async def test_an_upstream_error_ends_the_session_with_an_error_event() -> None:
+    store = MemoryStore(StoreSettings())
+    failure = UpstreamError("rate_limited", "slow down", retryable=True, status=429)
+    provider = ScriptedProvider([TextDelta("partial")], fail=failure)
+    record, events = await run_to_end(make_runner(store), store, provider)
+    assert texts(events) == ["partial"]
+    assert events[-1].decoded_data() == {
+        "code": "rate_limited",
+        "message": "slow down",
+        "retryable": True,
+    }
+    assert record.status is SessionStatus.FAILED
+
+
+async def test_a_silent_upstream_times_out_and_is_closed() -> None:
+    store = MemoryStore(StoreSettings())
+    provider = ScriptedProvider([TextDelta("a"), None])
+    record, events = await run_to_end(make_runner(store, idle_timeout_s=0.2), store, provider)
+    assert events[-1].type is EventType.ERROR
+    assert events[-1].decoded_data()["code"] == "upstream_timeout"
+    assert provider.closed.is_set()
+
+
+async def test_the_event_cap_fails_the_session_clearly() -> None:
+    capped = StoreSettings(max_events_per_session=5)
+    store = MemoryStore(capped)
+    script = [TextDelta(str(n)) for n in range(20)]
+    runner = make_runner(store, capped, flush_interval_ms=0)
+    record, events = await run_to_end(runner, store, ScriptedProvider(script))
+    assert len(events) == 5  # status, status, "0", "1", then the error at the cap
+    assert texts(events) == ["0", "1"]
+    assert events[-1].decoded_data()["code"] == "event_limit"
+    assert record.status is SessionStatus.FAILED
+
+
+async def test_shutdown_cancels_running_generations_with_reason_shutdown() -> None:
+    store = MemoryStore(StoreSettings())
+    providers = [ScriptedProvider([TextDelta("a"), None]) for _ in range(3)]
+    runner = make_runner(store)
+    created = [
+        await runner.create("scripted", Route("test", "scripted", p), REQUEST) for p in providers
+    ]
+    await asyncio.sleep(0.05)
+    await runner.shutdown(timeout=2)
+    assert runner.running == 0
+    for session in created:
+        record, events = await wait_until_ended(store, session.record.id)
+        assert events[-1].decoded_data() == {"reason": "shutdown"}
+    assert all(p.closed.is_set() for p in providers)
+
+
+class FlakyStore(MemoryStore):
+    """Fails the first `failures` appends; with `lost_replies`, after applying them."""
+
+    def __init__(self, failures: int, lost_replies: bool = False) -> None:
+        super().__init__(StoreSettings())
+        self.failures = failures
+        self.lost_replies = lost_replies
+
+    async def append(self, session_id: str, events: Sequence[Event]) -> SessionRecord:
+        if self.failures and events[0].id > 1:
+            self.failures -= 1
+            if self.lost_replies:
+                await super().append(session_id, events)
+            raise StoreUnavailable("injected outage")
+        return await super().append(session_id, events)
+
+
+@pytest.mark.parametrize("lost_replies", [False, True])
+async def test_appends_are_retried_through_a_store_outage_without_duplicates(
+    lost_replies: bool,
+) -> None:
+    store = FlakyStore(failures=3, lost_replies=lost_replies)
+    script = [TextDelta(word) for word in "w1 w2 w3 w4 w5".split()] + [Finish("stop")]
+    record, events = await run_to_end(
+        make_runner(store, flush_interval_ms=0), store, ScriptedProvider(script)
+    )
+    assert [event.id for event in events] == list(range(1, len(events) + 1))
+    assert "".join(texts(events)) == "w1w2w3w4w5"
+    assert record.status is SessionStatus.COMPLETED
+
+
+async def test_an_outage_longer_than_store_retry_abandons_the_generation() -> None:
+    store = FlakyStore(failures=1_000)
+    provider = ScriptedProvider([TextDelta("a"), TextDelta("b")])
+    runner = make_runner(store, store_retry_s=0.2, flush_interval_ms=0)
+    created = await runner.create("scripted", Route("test", "scripted", provider), REQUEST)
+    async with asyncio.timeout(3):
+        while runner.running:
+            await asyncio.sleep(0.02)
+    assert provider.closed.is_set()
+    record = await store.get(created.record.id)
+    assert record is not None and record.status is SessionStatus.RUNNING  # the lease reaper's job

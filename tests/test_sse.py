@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+import msgspec
+
+from relay import sse
+from relay.events import EventType, TextData, make_event
+
+
+def test_event_frame_is_id_event_and_one_data_line() -> None:
+    frame = sse.event_frame(7, "delta", b'{"text":"a\\nb"}')
+    assert frame == b'id: 7\nevent: delta\ndata: {"text":"a\\nb"}\n\n'
+
+
+def test_an_event_encodes_its_frame_once() -> None:
+    event = make_event(3, EventType.DELTA, TextData("line one\nline two"))
+    assert event.sse is event.sse
+    lines = event.sse.decode().split("\n")
+    assert lines[:2] == ["id: 3", "event: delta"]
+    assert msgspec.json.decode(lines[2].removeprefix("data: ")) == {"text": "line one\nline two"}
+    assert lines[3:] == ["", ""]
+
+
+def test_retry_ping_and_data_frames() -> None:
+    assert sse.retry_frame(1000) == b"retry: 1000\n\n"
+    assert sse.PING == b": ping\n\n"
+    assert sse.data_frame(b"[DONE]") == b"data: [DONE]\n\n"
+    assert sse.data_frame(b"{}", 4, "message_stop") == b"id: 4\nevent: message_stop\ndata: {}\n\n"
