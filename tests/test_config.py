@@ -39,7 +39,7 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
 
 def test_overrides_win_and_are_validated() -> None:
     assert load_settings(None, environ={}, overrides={"server": {"port": 1234}}).server.port == 1234
-    with pytest.raises(ConfigError, match="server.port"):
+    with pytest.raises(ConfigError, match=r"server\.port"):
         load_settings(None, environ={}, overrides={"server": {"port": -1}})
 
 
@@ -70,7 +70,7 @@ def test_bad_config_names_the_key(tmp_path: Path, text: str, message: str) -> No
 def test_bad_environment_value_is_named() -> None:
     with pytest.raises(ConfigError, match="RELAY_PORT"):
         load_settings(None, environ={"RELAY_PORT": "eighty"})
-    with pytest.raises(ConfigError, match="log.level"):
+    with pytest.raises(ConfigError, match=r"log\.level"):
         load_settings(None, environ={"RELAY_LOG_LEVEL": "chatty"})
 
 

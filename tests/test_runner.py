@@ -203,7 +203,7 @@ async def test_an_upstream_error_ends_the_session_with_an_error_event() -> None:
 async def test_a_silent_upstream_times_out_and_is_closed() -> None:
     store = MemoryStore(StoreSettings())
     provider = ScriptedProvider([TextDelta("a"), None])
-    record, events = await run_to_end(make_runner(store, idle_timeout_s=0.2), store, provider)
+    _, events = await run_to_end(make_runner(store, idle_timeout_s=0.2), store, provider)
     assert events[-1].type is EventType.ERROR
     assert events[-1].decoded_data()["code"] == "upstream_timeout"
     assert provider.closed.is_set()
@@ -232,7 +232,7 @@ async def test_shutdown_cancels_running_generations_with_reason_shutdown() -> No
     await runner.shutdown(timeout=2)
     assert runner.running == 0
     for session in created:
-        record, events = await wait_until_ended(store, session.record.id)
+        _, events = await wait_until_ended(store, session.record.id)
         assert events[-1].decoded_data() == {"reason": "shutdown"}
     assert all(p.closed.is_set() for p in providers)
 
@@ -274,7 +274,7 @@ async def test_an_outage_longer_than_store_retry_abandons_the_generation() -> No
     runner = make_runner(store, store_retry_s=0.2, flush_interval_ms=0)
     created = await runner.create("scripted", Route("test", "scripted", provider), REQUEST)
     async with asyncio.timeout(3):
-        while runner.running:
+        while runner.running:  # noqa: ASYNC110 - the runner exposes no "idle" event
             await asyncio.sleep(0.02)
     assert provider.closed.is_set()
     record = await store.get(created.record.id)
