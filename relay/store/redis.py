@@ -69,6 +69,10 @@ SOCKET_TIMEOUT_S = 5.0
 # outage, which callers should hear about as `StoreUnavailable` rather than wait out.
 RETRY = Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.2), retries=2)
 
+# With decode_responses=False every reply holds bytes; redis-py's types also allow str.
+_Fields = Mapping[bytes, bytes]
+_Entries = list[tuple[bytes, _Fields]]
+
 
 class SessionKeys(NamedTuple):
     log: str
@@ -146,7 +150,7 @@ def _translate_errors() -> Iterator[None]:
 
 
 class RedisStore(Store):
-    """Sessions in Redis (standalone, Sentinel-managed or Cluster: keys never span slots).
+    """Sessions in Redis. The keys of a session never span Cluster slots.
 
     The store owns `client` and `tail_client` (they may be one client) and closes them.
     """
@@ -238,6 +242,7 @@ class RedisStore(Store):
     async def wait(self, session_id: str, after: int, limit: int, timeout: float) -> list[Event]:
         if limit <= 0:
             return []
+        after = max(after, 0)  # the tail's cursor is never below 0
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
@@ -360,15 +365,13 @@ def _encode_record(record: SessionRecord) -> dict[FieldT, EncodableT]:
     return {name: str(value) for name, value in msgspec.to_builtins(record).items()}
 
 
-# With decode_responses=False every reply holds bytes; redis-py's types also allow str.
-_Fields = Mapping[bytes, bytes]
-_Entries = list[tuple[bytes, _Fields]]
-
-
 def _decode_record(fields: _Fields) -> SessionRecord:
     text = {name.decode(): value.decode() for name, value in fields.items()}
-    # strict=False parses the numbers that a hash can only hold as strings.
-    return msgspec.convert(text, SessionRecord, strict=False)
+    try:
+        # strict=False parses the numbers that a hash can only hold as strings.
+        return msgspec.convert(text, SessionRecord, strict=False)
+    except msgspec.ValidationError as exc:
+        raise StoreError(f"session record {text.get('id')!r} in redis is malformed: {exc}") from exc
 
 
 def _decode_entries(entries: _Entries) -> list[Event]:
@@ -446,10 +449,11 @@ class _SessionTail:
         self._waiters.discard(waiter)
 
     async def aclose(self) -> None:
-        if self._task is None:
-            return
-        self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        # A task cancelled before its first step never ran its `finally`.
+        self._hand_out_nothing()
 
     async def _run(self) -> None:
         try:

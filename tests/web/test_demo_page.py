@@ -69,9 +69,11 @@ async def test_the_page_resumes_its_stream_after_a_reload(page, relay_url: str) 
     )
     after = await page.text_content("#output")
     session_id = await page.evaluate("JSON.parse(localStorage.getItem('relay-demo')).id")
-    async with aiohttp.ClientSession() as client:
-        async with client.get(f"{relay_url}/v1/sessions/{session_id}") as response:
-            snapshot = await response.json()
+    async with (
+        aiohttp.ClientSession() as client,
+        client.get(f"{relay_url}/v1/sessions/{session_id}") as response,
+    ):
+        snapshot = await response.json()
     assert snapshot["status"] == "completed"
     assert len(snapshot["text"].split(" ")) == 60
     assert after == snapshot["text"]  # no gap, no duplicate across the reload
