@@ -264,9 +264,11 @@ class GenerationRunner:
         return ErrorData("upstream_timeout", f"the upstream sent nothing for {seconds:g} s", True)
 
     def _log_end(self, generation: Generation, writer: SessionWriter, seconds: float) -> None:
+        ending = writer.last_type.value if writer.ended and writer.last_type else "abandoned"
         log.info(
-            "session %s ended events=%d seconds=%.3f",
+            "session %s ended with %s events=%d seconds=%.3f",
             generation.session_id,
+            ending,
             writer.last_event_id,
             seconds,
         )

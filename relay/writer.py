@@ -42,7 +42,11 @@ class SessionWriter:
         self.last_event_id = last_event_id
         self._retry_s = retry_s
         self._max_events = max_events
-        self.ended = False
+        self.last_type: EventType | None = None
+
+    @property
+    def ended(self) -> bool:
+        return self.last_type in TERMINAL_TYPES
 
     async def append(self, items: Items) -> list[Event]:
         """Append `items` as the next events of the log, in one store call."""
@@ -53,7 +57,7 @@ class SessionWriter:
         events = [make_event(first + i, kind, data) for i, (kind, data) in enumerate(items)]
         await self._append_with_retry(events)
         self.last_event_id = events[-1].id
-        self.ended = events[-1].is_terminal
+        self.last_type = events[-1].type
         return events
 
     def _fit(self, items: Items) -> Items:
