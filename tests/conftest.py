@@ -1,0 +1,32 @@
+"""Fixtures shared by the whole suite, grouped by what they provide.
+
+Tests are plain `async def` functions: pytest-asyncio runs in auto mode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from tests.redis_server import RedisServer, require_redis_server
+
+# --- real servers -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One redis-server for the session; tests that stop or restart a server start their own."""
+    server = RedisServer(require_redis_server())
+    server.start()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """The URL of an empty database on the shared redis-server."""
+    with redis.Redis.from_url(redis_server.url) as client:
+        client.flushall()
+    return redis_server.url

@@ -1,0 +1,214 @@
+"""What only the Redis store has: its key layout, expiry, shared tails and outages.
+
+All against a real redis-server; the behaviour every store shares is in test_contract.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+import redis.asyncio
+from redis.crc import key_slot
+
+from relay.config import StoreSettings
+from relay.errors import AppendConflict, StoreUnavailable
+from relay.events import Event, EventType
+from relay.store import open_store
+from relay.store.redis import BLOCK_MS, RedisStore, _SessionTail, session_keys
+from tests.redis_server import RedisServer, require_redis_server
+from tests.store.test_contract import delta, new_session, terminal
+
+
+@pytest.fixture
+async def raw(redis_url: str) -> AsyncIterator[redis.asyncio.Redis]:
+    """A plain client, to look at what the store wrote."""
+    client = redis.asyncio.Redis.from_url(redis_url)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def store(redis_url: str) -> AsyncIterator[RedisStore]:
+    store = RedisStore.from_url(redis_url, StoreSettings(retention_s=60, running_ttl_s=600))
+    yield store
+    await store.close()
+
+
+@pytest.fixture
+def own_redis_server() -> Iterator[RedisServer]:
+    """A server of this test's own, free to stop and restart."""
+    server = RedisServer(require_redis_server())
+    server.start()
+    yield server
+    server.close()
+
+
+def tail_tasks() -> list[asyncio.Task[object]]:
+    return [task for task in asyncio.all_tasks() if task.get_name().startswith("relay tail")]
+
+
+async def test_open_store_picks_redis_for_a_redis_url(redis_url: str) -> None:
+    store = open_store(StoreSettings(url=redis_url))
+    assert isinstance(store, RedisStore)
+    await store.ping()
+    await store.close()
+
+
+async def test_all_keys_of_a_session_share_one_hash_tag_and_slot(
+    store: RedisStore, raw: redis.asyncio.Redis
+) -> None:
+    session_id = await new_session(store, events=2)
+    keys = {key.decode() async for key in raw.scan_iter("relay:*")}
+    assert keys == set(session_keys(session_id))
+    assert all(f"{{{session_id}}}" in key for key in keys)
+    assert len({key_slot(key.encode()) for key in keys}) == 1
+
+
+async def test_event_n_is_stream_entry_n_0_with_short_fields(
+    store: RedisStore, raw: redis.asyncio.Redis
+) -> None:
+    session_id = await new_session(store, events=2)
+    entries = await raw.xrange(session_keys(session_id).log)
+    assert entries == [
+        (b"1-0", {b"t": b"delta", b"d": b'{"text":"word"}'}),
+        (b"2-0", {b"t": b"delta", b"d": b'{"text":"word"}'}),
+    ]
+
+
+async def test_keys_expire_after_running_ttl_then_after_retention(
+    store: RedisStore, raw: redis.asyncio.Redis
+) -> None:
+    session_id = await new_session(store)
+    keys = session_keys(session_id)
+    assert 590_000 < await raw.pttl(keys.meta) <= 600_000
+    await store.append(session_id, [delta(1)])
+    assert 590_000 < await raw.pttl(keys.log) <= 600_000
+    await store.append(session_id, [terminal(2)])
+    for key in keys:
+        assert 50_000 < await raw.pttl(key) <= 60_000
+
+
+async def test_a_second_instance_is_fenced_off(redis_url: str) -> None:
+    first = RedisStore.from_url(redis_url, StoreSettings())
+    second = RedisStore.from_url(redis_url, StoreSettings())
+    session_id = await new_session(first, events=1)
+    await first.append(session_id, [delta(2)])
+    with pytest.raises(AppendConflict):
+        await second.append(session_id, [delta(2)])
+    await first.close()
+    await second.close()
+
+
+async def test_an_append_on_one_instance_wakes_a_waiter_on_another(redis_url: str) -> None:
+    writer = RedisStore.from_url(redis_url, StoreSettings())
+    reader = RedisStore.from_url(redis_url, StoreSettings())
+    session_id = await new_session(writer, events=1)
+    waiting = asyncio.create_task(reader.wait(session_id, 1, 100, timeout=10))
+    await asyncio.sleep(0.2)
+    await writer.append(session_id, [delta(2)])
+    assert await asyncio.wait_for(waiting, 1) == [delta(2)]
+    await writer.close()
+    await reader.close()
+
+
+async def test_waiters_share_a_bounded_number_of_connections(
+    redis_url: str, raw: redis.asyncio.Redis
+) -> None:
+    store = RedisStore.from_url(
+        redis_url, StoreSettings(), max_connections=4, max_tail_connections=2
+    )
+    session_id = await new_session(store, events=1)
+    waiters = [asyncio.create_task(store.wait(session_id, 1, 100, timeout=10)) for _ in range(200)]
+    await asyncio.sleep(0.5)
+    assert not any(waiter.done() for waiter in waiters)
+    assert len(tail_tasks()) == 1
+    # The store's pools plus this test's own client.
+    assert len(await raw.client_list()) <= 4 + 2 + 1
+    await store.append(session_id, [delta(2)])
+    results = await asyncio.wait_for(asyncio.gather(*waiters), 2)
+    assert all(result == [delta(2)] for result in results)
+    await store.close()
+
+
+async def test_the_tail_stops_when_its_waiters_are_gone(store: RedisStore) -> None:
+    session_id = await new_session(store, events=1)
+    assert await store.wait(session_id, 1, 100, timeout=0.1) == []
+    assert len(tail_tasks()) == 1
+    await asyncio.sleep(BLOCK_MS / 1000 + 0.3)
+    assert tail_tasks() == []
+
+
+async def test_a_session_expiring_under_a_waiter_just_times_out(redis_url: str) -> None:
+    store = RedisStore.from_url(redis_url, StoreSettings(running_ttl_s=0.2))
+    session_id = await new_session(store, events=1)
+    assert await store.wait(session_id, 1, 100, timeout=0.6) == []
+    assert await store.get(session_id) is None
+    await store.close()
+
+
+async def test_close_cancels_the_tails(store: RedisStore) -> None:
+    session_id = await new_session(store, events=1)
+    waiting = asyncio.create_task(store.wait(session_id, 1, 100, timeout=10))
+    await asyncio.sleep(0.1)
+    await store.close()
+    assert await waiting == []
+    assert tail_tasks() == []
+
+
+async def test_a_waiter_behind_the_tail_is_sent_back_to_read() -> None:
+    """The tail has handed out events up to its cursor; a late joiner may need them."""
+    reads: asyncio.Queue[list[Event]] = asyncio.Queue()
+    tail = _SessionTail("s_test", 3, lambda cursor: reads.get(), lambda tail: None)
+    assert tail.join(after=2, limit=100) is None
+    waiter = tail.join(after=3, limit=100)
+    assert waiter is not None
+    await reads.put([delta(4), delta(5)])
+    assert await asyncio.wait_for(waiter.future, 1) == [delta(4), delta(5)]
+    assert tail.join(after=4, limit=100) is None
+    await tail.aclose()
+
+
+# --- outages ----------------------------------------------------------------------------
+
+
+async def test_a_stopped_server_is_unavailable(own_redis_server: RedisServer) -> None:
+    store = RedisStore.from_url(own_redis_server.url, StoreSettings())
+    session_id = await new_session(store, events=1)
+    own_redis_server.stop()
+    started = time.monotonic()
+    with pytest.raises(StoreUnavailable):
+        await store.ping()
+    assert time.monotonic() - started < 2
+    with pytest.raises(StoreUnavailable):
+        await store.get(session_id)
+    with pytest.raises(StoreUnavailable):
+        await store.append(session_id, [delta(2)])
+    with pytest.raises(StoreUnavailable):
+        await store.read(session_id, 0, 100)
+    with pytest.raises(StoreUnavailable):
+        await store.wait(session_id, 1, 100, timeout=1)
+    await store.close()
+
+
+async def test_a_parked_waiter_hears_of_the_outage(own_redis_server: RedisServer) -> None:
+    store = RedisStore.from_url(own_redis_server.url, StoreSettings())
+    session_id = await new_session(store, events=1)
+    waiting = asyncio.create_task(store.wait(session_id, 1, 100, timeout=10))
+    await asyncio.sleep(0.2)
+    own_redis_server.stop()
+    with pytest.raises(StoreUnavailable):
+        await asyncio.wait_for(waiting, 3)
+    await store.close()
+
+
+async def test_the_store_recovers_when_the_server_is_back(own_redis_server: RedisServer) -> None:
+    store = RedisStore.from_url(own_redis_server.url, StoreSettings())
+    await new_session(store, events=1)
+    own_redis_server.restart()  # empty again: no data, no cached script
+    session_id = await new_session(store, events=2)
+    record = await store.append(session_id, [terminal(3, EventType.CANCELLED)])
+    assert record.last_event_id == 3
+    await store.close()
