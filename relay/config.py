@@ -75,6 +75,12 @@ class UpstreamSettings(Section):
     base_url: str = ""
     api_key_env: str = ""
     models: list[NonEmptyStr] = msgspec.field(default_factory=list)
+    # Establishing the connection; then waiting for the first streamed item.
+    connect_timeout_s: PositiveSeconds = 10.0
+    first_token_timeout_s: PositiveSeconds = 60.0
+    # Retries of 429, 5xx and connection errors that happen before the first token.
+    max_retries: NonNegativeInt = 2
+    max_connections: PositiveInt = 100
 
 
 def _default_upstreams() -> list[UpstreamSettings]:

@@ -101,10 +101,12 @@ class DoneData(msgspec.Struct):
     usage: Usage | None = None
 
 
-class ErrorData(msgspec.Struct):
+class ErrorData(msgspec.Struct, omit_defaults=True):
     code: str
     message: str
-    retryable: bool = False
+    retryable: bool
+    # The upstream's HTTP status, when the error came from an upstream's answer.
+    upstream_status: int | None = None
 
 
 class CancelledData(msgspec.Struct):

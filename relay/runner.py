@@ -301,7 +301,7 @@ def _terminal(
         return EventType.DONE, DoneData(progress.finish_reason, progress.usage)
     if isinstance(item, StreamFailed):
         error = item.error
-        return EventType.ERROR, ErrorData(error.code, error.message, error.retryable)
+        return EventType.ERROR, ErrorData(error.code, error.message, error.retryable, error.status)
     return EventType.CANCELLED, CancelledData(item.reason)
 
 
