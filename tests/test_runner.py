@@ -196,6 +196,7 @@ async def test_an_upstream_error_ends_the_session_with_an_error_event() -> None:
         "code": "rate_limited",
         "message": "slow down",
         "retryable": True,
+        "upstream_status": 429,
     }
     assert record.status is SessionStatus.FAILED
 
