@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from relay.config import Settings
-from relay.frontdoors import health, native
+from relay.frontdoors import anthropic_messages, health, models, native, openai_chat
 from relay.frontdoors.errors import error_middleware
 from relay.providers.router import ModelRouter
 from relay.runner import GenerationRunner
@@ -22,6 +22,9 @@ from relay.services import SERVICES, Services
 from relay.store import open_store
 
 log = logging.getLogger(__name__)
+
+# How long streams get at shutdown to deliver the last events before they are cut.
+SUBSCRIBER_GRACE_S = 1.0
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -31,6 +34,9 @@ def create_app(settings: Settings) -> web.Application:
     )
     app.add_routes(health.routes)
     app.add_routes(native.routes)
+    app.add_routes(openai_chat.routes)
+    app.add_routes(anthropic_messages.routes)
+    app.add_routes(models.routes)
     if settings.server.demo_page:
         app.add_routes([health.demo_page_route()])
     app.cleanup_ctx.append(_services_context(settings))
@@ -58,8 +64,9 @@ def _services_context(settings: Settings):  # type: ignore[no-untyped-def]
 async def _drain(app: web.Application) -> None:
     services = app[SERVICES]
     services.draining = True
-    await services.runner.shutdown(timeout=services.settings.server.shutdown_timeout_s)
-    services.end_subscribers()
+    timeout = services.settings.server.shutdown_timeout_s
+    await services.runner.shutdown(timeout=timeout)
+    await services.end_subscribers(grace_s=min(SUBSCRIBER_GRACE_S, timeout))
 
 
 def _safe_url(url: str) -> str:

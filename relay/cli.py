@@ -1,4 +1,4 @@
-"""The `relay` command line: serve, check-config."""
+"""The `relay` command line: serve, check-config, mock-upstream."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
-from relay import __version__
+from relay import __version__, mock_upstream
 from relay.app import create_app
 from relay.config import dump_settings, load_settings
 from relay.errors import ConfigError
@@ -41,6 +41,11 @@ def _parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check-config", help="validate a config file and print it")
     check.add_argument("file")
     check.set_defaults(run=_check_config)
+
+    mock = commands.add_parser("mock-upstream", help="run the fake OpenAI/Anthropic provider")
+    mock.add_argument("--host", default=mock_upstream.DEFAULT_HOST, help="listen address")
+    mock.add_argument("--port", type=int, default=mock_upstream.DEFAULT_PORT, help="listen port")
+    mock.set_defaults(run=_mock_upstream)
     return parser
 
 
@@ -64,4 +69,9 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _check_config(args: argparse.Namespace) -> int:
     print(dump_settings(load_settings(args.file)))
+    return 0
+
+
+def _mock_upstream(args: argparse.Namespace) -> int:
+    mock_upstream.serve(args.host, args.port)
     return 0

@@ -209,6 +209,20 @@ def _check_upstreams(upstreams: list[UpstreamSettings]) -> None:
             raise ConfigError(f"upstreams[{index}].base_url is required for kind {upstream.kind!r}")
 
 
+def read_api_key(
+    upstream: UpstreamSettings, environ: Mapping[str, str] | None = None
+) -> str | None:
+    """The upstream's API key, from the variable its `api_key_env` names.
+
+    None when `api_key_env` is empty or the variable is unset or blank. The key is a
+    secret: it is never part of the settings, so `dump_settings` cannot print it.
+    """
+    if not upstream.api_key_env:
+        return None
+    environ = os.environ if environ is None else environ
+    return environ.get(upstream.api_key_env, "").strip() or None
+
+
 def dump_settings(settings: Settings) -> str:
     """The effective settings as indented JSON, for `relay check-config`."""
     return msgspec.json.format(msgspec.json.encode(settings), indent=2).decode()

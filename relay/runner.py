@@ -231,6 +231,8 @@ class GenerationRunner:
                 last_item_at = now
                 pending = self._apply_all(items, coalescer, progress, now)
             elif now - last_item_at >= self._settings.idle_timeout_s:
+                if generation.pump is not None:
+                    generation.pump.cancel()  # stop the silent upstream before ending the log
                 pending = _flushes(coalescer.take()) + [(EventType.ERROR, self._idle_error())]
             else:
                 pending = _flushes(coalescer.due(now))

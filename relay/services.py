@@ -55,11 +55,12 @@ class Services:
         finally:
             self._subscribers.discard(task)
 
-    def end_subscribers(self) -> None:
-        """End every open stream; clients reconnect (elsewhere) with Last-Event-ID.
-
-        The tasks are aiohttp's request handlers: aiohttp owns and awaits them.
-        """
+    async def end_subscribers(self, grace_s: float) -> None:
+        """Let open streams deliver what was just written (the `cancelled` events of
+        shutdown) for up to `grace_s`, then end the rest; clients reconnect elsewhere
+        with Last-Event-ID. The tasks are aiohttp's request handlers: aiohttp owns them."""
+        if self._subscribers:
+            await asyncio.wait(set(self._subscribers), timeout=grace_s)
         for task in self._subscribers:
             task.cancel()
 

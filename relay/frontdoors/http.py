@@ -79,6 +79,8 @@ def decode_json(body: bytes, body_type: type[T]) -> T:
         raise ApiError(400, "invalid_request", field_message(str(exc))) from exc
     except msgspec.DecodeError as exc:
         raise ApiError(400, "invalid_json", f"the request body is not valid JSON: {exc}") from exc
+    except RecursionError:
+        raise ApiError(400, "invalid_json", "the request body nests too deeply") from None
 
 
 _PATH = re.compile(r" - at `\$\.?([^`]*)`")
@@ -87,8 +89,6 @@ _PATH = re.compile(r" - at `\$\.?([^`]*)`")
 def field_message(message: str) -> str:
     """msgspec's `Expected int, got str - at $.max_tokens` as `max_tokens: expected …`."""
     match = _PATH.search(message)
-    if match is None:
-        return message
-    field = match.group(1) or "body"
+    field = (match.group(1) if match else "") or "request body"
     detail = _PATH.sub("", message)
     return f"{field}: {detail[0].lower()}{detail[1:]}"

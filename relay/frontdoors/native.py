@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 import msgspec
@@ -10,12 +11,15 @@ from aiohttp import web
 
 from relay.errors import ApiError, AppendConflict, SessionEnded
 from relay.events import CancelledData, EventType
+from relay.frontdoors.anthropic_messages import messages_renderer
 from relay.frontdoors.http import json_response, read_json
+from relay.frontdoors.openai_chat import chat_renderer
 from relay.providers.base import GenerationRequest, Message
 from relay.services import SERVICES, Services
 from relay.session import SessionRecord, rfc3339, snapshot, token_matches
+from relay.subscribers.formats import WireRenderer
 from relay.subscribers.resume import parse_resume_id
-from relay.subscribers.sse import SseSubscription
+from relay.subscribers.sse import SseSubscription, native_frame
 from relay.writer import SessionWriter
 
 log = logging.getLogger(__name__)
@@ -80,20 +84,52 @@ async def session_events(request: web.Request) -> web.StreamResponse:
     services = request.app[SERVICES]
     record = await find_session(services, request.match_info["session_id"])
     check_read_token(request, record)
-    after = resume_point(request)
+    # No event id exceeds the cap, so a larger resume id means the same as the cap.
+    after = min(resume_point(request), services.settings.store.max_events_per_session)
     if record.status.is_final and after >= record.last_event_id:
         return web.Response(status=204)
     server = services.settings.server
+    wire_format = request.query.get("format", "native")
+    renderer = await resume_renderer(services, record, wire_format, after, request.query)
     subscription = SseSubscription(
         services.store,
         record.id,
         after,
         heartbeat_s=server.heartbeat_s,
-        retry_ms=server.retry_ms,
+        retry_ms=server.retry_ms if renderer is None else None,
         batch=services.settings.store.read_batch,
+        encode=renderer or native_frame,
     )
     async with services.subscriber(request):
         return await subscription.respond(request)
+
+
+WIRE_FORMATS = ("native", "openai", "anthropic")
+
+
+async def resume_renderer(
+    services: Services,
+    record: SessionRecord,
+    wire_format: str,
+    after: int,
+    query: Mapping[str, str],
+) -> WireRenderer | None:
+    """For `?format=openai|anthropic`: a renderer primed with the events the client has."""
+    renderer: WireRenderer
+    if wire_format == "native":
+        return None
+    if wire_format == "openai":
+        include_usage = query.get("include_usage", "").lower() in ("1", "true", "yes")
+        renderer = chat_renderer(record, include_usage=include_usage)
+    elif wire_format == "anthropic":
+        renderer = messages_renderer(record)
+    else:
+        allowed = ", ".join(WIRE_FORMATS)
+        raise ApiError(
+            400, "invalid_format", f"format must be one of {allowed}, got {wire_format!r}"
+        )
+    renderer.prime(event for event in await services.read_all(record.id) if event.id <= after)
+    return renderer
 
 
 @routes.delete("/v1/sessions/{session_id}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import math
 import random
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 
@@ -89,8 +90,8 @@ def _parse_bool(raw: str) -> bool:
 def _check_ranges(options: MockOptions) -> None:
     for key in ("tokens", "tps", "ttft_ms", "fail_after", "hang_after"):
         value = getattr(options, key)
-        if value is not None and value < 0:
-            raise ValueError(f"mock option {key} must be >= 0, got {value}")
+        if value is not None and not (math.isfinite(value) and value >= 0):
+            raise ValueError(f"mock option {key} must be a finite number >= 0, got {value}")
 
 
 def count_words(messages: Sequence[Message]) -> int:

@@ -4,10 +4,11 @@ any other name goes to the first upstream with a matching glob pattern."""
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Mapping
 
 import msgspec
 
-from relay.config import UpstreamSettings
+from relay.config import UpstreamSettings, read_api_key
 from relay.errors import ApiError, ConfigError
 from relay.providers.base import Provider
 from relay.providers.mock import MockProvider
@@ -19,10 +20,33 @@ class Route(msgspec.Struct, frozen=True):
     provider: Provider
 
 
-def build_provider(upstream: UpstreamSettings) -> Provider:
+class ModelEntry(msgspec.Struct, frozen=True):
+    """A model a client can name, and the upstream that serves it."""
+
+    id: str
+    upstream: str
+
+
+def build_provider(
+    upstream: UpstreamSettings, environ: Mapping[str, str] | None = None
+) -> Provider:
+    """The provider for one upstream; ConfigError when its API key variable is unset."""
     if upstream.kind == "mock":
         return MockProvider()
-    raise ConfigError(f"upstream {upstream.name!r}: kind {upstream.kind!r} is not available yet")
+    api_key = read_api_key(upstream, environ)
+    if upstream.api_key_env and api_key is None:
+        raise ConfigError(
+            f"upstream {upstream.name!r}: the environment variable {upstream.api_key_env!r} "
+            "named by api_key_env is not set"
+        )
+    # The SDKs take a second to import: a mock-only relay never loads them.
+    if upstream.kind == "openai":
+        from relay.providers.openai import OpenAIProvider
+
+        return OpenAIProvider(upstream, api_key)
+    from relay.providers.anthropic import AnthropicProvider
+
+    return AnthropicProvider(upstream, api_key)
 
 
 class ModelRouter:
@@ -55,6 +79,17 @@ class ModelRouter:
                 return Route(upstream.name, model, self._providers[upstream.name])
         return None
 
+    def list_models(self) -> list[ModelEntry]:
+        """Every model name that is a literal pattern (globs cannot be listed), each with
+        the upstream a request for it reaches; in routing order, without repeats."""
+        names = [p for upstream in self._upstreams for p in upstream.models if _is_literal(p)]
+        entries: list[ModelEntry] = []
+        for name in dict.fromkeys(names):
+            route = self._by_pattern(name)
+            if route is not None:
+                entries.append(ModelEntry(name, route.upstream))
+        return entries
+
     def _routable(self) -> str:
         patterns = [p for upstream in self._upstreams for p in upstream.models]
         names = [f"{upstream.name}/MODEL" for upstream in self._upstreams]
@@ -63,3 +98,7 @@ class ModelRouter:
     async def close(self) -> None:
         for provider in self._providers.values():
             await provider.close()
+
+
+def _is_literal(pattern: str) -> bool:
+    return not any(char in pattern for char in "*?[")

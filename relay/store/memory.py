@@ -48,6 +48,7 @@ class MemoryStore(Store):
         self._sessions: dict[str, _SessionLog] = {}
         # Finished sessions in the order they ended: the eviction order.
         self._finished: OrderedDict[str, None] = OrderedDict()
+        self._closed = False
 
     async def create(self, record: SessionRecord) -> None:
         self._expire_finished()
@@ -95,20 +96,25 @@ class MemoryStore(Store):
         return log.events[max(after, 0) : max(after, 0) + limit]
 
     async def wait(self, session_id: str, after: int, limit: int, timeout: float) -> list[Event]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         log = self._live(session_id)
-        if log is None:
-            return []
-        if log.record.last_event_id <= after and not log.record.status.is_final:
+        while log is not None and log.record.last_event_id <= after:
+            if self._closed or log.record.status.is_final or loop.time() >= deadline:
+                return []
             try:
-                await asyncio.wait_for(log.appended.wait(), timeout)
+                async with asyncio.timeout_at(deadline):
+                    await log.appended.wait()
             except TimeoutError:
                 return []
+            log = self._live(session_id)
         return await self.read(session_id, after, limit)
 
     async def ping(self) -> None:
         return None
 
     async def close(self) -> None:
+        self._closed = True
         for log in self._sessions.values():
             log.wake_waiters()
 

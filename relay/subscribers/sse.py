@@ -8,12 +8,14 @@ away ends only this response; the generation goes on.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 
 from aiohttp import web
 
 from relay import sse
+from relay.errors import StoreError
 from relay.events import Event
 from relay.store import Store
 from relay.subscribers.follow import follow
@@ -44,7 +46,7 @@ class SseSubscription:
         after: int,
         *,
         heartbeat_s: float,
-        retry_ms: int,
+        retry_ms: int | None,
         batch: int,
         encode: EventEncoder = native_frame,
     ) -> None:
@@ -62,11 +64,17 @@ class SseSubscription:
         response = web.StreamResponse(status=200, headers={**SSE_HEADERS, **(headers or {})})
         await response.prepare(request)
         try:
-            await response.write(sse.retry_frame(self.retry_ms))
+            if self.retry_ms is not None:
+                await response.write(sse.retry_frame(self.retry_ms))
             await self._stream(response)
-            await response.write_eof()
         except ConnectionResetError:
             log.debug("subscriber of %s went away", self.session_id)
+            return response
+        except StoreError as exc:
+            # Headers are sent: end the body so the client reconnects with Last-Event-ID.
+            log.warning("stream of %s ended early: %s", self.session_id, exc)
+        with contextlib.suppress(ConnectionResetError):
+            await response.write_eof()
         return response
 
     async def _stream(self, response: web.StreamResponse) -> None:

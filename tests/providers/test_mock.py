@@ -45,7 +45,8 @@ def test_options_parse_with_defaults() -> None:
     [
         ("mock:bogus=1", "unknown mock option 'bogus'"),
         ("mock:tokens=many", "tokens must be a number"),
-        ("mock:tps=-5", "tps must be >= 0"),
+        ("mock:tps=-5", "tps must be a finite number >= 0"),
+        ("mock:ttft_ms=nan", "ttft_ms must be a finite number >= 0"),
         ("mock:tools=maybe", "tools must be true or false"),
         ("mockery", "not a mock model"),
     ],

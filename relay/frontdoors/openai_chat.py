@@ -1,0 +1,90 @@
+"""`POST /v1/chat/completions`: the OpenAI Chat Completions front door.
+
+Point an OpenAI SDK's `base_url` at relay and every answer becomes a resumable session:
+the response carries `X-Relay-Session-Id`, each SSE message `id: N`, and
+`GET /v1/sessions/{id}/events?format=openai` with `Last-Event-ID` continues the same
+stream where it broke. Any upstream kind can answer (an OpenAI client can stream a
+Claude model).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from relay.frontdoors import wire_streams
+from relay.frontdoors.http import json_response, read_json
+from relay.providers.base import GenerationRequest, Message
+from relay.services import SERVICES, Services
+from relay.session import SessionRecord
+from relay.subscribers.formats import ChatChunkRenderer
+from relay.wire import openai_chat as wire
+
+routes = web.RouteTableDef()
+
+MESSAGE_FIELDS = frozenset(Message.__struct_fields__)
+
+
+def generation_request(body: wire.ChatCompletionRequest) -> GenerationRequest:
+    stop = [body.stop] if isinstance(body.stop, str) else body.stop
+    return GenerationRequest(
+        model=body.model,
+        messages=[to_message(message) for message in body.messages],
+        max_tokens=body.max_completion_tokens or body.max_tokens,
+        temperature=body.temperature,
+        stop=stop,
+        tools=body.tools,
+    )
+
+
+def to_message(message: dict[str, Any]) -> Message:
+    """Keep the fields relay forwards; providers' extra fields are dropped."""
+    return Message(**{key: value for key, value in message.items() if key in MESSAGE_FIELDS})
+
+
+def openai_error(status: int, data: dict[str, object]) -> dict[str, object]:
+    return wire.error_body(str(data.get("message", "")), "upstream_error", str(data.get("code")))
+
+
+@routes.post("/v1/chat/completions")
+async def chat_completions(request: web.Request) -> web.StreamResponse:
+    services = request.app[SERVICES]
+    body = await read_json(
+        request, wire.ChatCompletionRequest, services.settings.server.max_body_bytes
+    )
+    record = await wire_streams.start_session(services, body.model, generation_request(body))
+    if body.stream:
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        renderer = chat_renderer(record, include_usage=include_usage)
+        return await wire_streams.stream_answer(
+            request, services, record.id, renderer, openai_error
+        )
+    return await whole_completion(services, record)
+
+
+def chat_renderer(record: SessionRecord, *, include_usage: bool) -> ChatChunkRenderer:
+    """Chunk ids, `created` and `model` come from the record, so resumes match."""
+    return ChatChunkRenderer(
+        record.id, int(record.created_at), record.model, include_usage=include_usage
+    )
+
+
+async def whole_completion(services: Services, record: SessionRecord) -> web.Response:
+    transcript = await wire_streams.whole_answer(services, record.id)
+    headers = {wire_streams.SESSION_HEADER: record.id}
+    if transcript.error is not None or transcript.cancelled:
+        status = wire_streams.error_status(transcript)
+        return json_response(openai_error(status, transcript.error or {}), status, headers)
+    completion = wire.completion(
+        chat_renderer(record, include_usage=False).completion_id,
+        int(record.created_at),
+        record.model,
+        text=transcript.text,
+        reasoning=transcript.reasoning or None,
+        tool_calls=transcript.tool_calls,
+        finish_reason=wire.to_openai_finish(transcript.finish_reason or "stop"),
+        prompt_tokens=transcript.input_tokens,
+        completion_tokens=transcript.output_tokens,
+    )
+    return json_response(completion, headers=headers)

@@ -1,0 +1,99 @@
+"""What the provider-format front doors share: start a session, then answer it in a
+wire format, streamed (SSE through a `WireRenderer`) or whole (after the terminal event).
+
+An upstream that refuses the request (a 4xx) before anything was generated gets the
+client an HTTP error with the upstream's status, as calling the provider directly
+would; once output has started, failures arrive in the stream instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import msgspec
+from aiohttp import web
+
+from relay.events import Event, EventType
+from relay.frontdoors.http import json_response
+from relay.providers.base import GenerationRequest
+from relay.services import Services
+from relay.session import SessionRecord
+from relay.subscribers.follow import follow
+from relay.subscribers.formats import WireRenderer
+from relay.subscribers.sse import SseSubscription
+from relay.subscribers.transcript import Transcript, fold_transcript
+
+SESSION_HEADER = "X-Relay-Session-Id"
+
+ErrorBody = Callable[[int, dict[str, object]], dict[str, object]]
+
+
+async def start_session(
+    services: Services, model: str, request: GenerationRequest
+) -> SessionRecord:
+    services.refuse_when_draining()
+    route = services.router.resolve(model)
+    upstream_request = msgspec.structs.replace(request, model=route.model)
+    created = await services.runner.create(model, route, upstream_request)
+    return created.record
+
+
+async def first_output(services: Services, session_id: str) -> Event | None:
+    """The first event that is not a `status`, waiting for it; None if the session vanished."""
+    batch = services.settings.store.read_batch
+    async for events in follow(services.store, session_id, 0, heartbeat_s=60.0, batch=batch):
+        for event in events:
+            if event.type is not EventType.STATUS:
+                return event
+    return None
+
+
+def refusal_status(event: Event | None) -> int | None:
+    """The HTTP status to answer when the upstream refused before any output, else None."""
+    if event is None or event.type is not EventType.ERROR:
+        return None
+    status = event.decoded_data().get("upstream_status")
+    return status if isinstance(status, int) and 400 <= status < 500 else None
+
+
+async def stream_answer(
+    request: web.Request,
+    services: Services,
+    session_id: str,
+    renderer: WireRenderer,
+    error_body: ErrorBody,
+) -> web.StreamResponse:
+    headers = {SESSION_HEADER: session_id}
+    first = await first_output(services, session_id)
+    status = refusal_status(first)
+    if status is not None and first is not None:
+        return json_response(error_body(status, first.decoded_data()), status, headers)
+    subscription = SseSubscription(
+        services.store,
+        session_id,
+        0,
+        heartbeat_s=services.settings.server.heartbeat_s,
+        retry_ms=None,
+        batch=services.settings.store.read_batch,
+        encode=renderer,
+    )
+    async with services.subscriber(request):
+        return await subscription.respond(request, headers)
+
+
+async def whole_answer(services: Services, session_id: str) -> Transcript:
+    """Wait for the terminal event; the session folded into one answer."""
+    events: list[Event] = []
+    batch = services.settings.store.read_batch
+    heartbeat = services.settings.server.heartbeat_s
+    async for chunk in follow(services.store, session_id, 0, heartbeat_s=heartbeat, batch=batch):
+        events += chunk
+    return fold_transcript(events)
+
+
+def error_status(transcript: Transcript) -> int:
+    """The HTTP status of a whole answer that failed."""
+    if transcript.cancelled:
+        return 499
+    status = (transcript.error or {}).get("upstream_status")
+    return status if isinstance(status, int) else 502

@@ -1,0 +1,194 @@
+"""Upstream failures as `UpstreamError`s, shared by the SDK providers.
+
+Each provider maps its SDK's exception classes onto these helpers, so every upstream
+answers the same way: an HTTP status becomes a code (`upstream_bad_request`,
+`upstream_auth`, `upstream_rate_limited`, …) with the upstream's own message, 429 and
+5xx are retryable and carry their `Retry-After`, and transport errors (refused,
+reset, timed out, malformed stream) are retryable. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import datetime
+import email.utils
+import json
+import math
+import ssl
+import time
+from collections.abc import Mapping
+
+import anyio
+import httpx2
+import msgspec
+
+from relay.errors import UpstreamError
+
+MAX_MESSAGE_CHARS = 1000
+REDACTED = "[redacted]"
+
+_STATUS_CODES = {
+    400: "upstream_bad_request",
+    401: "upstream_auth",
+    403: "upstream_forbidden",
+    404: "upstream_not_found",
+    408: "upstream_timeout",
+    413: "upstream_request_too_large",
+    422: "upstream_bad_request",
+    429: "upstream_rate_limited",
+}
+
+# Error types that upstreams put inside a stream (Anthropic's `error` event, an
+# OpenAI-compatible `{"error": …}` chunk) and are the caller's fault, so not retryable.
+_CALLER_ERROR_TYPES = {
+    "invalid_request_error": "upstream_bad_request",
+    "authentication_error": "upstream_auth",
+    "permission_error": "upstream_forbidden",
+    "not_found_error": "upstream_not_found",
+    "request_too_large": "upstream_request_too_large",
+}
+
+_TRANSPORT_ERRORS = (
+    httpx2.TransportError,
+    httpx2.DecodingError,
+    ssl.SSLError,
+    anyio.EndOfStream,
+    anyio.BrokenResourceError,
+)
+
+
+class Failure(msgspec.Struct, frozen=True):
+    """What one failed upstream request tells the retry loop."""
+
+    error: UpstreamError
+    retry_after_s: float | None = None  # what the upstream asked us to wait, if it did
+
+
+def is_retryable_status(status: int) -> bool:
+    return status in (408, 429) or status >= 500
+
+
+def status_failure(status: int, body: object, headers: Mapping[str, str]) -> Failure:
+    """An HTTP error answer: its code, the upstream's message, and its Retry-After."""
+    code = _STATUS_CODES.get(status) or (
+        "upstream_unavailable" if status >= 500 else "upstream_rejected"
+    )
+    message = upstream_message(body) or f"the upstream answered HTTP {status}"
+    retryable = is_retryable_status(status)
+    error = UpstreamError(code, message, retryable=retryable, status=status)
+    return Failure(error, parse_retry_after(headers) if retryable else None)
+
+
+def stream_error_failure(error_type: str | None, message: str | None) -> Failure:
+    """An error the upstream reported inside a stream it had answered with 200."""
+    text = _clip(message or "") or "the upstream reported an error in the stream"
+    code = _CALLER_ERROR_TYPES.get(error_type or "")
+    if code is not None:
+        return Failure(UpstreamError(code, text, retryable=False))
+    if error_type == "overloaded_error":
+        return Failure(UpstreamError("upstream_overloaded", text, retryable=True))
+    if error_type == "rate_limit_error":
+        return Failure(UpstreamError("upstream_rate_limited", text, retryable=True))
+    return Failure(UpstreamError("upstream_error", text, retryable=True))
+
+
+def timeout_failure() -> Failure:
+    return Failure(UpstreamError("upstream_timeout", "the upstream timed out", retryable=True))
+
+
+def connection_failure(cause: BaseException | None) -> Failure:
+    """The connection failed: refused, reset, closed mid-answer, or a broken TLS session.
+
+    The message names only the kind of failure: the exception's text can name the
+    upstream's address, which is not the API clients' business. It stays in the chain.
+    """
+    detail = f" ({type(cause).__name__})" if cause is not None else ""
+    message = f"the connection to the upstream failed{detail}"
+    return Failure(UpstreamError("upstream_connection_error", message, retryable=True))
+
+
+def transport_failure(exc: BaseException) -> Failure | None:
+    """An HTTP-transport or stream-parsing exception that escaped the SDK; None otherwise."""
+    if isinstance(exc, httpx2.TimeoutException):
+        return timeout_failure()
+    if isinstance(exc, _TRANSPORT_ERRORS):
+        return connection_failure(exc)
+    if isinstance(exc, json.JSONDecodeError):
+        message = "the upstream sent an event that is not valid JSON"
+        return Failure(UpstreamError("upstream_bad_response", message, retryable=True))
+    return None
+
+
+def incomplete_stream() -> UpstreamError:
+    """The stream ended without saying why the model stopped: a truncation, never a finish."""
+    message = "the upstream ended the stream before the answer was complete"
+    return UpstreamError("upstream_incomplete", message, retryable=True)
+
+
+def first_token_timeout(timeout_s: float) -> UpstreamError:
+    message = f"the upstream sent nothing within first_token_timeout_s={timeout_s:g}"
+    return UpstreamError("upstream_timeout", message, retryable=True)
+
+
+def upstream_message(body: object) -> str | None:
+    """The message in an error body: `{"error": {"message"}}`, `{"message"}`, `{"error":
+    "…"}`, `{"detail": "…"}` (FastAPI servers) or plain text."""
+    if isinstance(body, str):
+        return _clip(body) or None
+    if not isinstance(body, Mapping):
+        return None
+    for candidate in (body.get("error"), body):
+        if isinstance(candidate, str) and candidate:
+            return _clip(candidate)
+        if isinstance(candidate, Mapping):
+            for key in ("message", "detail"):
+                if isinstance(candidate.get(key), str) and candidate[key]:
+                    return _clip(candidate[key])
+    return None
+
+
+def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
+    """Seconds to wait from `retry-after-ms`, or `retry-after` (seconds or an HTTP date)."""
+    lowered = {name.lower(): value for name, value in headers.items()}
+    milliseconds = _number(lowered.get("retry-after-ms"))
+    if milliseconds is not None:
+        return max(0.0, milliseconds / 1000)
+    value = lowered.get("retry-after")
+    if not value:
+        return None
+    seconds = _number(value)
+    if seconds is None:
+        seconds = _seconds_until(value, now)
+    return None if seconds is None else max(0.0, seconds)
+
+
+def _number(value: str | None) -> float | None:
+    try:
+        number = float(value) if value is not None else math.nan
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _seconds_until(http_date: str, now: float | None) -> float | None:
+    try:
+        moment = email.utils.parsedate_to_datetime(http_date)
+    except (TypeError, ValueError):
+        return None
+    if moment.tzinfo is None:  # `-0000`: UTC, by RFC 5322
+        moment = moment.replace(tzinfo=datetime.UTC)
+    return moment.timestamp() - (time.time() if now is None else now)
+
+
+def redacted(error: UpstreamError, secret: str | None) -> UpstreamError:
+    """`error`, or a copy without `secret` when the upstream echoed it (some proxies echo
+    the key they rejected). The copy must not be chained to the SDK's exception, whose
+    text quotes the same answer."""
+    if not secret or secret not in error.message:
+        return error
+    message = error.message.replace(secret, REDACTED)
+    return UpstreamError(error.code, message, retryable=error.retryable, status=error.status)
+
+
+def _clip(text: str) -> str:
+    text = text.strip()
+    return text if len(text) <= MAX_MESSAGE_CHARS else text[: MAX_MESSAGE_CHARS - 1] + "…"

@@ -1,0 +1,191 @@
+"""How the SDK providers reach an upstream: one connection pool, retries before the
+first item, and the first-token deadline. Written once, used by every SDK provider.
+
+A provider hands `stream_with_retries` an *attempt* (an async generator that opens one
+upstream stream, yields `ProviderItem`s and closes the stream in `finally`) and a
+*translate* function for its SDK's exceptions. Then:
+
+- an attempt that fails before its first item is retried when the failure is retryable
+  (429, 5xx, connection errors, timeouts), at most `max_retries` times, after an
+  exponential backoff with jitter, or after what the upstream's `Retry-After` asks;
+- the wait for the first item, retries and backoff included, is bounded by
+  `first_token_timeout_s`: a retry that would not fit is not made;
+- after the first item nothing is retried (the text already went out); any failure is
+  a retryable `UpstreamError`, never a silent end.
+
+Foreign exceptions are translated here, once, and chained with `raise … from exc`;
+an exception `translate` does not recognise is a bug and propagates unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import random
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from typing import NoReturn, TypeVar
+
+import httpx2
+import msgspec
+
+from relay.config import UpstreamSettings
+from relay.errors import UpstreamError
+from relay.providers.base import ProviderItem
+from relay.providers.failures import Failure, first_token_timeout, redacted
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+Attempt = Callable[[], AsyncGenerator[ProviderItem, None]]
+Translate = Callable[[Exception], Failure | None]
+
+
+class RetryPolicy(msgspec.Struct, frozen=True, kw_only=True):
+    upstream: str  # its name, for logs
+    max_retries: int
+    first_token_timeout_s: float
+    backoff_s: float = 0.5
+    max_backoff_s: float = 8.0
+
+    @classmethod
+    def for_upstream(cls, upstream: UpstreamSettings) -> RetryPolicy:
+        return cls(
+            upstream=upstream.name,
+            max_retries=upstream.max_retries,
+            first_token_timeout_s=upstream.first_token_timeout_s,
+        )
+
+    def backoff(self, retry: int) -> float:
+        """Retry `retry` (0-based) waits between half and all of 0.5 s · 2^retry, capped."""
+        ceiling = min(self.max_backoff_s, self.backoff_s * 2**retry)
+        return random.uniform(ceiling / 2, ceiling)
+
+    def delay_s(self, failure: Failure, retry: int, time_left_s: float) -> float | None:
+        """How long to wait before retry `retry`, or None to give up."""
+        if not failure.error.retryable or retry >= self.max_retries:
+            return None
+        delay = failure.retry_after_s
+        if delay is None:
+            delay = self.backoff(retry)
+        return delay if delay < time_left_s else None
+
+
+def http_client(upstream: UpstreamSettings) -> httpx2.AsyncClient:
+    """The upstream's one connection pool, for its SDK client.
+
+    Only connecting has an HTTP timeout: the first item is bounded by
+    `first_token_timeout_s` here, and the silence between items by the runner's
+    `idle_timeout_s`, so a long answer is never cut by a read timeout.
+    """
+    limits = httpx2.Limits(
+        max_connections=upstream.max_connections,
+        max_keepalive_connections=upstream.max_connections,
+    )
+    return httpx2.AsyncClient(limits=limits, timeout=http_timeout(upstream), follow_redirects=True)
+
+
+def http_timeout(upstream: UpstreamSettings) -> httpx2.Timeout:
+    return httpx2.Timeout(None, connect=upstream.connect_timeout_s)
+
+
+async def stream_with_retries(
+    attempt: Attempt, translate: Translate, policy: RetryPolicy, *, secret: str | None
+) -> AsyncGenerator[ProviderItem, None]:
+    """The items of the first attempt that yields one; `secret` never appears in errors."""
+    stream, first = await _start(attempt, translate, policy, secret)
+    async with contextlib.aclosing(stream):
+        if first is None:
+            return
+        yield first
+        try:
+            async for item in stream:
+                yield item
+        except Exception as exc:
+            _raise(_retryable(_failure(exc, translate).error), exc, secret)
+
+
+async def _start(
+    attempt: Attempt, translate: Translate, policy: RetryPolicy, secret: str | None
+) -> tuple[AsyncGenerator[ProviderItem, None], ProviderItem | None]:
+    """An open stream and its first item (None: it ended empty), retrying as allowed."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + policy.first_token_timeout_s
+    for retry in itertools.count():
+        stream = attempt()
+        try:
+            return stream, await _first_item(stream, deadline, policy.first_token_timeout_s)
+        except Exception as exc:
+            failure = _failure(exc, translate)
+            delay = policy.delay_s(failure, retry, deadline - loop.time())
+            if delay is None:
+                _raise(failure.error, exc, secret)
+            _log_retry(policy, failure, retry, delay, secret)
+        await asyncio.sleep(delay)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def _first_item(
+    stream: AsyncGenerator[ProviderItem, None], deadline: float, timeout_s: float
+) -> ProviderItem | None:
+    """The stream's first item by `deadline`; the stream is closed when there is none."""
+    try:
+        return await _by_deadline(anext(stream, None), deadline, timeout_s)
+    except BaseException:
+        await stream.aclose()
+        raise
+
+
+async def _by_deadline(awaitable: Awaitable[T], deadline: float, timeout_s: float) -> T:
+    timeout = asyncio.timeout_at(deadline)
+    try:
+        async with timeout:
+            return await awaitable
+    except TimeoutError as exc:
+        if timeout.expired():
+            raise first_token_timeout(timeout_s) from exc
+        raise
+
+
+def _failure(exc: Exception, translate: Translate) -> Failure:
+    """What `exc` means; an exception that is not an upstream failure is re-raised."""
+    if isinstance(exc, UpstreamError):
+        return Failure(exc)
+    failure = translate(exc)
+    if failure is None:
+        raise exc
+    return failure
+
+
+def _retryable(error: UpstreamError) -> UpstreamError:
+    """After the first item every failure may be retried by the client: it is not the
+    request's fault that the answer broke off."""
+    if error.retryable:
+        return error
+    return UpstreamError(error.code, error.message, retryable=True, status=error.status)
+
+
+def _raise(error: UpstreamError, exc: Exception, secret: str | None) -> NoReturn:
+    clean = redacted(error, secret)
+    if clean is not error:
+        raise clean from None  # the SDK's exception quotes the same answer
+    if error is exc:
+        raise error
+    raise error from exc
+
+
+def _log_retry(
+    policy: RetryPolicy, failure: Failure, retry: int, delay: float, secret: str | None
+) -> None:
+    error = redacted(failure.error, secret)
+    log.warning(
+        "upstream %s: %s (%s); retry %d of %d in %.2f s",
+        policy.upstream,
+        error.code,
+        error.message,
+        retry + 1,
+        policy.max_retries,
+        delay,
+    )

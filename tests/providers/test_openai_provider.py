@@ -1,0 +1,431 @@
+"""`OpenAIProvider` against the mock upstream on a real socket, through the official SDK.
+
+What arrives must equal what the in-process `MockProvider` yields for the same model
+string: the mock upstream plans the same words and sends them one chunk per token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any, cast
+
+import aiohttp
+import msgspec
+import pytest
+from aiohttp.test_utils import TestServer
+from openai._models import construct_type
+from openai.types.chat import ChatCompletionChunk
+
+from relay.config import UpstreamSettings, read_api_key
+from relay.errors import ConfigError, UpstreamError
+from relay.mock_upstream import create_mock_upstream_app
+from relay.providers.base import (
+    Finish,
+    GenerationRequest,
+    Message,
+    ProviderItem,
+    ReasoningDelta,
+    TextDelta,
+    ToolCall,
+    UsageReport,
+)
+from relay.providers.mock import MockProvider
+from relay.providers.openai import ChunkAssembler, OpenAIProvider
+from relay.providers.router import ModelEntry, ModelRouter, build_provider
+
+API_KEY = "sk-test-0123456789abcdef"
+MESSAGES = [Message(role="system", content="be brief"), Message(role="user", content="hello there")]
+FAST = "mock:tokens=30,tps=0,ttft_ms=0"
+
+MakeProvider = Callable[..., OpenAIProvider]
+
+
+@pytest.fixture
+async def upstream() -> AsyncIterator[TestServer]:
+    server = TestServer(create_mock_upstream_app(), handler_cancellation=True)
+    await server.start_server()
+    yield server
+    await server.close()
+
+
+@pytest.fixture
+async def make_provider(upstream: TestServer) -> AsyncIterator[MakeProvider]:
+    providers: list[OpenAIProvider] = []
+
+    def make(**settings: Any) -> OpenAIProvider:
+        upstream_settings = UpstreamSettings(
+            name="fake-openai",
+            kind="openai",
+            base_url=str(upstream.make_url("/v1")),
+            models=["mock*"],
+            **settings,
+        )
+        providers.append(OpenAIProvider(upstream_settings, API_KEY))
+        return providers[-1]
+
+    yield make
+    for provider in providers:
+        await provider.close()
+
+
+def request(model: str, **fields: Any) -> GenerationRequest:
+    return GenerationRequest(model=model, messages=MESSAGES, **fields)
+
+
+async def collect(provider: OpenAIProvider | MockProvider, model: str, **fields: Any) -> list[Any]:
+    return [item async for item in provider.stream(request(model, **fields))]
+
+
+async def collect_until_error(
+    provider: OpenAIProvider, model: str
+) -> tuple[list[ProviderItem], UpstreamError]:
+    items: list[ProviderItem] = []
+    with pytest.raises(UpstreamError) as caught:
+        async for item in provider.stream(request(model)):
+            items.append(item)
+    return items, caught.value
+
+
+async def mock_stats(upstream: TestServer) -> dict[str, Any]:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(upstream.make_url("/_mock/stats")) as response,
+    ):
+        stats: dict[str, Any] = await response.json()
+        return stats
+
+
+def text_of(items: list[ProviderItem]) -> str:
+    return "".join(item.text for item in items if isinstance(item, TextDelta))
+
+
+# --- what the upstream sent arrives whole -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("model", "fields"),
+    [
+        (FAST, {}),
+        (FAST, {"max_tokens": 7}),
+        ("mock:tools,tps=0,ttft_ms=0", {}),
+        ("mock:tokens=12,seed=4,tps=0,ttft_ms=0", {"temperature": 0.5, "stop": ["zzz"]}),
+    ],
+)
+async def test_items_equal_the_in_process_mock(
+    make_provider: MakeProvider, model: str, fields: dict[str, Any]
+) -> None:
+    expected = await collect(MockProvider(), model, **fields)
+    assert await collect(make_provider(), model, **fields) == expected
+
+
+async def test_text_usage_and_finish(make_provider: MakeProvider) -> None:
+    items = await collect(make_provider(), FAST, max_tokens=7)
+    assert len(text_of(items).split()) == 7
+    assert items[-2:] == [UsageReport(input_tokens=4, output_tokens=7), Finish("length")]
+
+
+async def test_a_tool_call_arrives_whole(make_provider: MakeProvider) -> None:
+    items = await collect(make_provider(), "mock:tools,tokens=6,tps=0,ttft_ms=0")
+    calls = [item for item in items if isinstance(item, ToolCall)]
+    assert len(calls) == 1
+    assert (calls[0].index, calls[0].name) == (0, "search")
+    assert msgspec.json.decode(calls[0].arguments)["limit"] == 6
+    assert items[-1] == Finish("tool_calls")
+
+
+async def test_reasoning_arrives_before_the_text(make_provider: MakeProvider) -> None:
+    items = await collect(make_provider(), "mock:tokens=5,reasoning=4,tps=0,ttft_ms=0")
+    reasoning = "".join(item.text for item in items if isinstance(item, ReasoningDelta))
+    assert len(reasoning.split()) == 4
+    assert isinstance(items[0], ReasoningDelta)
+    plain = await collect(MockProvider(), "mock:tokens=5,tps=0,ttft_ms=0")
+    assert text_of(items) == text_of(plain)
+    assert items[-2] == UsageReport(input_tokens=4, output_tokens=9)
+
+
+async def test_the_request_carries_the_parameters(
+    make_provider: MakeProvider, upstream: TestServer
+) -> None:
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
+    await collect(make_provider(), FAST, max_tokens=9, temperature=0.25, stop=["x"], tools=tools)
+    sent = (await mock_stats(upstream))["last_request"]
+    assert sent["stream"] is True
+    assert sent["stream_options"] == {"include_usage": True}
+    assert (sent["max_tokens"], sent["temperature"], sent["stop"]) == (9, 0.25, ["x"])
+    assert sent["tools"] == tools
+    assert sent["messages"] == [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": "hello there"},
+    ]
+
+
+# --- failures ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "code"),
+    [(400, "upstream_bad_request"), (401, "upstream_auth"), (404, "upstream_not_found")],
+)
+async def test_client_errors_fail_at_once_with_the_upstream_message(
+    make_provider: MakeProvider, upstream: TestServer, status: int, code: str
+) -> None:
+    items, error = await collect_until_error(make_provider(), f"mock:status={status}")
+    assert items == []
+    assert (error.code, error.status, error.retryable) == (code, status, False)
+    assert error.message == f"mock upstream refused the request with {status}, as the model asked"
+    assert API_KEY not in error.message
+    assert (await mock_stats(upstream))["requests"] == 1
+
+
+async def test_an_unknown_model_is_not_found(make_provider: MakeProvider) -> None:
+    _, error = await collect_until_error(make_provider(), "gpt-nonexistent")
+    assert (error.code, error.status, error.retryable) == ("upstream_not_found", 404, False)
+    assert "gpt-nonexistent" in error.message
+
+
+async def test_rate_limits_are_retried_after_retry_after(
+    make_provider: MakeProvider, upstream: TestServer
+) -> None:
+    model = "mock:tokens=3,tps=0,ttft_ms=0,status=429,retry_after=0.2,fail_first=2"
+    started = time.monotonic()
+    items = await collect(make_provider(max_retries=2), model)
+    assert time.monotonic() - started >= 0.4
+    assert items[-1] == Finish("stop")
+    assert (await mock_stats(upstream))["requests"] == 3
+
+
+async def test_retries_give_up_after_max_retries(
+    make_provider: MakeProvider, upstream: TestServer
+) -> None:
+    model = "mock:tokens=3,tps=0,ttft_ms=0,status=429,retry_after=0,fail_first=5"
+    _, error = await collect_until_error(make_provider(max_retries=2), model)
+    assert (error.code, error.status, error.retryable) == ("upstream_rate_limited", 429, True)
+    assert (await mock_stats(upstream))["requests"] == 3
+
+
+async def test_server_errors_are_retried_with_backoff(
+    make_provider: MakeProvider, upstream: TestServer
+) -> None:
+    items = await collect(
+        make_provider(max_retries=1), "mock:tokens=3,tps=0,ttft_ms=0,fail_first=1"
+    )
+    assert items[-1] == Finish("stop")
+    assert (await mock_stats(upstream))["requests"] == 2
+
+
+async def test_a_disconnect_after_the_first_tokens_is_a_retryable_error(
+    make_provider: MakeProvider, upstream: TestServer
+) -> None:
+    provider = make_provider(max_retries=2)
+    items, error = await collect_until_error(
+        provider, "mock:tokens=30,tps=0,ttft_ms=0,disconnect_after=5"
+    )
+    assert len(text_of(items).split()) == 5
+    assert (error.code, error.retryable) == ("upstream_connection_error", True)
+    assert (await mock_stats(upstream))["requests"] == 1  # never retried mid-stream
+
+
+async def test_an_error_in_the_stream_is_a_retryable_error(make_provider: MakeProvider) -> None:
+    items, error = await collect_until_error(
+        make_provider(), "mock:tokens=30,tps=0,ttft_ms=0,fail_after=4"
+    )
+    assert len(text_of(items).split()) == 4
+    assert (error.code, error.retryable) == ("upstream_error", True)
+    assert "mock failure after 4 tokens" in error.message
+
+
+async def test_a_hang_before_the_first_token_is_a_first_token_timeout(
+    make_provider: MakeProvider,
+) -> None:
+    provider = make_provider(first_token_timeout_s=0.3, max_retries=2)
+    started = time.monotonic()
+    items, error = await collect_until_error(provider, "mock:tokens=5,tps=0,ttft_ms=0,hang_after=0")
+    assert items == []
+    assert (error.code, error.retryable) == ("upstream_timeout", True)
+    assert 0.3 <= time.monotonic() - started < 1.5
+
+
+def unused_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+async def test_a_refused_connection_is_reported_without_the_address() -> None:
+    port = unused_port()
+    base_url = f"http://127.0.0.1:{port}/v1"
+    settings = UpstreamSettings(name="nowhere", kind="openai", base_url=base_url, max_retries=1)
+    provider = OpenAIProvider(settings, API_KEY)
+    try:
+        items, error = await collect_until_error(provider, FAST)
+    finally:
+        await provider.close()
+    assert items == []
+    assert (error.code, error.retryable, error.status) == ("upstream_connection_error", True, None)
+    assert error.message == "the connection to the upstream failed (ConnectError)"
+    assert str(port) not in error.message
+
+
+# --- cancellation reaches the upstream --------------------------------------------
+
+
+async def wait_for_disconnects(upstream: TestServer, count: int) -> dict[str, Any]:
+    """The mock upstream's stats once it has seen `count` clients leave (polled: it is
+    another server)."""
+    for _ in range(150):
+        stats = await mock_stats(upstream)
+        if stats["client_disconnects"] >= count:
+            return stats
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"the upstream saw fewer than {count} client disconnects: {stats}")
+
+
+async def test_aclose_mid_stream_disconnects_from_the_upstream(
+    make_provider: MakeProvider, upstream: TestServer
+) -> None:
+    stream = make_provider().stream(request("mock:tokens=500,tps=100,ttft_ms=0"))
+    first = [await anext(stream) for _ in range(3)]
+    assert text_of(first)
+    await stream.aclose()
+    stats = await wait_for_disconnects(upstream, 1)
+    assert (stats["completed"], stats["active"]) == (0, 0)
+
+
+async def test_cancelling_the_consumer_disconnects_from_the_upstream(
+    make_provider: MakeProvider, upstream: TestServer
+) -> None:
+    provider = make_provider()
+    received = asyncio.Event()
+
+    async def consume() -> None:
+        async for _ in provider.stream(request("mock:tokens=500,tps=100,ttft_ms=0")):
+            received.set()
+
+    task = asyncio.create_task(consume())
+    await asyncio.wait_for(received.wait(), 2)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await wait_for_disconnects(upstream, 1)
+
+
+async def test_the_client_and_its_pool_are_reused(
+    make_provider: MakeProvider, upstream: TestServer
+) -> None:
+    provider = make_provider()
+    results = await asyncio.gather(*(collect(provider, FAST) for _ in range(5)))
+    assert all(result == results[0] for result in results)
+    assert (await mock_stats(upstream))["completed"] == 5
+
+
+# --- chunks from other OpenAI-compatible servers (pure) -----------------------------
+
+
+def parse(data: dict[str, Any]) -> ChatCompletionChunk:
+    """A chunk built the way the SDK builds them: without validation."""
+    return cast("ChatCompletionChunk", construct_type(type_=ChatCompletionChunk, value=data))
+
+
+def test_usage_only_chunks_and_null_choices_are_tolerated() -> None:
+    assembler = ChunkAssembler()
+    assert assembler.feed(parse({"choices": None})) == []
+    usage = {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
+    assert assembler.feed(parse({"choices": [], "usage": usage})) == [UsageReport(3, 2)]
+
+
+def test_reasoning_fields_of_vllm_deepseek_and_openrouter_and_refusals() -> None:
+    assembler = ChunkAssembler()
+    deltas = [
+        {"reasoning_content": "a"},
+        {"reasoning": "b", "unknown": 1},
+        {"content": "c"},
+        {"refusal": "d"},
+    ]
+    items = [
+        item
+        for delta in deltas
+        for item in assembler.feed(parse({"choices": [{"index": 0, "delta": delta}]}))
+    ]
+    assert items == [ReasoningDelta("a"), ReasoningDelta("b"), TextDelta("c"), TextDelta("d")]
+
+
+def test_tool_call_fragments_are_assembled_per_index() -> None:
+    fragments = [
+        {
+            "index": 0,
+            "id": "call_a",
+            "type": "function",
+            "function": {"name": "f", "arguments": ""},
+        },
+        {
+            "index": 1,
+            "id": "call_b",
+            "type": "function",
+            "function": {"name": "g", "arguments": '{"y"'},
+        },
+        {"index": 0, "function": {"arguments": '{"x": '}},
+        {"index": 0, "function": {"arguments": "1}"}},
+        {"index": 1, "function": {"arguments": ": 2}"}},
+    ]
+    assembler = ChunkAssembler()
+    items: list[ProviderItem] = []
+    for fragment in fragments:
+        choice = {"index": 0, "delta": {"tool_calls": [fragment]}}
+        items += assembler.feed(parse({"choices": [choice]}))
+    assert items == []
+    items += assembler.feed(
+        parse({"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]})
+    )
+    items += assembler.finish()
+    assert items == [
+        ToolCall(0, "call_a", "f", '{"x": 1}'),
+        ToolCall(1, "call_b", "g", '{"y": 2}'),
+        Finish("tool_calls"),
+    ]
+
+
+def test_a_stream_that_ends_without_a_finish_reason_is_an_error() -> None:
+    assembler = ChunkAssembler()
+    assembler.feed(parse({"choices": [{"index": 0, "delta": {"content": "cut"}}]}))
+    with pytest.raises(UpstreamError) as caught:
+        assembler.finish()
+    assert (caught.value.code, caught.value.retryable) == ("upstream_incomplete", True)
+
+
+# --- building providers from settings ------------------------------------------------
+
+
+def test_the_api_key_comes_from_the_variable_api_key_env_names() -> None:
+    upstream = UpstreamSettings(name="o", kind="openai", base_url="http://x", api_key_env="O_KEY")
+    assert read_api_key(upstream, {"O_KEY": " sk-1 "}) == "sk-1"
+    assert read_api_key(upstream, {}) is None
+    keyless = UpstreamSettings(name="o", kind="openai", base_url="http://x")
+    assert read_api_key(keyless, {"O_KEY": "sk-1"}) is None
+
+
+async def test_build_provider_refuses_an_unset_key_variable() -> None:
+    upstream = UpstreamSettings(name="o", kind="openai", base_url="http://x", api_key_env="O_KEY")
+    with pytest.raises(ConfigError, match="'O_KEY'"):
+        build_provider(upstream, {})
+    provider = build_provider(upstream, {"O_KEY": "sk-1"})
+    assert isinstance(provider, OpenAIProvider)
+    await provider.close()
+
+
+async def test_list_models_names_the_literal_models_and_their_upstreams() -> None:
+    router = ModelRouter(
+        [
+            UpstreamSettings(name="mock", kind="mock", models=["mock", "mock:*"]),
+            UpstreamSettings(
+                name="oa", kind="openai", base_url="http://x", models=["gpt-4o*", "o3", "mock"]
+            ),
+        ]
+    )
+    try:
+        assert router.list_models() == [ModelEntry("mock", "mock"), ModelEntry("o3", "oa")]
+    finally:
+        await router.close()
