@@ -107,7 +107,7 @@ ENV_OVERRIDES = {
 def load_settings(
     path: str | Path | None = None,
     environ: Mapping[str, str] | None = None,
-    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+    overrides: Mapping[str, Any] | None = None,
 ) -> Settings:
     """Settings from a TOML file (or the defaults), then `RELAY_*` variables, then
     `overrides` (command-line flags), each validated like the file."""
@@ -117,7 +117,10 @@ def load_settings(
         if environ.get(variable):
             raw.setdefault(section, {})[key] = _env_value(variable, environ[variable])
     for section, values in (overrides or {}).items():
-        raw.setdefault(section, {}).update(values)
+        if isinstance(values, Mapping):
+            raw.setdefault(section, {}).update(values)
+        else:  # a whole array of tables, such as `upstreams`
+            raw[section] = values
     settings = _convert(raw)
     _check_upstreams(settings.upstreams)
     return settings

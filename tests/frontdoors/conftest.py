@@ -110,7 +110,10 @@ StartRelay = Callable[..., Awaitable[Relay]]
 def merge(base: Overrides, extra: Overrides) -> dict[str, dict[str, Any]]:
     merged = {section: dict(values) for section, values in base.items()}
     for section, values in extra.items():
-        merged.setdefault(section, {}).update(values)
+        if isinstance(values, Mapping):
+            merged.setdefault(section, {}).update(values)
+        else:
+            merged[section] = values
     return merged
 
 
