@@ -275,7 +275,7 @@ async def test_an_outage_longer_than_store_retry_abandons_the_generation() -> No
     runner = make_runner(store, store_retry_s=0.2, flush_interval_ms=0)
     created = await runner.create("scripted", Route("test", "scripted", provider), REQUEST)
     async with asyncio.timeout(3):
-        while runner.running:  # noqa: ASYNC110 - the runner exposes no "idle" event
+        while runner.running:
             await asyncio.sleep(0.02)
     assert provider.closed.is_set()
     record = await store.get(created.record.id)
