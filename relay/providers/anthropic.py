@@ -24,7 +24,6 @@ from relay.providers.base import (
     Finish,
     GenerationRequest,
     Message,
-    Provider,
     ProviderItem,
     ReasoningDelta,
     TextDelta,
@@ -40,7 +39,7 @@ from relay.providers.failures import (
     timeout_failure,
     transport_failure,
 )
-from relay.providers.retry import RetryPolicy, http_client, http_timeout, stream_with_retries
+from relay.providers.retry import RetryingProvider, http_client, http_timeout
 
 DEFAULT_MAX_TOKENS = 4096  # Anthropic requires max_tokens; relay's requests may omit it
 
@@ -62,10 +61,9 @@ STOP_REASONS = {
 Block = dict[str, Any]
 
 
-class AnthropicProvider(Provider):
+class AnthropicProvider(RetryingProvider):
     def __init__(self, upstream: UpstreamSettings, api_key: str | None) -> None:
-        self._policy = RetryPolicy.for_upstream(upstream)
-        self._api_key = api_key
+        super().__init__(upstream, api_key)
         self._client = anthropic.AsyncAnthropic(
             base_url=upstream.base_url,
             api_key=api_key or NO_API_KEY,
@@ -74,14 +72,8 @@ class AnthropicProvider(Provider):
             http_client=http_client(upstream),
         )
 
-    def check_model(self, model: str) -> None:
-        if not model.strip():
-            raise ValueError("the model name is empty")
-
-    def stream(self, request: GenerationRequest) -> AsyncGenerator[ProviderItem, None]:
-        return stream_with_retries(
-            lambda: self._attempt(request), translate_error, self._policy, secret=self._api_key
-        )
+    def _translate_error(self, exc: Exception) -> Failure | None:
+        return translate_error(exc)
 
     async def close(self) -> None:
         await self._client.close()

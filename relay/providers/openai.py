@@ -27,7 +27,6 @@ from relay.providers.base import (
     Finish,
     GenerationRequest,
     Message,
-    Provider,
     ProviderItem,
     ReasoningDelta,
     TextDelta,
@@ -43,7 +42,7 @@ from relay.providers.failures import (
     timeout_failure,
     transport_failure,
 )
-from relay.providers.retry import RetryPolicy, http_client, http_timeout, stream_with_retries
+from relay.providers.retry import RetryingProvider, http_client, http_timeout
 
 T = TypeVar("T")
 
@@ -54,10 +53,9 @@ NO_API_KEY = "none"
 REASONING_FIELDS = ("reasoning_content", "reasoning")
 
 
-class OpenAIProvider(Provider):
+class OpenAIProvider(RetryingProvider):
     def __init__(self, upstream: UpstreamSettings, api_key: str | None) -> None:
-        self._policy = RetryPolicy.for_upstream(upstream)
-        self._api_key = api_key
+        super().__init__(upstream, api_key)
         self._client = openai.AsyncOpenAI(
             base_url=upstream.base_url,
             api_key=api_key or NO_API_KEY,
@@ -66,14 +64,8 @@ class OpenAIProvider(Provider):
             http_client=http_client(upstream),
         )
 
-    def check_model(self, model: str) -> None:
-        if not model.strip():
-            raise ValueError("the model name is empty")
-
-    def stream(self, request: GenerationRequest) -> AsyncGenerator[ProviderItem, None]:
-        return stream_with_retries(
-            lambda: self._attempt(request), translate_error, self._policy, secret=self._api_key
-        )
+    def _translate_error(self, exc: Exception) -> Failure | None:
+        return translate_error(exc)
 
     async def close(self) -> None:
         await self._client.close()

@@ -19,6 +19,7 @@ an exception `translate` does not recognise is a bug and propagates unchanged.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import itertools
@@ -32,7 +33,7 @@ import msgspec
 
 from relay.config import UpstreamSettings
 from relay.errors import UpstreamError
-from relay.providers.base import ProviderItem
+from relay.providers.base import GenerationRequest, Provider, ProviderItem
 from relay.providers.failures import Failure, first_token_timeout, redacted
 
 log = logging.getLogger(__name__)
@@ -189,3 +190,35 @@ def _log_retry(
         policy.max_retries,
         delay,
     )
+
+
+class RetryingProvider(Provider):
+    """An upstream behind an SDK: every attempt goes through `stream_with_retries`.
+
+    Subclasses build their SDK client, make one attempt (`_attempt`) and say which of
+    their SDK's exceptions mean what (`_translate_error`).
+    """
+
+    def __init__(self, upstream: UpstreamSettings, api_key: str | None) -> None:
+        self._policy = RetryPolicy.for_upstream(upstream)
+        self._api_key = api_key
+
+    def check_model(self, model: str) -> None:
+        if not model.strip():
+            raise ValueError("the model name is empty")
+
+    def stream(self, request: GenerationRequest) -> AsyncGenerator[ProviderItem, None]:
+        return stream_with_retries(
+            lambda: self._attempt(request),
+            self._translate_error,
+            self._policy,
+            secret=self._api_key,
+        )
+
+    @abc.abstractmethod
+    def _attempt(self, request: GenerationRequest) -> AsyncGenerator[ProviderItem, None]:
+        """One request to the upstream, streamed."""
+
+    @abc.abstractmethod
+    def _translate_error(self, exc: Exception) -> Failure | None:
+        """What an SDK exception means, or None when it is not the SDK's."""
