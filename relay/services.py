@@ -34,15 +34,17 @@ class Services:
         if self.draining:
             raise ApiError(503, "draining", "this instance is shutting down; retry on another")
 
-    async def read_all(self, session_id: str) -> list[Event]:
-        """Every event of a session, read in batches."""
+    async def read_all(self, session_id: str, upto: int | None = None) -> list[Event]:
+        """Every event of a session (or those with id <= `upto`), read in batches."""
         batch = self.settings.store.read_batch
         events: list[Event] = []
-        while True:
-            chunk = await self.store.read(session_id, events[-1].id if events else 0, batch)
+        while upto is None or len(events) < upto:
+            limit = batch if upto is None else min(batch, upto - len(events))
+            chunk = await self.store.read(session_id, len(events), limit)
             events += chunk
-            if len(chunk) < batch:
-                return events
+            if len(chunk) < limit:
+                break
+        return events
 
     @contextlib.asynccontextmanager
     async def subscriber(self, request: web.Request) -> AsyncIterator[None]:

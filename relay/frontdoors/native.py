@@ -128,7 +128,7 @@ async def resume_renderer(
         raise ApiError(
             400, "invalid_format", f"format must be one of {allowed}, got {wire_format!r}"
         )
-    renderer.prime(event for event in await services.read_all(record.id) if event.id <= after)
+    renderer.prime(await services.read_all(record.id, upto=after))
     return renderer
 
 

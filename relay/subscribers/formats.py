@@ -15,10 +15,14 @@ from __future__ import annotations
 import abc
 from collections.abc import Iterable
 
+import msgspec
+
 from relay import sse
 from relay.events import Event, EventType
 from relay.wire import anthropic_messages as anthropic
 from relay.wire import openai_chat as openai
+
+_json = msgspec.json.Encoder().encode
 
 Payload = tuple[bytes, str | None]  # (JSON or literal data, SSE event name)
 
@@ -200,9 +204,3 @@ def _anthropic_error(kind: EventType, data: dict[str, object]) -> dict[str, obje
         )
     error_type = "overloaded_error" if data.get("retryable") else "api_error"
     return anthropic.error_event(error_type, str(data["message"]))
-
-
-def _json(item: dict[str, object]) -> bytes:
-    from msgspec import json
-
-    return json.encode(item)
