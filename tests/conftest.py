@@ -5,11 +5,13 @@ Tests are plain `async def` functions: pytest-asyncio runs in auto mode.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import redis
+from aiohttp.test_utils import TestServer
 
+from tests.mock_upstream_server import mock_upstream_server
 from tests.redis_server import RedisServer, require_redis_server
 
 # --- real servers -----------------------------------------------------------------
@@ -30,3 +32,12 @@ def redis_url(redis_server: RedisServer) -> str:
     with redis.Redis.from_url(redis_server.url) as client:
         client.flushall()
     return redis_server.url
+
+
+@pytest.fixture
+async def mock_upstream() -> AsyncIterator[TestServer]:
+    """A fresh `relay mock-upstream` app on a real socket (fresh counters per test)."""
+    server = mock_upstream_server()
+    await server.start_server()
+    yield server
+    await server.close()

@@ -23,9 +23,10 @@ import openai
 import pytest
 from aiohttp.test_utils import TestServer
 
-from relay.mock_upstream import create_mock_upstream_app, split_model
+from relay.mock_upstream import split_model
 from relay.providers.base import GenerationRequest, Message, TextDelta, ToolCall, UsageReport
 from relay.providers.mock import MockProvider
+from tests.mock_upstream_server import mock_upstream_server
 
 FAST = "mock:tokens=12,tps=0,ttft_ms=0,seed=4"
 SYSTEM = "be brief"
@@ -73,8 +74,7 @@ class Upstream:
 
 @pytest.fixture
 async def upstream() -> AsyncIterator[Upstream]:
-    # TestServer runs with handler_cancellation=True, as `serve` does.
-    server = TestServer(create_mock_upstream_app())
+    server = mock_upstream_server()
     await server.start_server()
     async with aiohttp.ClientSession() as http:
         upstream = Upstream(server, http)

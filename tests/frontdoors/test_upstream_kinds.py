@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import anthropic
@@ -13,7 +12,6 @@ import openai
 import pytest
 from aiohttp.test_utils import TestServer
 
-from relay.mock_upstream import create_mock_upstream_app
 from tests.frontdoors.conftest import Relay, StartRelay
 from tests.frontdoors.test_sdk_front_doors import (
     CHAT,
@@ -24,17 +22,15 @@ from tests.frontdoors.test_sdk_front_doors import (
     expected,
     openai_client,
 )
+from tests.mock_upstream_server import mock_stats
 
 MEMORY_ONLY = pytest.mark.parametrize("store_url", ["memory"], indirect=True)
 pytestmark = MEMORY_ONLY  # the store is not what these tests are about
 
 
 @pytest.fixture
-async def upstream_url() -> AsyncIterator[str]:
-    server = TestServer(create_mock_upstream_app(), host="127.0.0.1", handler_cancellation=True)
-    await server.start_server()
-    yield str(server.make_url("")).rstrip("/")
-    await server.close()
+def upstream_url(mock_upstream: TestServer) -> str:
+    return str(mock_upstream.make_url("")).rstrip("/")
 
 
 @pytest.fixture
@@ -44,12 +40,6 @@ async def relay(start_relay: StartRelay, upstream_url: str) -> Relay:
         {"name": "ant", "kind": "anthropic", "base_url": upstream_url, "models": []},
     ]
     return await start_relay(upstreams=upstreams, generation={"idle_timeout_s": 2.0})
-
-
-async def upstream_stats(relay: Relay, upstream_url: str) -> dict[str, Any]:
-    async with relay.http.get(upstream_url + "/_mock/stats") as response:
-        stats: dict[str, Any] = await response.json()
-        return stats
 
 
 async def openai_stream(relay: Relay, model: str) -> tuple[str, str, str | None, Any]:
@@ -136,7 +126,7 @@ async def test_an_upstream_refusal_on_the_native_api_is_an_error_event(relay: Re
 
 
 async def test_overloaded_upstreams_are_retried_before_the_first_token(
-    relay: Relay, upstream_url: str
+    relay: Relay, mock_upstream: TestServer
 ) -> None:
     session_id = (
         await relay.create(model="oai/mock:tokens=5,tps=0,ttft_ms=0,status=503,fail_first=2")
@@ -144,7 +134,7 @@ async def test_overloaded_upstreams_are_retried_before_the_first_token(
     snapshot = await relay.wait_until_ended(session_id)
     assert snapshot["status"] == "completed"
     assert len(snapshot["text"].split(" ")) == 5
-    assert (await upstream_stats(relay, upstream_url))["requests"] == 3
+    assert (await mock_stats(mock_upstream))["requests"] == 3
 
 
 @pytest.mark.parametrize("upstream", ["oai", "ant"])
@@ -162,7 +152,7 @@ async def test_an_upstream_dropping_mid_stream_ends_with_a_retryable_error(
 
 @pytest.mark.parametrize("upstream", ["oai", "ant"])
 async def test_cancel_closes_the_upstream_request(
-    relay: Relay, upstream_url: str, upstream: str
+    relay: Relay, mock_upstream: TestServer, upstream: str
 ) -> None:
     session_id = (await relay.create(model=f"{upstream}/mock:tokens=5000,tps=100,ttft_ms=0"))["id"]
     async with asyncio.timeout(5):
@@ -173,9 +163,9 @@ async def test_cancel_closes_the_upstream_request(
     snapshot = await relay.wait_until_ended(session_id)
     assert snapshot["status"] == "cancelled"
     async with asyncio.timeout(5):
-        while (await upstream_stats(relay, upstream_url))["client_disconnects"] < 1:
+        while (await mock_stats(mock_upstream))["client_disconnects"] < 1:
             await asyncio.sleep(0.02)
-    assert (await upstream_stats(relay, upstream_url))["active"] == 0
+    assert (await mock_stats(mock_upstream))["active"] == 0
 
 
 async def test_models_lists_the_routable_models(relay: Relay) -> None:

@@ -11,7 +11,6 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any, cast
 
-import aiohttp
 import msgspec
 import pytest
 from aiohttp.test_utils import TestServer
@@ -20,7 +19,6 @@ from anthropic.types import RawMessageStreamEvent
 
 from relay.config import UpstreamSettings
 from relay.errors import UpstreamError
-from relay.mock_upstream import create_mock_upstream_app
 from relay.providers.anthropic import (
     DEFAULT_MAX_TOKENS,
     AnthropicProvider,
@@ -40,6 +38,7 @@ from relay.providers.base import (
     UsageReport,
 )
 from relay.providers.mock import MockProvider
+from tests.mock_upstream_server import mock_stats
 
 API_KEY = "sk-ant-test-0123456789abcdef"
 MESSAGES = [Message(role="system", content="be brief"), Message(role="user", content="hello there")]
@@ -49,22 +48,14 @@ MakeProvider = Callable[..., AnthropicProvider]
 
 
 @pytest.fixture
-async def upstream() -> AsyncIterator[TestServer]:
-    server = TestServer(create_mock_upstream_app(), handler_cancellation=True)
-    await server.start_server()
-    yield server
-    await server.close()
-
-
-@pytest.fixture
-async def make_provider(upstream: TestServer) -> AsyncIterator[MakeProvider]:
+async def make_provider(mock_upstream: TestServer) -> AsyncIterator[MakeProvider]:
     providers: list[AnthropicProvider] = []
 
     def make(**settings: Any) -> AnthropicProvider:
         upstream_settings = UpstreamSettings(
             name="fake-anthropic",
             kind="anthropic",
-            base_url=str(upstream.make_url("")),
+            base_url=str(mock_upstream.make_url("")),
             models=["mock*"],
             **settings,
         )
@@ -94,15 +85,6 @@ async def collect_until_error(
         async for item in provider.stream(request(model)):
             items.append(item)
     return items, caught.value
-
-
-async def mock_stats(upstream: TestServer) -> dict[str, Any]:
-    async with (
-        aiohttp.ClientSession() as http,
-        http.get(upstream.make_url("/_mock/stats")) as response,
-    ):
-        stats: dict[str, Any] = await response.json()
-        return stats
 
 
 def text_of(items: list[ProviderItem]) -> str:
@@ -157,11 +139,11 @@ async def test_thinking_arrives_as_reasoning(make_provider: MakeProvider) -> Non
 
 
 async def test_the_request_is_in_anthropics_shape(
-    make_provider: MakeProvider, upstream: TestServer
+    make_provider: MakeProvider, mock_upstream: TestServer
 ) -> None:
     tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
     await collect(make_provider(), FAST, temperature=0.25, stop=["x"], tools=tools)
-    sent = (await mock_stats(upstream))["last_request"]
+    sent = (await mock_stats(mock_upstream))["last_request"]
     assert sent["stream"] is True
     assert sent["system"] == "be brief"
     assert sent["messages"] == [
@@ -183,44 +165,44 @@ async def test_the_request_is_in_anthropics_shape(
     [(400, "upstream_bad_request"), (401, "upstream_auth"), (404, "upstream_not_found")],
 )
 async def test_client_errors_fail_at_once_with_the_upstream_message(
-    make_provider: MakeProvider, upstream: TestServer, status: int, code: str
+    make_provider: MakeProvider, mock_upstream: TestServer, status: int, code: str
 ) -> None:
     items, error = await collect_until_error(make_provider(), f"mock:status={status}")
     assert items == []
     assert (error.code, error.status, error.retryable) == (code, status, False)
     assert error.message == f"mock upstream refused the request with {status}, as the model asked"
     assert API_KEY not in error.message
-    assert (await mock_stats(upstream))["requests"] == 1
+    assert (await mock_stats(mock_upstream))["requests"] == 1
 
 
 async def test_overload_is_retried_after_retry_after(
-    make_provider: MakeProvider, upstream: TestServer
+    make_provider: MakeProvider, mock_upstream: TestServer
 ) -> None:
     model = "mock:tokens=3,tps=0,ttft_ms=0,status=529,retry_after=0.2,fail_first=1"
     started = time.monotonic()
     items = await collect(make_provider(max_retries=1), model)
     assert time.monotonic() - started >= 0.2
     assert items[-1] == Finish("stop")
-    assert (await mock_stats(upstream))["requests"] == 2
+    assert (await mock_stats(mock_upstream))["requests"] == 2
 
 
 async def test_retries_give_up_after_max_retries(
-    make_provider: MakeProvider, upstream: TestServer
+    make_provider: MakeProvider, mock_upstream: TestServer
 ) -> None:
     model = "mock:tokens=3,tps=0,ttft_ms=0,status=429,retry_after=0,fail_first=5"
     _, error = await collect_until_error(make_provider(max_retries=1), model)
     assert (error.code, error.status, error.retryable) == ("upstream_rate_limited", 429, True)
-    assert (await mock_stats(upstream))["requests"] == 2
+    assert (await mock_stats(mock_upstream))["requests"] == 2
 
 
 async def test_a_disconnect_after_the_first_tokens_is_a_retryable_error(
-    make_provider: MakeProvider, upstream: TestServer
+    make_provider: MakeProvider, mock_upstream: TestServer
 ) -> None:
     model = "mock:tokens=30,tps=0,ttft_ms=0,disconnect_after=5"
     items, error = await collect_until_error(make_provider(max_retries=2), model)
     assert len(text_of(items).split()) == 5
     assert (error.code, error.retryable) == ("upstream_connection_error", True)
-    assert (await mock_stats(upstream))["requests"] == 1  # never retried mid-stream
+    assert (await mock_stats(mock_upstream))["requests"] == 1  # never retried mid-stream
 
 
 async def test_an_error_event_mid_stream_is_a_retryable_error(make_provider: MakeProvider) -> None:
@@ -232,13 +214,13 @@ async def test_an_error_event_mid_stream_is_a_retryable_error(make_provider: Mak
 
 
 async def test_an_error_event_before_the_first_token_is_retried(
-    make_provider: MakeProvider, upstream: TestServer
+    make_provider: MakeProvider, mock_upstream: TestServer
 ) -> None:
     model = "mock:tokens=30,tps=0,ttft_ms=0,fail_after=0"
     items, error = await collect_until_error(make_provider(max_retries=1), model)
     assert items == []
     assert (error.code, error.retryable) == ("upstream_error", True)
-    assert (await mock_stats(upstream))["requests"] == 2
+    assert (await mock_stats(mock_upstream))["requests"] == 2
 
 
 async def test_a_hang_before_the_first_token_is_a_first_token_timeout(
@@ -257,13 +239,13 @@ async def test_a_hang_before_the_first_token_is_a_first_token_timeout(
 
 
 async def test_aclose_mid_stream_disconnects_from_the_upstream(
-    make_provider: MakeProvider, upstream: TestServer
+    make_provider: MakeProvider, mock_upstream: TestServer
 ) -> None:
     stream = make_provider().stream(request("mock:tokens=500,tps=100,ttft_ms=0"))
     assert text_of([await anext(stream) for _ in range(3)])
     await stream.aclose()
     for _ in range(150):
-        stats = await mock_stats(upstream)
+        stats = await mock_stats(mock_upstream)
         if stats["client_disconnects"]:
             break
         await asyncio.sleep(0.02)

@@ -12,7 +12,6 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any, cast
 
-import aiohttp
 import msgspec
 import pytest
 from aiohttp.test_utils import TestServer
@@ -21,7 +20,6 @@ from openai.types.chat import ChatCompletionChunk
 
 from relay.config import UpstreamSettings, read_api_key
 from relay.errors import ConfigError, UpstreamError
-from relay.mock_upstream import create_mock_upstream_app
 from relay.providers.base import (
     Finish,
     GenerationRequest,
@@ -35,6 +33,7 @@ from relay.providers.base import (
 from relay.providers.mock import MockProvider
 from relay.providers.openai import ChunkAssembler, OpenAIProvider
 from relay.providers.router import ModelEntry, ModelRouter, build_provider
+from tests.mock_upstream_server import mock_stats
 
 API_KEY = "sk-test-0123456789abcdef"
 MESSAGES = [Message(role="system", content="be brief"), Message(role="user", content="hello there")]
@@ -44,22 +43,14 @@ MakeProvider = Callable[..., OpenAIProvider]
 
 
 @pytest.fixture
-async def upstream() -> AsyncIterator[TestServer]:
-    server = TestServer(create_mock_upstream_app(), handler_cancellation=True)
-    await server.start_server()
-    yield server
-    await server.close()
-
-
-@pytest.fixture
-async def make_provider(upstream: TestServer) -> AsyncIterator[MakeProvider]:
+async def make_provider(mock_upstream: TestServer) -> AsyncIterator[MakeProvider]:
     providers: list[OpenAIProvider] = []
 
     def make(**settings: Any) -> OpenAIProvider:
         upstream_settings = UpstreamSettings(
             name="fake-openai",
             kind="openai",
-            base_url=str(upstream.make_url("/v1")),
+            base_url=str(mock_upstream.make_url("/v1")),
             models=["mock*"],
             **settings,
         )
@@ -87,15 +78,6 @@ async def collect_until_error(
         async for item in provider.stream(request(model)):
             items.append(item)
     return items, caught.value
-
-
-async def mock_stats(upstream: TestServer) -> dict[str, Any]:
-    async with (
-        aiohttp.ClientSession() as http,
-        http.get(upstream.make_url("/_mock/stats")) as response,
-    ):
-        stats: dict[str, Any] = await response.json()
-        return stats
 
 
 def text_of(items: list[ProviderItem]) -> str:
@@ -147,11 +129,11 @@ async def test_reasoning_arrives_before_the_text(make_provider: MakeProvider) ->
 
 
 async def test_the_request_carries_the_parameters(
-    make_provider: MakeProvider, upstream: TestServer
+    make_provider: MakeProvider, mock_upstream: TestServer
 ) -> None:
     tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
     await collect(make_provider(), FAST, max_tokens=9, temperature=0.25, stop=["x"], tools=tools)
-    sent = (await mock_stats(upstream))["last_request"]
+    sent = (await mock_stats(mock_upstream))["last_request"]
     assert sent["stream"] is True
     assert sent["stream_options"] == {"include_usage": True}
     assert (sent["max_tokens"], sent["temperature"], sent["stop"]) == (9, 0.25, ["x"])
@@ -170,14 +152,14 @@ async def test_the_request_carries_the_parameters(
     [(400, "upstream_bad_request"), (401, "upstream_auth"), (404, "upstream_not_found")],
 )
 async def test_client_errors_fail_at_once_with_the_upstream_message(
-    make_provider: MakeProvider, upstream: TestServer, status: int, code: str
+    make_provider: MakeProvider, mock_upstream: TestServer, status: int, code: str
 ) -> None:
     items, error = await collect_until_error(make_provider(), f"mock:status={status}")
     assert items == []
     assert (error.code, error.status, error.retryable) == (code, status, False)
     assert error.message == f"mock upstream refused the request with {status}, as the model asked"
     assert API_KEY not in error.message
-    assert (await mock_stats(upstream))["requests"] == 1
+    assert (await mock_stats(mock_upstream))["requests"] == 1
 
 
 async def test_an_unknown_model_is_not_found(make_provider: MakeProvider) -> None:
@@ -187,37 +169,37 @@ async def test_an_unknown_model_is_not_found(make_provider: MakeProvider) -> Non
 
 
 async def test_rate_limits_are_retried_after_retry_after(
-    make_provider: MakeProvider, upstream: TestServer
+    make_provider: MakeProvider, mock_upstream: TestServer
 ) -> None:
     model = "mock:tokens=3,tps=0,ttft_ms=0,status=429,retry_after=0.2,fail_first=2"
     started = time.monotonic()
     items = await collect(make_provider(max_retries=2), model)
     assert time.monotonic() - started >= 0.4
     assert items[-1] == Finish("stop")
-    assert (await mock_stats(upstream))["requests"] == 3
+    assert (await mock_stats(mock_upstream))["requests"] == 3
 
 
 async def test_retries_give_up_after_max_retries(
-    make_provider: MakeProvider, upstream: TestServer
+    make_provider: MakeProvider, mock_upstream: TestServer
 ) -> None:
     model = "mock:tokens=3,tps=0,ttft_ms=0,status=429,retry_after=0,fail_first=5"
     _, error = await collect_until_error(make_provider(max_retries=2), model)
     assert (error.code, error.status, error.retryable) == ("upstream_rate_limited", 429, True)
-    assert (await mock_stats(upstream))["requests"] == 3
+    assert (await mock_stats(mock_upstream))["requests"] == 3
 
 
 async def test_server_errors_are_retried_with_backoff(
-    make_provider: MakeProvider, upstream: TestServer
+    make_provider: MakeProvider, mock_upstream: TestServer
 ) -> None:
     items = await collect(
         make_provider(max_retries=1), "mock:tokens=3,tps=0,ttft_ms=0,fail_first=1"
     )
     assert items[-1] == Finish("stop")
-    assert (await mock_stats(upstream))["requests"] == 2
+    assert (await mock_stats(mock_upstream))["requests"] == 2
 
 
 async def test_a_disconnect_after_the_first_tokens_is_a_retryable_error(
-    make_provider: MakeProvider, upstream: TestServer
+    make_provider: MakeProvider, mock_upstream: TestServer
 ) -> None:
     provider = make_provider(max_retries=2)
     items, error = await collect_until_error(
@@ -225,7 +207,7 @@ async def test_a_disconnect_after_the_first_tokens_is_a_retryable_error(
     )
     assert len(text_of(items).split()) == 5
     assert (error.code, error.retryable) == ("upstream_connection_error", True)
-    assert (await mock_stats(upstream))["requests"] == 1  # never retried mid-stream
+    assert (await mock_stats(mock_upstream))["requests"] == 1  # never retried mid-stream
 
 
 async def test_an_error_in_the_stream_is_a_retryable_error(make_provider: MakeProvider) -> None:
@@ -273,11 +255,11 @@ async def test_a_refused_connection_is_reported_without_the_address() -> None:
 # --- cancellation reaches the upstream --------------------------------------------
 
 
-async def wait_for_disconnects(upstream: TestServer, count: int) -> dict[str, Any]:
+async def wait_for_disconnects(mock_upstream: TestServer, count: int) -> dict[str, Any]:
     """The mock upstream's stats once it has seen `count` clients leave (polled: it is
     another server)."""
     for _ in range(150):
-        stats = await mock_stats(upstream)
+        stats = await mock_stats(mock_upstream)
         if stats["client_disconnects"] >= count:
             return stats
         await asyncio.sleep(0.02)
@@ -285,18 +267,18 @@ async def wait_for_disconnects(upstream: TestServer, count: int) -> dict[str, An
 
 
 async def test_aclose_mid_stream_disconnects_from_the_upstream(
-    make_provider: MakeProvider, upstream: TestServer
+    make_provider: MakeProvider, mock_upstream: TestServer
 ) -> None:
     stream = make_provider().stream(request("mock:tokens=500,tps=100,ttft_ms=0"))
     first = [await anext(stream) for _ in range(3)]
     assert text_of(first)
     await stream.aclose()
-    stats = await wait_for_disconnects(upstream, 1)
+    stats = await wait_for_disconnects(mock_upstream, 1)
     assert (stats["completed"], stats["active"]) == (0, 0)
 
 
 async def test_cancelling_the_consumer_disconnects_from_the_upstream(
-    make_provider: MakeProvider, upstream: TestServer
+    make_provider: MakeProvider, mock_upstream: TestServer
 ) -> None:
     provider = make_provider()
     received = asyncio.Event()
@@ -310,16 +292,16 @@ async def test_cancelling_the_consumer_disconnects_from_the_upstream(
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    await wait_for_disconnects(upstream, 1)
+    await wait_for_disconnects(mock_upstream, 1)
 
 
 async def test_the_client_and_its_pool_are_reused(
-    make_provider: MakeProvider, upstream: TestServer
+    make_provider: MakeProvider, mock_upstream: TestServer
 ) -> None:
     provider = make_provider()
     results = await asyncio.gather(*(collect(provider, FAST) for _ in range(5)))
     assert all(result == results[0] for result in results)
-    assert (await mock_stats(upstream))["completed"] == 5
+    assert (await mock_stats(mock_upstream))["completed"] == 5
 
 
 # --- chunks from other OpenAI-compatible servers (pure) -----------------------------
