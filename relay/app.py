@@ -51,7 +51,13 @@ def _services_context(settings: Settings):  # type: ignore[no-untyped-def]
         instance_id = "i_" + secrets.token_hex(6)
         runner = GenerationRunner(store, settings.generation, settings.store, instance_id)
         app[SERVICES] = Services(settings, store, router, runner)
-        log.info("relay instance %s ready, store %s", instance_id, _safe_url(settings.store.url))
+        log.info(
+            "relay instance %s ready on %s:%d, store %s",
+            instance_id,
+            settings.server.host,
+            settings.server.port,
+            _safe_url(settings.store.url),
+        )
         try:
             yield
         finally:

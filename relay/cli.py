@@ -62,7 +62,7 @@ def _serve(args: argparse.Namespace) -> int:
         port=settings.server.port,
         shutdown_timeout=settings.server.shutdown_timeout_s,
         access_log_format=ACCESS_LOG_FORMAT,
-        print=lambda message: print(message, file=sys.stderr),
+        print=None,  # aiohttp's banner is not a log line; the app logs where it listens
     )
     return 0
 

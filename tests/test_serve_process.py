@@ -1,0 +1,80 @@
+"""`relay serve` as a real process: JSON logs, and a clean exit on SIGTERM that ends
+running generations with `cancelled` (reason `shutdown`), kept in Redis for resume."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from pathlib import Path
+
+import aiohttp
+
+from tests.redis_server import free_port
+from tests.sse_client import SseParser
+
+STARTUP_S = 20.0
+
+
+async def wait_until_healthy(base: str, process: asyncio.subprocess.Process) -> None:
+    async with aiohttp.ClientSession() as http:
+        for _ in range(int(STARTUP_S / 0.1)):
+            assert process.returncode is None, "relay serve exited during startup"
+            try:
+                async with http.get(base + "/healthz") as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientConnectionError:
+                pass
+            await asyncio.sleep(0.1)
+    raise AssertionError("relay serve did not become healthy")
+
+
+async def test_sigterm_cancels_generations_and_exits_cleanly(
+    tmp_path: Path, redis_url: str
+) -> None:
+    port = free_port()
+    config = tmp_path / "relay.toml"
+    config.write_text(f'[store]\nurl = "{redis_url}"\n[log]\nformat = "json"\n')
+    log_path = tmp_path / "relay.log"
+    with log_path.open("wb") as log_file:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "relay", "serve", "--config", str(config), "--port", str(port),
+            stdout=log_file,
+            stderr=log_file,
+        )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        await wait_until_healthy(base, process)
+        async with aiohttp.ClientSession() as http:
+            body = {
+                "model": "mock:tokens=100000,tps=50,ttft_ms=0",
+                "messages": [{"role": "user", "content": "hi"}],
+            }
+            async with http.post(base + "/v1/sessions", json=body) as response:
+                session_id = (await response.json())["id"]
+            async with http.get(f"{base}/v1/sessions/{session_id}/events") as stream:
+                parser, events = SseParser(), []
+                while not any(e.event == "delta" for e in events):
+                    events += parser.feed(await stream.content.readany())
+                process.send_signal(signal.SIGTERM)
+                async with asyncio.timeout(15):
+                    events += parser.feed(await stream.content.read())
+        async with asyncio.timeout(15):
+            assert await process.wait() == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert [e.event for e in events][-1] == "cancelled"
+    assert json.loads(events[-1].data) == {"reason": "shutdown"}
+    ids = [int(e.id) for e in events if e.id]
+    assert ids == list(range(1, len(ids) + 1))
+    # Every log line is one JSON object; requests and the session's lifecycle are there.
+    lines = [json.loads(line) for line in log_path.read_text().splitlines() if line.startswith("{")]
+    assert len(lines) == len([line for line in log_path.read_text().splitlines() if line.strip()])
+    messages = [line["message"] for line in lines]
+    assert any(f"session {session_id} created" in m for m in messages)
+    assert any(f"session {session_id} ended with cancelled" in m for m in messages)
+    assert any('"POST /v1/sessions HTTP/1.1" 201' in m for m in messages)
