@@ -119,6 +119,11 @@ class GenerationRunner:
     def running(self) -> int:
         return len(self._generations)
 
+    @property
+    def running_ids(self) -> list[str]:
+        """The sessions generating on this instance."""
+        return list(self._generations)
+
     async def create(self, model: str, route: Route, request: GenerationRequest) -> CreatedSession:
         """Create a session and start its generation in the background."""
         now = time.time()

@@ -66,10 +66,10 @@ async def messages(request: web.Request) -> web.StreamResponse:
 
 async def whole_message(services: Services, record: SessionRecord) -> web.Response:
     transcript = await wire_streams.whole_answer(services, record.id)
+    failed = wire_streams.failure_response(transcript, record.id, anthropic_error)
+    if failed is not None:
+        return failed
     headers = {wire_streams.SESSION_HEADER: record.id}
-    if transcript.error is not None or transcript.cancelled:
-        status = wire_streams.error_status(transcript)
-        return json_response(anthropic_error(status, transcript.error or {}), status, headers)
     message = wire.message(
         messages_renderer(record).message_id,
         record.model,

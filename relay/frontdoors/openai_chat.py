@@ -72,10 +72,10 @@ def chat_renderer(record: SessionRecord, *, include_usage: bool) -> ChatChunkRen
 
 async def whole_completion(services: Services, record: SessionRecord) -> web.Response:
     transcript = await wire_streams.whole_answer(services, record.id)
+    failed = wire_streams.failure_response(transcript, record.id, openai_error)
+    if failed is not None:
+        return failed
     headers = {wire_streams.SESSION_HEADER: record.id}
-    if transcript.error is not None or transcript.cancelled:
-        status = wire_streams.error_status(transcript)
-        return json_response(openai_error(status, transcript.error or {}), status, headers)
     completion = wire.completion(
         chat_renderer(record, include_usage=False).completion_id,
         int(record.created_at),

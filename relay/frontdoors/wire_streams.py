@@ -91,9 +91,20 @@ async def whole_answer(services: Services, session_id: str) -> Transcript:
     return fold_transcript(events)
 
 
-def error_status(transcript: Transcript) -> int:
-    """The HTTP status of a whole answer that failed."""
-    if transcript.cancelled:
-        return 499
+def failure_response(
+    transcript: Transcript, session_id: str, error_body: ErrorBody
+) -> web.Response | None:
+    """The error answer of a whole answer that did not complete, else None.
+
+    Its status: the upstream's when it gave one, 502 otherwise, and 499 (client closed
+    request) when the session was cancelled.
+    """
+    if transcript.error is None and not transcript.cancelled:
+        return None
     status = (transcript.error or {}).get("upstream_status")
-    return status if isinstance(status, int) else 502
+    if transcript.cancelled:
+        status = 499
+    elif not isinstance(status, int):
+        status = 502
+    body = error_body(status, transcript.error or {"message": "the generation was cancelled"})
+    return json_response(body, status, {SESSION_HEADER: session_id})

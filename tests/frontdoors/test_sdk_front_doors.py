@@ -7,6 +7,7 @@ the frames an unbroken stream would have continued with.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -16,6 +17,7 @@ import pytest
 
 from relay.providers.base import GenerationRequest, Message, TextDelta, ToolCall, UsageReport
 from relay.providers.mock import MockProvider
+from relay.services import SERVICES
 from tests.frontdoors.conftest import Relay
 from tests.sse_client import SseParser
 
@@ -207,3 +209,22 @@ async def test_leaving_a_front_door_stream_does_not_stop_the_generation(
     snapshot = await relay_server.wait_until_ended(session_id)
     assert snapshot["status"] == "completed"
     assert len(snapshot["text"].split(" ")) == 20
+
+
+async def test_a_cancelled_non_streamed_answer_is_a_499(relay_server: Relay) -> None:
+    path, body = FRONT_DOORS["openai"]
+    request = {**body, "stream": False, "model": "mock:tokens=100000,tps=50,ttft_ms=0"}
+
+    async def cancel_when_started() -> None:
+        runner = relay_server.server.app[SERVICES].runner
+        while not (sessions := runner.running_ids):
+            await asyncio.sleep(0.01)
+        await relay_server.http.delete(relay_server.url(f"/v1/sessions/{sessions[0]}"))
+
+    canceller = asyncio.create_task(cancel_when_started())
+    async with relay_server.http.post(relay_server.url(path), json=request) as response:
+        assert response.status == 499
+        assert (await response.json())["error"]["type"] == "upstream_error"
+        session_id = response.headers["X-Relay-Session-Id"]
+    await canceller
+    assert (await relay_server.snapshot(session_id))["status"] == "cancelled"
