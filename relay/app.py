@@ -50,7 +50,7 @@ def _services_context(settings: Settings):  # type: ignore[no-untyped-def]
         router = ModelRouter(settings.upstreams)
         instance_id = "i_" + secrets.token_hex(6)
         runner = GenerationRunner(store, settings.generation, settings.store, instance_id)
-        app[SERVICES] = Services(settings, store, router, runner)
+        app[SERVICES] = Services(settings, store, router, runner, instance_id)
         log.info(
             "relay instance %s ready on %s:%d, store %s",
             instance_id,

@@ -10,9 +10,10 @@ from aiohttp import web
 
 from relay import __version__, mock_upstream
 from relay.app import create_app
-from relay.config import dump_settings, load_settings
+from relay.config import Settings, dump_settings, load_settings
 from relay.errors import ConfigError
 from relay.logs import configure_logging
+from relay.workers import check_workers, supervise
 
 ACCESS_LOG_FORMAT = '%a "%r" %s %b %Tfs'
 
@@ -35,7 +36,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", help="TOML configuration file")
     serve.add_argument("--host", help="listen address (overrides [server] host)")
     serve.add_argument("--port", type=int, help="listen port (overrides [server] port)")
-    serve.add_argument("--workers", type=int, help="processes sharing the port")
+    serve.add_argument("--workers", type=int, help="processes sharing the port (needs Redis)")
+    serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)  # workers
     serve.set_defaults(run=_serve)
 
     check = commands.add_parser("check-config", help="validate a config file and print it")
@@ -53,18 +55,28 @@ def _serve(args: argparse.Namespace) -> int:
     flags = {key: getattr(args, key) for key in ("host", "port", "workers")}
     overrides = {"server": {key: value for key, value in flags.items() if value is not None}}
     settings = load_settings(args.config, overrides=overrides)
-    if settings.server.workers > 1:
-        raise ConfigError("server.workers > 1 is not supported yet; run one process per port")
+    check_workers(settings)
     configure_logging(settings.log)
+    if settings.server.workers > 1:
+        return supervise(settings.server.workers, _worker_argv(args, settings))
     web.run_app(
         create_app(settings),
         host=settings.server.host,
         port=settings.server.port,
+        reuse_port=args.reuse_port,
         shutdown_timeout=settings.server.shutdown_timeout_s,
         access_log_format=ACCESS_LOG_FORMAT,
         print=None,  # aiohttp's banner is not a log line; the app logs where it listens
     )
     return 0
+
+
+def _worker_argv(args: argparse.Namespace, settings: Settings) -> list[str]:
+    """The command line of one worker: the same settings, one process, a shared port."""
+    config = ["--config", args.config] if args.config else []
+    server = settings.server
+    return ["serve", *config, "--host", server.host, "--port", str(server.port),
+            "--workers", "1", "--reuse-port"]  # fmt: skip
 
 
 def _check_config(args: argparse.Namespace) -> int:

@@ -21,12 +21,18 @@ from relay.store import Store
 
 class Services:
     def __init__(
-        self, settings: Settings, store: Store, router: ModelRouter, runner: GenerationRunner
+        self,
+        settings: Settings,
+        store: Store,
+        router: ModelRouter,
+        runner: GenerationRunner,
+        instance_id: str,
     ) -> None:
         self.settings = settings
         self.store = store
         self.router = router
         self.runner = runner
+        self.instance_id = instance_id
         self.draining = False
         self._subscribers: set[asyncio.Task[object]] = set()
 

@@ -6,29 +6,13 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import sys
 from pathlib import Path
 
 import aiohttp
 
 from tests.redis_server import free_port
+from tests.relay_process import relay_process
 from tests.sse_client import SseParser
-
-STARTUP_S = 20.0
-
-
-async def wait_until_healthy(base: str, process: asyncio.subprocess.Process) -> None:
-    async with aiohttp.ClientSession() as http:
-        for _ in range(int(STARTUP_S / 0.1)):
-            assert process.returncode is None, "relay serve exited during startup"
-            try:
-                async with http.get(base + "/healthz") as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientConnectionError:
-                pass
-            await asyncio.sleep(0.1)
-    raise AssertionError("relay serve did not become healthy")
 
 
 async def test_sigterm_cancels_generations_and_exits_cleanly(
@@ -38,35 +22,23 @@ async def test_sigterm_cancels_generations_and_exits_cleanly(
     config = tmp_path / "relay.toml"
     config.write_text(f'[store]\nurl = "{redis_url}"\n[log]\nformat = "json"\n')
     log_path = tmp_path / "relay.log"
-    with log_path.open("wb") as log_file:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "relay", "serve", "--config", str(config), "--port", str(port),
-            stdout=log_file,
-            stderr=log_file,
-        )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
-    try:
-        await wait_until_healthy(base, process)
-        async with aiohttp.ClientSession() as http:
-            body = {
-                "model": "mock:tokens=100000,tps=50,ttft_ms=0",
-                "messages": [{"role": "user", "content": "hi"}],
-            }
-            async with http.post(base + "/v1/sessions", json=body) as response:
-                session_id = (await response.json())["id"]
-            async with http.get(f"{base}/v1/sessions/{session_id}/events") as stream:
-                parser, events = SseParser(), []
-                while not any(e.event == "delta" for e in events):
-                    events += parser.feed(await stream.content.readany())
-                process.send_signal(signal.SIGTERM)
-                async with asyncio.timeout(15):
-                    events += parser.feed(await stream.content.read())
+    async with relay_process(config, port, log_path) as process, aiohttp.ClientSession() as http:
+        body = {
+            "model": "mock:tokens=100000,tps=50,ttft_ms=0",
+            "messages": [{"role": "user", "content": "hi"}],
+        }
+        async with http.post(base + "/v1/sessions", json=body) as response:
+            session_id = (await response.json())["id"]
+        async with http.get(f"{base}/v1/sessions/{session_id}/events") as stream:
+            parser, events = SseParser(), []
+            while not any(e.event == "delta" for e in events):
+                events += parser.feed(await stream.content.readany())
+            process.send_signal(signal.SIGTERM)
+            async with asyncio.timeout(15):
+                events += parser.feed(await stream.content.read())
         async with asyncio.timeout(15):
             assert await process.wait() == 0
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
     assert [e.event for e in events][-1] == "cancelled"
     assert json.loads(events[-1].data) == {"reason": "shutdown"}
     ids = [int(e.id) for e in events if e.id]

@@ -15,8 +15,8 @@ routes = web.RouteTableDef()
 
 @routes.get("/healthz")
 async def healthz(request: web.Request) -> web.Response:
-    """The process is alive and its event loop answers."""
-    return json_response({"status": "ok"})
+    """The process is alive and its event loop answers; `instance` tells instances apart."""
+    return json_response({"status": "ok", "instance": request.app[SERVICES].instance_id})
 
 
 @routes.get("/readyz")

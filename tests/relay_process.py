@@ -1,0 +1,49 @@
+"""`relay serve` as a real child process, for tests of the command itself."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+
+STARTUP_S = 20.0
+
+
+@contextlib.asynccontextmanager
+async def relay_process(
+    config: Path, port: int, log_path: Path, *args: str
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """A started and healthy `relay serve`; killed on exit if it is still running."""
+    with log_path.open("wb") as log_file:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "relay", "serve", "--config", str(config),
+            "--port", str(port), *args,
+            stdout=log_file,
+            stderr=log_file,
+        )  # fmt: skip
+    try:
+        await wait_until_healthy(f"http://127.0.0.1:{port}", process, log_path)
+        yield process
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def wait_until_healthy(
+    base: str, process: asyncio.subprocess.Process, log_path: Path
+) -> None:
+    async with aiohttp.ClientSession() as http:
+        for _ in range(int(STARTUP_S / 0.1)):
+            if process.returncode is not None:
+                raise AssertionError(f"relay serve exited: {log_path.read_text()}")
+            with contextlib.suppress(aiohttp.ClientConnectionError):
+                async with http.get(base + "/healthz") as response:
+                    if response.status == 200:
+                        return
+            await asyncio.sleep(0.1)
+    raise AssertionError(f"relay serve did not become healthy: {log_path.read_text()}")
