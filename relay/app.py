@@ -40,8 +40,14 @@ def create_app(settings: Settings) -> web.Application:
     if settings.server.demo_page:
         app.add_routes([health.demo_page_route()])
     app.cleanup_ctx.append(_services_context(settings))
+    app.on_response_prepare.append(_name_instance)
     app.on_shutdown.append(_drain)
     return app
+
+
+async def _name_instance(request: web.Request, response: web.StreamResponse) -> None:
+    """Which instance answered: for operators and tests behind a load balancer."""
+    response.headers["X-Relay-Instance"] = request.app[SERVICES].instance_id
 
 
 def _services_context(settings: Settings):  # type: ignore[no-untyped-def]
