@@ -41,7 +41,7 @@ def create_app(settings: Settings) -> web.Application:
         app.add_routes([health.demo_page_route()])
     app.cleanup_ctx.append(_services_context(settings))
     app.on_response_prepare.append(_name_instance)
-    app.on_shutdown.append(_drain)
+    app.on_shutdown.append(drain)  # when embedded; `relay serve` drains before it stops
     return app
 
 
@@ -73,12 +73,18 @@ def _services_context(settings: Settings):  # type: ignore[no-untyped-def]
     return services_context
 
 
-async def _drain(app: web.Application) -> None:
+async def drain(app: web.Application) -> None:
+    """Stop taking work and finish what runs: `/readyz` and new sessions answer 503 at
+    once; generations may finish for up to `drain_timeout_s`, then are cancelled (reason
+    `shutdown`); open streams deliver what was written, then end, so their clients
+    reconnect to another instance. Runs once; later calls return at once."""
     services = app[SERVICES]
+    if services.draining:
+        return
     services.draining = True
-    timeout = services.settings.server.shutdown_timeout_s
-    await services.runner.shutdown(timeout=timeout)
-    await services.end_subscribers(grace_s=min(SUBSCRIBER_GRACE_S, timeout))
+    log.info("draining: %d generations running", services.runner.running)
+    await services.runner.drain(timeout=services.settings.server.drain_timeout_s)
+    await services.end_subscribers(grace_s=SUBSCRIBER_GRACE_S)
 
 
 def _safe_url(url: str) -> str:

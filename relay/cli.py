@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import signal
 import sys
 from collections.abc import Sequence
 
 from aiohttp import web
 
 from relay import __version__, mock_upstream
-from relay.app import create_app
+from relay.app import create_app, drain
 from relay.config import Settings, dump_settings, load_settings
 from relay.errors import ConfigError
 from relay.logs import configure_logging
@@ -59,16 +61,35 @@ def _serve(args: argparse.Namespace) -> int:
     configure_logging(settings.log)
     if settings.server.workers > 1:
         return supervise(settings.server.workers, _worker_argv(args, settings))
-    web.run_app(
-        create_app(settings),
-        host=settings.server.host,
-        port=settings.server.port,
-        reuse_port=args.reuse_port,
-        shutdown_timeout=settings.server.shutdown_timeout_s,
-        access_log_format=ACCESS_LOG_FORMAT,
-        print=None,  # aiohttp's banner is not a log line; the app logs where it listens
-    )
+    asyncio.run(_serve_until_signalled(settings, reuse_port=args.reuse_port))
     return 0
+
+
+async def _serve_until_signalled(settings: Settings, *, reuse_port: bool) -> None:
+    """Serve until SIGTERM or SIGINT, then drain while still listening, so that
+    `/readyz` can tell the load balancer, and only then stop."""
+    app = create_app(settings)
+    runner = web.AppRunner(
+        app, handle_signals=False, access_log_format=ACCESS_LOG_FORMAT, shutdown_timeout=5.0
+    )
+    await runner.setup()
+    try:
+        site = web.TCPSite(
+            runner, settings.server.host, settings.server.port, reuse_port=reuse_port
+        )
+        await site.start()
+        await _signalled()
+        await drain(app)
+    finally:
+        await runner.cleanup()
+
+
+async def _signalled() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
 
 
 def _worker_argv(args: argparse.Namespace, settings: Settings) -> list[str]:

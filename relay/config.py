@@ -44,7 +44,8 @@ class ServerSettings(Section):
     max_body_bytes: PositiveInt = 1024 * 1024
     heartbeat_s: PositiveSeconds = 15.0
     retry_ms: NonNegativeInt = 1000
-    shutdown_timeout_s: PositiveSeconds = 10.0
+    # On SIGTERM: how long running generations may go on before they are cancelled.
+    drain_timeout_s: Annotated[float, Meta(ge=0)] = 30.0
     demo_page: bool = True
 
 

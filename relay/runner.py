@@ -50,6 +50,9 @@ log = logging.getLogger(__name__)
 
 Pending = list[tuple[EventType, EventData]]
 
+# How long cancelled generations get to write their last events before they are stopped.
+CANCEL_GRACE_S = 5.0
+
 
 # What the pump puts in the inbox besides provider items.
 class StreamEnded(msgspec.Struct):
@@ -148,6 +151,14 @@ class GenerationRunner:
             return False
         generation.cancel(reason)
         return True
+
+    async def drain(self, timeout: float) -> None:
+        """Let running generations finish for up to `timeout`; new ones are the caller's
+        to refuse. Those still running are then cancelled (reason `shutdown`)."""
+        tasks = [g.task for g in self._generations.values() if g.task is not None]
+        if tasks and timeout > 0:
+            await asyncio.wait(tasks, timeout=timeout)
+        await self.shutdown(timeout=CANCEL_GRACE_S)
 
     async def shutdown(self, timeout: float) -> None:
         """Cancel every generation (reason `shutdown`) and wait for their last events."""

@@ -280,3 +280,22 @@ async def test_an_outage_longer_than_store_retry_abandons_the_generation() -> No
     assert provider.closed.is_set()
     record = await store.get(created.record.id)
     assert record is not None and record.status is SessionStatus.RUNNING  # the lease reaper's job
+
+
+async def test_drain_lets_short_generations_finish_and_cancels_the_rest() -> None:
+    store = MemoryStore(StoreSettings())
+    runner = make_runner(store)
+    quick = ScriptedProvider([TextDelta("a"), None, Finish("stop")])
+    stuck = ScriptedProvider([TextDelta("b"), None])
+    quick_session = await runner.create("scripted", Route("test", "scripted", quick), REQUEST)
+    stuck_session = await runner.create("scripted", Route("test", "scripted", stuck), REQUEST)
+    await asyncio.sleep(0.05)
+    draining = asyncio.create_task(runner.drain(timeout=0.5))
+    await asyncio.sleep(0.05)
+    quick.release.set()  # finishes during the drain
+    await draining
+    _, quick_events = await wait_until_ended(store, quick_session.record.id)
+    _, stuck_events = await wait_until_ended(store, stuck_session.record.id)
+    assert quick_events[-1].type is EventType.DONE
+    assert stuck_events[-1].decoded_data() == {"reason": "shutdown"}
+    assert runner.running == 0

@@ -130,7 +130,9 @@ async def start_relay(store_url: str) -> AsyncIterator[StartRelay]:
     started: list[Relay] = []
 
     async def start(**overrides: Mapping[str, Any]) -> Relay:
-        sections = merge({"store": {"url": store_url}}, overrides)
+        # Closing a test server cancels its generations at once (no drain period).
+        base = {"store": {"url": store_url}, "server": {"drain_timeout_s": 0}}
+        sections = merge(base, overrides)
         settings = load_settings(None, environ={}, overrides=sections)
         server = TestServer(create_app(settings), host="127.0.0.1")
         await server.start_server()
