@@ -17,6 +17,8 @@ from relay.events import Event
 from relay.providers.router import ModelRouter
 from relay.runner import GenerationRunner
 from relay.store import Store
+from relay.subscribers.follow import follow
+from relay.subscribers.sse import EventEncoder, SseSubscription, native_frame
 
 
 class Services:
@@ -51,6 +53,38 @@ class Services:
             if len(chunk) < limit:
                 break
         return events
+
+    def follow(self, session_id: str, after: int = 0) -> AsyncIterator[list[Event]]:
+        """A session's log after `after`, with this instance's heartbeat, read batch and
+        tolerance of store outages (`store_retry_s`)."""
+        return follow(
+            self.store,
+            session_id,
+            after,
+            heartbeat_s=self.settings.server.heartbeat_s,
+            batch=self.settings.store.read_batch,
+            outage_s=self.settings.generation.store_retry_s,
+        )
+
+    async def stream(
+        self,
+        request: web.Request,
+        session_id: str,
+        after: int,
+        *,
+        encode: EventEncoder | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> web.StreamResponse:
+        """Answer `request` with the session's log as SSE: relay's own frames (after a
+        `retry:` line) or, with `encode`, a provider's wire format."""
+        subscription = SseSubscription(
+            session_id,
+            self.follow(session_id, after),
+            retry_ms=self.settings.server.retry_ms if encode is None else None,
+            encode=encode or native_frame,
+        )
+        async with self.subscriber(request):
+            return await subscription.respond(request, headers)
 
     @contextlib.asynccontextmanager
     async def subscriber(self, request: web.Request) -> AsyncIterator[None]:

@@ -19,7 +19,6 @@ from relay.services import SERVICES, Services
 from relay.session import SessionRecord, rfc3339, snapshot, token_matches
 from relay.subscribers.formats import WireRenderer
 from relay.subscribers.resume import parse_resume_id
-from relay.subscribers.sse import SseSubscription, native_frame
 from relay.writer import SessionWriter
 
 log = logging.getLogger(__name__)
@@ -88,20 +87,9 @@ async def session_events(request: web.Request) -> web.StreamResponse:
     after = min(resume_point(request), services.settings.store.max_events_per_session)
     if record.status.is_final and after >= record.last_event_id:
         return web.Response(status=204)
-    server = services.settings.server
     wire_format = request.query.get("format", "native")
     renderer = await resume_renderer(services, record, wire_format, after, request.query)
-    subscription = SseSubscription(
-        services.store,
-        record.id,
-        after,
-        heartbeat_s=server.heartbeat_s,
-        retry_ms=server.retry_ms if renderer is None else None,
-        batch=services.settings.store.read_batch,
-        encode=renderer or native_frame,
-    )
-    async with services.subscriber(request):
-        return await subscription.respond(request)
+    return await services.stream(request, record.id, after, encode=renderer)
 
 
 WIRE_FORMATS = ("native", "openai", "anthropic")

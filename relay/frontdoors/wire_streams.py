@@ -18,9 +18,7 @@ from relay.frontdoors.http import json_response
 from relay.providers.base import GenerationRequest
 from relay.services import Services
 from relay.session import SessionRecord
-from relay.subscribers.follow import follow
 from relay.subscribers.formats import WireRenderer
-from relay.subscribers.sse import SseSubscription
 from relay.subscribers.transcript import Transcript, fold_transcript
 
 SESSION_HEADER = "X-Relay-Session-Id"
@@ -40,8 +38,7 @@ async def start_session(
 
 async def first_output(services: Services, session_id: str) -> Event | None:
     """The first event that is not a `status`, waiting for it; None if the session vanished."""
-    batch = services.settings.store.read_batch
-    async for events in follow(services.store, session_id, 0, heartbeat_s=60.0, batch=batch):
+    async for events in services.follow(session_id):
         for event in events:
             if event.type is not EventType.STATUS:
                 return event
@@ -68,25 +65,13 @@ async def stream_answer(
     status = refusal_status(first)
     if status is not None and first is not None:
         return json_response(error_body(status, first.decoded_data()), status, headers)
-    subscription = SseSubscription(
-        services.store,
-        session_id,
-        0,
-        heartbeat_s=services.settings.server.heartbeat_s,
-        retry_ms=None,
-        batch=services.settings.store.read_batch,
-        encode=renderer,
-    )
-    async with services.subscriber(request):
-        return await subscription.respond(request, headers)
+    return await services.stream(request, session_id, 0, encode=renderer, headers=headers)
 
 
 async def whole_answer(services: Services, session_id: str) -> Transcript:
     """Wait for the terminal event; the session folded into one answer."""
     events: list[Event] = []
-    batch = services.settings.store.read_batch
-    heartbeat = services.settings.server.heartbeat_s
-    async for chunk in follow(services.store, session_id, 0, heartbeat_s=heartbeat, batch=batch):
+    async for chunk in services.follow(session_id):
         events += chunk
     return fold_transcript(events)
 

@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
 from relay import sse
 from relay.errors import StoreError
 from relay.events import Event
-from relay.store import Store
-from relay.subscribers.follow import follow
 
 log = logging.getLogger(__name__)
 
@@ -37,25 +35,19 @@ def native_frame(event: Event) -> bytes:
 
 
 class SseSubscription:
-    """What one SSE response streams, and how."""
+    """One SSE response: a `retry:` line (optional), then the followed batches."""
 
     def __init__(
         self,
-        store: Store,
         session_id: str,
-        after: int,
+        batches: AsyncIterator[list[Event]],
         *,
-        heartbeat_s: float,
         retry_ms: int | None,
-        batch: int,
         encode: EventEncoder = native_frame,
     ) -> None:
-        self.store = store
         self.session_id = session_id
-        self.after = after
-        self.heartbeat_s = heartbeat_s
+        self.batches = batches
         self.retry_ms = retry_ms
-        self.batch = batch
         self.encode = encode
 
     async def respond(
@@ -66,7 +58,8 @@ class SseSubscription:
         try:
             if self.retry_ms is not None:
                 await response.write(sse.retry_frame(self.retry_ms))
-            await self._stream(response)
+            async for events in self.batches:
+                await response.write(b"".join(map(self.encode, events)) if events else sse.PING)
         except ConnectionResetError:
             log.debug("subscriber of %s went away", self.session_id)
             return response
@@ -76,10 +69,3 @@ class SseSubscription:
         with contextlib.suppress(ConnectionResetError):
             await response.write_eof()
         return response
-
-    async def _stream(self, response: web.StreamResponse) -> None:
-        batches = follow(
-            self.store, self.session_id, self.after, heartbeat_s=self.heartbeat_s, batch=self.batch
-        )
-        async for events in batches:
-            await response.write(b"".join(map(self.encode, events)) if events else sse.PING)
