@@ -14,7 +14,14 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from relay.config import Settings
-from relay.frontdoors import anthropic_messages, health, models, native, openai_chat
+from relay.frontdoors import (
+    anthropic_messages,
+    health,
+    models,
+    native,
+    openai_chat,
+    openai_responses,
+)
 from relay.frontdoors.errors import error_middleware
 from relay.providers.router import ModelRouter
 from relay.runner import GenerationRunner
@@ -36,6 +43,7 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(native.routes)
     app.add_routes(openai_chat.routes)
     app.add_routes(anthropic_messages.routes)
+    app.add_routes(openai_responses.routes)
     app.add_routes(models.routes)
     if settings.server.demo_page:
         app.add_routes([health.demo_page_route()])

@@ -124,9 +124,14 @@ async def resume_renderer(
 async def cancel_session(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     record = await find_session(services, request.match_info["session_id"])
+    await cancel(services, record)
+    return json_response({"id": record.id, "status": "cancelling"}, status=202)
+
+
+async def cancel(services: Services, record: SessionRecord) -> None:
+    """Cancel the session's generation (reason `client`) wherever it runs; idempotent."""
     if not record.status.is_final and not services.runner.cancel(record.id, "client"):
         await cancel_elsewhere(services, record)
-    return json_response({"id": record.id, "status": "cancelling"}, status=202)
 
 
 async def cancel_elsewhere(services: Services, record: SessionRecord) -> None:
