@@ -82,6 +82,9 @@ class UpstreamSettings(Section):
     # Retries of 429, 5xx and connection errors that happen before the first token.
     max_retries: NonNegativeInt = 2
     max_connections: PositiveInt = 100
+    # kind openai: the name the output limit goes under. OpenAI's reasoning models (o-series,
+    # gpt-5) refuse `max_tokens`; compatible servers (vLLM, Ollama) may not know the other.
+    max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
 
 
 def _default_upstreams() -> list[UpstreamSettings]:

@@ -3,44 +3,39 @@
 Point an Anthropic SDK's `base_url` at relay: streams are sessions (header
 `X-Relay-Session-Id`, `id: N` on the SSE messages) that
 `GET /v1/sessions/{id}/events?format=anthropic` resumes in the same format. Any
-upstream kind can answer (an Anthropic client can stream an OpenAI model).
+upstream kind can answer (an Anthropic client can stream an OpenAI model): the request
+is converted once into relay's canonical (Chat) shape, tool history and images included.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from aiohttp import web
 
 from relay.frontdoors import wire_streams
 from relay.frontdoors.http import json_response, read_json
-from relay.frontdoors.openai_chat import to_message
-from relay.providers.base import GenerationRequest, Message
+from relay.providers.base import GenerationRequest
 from relay.services import SERVICES, Services
 from relay.session import SessionRecord
 from relay.subscribers.formats import MessagesEventRenderer
 from relay.subscribers.transcript import Transcript
 from relay.wire import anthropic_messages as wire
+from relay.wire.anthropic_to_chat import chat_tools
 
 routes = web.RouteTableDef()
 
 
 def generation_request(body: wire.MessagesRequest) -> GenerationRequest:
+    """The request in relay's canonical (Chat) shape, which every provider takes."""
     return GenerationRequest(
         model=body.model,
-        messages=system_messages(body.system) + [to_message(m) for m in body.messages],
+        messages=wire.to_relay_messages(body),
         max_tokens=body.max_tokens,
         temperature=body.temperature,
         stop=body.stop_sequences,
-        tools=body.tools,
+        tools=chat_tools(body.tools),
     )
-
-
-def system_messages(system: str | list[dict[str, Any]] | None) -> list[Message]:
-    if not system:
-        return []
-    return [Message(role="system", content=system)]
 
 
 def anthropic_error(status: int, data: dict[str, object]) -> dict[str, object]:

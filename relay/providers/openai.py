@@ -5,7 +5,8 @@ generation. A generation streams `chat.completions.create(stream=True)` with usa
 included, and `ChunkAssembler` turns the chunks into provider items: content → text,
 the `reasoning_content`/`reasoning` extensions (vLLM, DeepSeek, OpenRouter) →
 reasoning, a refusal → text, tool-call fragments → complete tool calls, usage, and the
-finish reason (relay speaks OpenAI's vocabulary). Retries and deadlines are `retry.py`'s.
+finish reason (relay speaks OpenAI's vocabulary). The output limit goes under the name the
+upstream's `max_tokens_field` says. Retries and deadlines are `retry.py`'s.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ REASONING_FIELDS = ("reasoning_content", "reasoning")
 class OpenAIProvider(RetryingProvider):
     def __init__(self, upstream: UpstreamSettings, api_key: str | None) -> None:
         super().__init__(upstream, api_key)
+        self._max_tokens_field = upstream.max_tokens_field
         self._client = openai.AsyncOpenAI(
             base_url=upstream.base_url,
             api_key=api_key or NO_API_KEY,
@@ -76,7 +78,8 @@ class OpenAIProvider(RetryingProvider):
             messages=chat_messages(request.messages),
             stream=True,
             stream_options={"include_usage": True},
-            max_tokens=_given(request.max_tokens),
+            max_tokens=self._output_limit("max_tokens", request),
+            max_completion_tokens=self._output_limit("max_completion_tokens", request),
             temperature=_given(request.temperature),
             stop=_given(request.stop),
             tools=_given(cast("list[ChatCompletionToolUnionParam] | None", request.tools)),
@@ -88,6 +91,10 @@ class OpenAIProvider(RetryingProvider):
                     yield item
             for item in assembler.finish():
                 yield item
+
+    def _output_limit(self, field: str, request: GenerationRequest) -> int | openai.Omit:
+        """The limit under the one name this upstream takes (`max_tokens_field`)."""
+        return _given(request.max_tokens if field == self._max_tokens_field else None)
 
 
 def chat_messages(messages: list[Message]) -> list[ChatCompletionMessageParam]:

@@ -16,6 +16,7 @@ import msgspec
 
 from relay import sse
 from relay.providers.base import Message
+from relay.wire import anthropic_to_chat
 
 # relay uses OpenAI's finish reasons; these are Anthropic's stop reasons for them.
 _TO_ANTHROPIC = {
@@ -49,8 +50,6 @@ _ERROR_TYPES = {
     529: "overloaded_error",
 }
 
-_MESSAGE_FIELDS = tuple(Message.__struct_fields__)
-
 
 class MessagesRequest(msgspec.Struct, kw_only=True):
     """The fields relay reads; SDKs send more, which are ignored."""
@@ -77,14 +76,8 @@ def decode_request(body: bytes) -> MessagesRequest:
 
 
 def to_relay_messages(request: MessagesRequest) -> list[Message]:
-    """The conversation as relay's `Message`s, with `system` as the first message."""
-    system = [] if not request.system else [Message(role="system", content=request.system)]
-    return system + [_relay_message(raw) for raw in request.messages]
-
-
-def _relay_message(raw: dict[str, Any]) -> Message:
-    known = {key: raw[key] for key in _MESSAGE_FIELDS if raw.get(key) is not None}
-    return msgspec.convert(known, Message)
+    """The conversation in relay's canonical (Chat) shape, `system` first."""
+    return anthropic_to_chat.chat_messages(request.system, request.messages)
 
 
 def new_message_id() -> str:
