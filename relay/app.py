@@ -7,6 +7,7 @@ streams, and only then closes the providers and the store.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from collections.abc import AsyncIterator
@@ -14,6 +15,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from relay.config import Settings
+from relay.errors import StoreError
 from relay.frontdoors import (
     anthropic_messages,
     health,
@@ -23,10 +25,11 @@ from relay.frontdoors import (
     openai_responses,
 )
 from relay.frontdoors.errors import error_middleware
+from relay.leases import LeaseKeeper
 from relay.providers.router import ModelRouter
 from relay.runner import GenerationRunner
 from relay.services import SERVICES, Services
-from relay.store import open_store
+from relay.store import Store, open_store
 
 log = logging.getLogger(__name__)
 
@@ -72,13 +75,31 @@ def _services_context(settings: Settings):  # type: ignore[no-untyped-def]
             settings.server.port,
             _safe_url(settings.store.url),
         )
+        leases = LeaseKeeper(store, runner, settings)
+        leases.start()
+        cancels = asyncio.create_task(_obey_cancels(store, runner), name="relay-cancels")
         try:
             yield
         finally:
+            cancels.cancel()
+            await asyncio.gather(cancels, return_exceptions=True)
+            await leases.stop()
             await router.close()
             await store.close()
 
     return services_context
+
+
+async def _obey_cancels(store: Store, runner: GenerationRunner) -> None:
+    """Cancel the generations here that another instance was asked to cancel."""
+    while True:
+        try:
+            async for session_id in store.cancel_requests():
+                runner.cancel(session_id, "client")
+            return
+        except StoreError as exc:  # listen again once the store is back
+            log.warning("cancel requests interrupted: %s", exc)
+            await asyncio.sleep(1.0)
 
 
 async def drain(app: web.Application) -> None:

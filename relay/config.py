@@ -55,6 +55,9 @@ class StoreSettings(Section):
     max_events_per_session: Annotated[int, Meta(ge=2)] = 100_000
     max_sessions: PositiveInt = 10_000
     running_ttl_s: PositiveSeconds = 86_400.0
+    # A generating instance renews its sessions' leases every lease_ttl_s / 3; a session
+    # whose lease lapses (its instance died) ends with `generation_lost`.
+    lease_ttl_s: PositiveSeconds = 10.0
     read_batch: PositiveInt = 1000
 
 

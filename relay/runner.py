@@ -115,7 +115,7 @@ class GenerationRunner:
         self._store = store
         self._settings = settings
         self._max_events = store_settings.max_events_per_session
-        self._instance_id = instance_id
+        self.instance_id = instance_id
         self._generations: dict[str, Generation] = {}
 
     @property
@@ -137,7 +137,7 @@ class GenerationRunner:
             created_at=now,
             updated_at=now,
             token_sha256=hash_token(token),
-            owner=self._instance_id,
+            owner=self.instance_id,
         )
         await self._store.create(record)
         self._start(record.id, route, request)

@@ -12,8 +12,9 @@ import asyncio
 import logging
 import time
 
-from relay.errors import AppendConflict, StoreUnavailable
+from relay.errors import AppendConflict, SessionEnded, StoreUnavailable
 from relay.events import TERMINAL_TYPES, ErrorData, Event, EventData, EventType, make_event
+from relay.session import SessionRecord
 from relay.store import Store
 
 log = logging.getLogger(__name__)
@@ -94,3 +95,33 @@ class SessionWriter:
         """After a lost reply: did the earlier attempt append the batch?"""
         record = await self._store.get(self.session_id)
         return record is not None and record.last_event_id >= last_id
+
+
+async def end_from_outside(
+    store: Store,
+    record: SessionRecord,
+    terminal: tuple[EventType, EventData],
+    *,
+    retry_s: float,
+    max_events: int,
+) -> bool:
+    """End a session that this instance does not generate, with `terminal`.
+
+    The store's id fence makes this safe against the generator (or another instance
+    doing the same): whoever appends first wins; the others see a conflict, re-read, and
+    find the session ended. True when this call wrote the terminal event.
+    """
+    current: SessionRecord | None = record
+    while current is not None and not current.status.is_final:
+        writer = SessionWriter(
+            store, current.id, last_event_id=current.last_event_id, retry_s=retry_s,
+            max_events=max_events,
+        )  # fmt: skip
+        try:
+            await writer.append([terminal])
+            return True
+        except SessionEnded:
+            return False
+        except AppendConflict:
+            current = await store.get(current.id)
+    return False

@@ -12,7 +12,12 @@ import redis
 from aiohttp.test_utils import TestServer
 
 from tests.mock_upstream_server import mock_upstream_server
-from tests.redis_server import RedisServer, require_redis_server
+from tests.redis_server import (
+    LocalCluster,
+    LocalSentinel,
+    RedisServer,
+    require_redis_server,
+)
 
 # --- real servers -----------------------------------------------------------------
 
@@ -32,6 +37,42 @@ def redis_url(redis_server: RedisServer) -> str:
     with redis.Redis.from_url(redis_server.url) as client:
         client.flushall()
     return redis_server.url
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[LocalCluster]:
+    """One three-node Redis Cluster for the session (about 2 s to form)."""
+    cluster = LocalCluster(require_redis_server())
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.close()
+
+
+@pytest.fixture
+def redis_cluster_url(redis_cluster: LocalCluster) -> str:
+    """A `redis+cluster://` URL of the shared cluster, emptied."""
+    redis_cluster.flushall()
+    return redis_cluster.url
+
+
+@pytest.fixture(scope="session")
+def redis_sentinel() -> Iterator[LocalSentinel]:
+    """One master watched by one Sentinel, for the session; failover tests start their own."""
+    sentinel = LocalSentinel(require_redis_server())
+    try:
+        sentinel.start()
+        yield sentinel
+    finally:
+        sentinel.close()
+
+
+@pytest.fixture
+def redis_sentinel_url(redis_sentinel: LocalSentinel) -> str:
+    """A `redis+sentinel://` URL of the shared master, emptied."""
+    redis_sentinel.master.execute("FLUSHALL")
+    return redis_sentinel.url
 
 
 @pytest.fixture

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Mapping
 from typing import Annotated, Any
@@ -9,7 +11,7 @@ from typing import Annotated, Any
 import msgspec
 from aiohttp import web
 
-from relay.errors import ApiError, AppendConflict, SessionEnded
+from relay.errors import ApiError
 from relay.events import CancelledData, EventType
 from relay.frontdoors.anthropic_messages import messages_renderer
 from relay.frontdoors.http import json_response, read_json
@@ -19,11 +21,14 @@ from relay.services import SERVICES, Services
 from relay.session import SessionRecord, rfc3339, snapshot, token_matches
 from relay.subscribers.formats import WireRenderer
 from relay.subscribers.resume import parse_resume_id
-from relay.writer import SessionWriter
+from relay.writer import end_from_outside
 
 log = logging.getLogger(__name__)
 
 routes = web.RouteTableDef()
+
+# How long a cancel waits for another instance's generator to write `cancelled`.
+CANCEL_WAIT_S = 1.0
 
 
 class CreateSessionBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -129,33 +134,41 @@ async def cancel_session(request: web.Request) -> web.Response:
 
 
 async def cancel(services: Services, record: SessionRecord) -> None:
-    """Cancel the session's generation (reason `client`) wherever it runs; idempotent."""
-    if not record.status.is_final and not services.runner.cancel(record.id, "client"):
+    """Cancel the session's generation (reason `client`) wherever it runs; idempotent.
+
+    Here: at once. Elsewhere: every instance hears the request and the generating one
+    cancels, writing held text and then `cancelled`; if none has within
+    `CANCEL_WAIT_S` (its generator is gone), the log is ended from here.
+    """
+    if record.status.is_final or services.runner.cancel(record.id, "client"):
+        return
+    await services.store.publish_cancel(record.id)
+    if not await ended_within(services, record, CANCEL_WAIT_S):
         await cancel_elsewhere(services, record)
 
 
-async def cancel_elsewhere(services: Services, record: SessionRecord) -> None:
-    """The generation runs on another instance (or none): end the log here.
+async def ended_within(services: Services, record: SessionRecord, seconds: float) -> bool:
+    """Wait up to `seconds` for the session's terminal event."""
+    after = record.last_event_id
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            while True:
+                events = await services.store.wait(record.id, after, 1000, seconds)
+                if events and events[-1].is_terminal:
+                    return True
+                after = events[-1].id if events else after
+    return False
 
-    The store's id fence makes this safe: if the generator appends first, this append
-    conflicts and the session already ended or goes on to end by itself.
-    """
-    current: SessionRecord | None = record
-    while current is not None and not current.status.is_final:
-        writer = SessionWriter(
-            services.store,
-            current.id,
-            last_event_id=current.last_event_id,
-            retry_s=services.settings.generation.store_retry_s,
-            max_events=services.settings.store.max_events_per_session,
-        )
-        try:
-            await writer.append([(EventType.CANCELLED, CancelledData("client"))])
-            return
-        except SessionEnded:
-            return
-        except AppendConflict:
-            current = await services.store.get(current.id)
+
+async def cancel_elsewhere(services: Services, record: SessionRecord) -> None:
+    """The generation runs on another instance (or none): end the log from here."""
+    await end_from_outside(
+        services.store,
+        record,
+        (EventType.CANCELLED, CancelledData("client")),
+        retry_s=services.settings.generation.store_retry_s,
+        max_events=services.settings.store.max_events_per_session,
+    )
 
 
 async def find_session(services: Services, session_id: str) -> SessionRecord:

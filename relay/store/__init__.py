@@ -5,23 +5,35 @@ from __future__ import annotations
 from relay.config import StoreSettings
 from relay.errors import ConfigError
 from relay.store.base import Store
+from relay.store.redis_url import REDIS_SCHEMES
 
 __all__ = ["Store", "open_store"]
 
-REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+MEMORY_URL = "memory://"
 
 
 def open_store(settings: StoreSettings) -> Store:
+    """The store `settings.url` names; `ConfigError` naming what is wrong with it."""
     url = settings.url
-    if url == "memory://":
+    if url == MEMORY_URL:
         from relay.store.memory import MemoryStore
 
         return MemoryStore(settings)
-    if url.startswith(REDIS_SCHEMES):
+    if url.lower().startswith(REDIS_SCHEMES):
         from relay.store.redis import RedisStore
 
         redis_store: Store = RedisStore.from_url(url, settings)
         return redis_store
     raise ConfigError(
-        f"store.url {url!r} is not supported; allowed: memory://, redis://…, rediss://…, unix://…"
+        f"store.url {_redacted(url)!r} is not supported; "
+        f"allowed: {', '.join((MEMORY_URL, *REDIS_SCHEMES))}"
     )
+
+
+def _redacted(url: str) -> str:
+    """The URL with its credentials, if any, shown as ***."""
+    head, at, tail = url.rpartition("@")
+    if not at:
+        return url
+    scheme, sep, _ = head.partition("://")
+    return f"{scheme}{sep}***@{tail}" if sep else f"***@{tail}"

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import abc
 import itertools
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
 from relay.events import Event
 from relay.session import SessionRecord
@@ -46,6 +46,25 @@ class Store(abc.ABC):
     async def wait(self, session_id: str, after: int, limit: int, timeout: float) -> list[Event]:
         """Like `read`, but when nothing is there yet, wait up to `timeout` seconds for
         the next append. Returns [] on timeout; the caller decides what that means."""
+
+    @abc.abstractmethod
+    async def renew_leases(self, owner: str, session_ids: Sequence[str]) -> None:
+        """`owner` still generates these running sessions: extend their leases by
+        `lease_ttl_s`. `create` gives a new session its first lease."""
+
+    @abc.abstractmethod
+    async def lapsed_leases(self, limit: int) -> list[str]:
+        """Up to `limit` running sessions whose lease lapsed (their generator stopped
+        renewing), most overdue first. Ending them is the caller's job."""
+
+    @abc.abstractmethod
+    async def publish_cancel(self, session_id: str) -> None:
+        """Ask every instance to cancel this session's generation if it runs there."""
+
+    @abc.abstractmethod
+    def cancel_requests(self) -> AsyncIterator[str]:
+        """Session ids whose cancel was asked through `publish_cancel`, from any
+        instance, as they come; ends when the store closes."""
 
     @abc.abstractmethod
     async def ping(self) -> None:

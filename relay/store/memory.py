@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 
 from relay.config import StoreSettings
 from relay.errors import (
@@ -49,12 +49,16 @@ class MemoryStore(Store):
         # Finished sessions in the order they ended: the eviction order.
         self._finished: OrderedDict[str, None] = OrderedDict()
         self._closed = False
+        self._closing = asyncio.Event()
+        # Lease deadlines of running sessions, by session id.
+        self._leases: dict[str, float] = {}
 
     async def create(self, record: SessionRecord) -> None:
         self._expire_finished()
         if len(self._sessions) >= self._settings.max_sessions:
             self._evict_oldest_finished()
         self._sessions[record.id] = _SessionLog(record)
+        self._leases[record.id] = self._clock() + self._settings.lease_ttl_s
 
     async def get(self, session_id: str) -> SessionRecord | None:
         log = self._live(session_id)
@@ -71,6 +75,7 @@ class MemoryStore(Store):
         if log.record.status.is_final:
             log.expires_at = self._clock() + self._settings.retention_s
             self._finished[session_id] = None
+            self._leases.pop(session_id, None)
         log.wake_waiters()
         return log.record
 
@@ -110,11 +115,31 @@ class MemoryStore(Store):
             log = self._live(session_id)
         return await self.read(session_id, after, limit)
 
+    async def renew_leases(self, owner: str, session_ids: Sequence[str]) -> None:
+        deadline = self._clock() + self._settings.lease_ttl_s
+        for session_id in session_ids:
+            if session_id in self._leases:
+                self._leases[session_id] = deadline
+
+    async def lapsed_leases(self, limit: int) -> list[str]:
+        now = self._clock()
+        lapsed = sorted((deadline, sid) for sid, deadline in self._leases.items() if deadline < now)
+        return [session_id for _, session_id in lapsed[:limit]]
+
+    async def publish_cancel(self, session_id: str) -> None:
+        return None  # one process: the runner that generates it is the caller's own
+
+    async def cancel_requests(self) -> AsyncIterator[str]:
+        await self._closing.wait()  # no other instance can ask
+        return
+        yield  # an async generator that yields nothing
+
     async def ping(self) -> None:
         return None
 
     async def close(self) -> None:
         self._closed = True
+        self._closing.set()
         for log in self._sessions.values():
             log.wake_waiters()
 
@@ -144,4 +169,5 @@ class MemoryStore(Store):
     def _forget(self, session_id: str) -> None:
         log = self._sessions.pop(session_id)
         self._finished.pop(session_id, None)
+        self._leases.pop(session_id, None)
         log.wake_waiters()

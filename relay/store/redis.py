@@ -1,7 +1,13 @@
 """The Redis store: one Stream (the event log) and one hash (the record) per session.
 
-Layout. Every key of a session carries the session id as a Cluster hash tag, so all
-of them live in one slot and the append script may touch them together:
+Shapes. One server (`redis://`, `rediss://`, `unix://`), a master watched by Sentinels
+(`redis+sentinel://`) or a Redis Cluster (`redis+cluster://`): relay/store/redis_url.py
+parses the URL, `_connect` builds the client for that shape, and everything else here is
+the same for all three. Each command, script and pipeline touches the keys of one session
+only, which share one Cluster slot; a Sentinel client asks the Sentinels for the master
+whenever it connects, so a failover is followed.
+
+Layout. Every key of a session carries the session id as a Cluster hash tag:
 
     relay:{<session id>}:log    Stream; event N is entry `N-0` with fields t=type, d=data JSON
     relay:{<session id>}:meta   hash; the `SessionRecord` fields, as strings
@@ -9,7 +15,9 @@ of them live in one slot and the append script may touch them together:
 Appending is one round trip: a Lua script checks the rules of `Store.append`, XADDs the
 events with explicit entry ids (so a second writer's XADD can never land between or on
 top of them) and updates the record, all atomically. The data bytes are stored as
-given and read back unchanged.
+given and read back unchanged. Creating is a script too (HSET and PEXPIRE, atomically).
+Scripts run by hash (EVALSHA); a server that does not have one (restarted, promoted by a
+failover, a new Cluster node) answers NOSCRIPT and is sent the whole script once (EVAL).
 
 Expiry. Both keys get `running_ttl_s` while the session runs (refreshed on every
 append), then `retention_s` once its terminal event is in. `max_sessions` applies to the
@@ -17,29 +25,38 @@ memory store only: here Redis's memory policy and these expiries bound the data.
 
 Waiting. Waiters on one session in this process share one "tail": a task doing a short
 blocking XREAD on that session's stream and handing new events to all of them. So
-the number of connections grows with the sessions being watched, not with the waiters,
-and blocking reads use their own bounded pool, apart from the commands'.
+the number of connections grows with the sessions being watched, not with the waiters.
 
-Redis's own exceptions stop here: they leave this module as `StoreUnavailable` (cannot
-reach or use the server) or `StoreError`; the script's refusals map onto the exceptions
-`Store.append` documents.
+Connections. One client per store. Every call passes one of two `_Boundary`s: commands
+(at most `max_connections` at once, each waiting up to POOL_TIMEOUT_S for its turn) and
+the tails' blocking reads (`max_tail_connections`, waiting as long as it takes), so
+blocking reads never starve commands. The client's pool (per node, on a Cluster) holds
+their sum, so no shape ever opens more, or fails for want of a free connection.
+
+Redis's own exceptions stop at the boundaries: they leave this module as
+`StoreUnavailable` (cannot reach or use Redis now: connection, timeout, cluster down,
+no master known to the Sentinels, …) or `StoreError`; the script's refusals map onto the
+exceptions `Store.append` documents.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
+import hashlib
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from typing import Any, NamedTuple, cast
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from types import TracebackType
+from typing import Any, NamedTuple, Protocol, TypeAlias, cast
 
 import msgspec
 import redis.asyncio
 import redis.exceptions
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.connection import Connection, SSLConnection, UnixDomainSocketConnection
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import MasterNotFoundError, Sentinel
 from redis.backoff import ExponentialWithJitterBackoff
-from redis.typing import EncodableT, FieldT
 
 from relay.config import StoreSettings
 from relay.errors import (
@@ -53,16 +70,19 @@ from relay.errors import (
 from relay.events import STATUS_AFTER_TERMINAL, Event, EventType, SessionStatus
 from relay.session import SessionRecord
 from relay.store.base import Store, check_batch
+from relay.store.redis_url import RedisAddress, Topology, parse_redis_url
 
-__all__ = ["RedisStore", "SessionKeys", "session_keys"]
+__all__ = ["RedisClient", "RedisStore", "SessionKeys", "session_keys"]
+
+RedisClient: TypeAlias = redis.asyncio.Redis | RedisCluster
 
 # Short enough that an idle tail notices soon that its waiters have gone (or that the
 # session expired), long enough to cost nothing while waiting.
 BLOCK_MS = 500
 MAX_CONNECTIONS = 64
 MAX_TAIL_CONNECTIONS = 32
-# How long a command waits for a free pooled connection before the store counts as
-# unavailable. Tails wait for one without limit: their waiters time out on their own.
+# How long a command waits for its turn on a connection before the store counts as
+# unavailable. Tails wait for theirs without limit: their waiters time out on their own.
 POOL_TIMEOUT_S = 5.0
 SOCKET_TIMEOUT_S = 5.0
 # A couple of quick reconnects ride out a dropped connection; anything longer is an
@@ -77,18 +97,54 @@ _Entries = list[tuple[bytes, _Fields]]
 class SessionKeys(NamedTuple):
     log: str
     meta: str
+    lease: str  # exists while the generating instance keeps renewing it
 
 
 def session_keys(session_id: str) -> SessionKeys:
     """The one place that names a session's keys. The braces are a Cluster hash tag."""
     prefix = f"relay:{{{session_id}}}"
-    return SessionKeys(log=f"{prefix}:log", meta=f"{prefix}:meta")
+    return SessionKeys(log=f"{prefix}:log", meta=f"{prefix}:meta", lease=f"{prefix}:lease")
 
+
+# The keys shared by all sessions. The lease index scores each running session with its
+# lease deadline (ms, by the renewer's clock): a shortlist of sessions to check, while
+# the lease keys' expiry (by Redis's clock) decides.
+LEASE_INDEX_KEY = "relay:leases"
+CANCEL_CHANNEL = "relay:cancel"
+
+
+class _Script:
+    """A Lua script, run by hash and sent whole only to a server that lacks it.
+
+    Servers cache scripts each on their own and replicas are not sent them, so after a
+    restart, a failover or on a new Cluster node EVALSHA answers NOSCRIPT; EVAL, routed
+    to the same keys, runs the script there and caches it for the next EVALSHA.
+    """
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.sha = hashlib.sha1(source.encode()).hexdigest()
+
+    async def run(self, client: RedisClient, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        try:
+            return await client.evalsha(self.sha, len(keys), *keys, *args)
+        except redis.exceptions.NoScriptError:
+            return await client.eval(self.source, len(keys), *keys, *args)
+
+
+# KEYS: meta. ARGV: ttl ms, then field, value pairs.
+_CREATE_SCRIPT = _Script(
+    """
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+return redis.call('PEXPIRE', KEYS[1], ARGV[1])
+"""
+)
 
 # KEYS: meta, log. ARGV: now, first id, final status ("" unless the batch ends with a
 # terminal event), max events, retention ms, running ttl ms, then type, data per event.
 # Every check comes before the first write: a script that fails halfway is not undone.
-_APPEND_SCRIPT = """
+_APPEND_SCRIPT = _Script(
+    """
 local meta, log = KEYS[1], KEYS[2]
 local now, first, final = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local cap, retention_ms, running_ms = tonumber(ARGV[4]), ARGV[5], ARGV[6]
@@ -125,49 +181,92 @@ redis.call('PEXPIRE', meta, ttl)
 redis.call('PEXPIRE', log, ttl)
 return redis.call('HGETALL', meta)
 """
+)
 
-# Failures that mean "the server cannot serve now", worth retrying later.
+# Failures that mean "Redis cannot serve now", worth retrying later.
 _UNAVAILABLE_ERRORS = (
     redis.exceptions.ConnectionError,  # includes BusyLoadingError, MaxConnectionsError
+    MasterNotFoundError,  # no Sentinel named a master (a ConnectionError too)
     redis.exceptions.TimeoutError,
     redis.exceptions.ReadOnlyError,  # a replica after failover
-    redis.exceptions.ClusterDownError,  # includes MasterDownError
+    redis.exceptions.ClusterError,  # includes ClusterDownError, MasterDownError
     redis.exceptions.TryAgainError,
     redis.exceptions.OutOfMemoryError,
-    redis.exceptions.RedisClusterException,
+    redis.exceptions.RedisClusterException,  # includes SlotNotCoveredError; not a RedisError
 )
 
 
-@contextlib.contextmanager
-def _translate_errors() -> Iterator[None]:
-    """The boundary where redis exceptions become relay's."""
-    try:
-        yield
-    except _UNAVAILABLE_ERRORS as exc:
-        raise StoreUnavailable(f"redis is unavailable: {exc}") from exc
-    except redis.exceptions.RedisError as exc:
-        raise StoreError(f"redis failed: {exc}") from exc
+def _translated(exc: BaseException) -> StoreError | None:
+    """The relay exception for a redis exception; None for any other."""
+    if isinstance(exc, _UNAVAILABLE_ERRORS):
+        return StoreUnavailable(f"redis is unavailable: {exc}")
+    if isinstance(exc, redis.exceptions.RedisError):
+        return StoreError(f"redis failed: {exc}")
+    return None
+
+
+class _Boundary:
+    """Where calls cross into Redis: at most `limit` at once, and redis's exceptions
+    become relay's on the way out (`async with boundary: ...`).
+
+    A call waits for its turn up to `wait_s` (None: as long as it takes).
+    """
+
+    def __init__(self, limit: int, wait_s: float | None) -> None:
+        self._turns = asyncio.Semaphore(limit)
+        self._wait_s = wait_s
+
+    async def __aenter__(self) -> None:
+        if self._wait_s is None or not self._turns.locked():
+            await self._turns.acquire()
+            return
+        try:
+            async with asyncio.timeout(self._wait_s):
+                await self._turns.acquire()
+        except TimeoutError as exc:
+            raise StoreUnavailable(
+                f"no redis connection was free within {self._wait_s:g} s"
+            ) from exc
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._turns.release()
+        translated = None if exc is None else _translated(exc)
+        if translated is not None:
+            raise translated from exc
+
+
+class _Closeable(Protocol):
+    async def aclose(self) -> None: ...
 
 
 class RedisStore(Store):
     """Sessions in Redis. The keys of a session never span Cluster slots.
 
-    The store owns `client` and `tail_client` (they may be one client) and closes them.
+    The store owns `client` and whatever is in `also_close` (a Sentinel's own
+    connections) and closes them.
     """
 
     def __init__(
         self,
-        client: redis.asyncio.Redis,
+        client: RedisClient,
         settings: StoreSettings,
         *,
-        tail_client: redis.asyncio.Redis | None = None,
+        max_connections: int = MAX_CONNECTIONS,
+        max_tail_connections: int = MAX_TAIL_CONNECTIONS,
+        also_close: Sequence[_Closeable] = (),
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._client = client
-        self._tail_client = client if tail_client is None else tail_client
         self._settings = settings
+        self._commands = _Boundary(max_connections, POOL_TIMEOUT_S)
+        self._tail_reads = _Boundary(max_tail_connections, None)
+        self._also_close = also_close
         self._clock = clock
-        self._append_script = client.register_script(_APPEND_SCRIPT)
         self._tails: dict[str, _SessionTail] = {}
 
     @classmethod
@@ -179,33 +278,36 @@ class RedisStore(Store):
         max_connections: int = MAX_CONNECTIONS,
         max_tail_connections: int = MAX_TAIL_CONNECTIONS,
     ) -> RedisStore:
+        """A store on the Redis `url` names (see relay/store/redis_url.py)."""
+        client, also_close = _connect(parse_redis_url(url), max_connections + max_tail_connections)
         return cls(
-            _connect(url, max_connections, POOL_TIMEOUT_S),
+            client,
             settings,
-            tail_client=_connect(url, max_tail_connections, None),
+            max_connections=max_connections,
+            max_tail_connections=max_tail_connections,
+            also_close=also_close,
         )
 
     async def create(self, record: SessionRecord) -> None:
-        keys = session_keys(record.id)
-        with _translate_errors():
-            async with self._client.pipeline(transaction=True) as pipe:
-                pipe.hset(keys.meta, mapping=_encode_record(record))
-                pipe.pexpire(keys.meta, _ms(self._settings.running_ttl_s))
-                await pipe.execute()
+        args: list[Any] = [_ms(self._settings.running_ttl_s)]
+        for name, value in _encode_record(record).items():
+            args += [name, value]
+        async with self._commands:
+            await _CREATE_SCRIPT.run(self._client, [session_keys(record.id).meta], args)
+        await self.renew_leases(record.owner, [record.id])  # the first lease
 
     async def get(self, session_id: str) -> SessionRecord | None:
-        with _translate_errors():
+        async with self._commands:
             fields = cast(_Fields, await self._client.hgetall(session_keys(session_id).meta))
         return _decode_record(fields) if fields else None
 
     async def append(self, session_id: str, events: Sequence[Event]) -> SessionRecord:
         check_batch(events)
         keys = session_keys(session_id)
-        with _translate_errors():
+        args = self._append_args(events)
+        async with self._commands:
             try:
-                reply = await self._append_script(
-                    keys=[keys.meta, keys.log], args=self._append_args(events)
-                )
+                reply = await _APPEND_SCRIPT.run(self._client, [keys.meta, keys.log], args)
             except redis.exceptions.ResponseError as exc:
                 refusal = _append_refusal(session_id, events[0].id, exc)
                 if refusal is None:
@@ -233,7 +335,7 @@ class RedisStore(Store):
     async def read(self, session_id: str, after: int, limit: int) -> list[Event]:
         if limit <= 0:
             return []
-        with _translate_errors():
+        async with self._commands:
             entries = await self._client.xrange(
                 session_keys(session_id).log, min=_entry_id(max(after, 0) + 1), count=limit
             )
@@ -266,11 +368,10 @@ class RedisStore(Store):
         The state is read first, so a session found ended has all its events in the read.
         """
         keys = session_keys(session_id)
-        with _translate_errors():
-            async with self._client.pipeline(transaction=False) as pipe:
-                pipe.hmget(keys.meta, ["status", "last_event_id"])
-                pipe.xrange(keys.log, min=_entry_id(max(after, 0) + 1), count=limit)
-                (status, last_event_id), entries = await pipe.execute()
+        async with self._commands, self._client.pipeline(transaction=False) as pipe:
+            pipe.hmget(keys.meta, ["status", "last_event_id"])
+            pipe.xrange(keys.log, min=_entry_id(max(after, 0) + 1), count=limit)
+            (status, last_event_id), entries = await pipe.execute()
         if status is None:
             return None, []
         top = _LogTop(SessionStatus(status.decode()).is_final, int(last_event_id))
@@ -298,9 +399,9 @@ class RedisStore(Store):
 
     async def _read_new(self, log_key: str, cursor: int) -> list[Event]:
         """The events after `cursor`, blocking up to BLOCK_MS for the first one."""
-        with _translate_errors():
-            reply = await self._tail_client.xread(
-                {log_key: _entry_id(cursor)}, count=self._settings.read_batch, block=BLOCK_MS
+        async with self._tail_reads:
+            reply = await _xread_blocking(
+                self._client, log_key, _entry_id(cursor), self._settings.read_batch
             )
         streams = cast(list[tuple[bytes, _Entries]], reply or [])
         return [event for _, entries in streams for event in _decode_entries(entries)]
@@ -309,30 +410,171 @@ class RedisStore(Store):
         if self._tails.get(tail.session_id) is tail:
             del self._tails[tail.session_id]
 
+    async def renew_leases(self, owner: str, session_ids: Sequence[str]) -> None:
+        ttl_ms = _ms(self._settings.lease_ttl_s)
+        deadline_ms = int(self._clock() * 1000) + ttl_ms
+        async with self._commands, self._client.pipeline(transaction=False) as pipe:
+            for session_id in session_ids:
+                pipe.set(session_keys(session_id).lease, owner, px=ttl_ms)
+            pipe.zadd(LEASE_INDEX_KEY, dict.fromkeys(session_ids, deadline_ms))
+            await pipe.execute()
+
+    async def lapsed_leases(self, limit: int) -> list[str]:
+        now_ms = int(self._clock() * 1000)
+        async with self._commands:
+            due = await self._client.zrangebyscore(LEASE_INDEX_KEY, "-inf", now_ms, 0, limit)
+        session_ids = [member.decode() for member in cast(list[bytes], due)]
+        if not session_ids:
+            return []
+        async with self._commands, self._client.pipeline(transaction=False) as pipe:
+            for session_id in session_ids:
+                keys = session_keys(session_id)
+                pipe.hget(keys.meta, "status")
+                pipe.exists(keys.lease)
+            replies = await pipe.execute()
+        return await self._sort_lapsed(session_ids, replies[::2], replies[1::2])
+
+    async def _sort_lapsed(
+        self, session_ids: list[str], statuses: list[bytes | None], leased: list[int]
+    ) -> list[str]:
+        """The running sessions without a lease; sessions gone or ended leave the index."""
+        lapsed, done = [], []
+        for session_id, status, has_lease in zip(session_ids, statuses, leased, strict=True):
+            if status is None or SessionStatus(status.decode()).is_final:
+                done.append(session_id)
+            elif not has_lease:
+                lapsed.append(session_id)
+        if done:
+            async with self._commands:
+                await self._client.zrem(LEASE_INDEX_KEY, *done)
+        return lapsed
+
+    async def publish_cancel(self, session_id: str) -> None:
+        async with self._commands:
+            await self._client.publish(CANCEL_CHANNEL, session_id)
+
+    async def cancel_requests(self) -> AsyncIterator[str]:
+        pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+        try:
+            await pubsub.subscribe(CANCEL_CHANNEL)
+            async for message in pubsub.listen():
+                yield message["data"].decode()
+        except Exception as exc:
+            translated = _translated(exc)
+            if translated is None:
+                raise
+            raise translated from exc
+        finally:
+            await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+
     async def ping(self) -> None:
-        with _translate_errors():
-            await self._client.ping()
+        async with self._commands:
+            if isinstance(self._client, RedisCluster):
+                # Every primary, not just one: each holds a share of the sessions.
+                await self._client.ping(target_nodes=RedisCluster.PRIMARIES)
+            else:
+                await self._client.ping()
 
     async def close(self) -> None:
         tails = list(self._tails.values())
         self._tails.clear()
         await asyncio.gather(*(tail.aclose() for tail in tails))
         await self._client.aclose()
-        if self._tail_client is not self._client:
-            await self._tail_client.aclose()
+        for owned in self._also_close:
+            await owned.aclose()
 
 
-def _connect(url: str, max_connections: int, pool_timeout: float | None) -> redis.asyncio.Redis:
-    pool = redis.asyncio.BlockingConnectionPool.from_url(
-        url,
+async def _xread_blocking(client: RedisClient, key: str, after: str, count: int) -> Any:
+    """XREAD COUNT count BLOCK BLOCK_MS STREAMS key after."""
+    if not isinstance(client, RedisCluster):
+        return await client.xread({key: after}, count=count, block=BLOCK_MS)
+    # XREAD's key has no fixed position, so redis-py would ask a node where it is
+    # (COMMAND GETKEYS) before every read; the key's slot already says which node.
+    await client.initialize()  # returns at once unless the slot map needs a refresh
+    node = client.get_node_from_key(key)
+    return await client.execute_command(
+        "XREAD", "COUNT", count, "BLOCK", BLOCK_MS, "STREAMS", key, after, target_nodes=node
+    )
+
+
+class _Connection(NamedTuple):
+    client: RedisClient
+    also_close: tuple[_Closeable, ...] = ()
+
+
+def _connect(address: RedisAddress, max_connections: int) -> _Connection:
+    """A client for the address's shape, with at most `max_connections` per server."""
+    if address.topology is Topology.CLUSTER:
+        return _Connection(_cluster_client(address, max_connections))
+    if address.topology is Topology.SENTINEL:
+        return _sentinel_client(address, max_connections)
+    return _Connection(_server_client(address, max_connections))
+
+
+def _connection_options(address: RedisAddress) -> dict[str, Any]:
+    """What every connection to a Redis server takes, whatever the shape."""
+    return {
+        "username": address.username,
+        "password": address.password,
+        "socket_timeout": SOCKET_TIMEOUT_S,
+        "socket_connect_timeout": SOCKET_TIMEOUT_S,
+        "decode_responses": False,
+        **address.tls_options,
+    }
+
+
+def _server_client(address: RedisAddress, max_connections: int) -> redis.asyncio.Redis:
+    where: dict[str, Any]
+    if address.socket_path is not None:
+        where = {"connection_class": UnixDomainSocketConnection, "path": address.socket_path}
+    else:
+        host, port = address.hosts[0]
+        connection_class = SSLConnection if address.tls else Connection
+        where = {"connection_class": connection_class, "host": host, "port": port}
+    pool = redis.asyncio.BlockingConnectionPool(
         max_connections=max_connections,
-        timeout=pool_timeout,
-        socket_timeout=SOCKET_TIMEOUT_S,
-        socket_connect_timeout=SOCKET_TIMEOUT_S,
+        timeout=POOL_TIMEOUT_S,
+        db=address.db,
         retry=RETRY,
-        decode_responses=False,
+        **where,
+        **_connection_options(address),
     )
     return redis.asyncio.Redis.from_pool(pool)
+
+
+def _cluster_client(address: RedisAddress, max_connections: int) -> RedisCluster:
+    return RedisCluster(
+        startup_nodes=[ClusterNode(host, port) for host, port in address.hosts],
+        max_connections=max_connections,  # per node
+        retry=RETRY,  # here: how often a command is retried after refreshing the slot map
+        ssl=address.tls,
+        **_connection_options(address),
+    )
+
+
+def _sentinel_client(address: RedisAddress, max_connections: int) -> _Connection:
+    sentinel = Sentinel(  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+        list(address.hosts),
+        sentinel_kwargs={
+            "password": address.sentinel_password,
+            "socket_timeout": SOCKET_TIMEOUT_S,
+            "socket_connect_timeout": SOCKET_TIMEOUT_S,
+            "retry": RETRY,
+            "ssl": address.tls,
+            **address.tls_options,
+        },
+    )
+    assert address.master_name is not None  # parse_redis_url requires one
+    client = sentinel.master_for(
+        address.master_name,
+        redis_class=redis.asyncio.Redis,
+        max_connections=max_connections,
+        db=address.db,
+        retry=RETRY,
+        ssl=address.tls,
+        **_connection_options(address),
+    )
+    return _Connection(client, (sentinel,))
 
 
 class _LogTop(NamedTuple):
@@ -360,7 +602,7 @@ def _append_refusal(
     return EventLimitReached(f"session {session_id} reached {detail} events")
 
 
-def _encode_record(record: SessionRecord) -> dict[FieldT, EncodableT]:
+def _encode_record(record: SessionRecord) -> dict[str, str]:
     # str() of a float is its shortest exact repr, so times survive the round trip.
     return {name: str(value) for name, value in msgspec.to_builtins(record).items()}
 

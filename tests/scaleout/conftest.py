@@ -16,6 +16,7 @@ from tests.redis_server import free_port
 from tests.relay_process import relay_process
 
 INSTANCES = 3
+LEASE_TTL_S = 1.5  # short, so that a lost generation is noticed quickly in tests
 
 
 @dataclass
@@ -24,8 +25,15 @@ class Instance:
     port: int
     process: asyncio.subprocess.Process
 
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
     def kill(self) -> None:
         self.process.kill()
+
+    def send_signal(self, signum: int) -> None:
+        self.process.send_signal(signum)
 
 
 @dataclass
@@ -45,7 +53,7 @@ async def instance_id(port: int) -> str:
 @pytest.fixture
 async def deployment(tmp_path: Path, redis_url: str) -> AsyncIterator[Deployment]:
     config = tmp_path / "relay.toml"
-    config.write_text(f'[store]\nurl = "{redis_url}"\n')
+    config.write_text(f'[store]\nurl = "{redis_url}"\nlease_ttl_s = {LEASE_TTL_S}\n')
     async with contextlib.AsyncExitStack() as stack:
         instances = {}
         for index in range(INSTANCES):

@@ -1,7 +1,8 @@
 """The `Store` contract: every implementation passes the same tests.
 
-Stores: the memory store, the Redis store on fakeredis (its Lua runs on lupa) and the
-Redis store on a real redis-server.
+Stores: the memory store, the Redis store on fakeredis (its Lua runs on lupa), and the
+Redis store on real servers in each shape a URL can name: one redis-server, a master
+found through a Sentinel, and a three-node Redis Cluster.
 """
 
 from __future__ import annotations
@@ -31,6 +32,14 @@ ODD_JSON = b'{ "text" : "h\\u00e9llo \xe2\x9c\x93\\n",  "n":1 }'
 PROMPTLY_S = 0.4
 
 
+# store kind -> the fixture with the URL of an empty Redis of that shape
+REDIS_URL_FIXTURES = {
+    "redis": "redis_url",
+    "redis-sentinel": "redis_sentinel_url",
+    "redis-cluster": "redis_cluster_url",
+}
+
+
 def build_store(kind: str, settings: StoreSettings, redis_url: str | None) -> Store:
     if kind == "memory":
         return MemoryStore(settings)
@@ -40,11 +49,12 @@ def build_store(kind: str, settings: StoreSettings, redis_url: str | None) -> St
     return RedisStore.from_url(redis_url, settings)
 
 
-@pytest.fixture(params=["memory", "fakeredis", "redis"])
+@pytest.fixture(params=["memory", "fakeredis", *REDIS_URL_FIXTURES])
 async def make_store(request: pytest.FixtureRequest) -> AsyncIterator[StoreFactory]:
     """Makes stores of one kind with the given `StoreSettings` fields; closes them after."""
     kind: str = request.param
-    redis_url = request.getfixturevalue("redis_url") if kind == "redis" else None
+    fixture = REDIS_URL_FIXTURES.get(kind)
+    redis_url = request.getfixturevalue(fixture) if fixture else None
     stores: list[Store] = []
 
     async def make(**settings: Any) -> Store:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 import redis.asyncio
@@ -17,7 +18,13 @@ from relay.config import StoreSettings
 from relay.errors import AppendConflict, StoreUnavailable
 from relay.events import Event, EventType
 from relay.store import open_store
-from relay.store.redis import BLOCK_MS, RedisStore, _SessionTail, session_keys
+from relay.store.redis import (
+    BLOCK_MS,
+    LEASE_INDEX_KEY,
+    RedisStore,
+    _SessionTail,
+    session_keys,
+)
 from tests.redis_server import RedisServer, require_redis_server
 from tests.store.test_contract import delta, new_session, terminal
 
@@ -57,12 +64,26 @@ async def test_open_store_picks_redis_for_a_redis_url(redis_url: str) -> None:
     await store.close()
 
 
+async def test_a_unix_socket_url(tmp_path: Path) -> None:
+    socket_path = tmp_path / "redis.sock"
+    server = RedisServer(require_redis_server(), extra_args=["--unixsocket", str(socket_path)])
+    server.start()
+    try:
+        store = RedisStore.from_url(f"unix://{socket_path}?db=2", StoreSettings())
+        session_id = await new_session(store, events=1)
+        await store.close()
+        async with redis.asyncio.Redis(unix_socket_path=str(socket_path), db=2) as client:
+            assert await client.exists(session_keys(session_id).meta) == 1
+    finally:
+        server.close()
+
+
 async def test_all_keys_of_a_session_share_one_hash_tag_and_slot(
     store: RedisStore, raw: redis.asyncio.Redis
 ) -> None:
     session_id = await new_session(store, events=2)
-    keys = {key.decode() async for key in raw.scan_iter("relay:*")}
-    assert keys == set(session_keys(session_id))
+    keys = {key.decode() async for key in raw.scan_iter("relay:*")} - {LEASE_INDEX_KEY}
+    assert keys == set(session_keys(session_id))  # besides the one index all sessions share
     assert all(f"{{{session_id}}}" in key for key in keys)
     assert len({key_slot(key.encode()) for key in keys}) == 1
 
@@ -87,7 +108,7 @@ async def test_keys_expire_after_running_ttl_then_after_retention(
     await store.append(session_id, [delta(1)])
     assert 590_000 < await raw.pttl(keys.log) <= 600_000
     await store.append(session_id, [terminal(2)])
-    for key in keys:
+    for key in (keys.log, keys.meta):  # the lease key has its own, short expiry
         assert 50_000 < await raw.pttl(key) <= 60_000
 
 
