@@ -54,3 +54,33 @@ async def test_a_redis_restart_mid_generation_loses_nothing(start_relay: StartRe
     assert text == snapshot["text"]
     assert len(text.split(" ")) == 150
     assert snapshot["status"] == "completed"
+
+
+async def test_an_outage_longer_than_store_retry_fails_the_session_clearly(
+    start_relay: StartRelay,
+) -> None:
+    redis = DurableRedisServer(require_redis_server())
+    redis.start()
+    try:
+        relay = await start_relay(
+            store={"url": redis.url, "lease_ttl_s": 1.0},
+            generation={"store_retry_s": 0.5},
+        )
+        created = await relay.create("mock:tokens=1000,tps=50,ttft_ms=0")
+        async with relay.subscribe(created["id"]) as reader:
+            while sum(e.event == "delta" for e in await reader.read(1)) == 0:
+                pass
+        await asyncio.to_thread(redis.stop)
+        await asyncio.sleep(2.0)  # longer than store_retry_s: the generation is abandoned
+        await asyncio.to_thread(redis.start)
+        async with asyncio.timeout(10):
+            snapshot = await relay.wait_until_ended(created["id"])
+        events = await relay.events(created["id"])
+    finally:
+        redis.close()
+    assert snapshot["status"] == "failed"
+    assert snapshot["error"]["code"] == "generation_lost"
+    assert snapshot["error"]["retryable"] is True
+    ids = [int(event.id) for event in events if event.id]
+    assert ids == list(range(1, len(ids) + 1))  # what was acknowledged is all there, in order
+    assert events[-1].event == "error"
