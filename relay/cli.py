@@ -15,6 +15,7 @@ from relay.app import create_app, drain
 from relay.config import Settings, dump_settings, load_settings
 from relay.errors import ConfigError
 from relay.logs import configure_logging
+from relay.store import check_store_url
 from relay.workers import check_workers, supervise
 
 ACCESS_LOG_FORMAT = '%a "%r" %s %b %Tfs'
@@ -57,6 +58,7 @@ def _serve(args: argparse.Namespace) -> int:
     flags = {key: getattr(args, key) for key in ("host", "port", "workers")}
     overrides = {"server": {key: value for key, value in flags.items() if value is not None}}
     settings = load_settings(args.config, overrides=overrides)
+    check_store_url(settings.store.url)
     check_workers(settings)
     configure_logging(settings.log)
     if settings.server.workers > 1:
@@ -101,7 +103,9 @@ def _worker_argv(args: argparse.Namespace, settings: Settings) -> list[str]:
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    print(dump_settings(load_settings(args.file)))
+    settings = load_settings(args.file)
+    check_store_url(settings.store.url)
+    print(dump_settings(settings))
     return 0
 
 

@@ -58,6 +58,11 @@ class StoreSettings(Section):
     # A generating instance renews its sessions' leases every lease_ttl_s / 3; a session
     # whose lease lapses (its instance died) ends with `generation_lost`.
     lease_ttl_s: PositiveSeconds = 10.0
+    # Redis only: commands in flight at once, and live-tail reads at once (one per session
+    # followed on this instance, however many subscribers). Connections per Redis server
+    # stay within their sum, whatever the number of subscribers.
+    max_connections: PositiveInt = 64
+    max_blocking_reads: PositiveInt = 32
     read_batch: PositiveInt = 1000
 
 

@@ -5,25 +5,33 @@ from __future__ import annotations
 from relay.config import StoreSettings
 from relay.errors import ConfigError
 from relay.store.base import Store
-from relay.store.redis_url import REDIS_SCHEMES
+from relay.store.redis_url import REDIS_SCHEMES, parse_redis_url
 
-__all__ = ["Store", "open_store"]
+__all__ = ["Store", "check_store_url", "open_store"]
 
 MEMORY_URL = "memory://"
 
 
 def open_store(settings: StoreSettings) -> Store:
     """The store `settings.url` names; `ConfigError` naming what is wrong with it."""
-    url = settings.url
-    if url == MEMORY_URL:
+    check_store_url(settings.url)
+    if settings.url == MEMORY_URL:
         from relay.store.memory import MemoryStore
 
         return MemoryStore(settings)
-    if url.lower().startswith(REDIS_SCHEMES):
-        from relay.store.redis import RedisStore
+    from relay.store.redis import RedisStore
 
-        redis_store: Store = RedisStore.from_url(url, settings)
-        return redis_store
+    redis_store: Store = RedisStore.from_url(settings.url, settings)
+    return redis_store
+
+
+def check_store_url(url: str) -> None:
+    """`ConfigError`, naming the problem, unless relay can open a store on `url`."""
+    if url == MEMORY_URL:
+        return
+    if url.lower().startswith(REDIS_SCHEMES):
+        parse_redis_url(url)
+        return
     raise ConfigError(
         f"store.url {_redacted(url)!r} is not supported; "
         f"allowed: {', '.join((MEMORY_URL, *REDIS_SCHEMES))}"

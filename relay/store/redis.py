@@ -270,21 +270,16 @@ class RedisStore(Store):
         self._tails: dict[str, _SessionTail] = {}
 
     @classmethod
-    def from_url(
-        cls,
-        url: str,
-        settings: StoreSettings,
-        *,
-        max_connections: int = MAX_CONNECTIONS,
-        max_tail_connections: int = MAX_TAIL_CONNECTIONS,
-    ) -> RedisStore:
-        """A store on the Redis `url` names (see relay/store/redis_url.py)."""
-        client, also_close = _connect(parse_redis_url(url), max_connections + max_tail_connections)
+    def from_url(cls, url: str, settings: StoreSettings) -> RedisStore:
+        """A store on the Redis `url` names (see relay/store/redis_url.py), with at most
+        `max_connections + max_blocking_reads` connections per Redis server."""
+        limits = settings.max_connections, settings.max_blocking_reads
+        client, also_close = _connect(parse_redis_url(url), sum(limits))
         return cls(
             client,
             settings,
-            max_connections=max_connections,
-            max_tail_connections=max_tail_connections,
+            max_connections=settings.max_connections,
+            max_tail_connections=settings.max_blocking_reads,
             also_close=also_close,
         )
 

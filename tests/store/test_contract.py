@@ -9,66 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
 
-import fakeredis
 import msgspec
 import pytest
 
-from relay.config import StoreSettings
 from relay.errors import AppendConflict, EventLimitReached, SessionEnded, SessionNotFound
 from relay.events import Event, EventType, SessionStatus
 from relay.session import SessionRecord, hash_token, new_session_id
 from relay.store.base import Store
-from relay.store.memory import MemoryStore
-from relay.store.redis import RedisStore
-
-StoreFactory = Callable[..., Awaitable[Store]]
+from tests.store.conftest import StoreFactory
 
 # JSON as a producer might send it: odd spacing, escapes and raw UTF-8 must survive as is.
 ODD_JSON = b'{ "text" : "h\\u00e9llo \xe2\x9c\x93\\n",  "n":1 }'
 # Generous for a wake-up that is pushed, far below a Redis tail's BLOCK_MS of polling.
 PROMPTLY_S = 0.4
-
-
-# store kind -> the fixture with the URL of an empty Redis of that shape
-REDIS_URL_FIXTURES = {
-    "redis": "redis_url",
-    "redis-sentinel": "redis_sentinel_url",
-    "redis-cluster": "redis_cluster_url",
-}
-
-
-def build_store(kind: str, settings: StoreSettings, redis_url: str | None) -> Store:
-    if kind == "memory":
-        return MemoryStore(settings)
-    if kind == "fakeredis":
-        return RedisStore(fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer()), settings)
-    assert redis_url is not None
-    return RedisStore.from_url(redis_url, settings)
-
-
-@pytest.fixture(params=["memory", "fakeredis", *REDIS_URL_FIXTURES])
-async def make_store(request: pytest.FixtureRequest) -> AsyncIterator[StoreFactory]:
-    """Makes stores of one kind with the given `StoreSettings` fields; closes them after."""
-    kind: str = request.param
-    fixture = REDIS_URL_FIXTURES.get(kind)
-    redis_url = request.getfixturevalue(fixture) if fixture else None
-    stores: list[Store] = []
-
-    async def make(**settings: Any) -> Store:
-        stores.append(build_store(kind, StoreSettings(**settings), redis_url))
-        return stores[-1]
-
-    yield make
-    for store in stores:
-        await store.close()
-
-
-@pytest.fixture
-async def store(make_store: StoreFactory) -> Store:
-    return await make_store()
 
 
 def new_record() -> SessionRecord:

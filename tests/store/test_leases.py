@@ -1,6 +1,4 @@
-"""Ownership leases and cancel requests, on every store (the contract suite's fixtures)."""
-
-# ruff: noqa: F811  (pytest fixtures imported by name are "redefined" as parameters)
+"""Ownership leases and cancel requests, on every store."""
 
 from __future__ import annotations
 
@@ -9,12 +7,8 @@ import asyncio
 from relay.config import StoreSettings
 from relay.store.memory import MemoryStore
 from relay.store.redis import RedisStore
-from tests.store.test_contract import (  # noqa: F401  (fixtures, used by name)
-    StoreFactory,
-    make_store,
-    new_session,
-    terminal,
-)
+from tests.store.conftest import StoreFactory
+from tests.store.test_contract import new_session, terminal
 
 TTL_S = 0.3
 

@@ -138,9 +138,7 @@ async def test_an_append_on_one_instance_wakes_a_waiter_on_another(redis_url: st
 async def test_waiters_share_a_bounded_number_of_connections(
     redis_url: str, raw: redis.asyncio.Redis
 ) -> None:
-    store = RedisStore.from_url(
-        redis_url, StoreSettings(), max_connections=4, max_tail_connections=2
-    )
+    store = RedisStore.from_url(redis_url, StoreSettings(max_connections=4, max_blocking_reads=2))
     session_id = await new_session(store, events=1)
     waiters = [asyncio.create_task(store.wait(session_id, 1, 100, timeout=10)) for _ in range(200)]
     await asyncio.sleep(0.5)

@@ -82,7 +82,7 @@ async def test_connections_are_bounded_per_node(
     redis_cluster_url: str, redis_cluster: LocalCluster
 ) -> None:
     store = RedisStore.from_url(
-        redis_cluster_url, StoreSettings(), max_connections=4, max_tail_connections=2
+        redis_cluster_url, StoreSettings(max_connections=4, max_blocking_reads=2)
     )
     # More followed sessions than tail connections, each with many waiters.
     session_ids = await asyncio.gather(*(new_session(store, events=1) for _ in range(4)))
