@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
+from typing import Any
 
 from aiohttp import web
 
@@ -17,6 +19,8 @@ from relay.errors import ConfigError
 from relay.logs import configure_logging
 from relay.store import check_store_url
 from relay.workers import check_workers, supervise
+
+log = logging.getLogger(__name__)
 
 ACCESS_LOG_FORMAT = '%a "%r" %s %b %Tfs'
 
@@ -63,8 +67,20 @@ def _serve(args: argparse.Namespace) -> int:
     configure_logging(settings.log)
     if settings.server.workers > 1:
         return supervise(settings.server.workers, _worker_argv(args, settings))
-    asyncio.run(_serve_until_signalled(settings, reuse_port=args.reuse_port))
+    run_event_loop(_serve_until_signalled(settings, reuse_port=args.reuse_port))
     return 0
+
+
+def run_event_loop(main: Coroutine[Any, Any, None]) -> None:
+    """Run `main` on uvloop when it is installed (`pip install relay[fast]`), else asyncio."""
+    try:
+        import uvloop
+    except ImportError:
+        log.info("event loop: asyncio (install relay[fast] for uvloop)")
+        asyncio.run(main)
+        return
+    log.info("event loop: uvloop")
+    uvloop.run(main)
 
 
 async def _serve_until_signalled(settings: Settings, *, reuse_port: bool) -> None:
