@@ -54,8 +54,8 @@ class SseSubscription:
         self, request: web.Request, headers: dict[str, str] | None = None
     ) -> web.StreamResponse:
         response = web.StreamResponse(status=200, headers={**SSE_HEADERS, **(headers or {})})
-        await response.prepare(request)
         try:
+            await response.prepare(request)  # the client may already be gone
             if self.retry_ms is not None:
                 await response.write(sse.retry_frame(self.retry_ms))
             async for events in self.batches:
