@@ -79,6 +79,9 @@ RedisClient: TypeAlias = redis.asyncio.Redis | RedisCluster
 # Short enough that an idle tail notices soon that its waiters have gone (or that the
 # session expired), long enough to cost nothing while waiting.
 BLOCK_MS = 500
+# Blocking reads a tail goes on with after its last waiter took its events: subscribers
+# come straight back for more, and find it still reading (no read of their own).
+LINGER_READS = 1
 MAX_CONNECTIONS = 64
 MAX_TAIL_CONNECTIONS = 32
 # How long a command waits for its turn on a connection before the store counts as
@@ -342,6 +345,12 @@ class RedisStore(Store):
         after = max(after, 0)  # the tail's cursor is never below 0
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
+        tail = self._tails.get(session_id)
+        if tail is not None and tail.caught_up(after):
+            # This waiter has everything the tail has seen: wait on it without a read.
+            handed = await self._wait_on_tail(session_id, after, after, limit, timeout)
+            if handed is not None:
+                return handed
         while True:
             top, events = await self._read_with_top(session_id, after, limit)
             if events or top is None or top.ended:
@@ -656,7 +665,9 @@ class _SessionTail:
     `cursor` is the id of an event known to exist (or 0), and every event after it is
     handed to the waiters then present. A waiter that joins with `after` below the
     cursor may need events already handed out, so it is sent back to read them.
-    The task runs while there are waiters; `aclose` cancels it and wakes them all.
+    The task runs while there are waiters, and one blocking read longer, so that waiters
+    who took their events and come straight back find it still reading and need no read
+    of their own; `aclose` cancels it and wakes them all.
     """
 
     def __init__(
@@ -672,6 +683,11 @@ class _SessionTail:
         self._on_exit = on_exit
         self._waiters: set[_Waiter] = set()
         self._task: asyncio.Task[None] | None = None
+        self._ended = False  # it handed out the terminal event
+
+    def caught_up(self, after: int) -> bool:
+        """True when a waiter after `after` needs nothing this tail has already seen."""
+        return not self._ended and after == self._cursor
 
     def join(self, after: int, limit: int) -> _Waiter | None:
         if after < self._cursor:
@@ -694,11 +710,14 @@ class _SessionTail:
 
     async def _run(self) -> None:
         try:
-            while self._waiters:
+            reads_without_waiters = 0
+            while reads_without_waiters <= LINGER_READS and not self._ended:
                 events = await self._read_new(self._cursor)
                 if events:
                     self._cursor = events[-1].id
+                    self._ended = events[-1].is_terminal
                     self._hand_out(events)
+                reads_without_waiters = 0 if self._waiters else reads_without_waiters + 1
         except Exception as exc:  # not swallowed: every waiter raises it
             self._fail(exc)
         finally:

@@ -21,6 +21,7 @@ from relay.store import open_store
 from relay.store.redis import (
     BLOCK_MS,
     LEASE_INDEX_KEY,
+    LINGER_READS,
     RedisStore,
     _SessionTail,
     session_keys,
@@ -156,7 +157,8 @@ async def test_the_tail_stops_when_its_waiters_are_gone(store: RedisStore) -> No
     session_id = await new_session(store, events=1)
     assert await store.wait(session_id, 1, 100, timeout=0.1) == []
     assert len(tail_tasks()) == 1
-    await asyncio.sleep(BLOCK_MS / 1000 + 0.3)
+    # The read in flight, then LINGER_READS more for returning waiters, then it stops.
+    await asyncio.sleep((1 + LINGER_READS) * BLOCK_MS / 1000 + 0.3)
     assert tail_tasks() == []
 
 
