@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.bench-installed
 
 .PHONY: run test lint fmt install clean
 
@@ -28,6 +29,19 @@ test: lint
 fmt: $(STAMP)
 	$(BIN)/ruff check --fix relay tests
 	$(BIN)/ruff format relay tests
+
+# Benchmarks (bench/): every part in its own process, on loopback; see docs/performance.md.
+.PHONY: bench bench-full
+
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/pip install --quiet -e '.[bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(BIN)/python -m bench
+
+bench-full: $(BENCH_STAMP)
+	$(BIN)/python -m bench --full
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

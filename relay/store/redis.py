@@ -42,8 +42,10 @@ exceptions `Store.append` documents.
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 import hashlib
+import itertools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
@@ -82,6 +84,8 @@ BLOCK_MS = 500
 # Blocking reads a tail goes on with after its last waiter took its events: subscribers
 # come straight back for more, and find it still reading (no read of their own).
 LINGER_READS = 1
+# Events a tail keeps after handing them out, for waiters a little behind.
+RECENT_EVENTS = 1024
 MAX_CONNECTIONS = 64
 MAX_TAIL_CONNECTIONS = 32
 # How long a command waits for its turn on a connection before the store counts as
@@ -346,11 +350,16 @@ class RedisStore(Store):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         tail = self._tails.get(session_id)
-        if tail is not None and tail.caught_up(after):
-            # This waiter has everything the tail has seen: wait on it without a read.
-            handed = await self._wait_on_tail(session_id, after, after, limit, timeout)
-            if handed is not None:
-                return handed
+        if tail is not None:
+            # Served by the tail without a read of its own: events it handed out recently,
+            # or, for a waiter that has all it has seen, the next ones.
+            recent = tail.recent_after(after, limit)
+            if recent:
+                return recent
+            if tail.caught_up(after):
+                handed = await self._wait_on_tail(session_id, after, after, limit, timeout)
+                if handed is not None:
+                    return handed
         while True:
             top, events = await self._read_with_top(session_id, after, limit)
             if events or top is None or top.ended:
@@ -684,10 +693,21 @@ class _SessionTail:
         self._waiters: set[_Waiter] = set()
         self._task: asyncio.Task[None] | None = None
         self._ended = False  # it handed out the terminal event
+        # The events it handed out last, for waiters a little behind (e.g. still writing
+        # the previous batch to a slow socket); ids are consecutive, so they index it.
+        self._recent: collections.deque[Event] = collections.deque(maxlen=RECENT_EVENTS)
 
     def caught_up(self, after: int) -> bool:
         """True when a waiter after `after` needs nothing this tail has already seen."""
         return not self._ended and after == self._cursor
+
+    def recent_after(self, after: int, limit: int) -> list[Event]:
+        """Events after `after` from those recently handed out; [] when they do not
+        reach back that far (the caller reads the store) or there are none yet."""
+        if not self._recent or not self._recent[0].id <= after + 1 <= self._recent[-1].id:
+            return []
+        start = after + 1 - self._recent[0].id
+        return list(itertools.islice(self._recent, start, start + limit))
 
     def join(self, after: int, limit: int) -> _Waiter | None:
         if after < self._cursor:
@@ -713,11 +733,14 @@ class _SessionTail:
             reads_without_waiters = 0
             while reads_without_waiters <= LINGER_READS and not self._ended:
                 events = await self._read_new(self._cursor)
+                # Counted before the hand-out, which removes the waiters it answers.
+                had_waiters = bool(self._waiters)
                 if events:
                     self._cursor = events[-1].id
                     self._ended = events[-1].is_terminal
+                    self._recent.extend(events)
                     self._hand_out(events)
-                reads_without_waiters = 0 if self._waiters else reads_without_waiters + 1
+                reads_without_waiters = 0 if had_waiters else reads_without_waiters + 1
         except Exception as exc:  # not swallowed: every waiter raises it
             self._fail(exc)
         finally:

@@ -1,0 +1,1 @@
+"""relay's benchmarks (issue 5): `python -m bench`, see docs/performance.md."""

