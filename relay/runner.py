@@ -81,6 +81,8 @@ class Generation:
     def __init__(self, session_id: str) -> None:
         self.session_id = session_id
         self.inbox: asyncio.Queue[InboxItem] = asyncio.Queue()
+        # Set by cancel: wakes the generation task while it holds text until its flush.
+        self.interrupt = asyncio.Event()
         self.pump: asyncio.Task[None] | None = None
         self.task: asyncio.Task[None] | None = None
         self.cancel_requested = False
@@ -91,6 +93,7 @@ class Generation:
             return
         self.cancel_requested = True
         self.inbox.put_nowait(CancelRequested(reason))
+        self.interrupt.set()
         if self.pump is not None:
             self.pump.cancel()
 
@@ -241,7 +244,8 @@ class GenerationRunner:
             timeout = _time_left(
                 coalescer.deadline, last_item_at + self._settings.idle_timeout_s, loop.time()
             )
-            items = await _next_items(generation.inbox, timeout)
+            holding = coalescer.deadline is not None
+            items = await _next_items(generation, timeout, holding=holding)
             now = loop.time()
             if items:
                 last_item_at = now
@@ -339,17 +343,38 @@ def _time_left(flush_deadline: float | None, idle_deadline: float, now: float) -
     return max(0.0, deadline - now)
 
 
-async def _next_items(inbox: asyncio.Queue[InboxItem], timeout: float) -> list[InboxItem]:
-    """Everything in the inbox, waiting up to `timeout` for the first item."""
-    if inbox.empty():
+async def _next_items(generation: Generation, timeout: float, *, holding: bool) -> list[InboxItem]:
+    """Everything in the inbox, after waiting up to `timeout`.
+
+    While the coalescer holds text (`holding`), the wait is the whole `timeout` (the
+    flush deadline) unless a cancel interrupts it: items that arrive meanwhile only
+    join the held text, so waking up for each of them would cost a task switch per
+    token for nothing. Otherwise the wait ends with the first item.
+    """
+    inbox = generation.inbox
+    if holding:
+        await _wait_for(generation.interrupt, timeout)
+    elif inbox.empty():
         try:
             async with asyncio.timeout(timeout):
-                first = await inbox.get()
+                items = [await inbox.get()]
         except TimeoutError:
             return []
-        items = [first]
-    else:
-        items = []
+        return items + _take_all(inbox)
+    return _take_all(inbox)
+
+
+def _take_all(inbox: asyncio.Queue[InboxItem]) -> list[InboxItem]:
+    items: list[InboxItem] = []
     while not inbox.empty():
         items.append(inbox.get_nowait())
     return items
+
+
+async def _wait_for(event: asyncio.Event, timeout: float) -> None:
+    """Until `event` is set or `timeout` has passed, whichever comes first."""
+    if event.is_set():
+        return
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout):
+            await event.wait()

@@ -123,6 +123,18 @@ async def test_the_first_token_is_alone_and_later_tokens_are_coalesced() -> None
     assert "".join(deltas) == "a" + "".join(f" {n}" for n in range(50))
 
 
+async def test_text_held_past_flush_max_chars_is_split_into_events_of_about_that_size() -> None:
+    store = MemoryStore(StoreSettings())
+    pieces = [f" {n:02d}" for n in range(60)]  # 3 characters each
+    script = [TextDelta("a"), *map(TextDelta, pieces), Finish("stop")]
+    runner = make_runner(store, flush_interval_ms=200, flush_max_chars=30)
+    _, events = await run_to_end(runner, store, ScriptedProvider(script))
+    deltas = texts(events)
+    assert "".join(deltas) == "a" + "".join(pieces)
+    assert len(deltas) == 1 + len(pieces) * 3 // 30
+    assert all(len(text) == 30 for text in deltas[1:])
+
+
 async def test_coalescing_off_writes_one_event_per_chunk() -> None:
     store = MemoryStore(StoreSettings())
     script = [TextDelta(word) for word in "one two three four".split()]
