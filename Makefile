@@ -19,16 +19,16 @@ run: $(STAMP)
 	$(BIN)/relay serve
 
 lint: $(STAMP)
-	$(BIN)/ruff check relay tests
-	$(BIN)/ruff format --check relay tests
+	$(BIN)/ruff check relay tests bench
+	$(BIN)/ruff format --check relay tests bench
 	$(BIN)/mypy
 
 test: lint
 	$(BIN)/pytest
 
 fmt: $(STAMP)
-	$(BIN)/ruff check --fix relay tests
-	$(BIN)/ruff format relay tests
+	$(BIN)/ruff check --fix relay tests bench
+	$(BIN)/ruff format relay tests bench
 
 # Benchmarks (bench/): every part in its own process, on loopback; see docs/performance.md.
 .PHONY: bench bench-full
