@@ -19,9 +19,18 @@ given and read back unchanged. Creating is a script too (HSET and PEXPIRE, atomi
 Scripts run by hash (EVALSHA); a server that does not have one (restarted, promoted by a
 failover, a new Cluster node) answers NOSCRIPT and is sent the whole script once (EVAL).
 
-Expiry. Both keys get `running_ttl_s` while the session runs (refreshed on every
-append), then `retention_s` once its terminal event is in. `max_sessions` applies to the
-memory store only: here Redis's memory policy and these expiries bound the data.
+Expiry. Both keys get `running_ttl_s` while the session runs, then `retention_s` once its
+terminal event is in. Appends renew the running expiry so that the keys always outlive
+the last append by `running_ttl_s`, but at most about once a second per session: a
+renewal gives a second more than that, which covers the appends of the next second
+(see `_running_ttl_s`). The lease key has its own short expiry, renewed by the
+generating instance (`renew_leases`). `max_sessions` applies to the memory store only:
+here Redis's memory policy and these expiries bound the data.
+
+Replies. An append answers with the new last id only: the rest of the record cannot
+have changed, and the store keeps each running session's record from its creation or
+an earlier append. For a session it does not know (created elsewhere, or forgotten
+past REMEMBERED_SESSIONS) it asks for the whole record.
 
 Waiting. Waiters on one session in this process share one "tail": a task doing a short
 blocking XREAD on that session's stream and handing new events to all of them. So
@@ -86,6 +95,12 @@ BLOCK_MS = 500
 LINGER_READS = 1
 # Events a tail keeps after handing them out, for waiters a little behind.
 RECENT_EVENTS = 1024
+# A running session's expiry is renewed at most about once per this many seconds by
+# appends here (see `_running_ttl_s`).
+EXPIRY_SLACK_S = 1.0
+# Running sessions whose record the store keeps, so that an append's reply can be the
+# new last id instead of the whole record; one not kept just costs the longer reply.
+REMEMBERED_SESSIONS = 16_384
 MAX_CONNECTIONS = 64
 MAX_TAIL_CONNECTIONS = 32
 # How long a command waits for its turn on a connection before the store counts as
@@ -148,14 +163,16 @@ return redis.call('PEXPIRE', KEYS[1], ARGV[1])
 )
 
 # KEYS: meta, log. ARGV: now, first id, final status ("" unless the batch ends with a
-# terminal event), max events, retention ms, running ttl ms, then type, data per event.
+# terminal event), max events, retention ms, running ttl ms (0: leave the expiry as it
+# is), "1" to get the whole record back (else the new last id), then type, data per event.
 # Every check comes before the first write: a script that fails halfway is not undone.
 _APPEND_SCRIPT = _Script(
     """
 local meta, log = KEYS[1], KEYS[2]
 local now, first, final = ARGV[1], tonumber(ARGV[2]), ARGV[3]
-local cap, retention_ms, running_ms = tonumber(ARGV[4]), ARGV[5], ARGV[6]
-local count = (#ARGV - 6) / 2
+local cap, retention_ms, running_ms = tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6])
+local want_record = ARGV[7] == '1'
+local count = (#ARGV - 7) / 2
 local last = first + count - 1
 
 local state = redis.call('HMGET', meta, 'status', 'last_event_id')
@@ -176,17 +193,26 @@ end
 
 for i = 0, count - 1 do
   redis.call('XADD', log, string.format('%d-0', first + i),
-             't', ARGV[7 + 2 * i], 'd', ARGV[8 + 2 * i])
+             't', ARGV[8 + 2 * i], 'd', ARGV[9 + 2 * i])
 end
-redis.call('HSET', meta, 'last_event_id', string.format('%d', last), 'updated_at', now)
-local ttl = running_ms
+local last_id = string.format('%d', last)
 if final ~= '' then
-  redis.call('HSET', meta, 'status', final)
-  ttl = retention_ms
+  redis.call('HSET', meta, 'last_event_id', last_id, 'updated_at', now, 'status', final)
+  redis.call('PEXPIRE', meta, retention_ms)
+  redis.call('PEXPIRE', log, retention_ms)
+else
+  redis.call('HSET', meta, 'last_event_id', last_id, 'updated_at', now)
+  -- Never shortened: another instance's append may have set a longer one.
+  for _, key in ipairs({meta, log}) do
+    if running_ms > 0 and redis.call('PTTL', key) < running_ms then
+      redis.call('PEXPIRE', key, running_ms)
+    end
+  end
 end
-redis.call('PEXPIRE', meta, ttl)
-redis.call('PEXPIRE', log, ttl)
-return redis.call('HGETALL', meta)
+if want_record then
+  return redis.call('HGETALL', meta)
+end
+return last
 """
 )
 
@@ -275,6 +301,8 @@ class RedisStore(Store):
         self._also_close = also_close
         self._clock = clock
         self._tails: dict[str, _SessionTail] = {}
+        # Running sessions this store appended to or created, least recent first.
+        self._appending: collections.OrderedDict[str, _Appending] = collections.OrderedDict()
 
     @classmethod
     def from_url(cls, url: str, settings: StoreSettings) -> RedisStore:
@@ -297,6 +325,7 @@ class RedisStore(Store):
         async with self._commands:
             await _CREATE_SCRIPT.run(self._client, [session_keys(record.id).meta], args)
         await self.renew_leases(record.owner, [record.id])  # the first lease
+        self._remember(record, None)  # its log has no expiry yet: the first append sets it
 
     async def get(self, session_id: str) -> SessionRecord | None:
         async with self._commands:
@@ -306,7 +335,10 @@ class RedisStore(Store):
     async def append(self, session_id: str, events: Sequence[Event]) -> SessionRecord:
         check_batch(events)
         keys = session_keys(session_id)
-        args = self._append_args(events)
+        known = self._appending.get(session_id)
+        now, sent_at = self._clock(), time.monotonic()
+        running_ttl_s = _running_ttl_s(known, sent_at, self._settings.running_ttl_s)
+        args = self._append_args(events, now, running_ttl_s, want_record=known is None)
         async with self._commands:
             try:
                 reply = await _APPEND_SCRIPT.run(self._client, [keys.meta, keys.log], args)
@@ -314,20 +346,40 @@ class RedisStore(Store):
                 refusal = _append_refusal(session_id, events[0].id, exc)
                 if refusal is None:
                     raise
+                if isinstance(refusal, SessionNotFound | SessionEnded):
+                    self._appending.pop(session_id, None)
                 raise refusal from exc
-        return _decode_record(dict(zip(reply[::2], reply[1::2], strict=True)))
+        if known is None:
+            record = _decode_record(dict(zip(reply[::2], reply[1::2], strict=True)))
+        else:
+            record = known.record.after_append(list(events), now)
+        self._remember(record, _expires_by(known, sent_at, running_ttl_s))
+        return record
 
-    def _append_args(self, events: Sequence[Event]) -> list[Any]:
+    def _remember(self, record: SessionRecord, expires_by: float | None) -> None:
+        """Keep what the next append needs to know; forget ended sessions and, past
+        REMEMBERED_SESSIONS, the least recently appended to (they cost a longer reply)."""
+        self._appending.pop(record.id, None)
+        if record.status.is_final:
+            return
+        self._appending[record.id] = _Appending(record, expires_by)
+        if len(self._appending) > REMEMBERED_SESSIONS:
+            self._appending.popitem(last=False)
+
+    def _append_args(
+        self, events: Sequence[Event], now: float, running_ttl_s: float, *, want_record: bool
+    ) -> list[Any]:
         last = events[-1]
         final = STATUS_AFTER_TERMINAL[last.type].value if last.is_terminal else ""
         settings = self._settings
         args: list[Any] = [
-            repr(self._clock()),
+            repr(now),
             events[0].id,
             final,
             settings.max_events_per_session,
             _ms(settings.retention_s),
-            _ms(settings.running_ttl_s),
+            _ms(running_ttl_s) if running_ttl_s else 0,
+            "1" if want_record else "0",
         ]
         for event in events:
             # A memoryview passes the JSON bytes through without copying them.
@@ -588,6 +640,36 @@ def _sentinel_client(address: RedisAddress, max_connections: int) -> _Connection
         **_connection_options(address),
     )
     return _Connection(client, (sentinel,))
+
+
+class _Appending(NamedTuple):
+    """What the store knows of a running session it appends to."""
+
+    record: SessionRecord  # as of its last append (or create) here
+    expires_by: float | None  # monotonic time its keys live at least until; None: unknown
+
+
+def _running_ttl_s(known: _Appending | None, now: float, running_ttl_s: float) -> float:
+    """The expiry an append gives a running session's keys, in seconds; 0: none needed.
+
+    After every append the keys live at least `running_ttl_s` more, as when every append
+    renewed them. Knowing nothing, an append gives exactly that; one that has renewed
+    them before gives EXPIRY_SLACK_S more, so the appends of the next EXPIRY_SLACK_S
+    seconds need not renew them again (each renewal costs two writes).
+    """
+    if known is None or known.expires_by is None:
+        return running_ttl_s
+    if known.expires_by >= now + running_ttl_s:
+        return 0.0
+    return running_ttl_s + EXPIRY_SLACK_S
+
+
+def _expires_by(known: _Appending | None, sent_at: float, running_ttl_s: float) -> float | None:
+    """What the store knows of the keys' expiry after an append sent at `sent_at`: the
+    script renews it no earlier than that, and never shortens it."""
+    if running_ttl_s:
+        return sent_at + running_ttl_s
+    return None if known is None else known.expires_by
 
 
 class _LogTop(NamedTuple):

@@ -93,7 +93,8 @@ BODIES = st.lists(st.tuples(LINES, ENDINGS), max_size=30).map(
 @given(body=BODIES, cuts=st.lists(st.integers(min_value=0, max_value=2000), max_size=10))
 def test_any_split_of_a_body_gives_the_same_messages(body: bytes, cuts: list[int]) -> None:
     points = sorted({cut % (len(body) + 1) for cut in cuts})
-    chunks = [body[start:end] for start, end in zip([0, *points], [*points, len(body)])]
+    bounds = zip([0, *points], [*points, len(body)], strict=True)
+    chunks = [body[start:end] for start, end in bounds]
     assert decode(*chunks) == decode(body)
 
 

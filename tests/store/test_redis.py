@@ -113,6 +113,57 @@ async def test_keys_expire_after_running_ttl_then_after_retention(
         assert 50_000 < await raw.pttl(key) <= 60_000
 
 
+async def test_a_running_session_keeps_its_keys_while_appends_come(
+    redis_url: str, raw: redis.asyncio.Redis
+) -> None:
+    ttl_s = 0.5
+    store = RedisStore.from_url(redis_url, StoreSettings(running_ttl_s=ttl_s))
+    session_id = await new_session(store)
+    keys = session_keys(session_id)
+    await raw.config_resetstat()
+    for event_id in range(1, 31):  # 3 s: six times the expiry
+        await store.append(session_id, [delta(event_id)])
+        for key in (keys.meta, keys.log):  # never less than the expiry after an append
+            assert await raw.pttl(key) > ttl_s * 1000 - 50
+        await asyncio.sleep(0.1)
+    renewals = (await raw.info("commandstats"))["cmdstat_pexpire"]["calls"]
+    assert renewals <= 2 * 10  # both keys, about once a second (3 s), not on 30 appends
+    await asyncio.sleep(ttl_s + 1.2)  # the expiry, and the slack of the last renewal
+    assert await raw.exists(keys.meta, keys.log) == 0
+    await store.close()
+
+
+async def test_the_end_always_sets_the_retention(redis_url: str, raw: redis.asyncio.Redis) -> None:
+    store = RedisStore.from_url(redis_url, StoreSettings(running_ttl_s=600, retention_s=60))
+    session_id = await new_session(store)
+    keys = session_keys(session_id)
+    for event_id in range(1, 6):  # renewed on the first two only, then skipped
+        await store.append(session_id, [delta(event_id)])
+    assert await raw.pttl(keys.log) > 600_000
+    await store.append(session_id, [terminal(6)])
+    for key in (keys.log, keys.meta):
+        assert 50_000 < await raw.pttl(key) <= 60_000
+    await store.close()
+
+
+async def test_an_append_never_shortens_the_expiry(
+    redis_url: str, raw: redis.asyncio.Redis
+) -> None:
+    first = RedisStore.from_url(redis_url, StoreSettings(running_ttl_s=600))
+    second = RedisStore.from_url(redis_url, StoreSettings(running_ttl_s=600))
+    session_id = await new_session(first, events=1)
+    await first.append(session_id, [delta(2)])  # a renewal after the first adds the slack
+    keys = session_keys(session_id)
+    assert await raw.pttl(keys.log) > 600_000
+    record = await second.append(session_id, [delta(3)])  # knows nothing of the expiry
+    assert await raw.pttl(keys.log) > 600_000
+    assert record == await second.get(session_id)  # the whole record, asked for
+    # The first instance's short reply, after an append it did not see.
+    assert await first.append(session_id, [delta(4)]) == await first.get(session_id)
+    await first.close()
+    await second.close()
+
+
 async def test_a_second_instance_is_fenced_off(redis_url: str) -> None:
     first = RedisStore.from_url(redis_url, StoreSettings())
     second = RedisStore.from_url(redis_url, StoreSettings())
