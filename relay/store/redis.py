@@ -3,9 +3,10 @@
 Shapes. One server (`redis://`, `rediss://`, `unix://`), a master watched by Sentinels
 (`redis+sentinel://`) or a Redis Cluster (`redis+cluster://`): relay/store/redis_url.py
 parses the URL, `_connect` builds the client for that shape, and everything else here is
-the same for all three. Each command, script and pipeline touches the keys of one session
-only, which share one Cluster slot; a Sentinel client asks the Sentinels for the master
-whenever it connects, so a failover is followed.
+the same for all three. Each command and script touches the keys of one session only,
+which share one Cluster slot, or only the shared lease index; a Cluster client splits a
+pipeline by node and sends each node its part at once. A Sentinel client asks the
+Sentinels for the master whenever it connects, so a failover is followed.
 
 Layout. Every key of a session carries the session id as a Cluster hash tag:
 
@@ -15,7 +16,8 @@ Layout. Every key of a session carries the session id as a Cluster hash tag:
 Appending is one round trip: a Lua script checks the rules of `Store.append`, XADDs the
 events with explicit entry ids (so a second writer's XADD can never land between or on
 top of them) and updates the record, all atomically. The data bytes are stored as
-given and read back unchanged. Creating is a script too (HSET and PEXPIRE, atomically).
+given and read back unchanged. Creating is one round trip too: a script writes the
+record and the first lease, pipelined with the session's entry in the lease index.
 Scripts run by hash (EVALSHA); a server that does not have one (restarted, promoted by a
 failover, a new Cluster node) answers NOSCRIPT and is sent the whole script once (EVAL).
 
@@ -63,7 +65,7 @@ from typing import Any, NamedTuple, Protocol, TypeAlias, cast
 import msgspec
 import redis.asyncio
 import redis.exceptions
-from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.cluster import ClusterNode, ClusterPipeline, RedisCluster
 from redis.asyncio.connection import Connection, SSLConnection, UnixDomainSocketConnection
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import MasterNotFoundError, Sentinel
@@ -114,6 +116,7 @@ RETRY = Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.2), retries=2)
 # With decode_responses=False every reply holds bytes; redis-py's types also allow str.
 _Fields = Mapping[bytes, bytes]
 _Entries = list[tuple[bytes, _Fields]]
+_Pipeline: TypeAlias = redis.asyncio.client.Pipeline | ClusterPipeline
 
 
 class SessionKeys(NamedTuple):
@@ -153,12 +156,29 @@ class _Script:
         except redis.exceptions.NoScriptError:
             return await client.eval(self.source, len(keys), *keys, *args)
 
+    def queue(self, pipe: _Pipeline, keys: Sequence[str], args: Sequence[Any]) -> None:
+        """Run it as part of `pipe`; `settle` its reply (executed with raise_on_error=False)."""
+        # By name: redis-py blocks `evalsha` on a Cluster pipeline, but routes the
+        # command by its keys like any other (all of a script's keys share one slot).
+        pipe.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)
 
-# KEYS: meta. ARGV: ttl ms, then field, value pairs.
+    async def settle(
+        self, client: RedisClient, reply: Any, keys: Sequence[str], args: Sequence[Any]
+    ) -> Any:
+        """The script's reply from a pipeline, after running it whole where it was missing."""
+        if isinstance(reply, redis.exceptions.NoScriptError):
+            return await client.eval(self.source, len(keys), *keys, *args)
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
+
+
+# KEYS: meta, lease. ARGV: running ttl ms, lease ttl ms, owner, then field, value pairs.
 _CREATE_SCRIPT = _Script(
     """
-redis.call('HSET', KEYS[1], unpack(ARGV, 2))
-return redis.call('PEXPIRE', KEYS[1], ARGV[1])
+redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[2])
 """
 )
 
@@ -319,12 +339,21 @@ class RedisStore(Store):
         )
 
     async def create(self, record: SessionRecord) -> None:
-        args: list[Any] = [_ms(self._settings.running_ttl_s)]
+        keys = session_keys(record.id)
+        settings = self._settings
+        args: list[Any] = [_ms(settings.running_ttl_s), _ms(settings.lease_ttl_s), record.owner]
         for name, value in _encode_record(record).items():
             args += [name, value]
-        async with self._commands:
-            await _CREATE_SCRIPT.run(self._client, [session_keys(record.id).meta], args)
-        await self.renew_leases(record.owner, [record.id])  # the first lease
+        # One round trip: the record and its first lease in one script, and its entry in
+        # the lease index beside it (on a Cluster, the index's node is sent it at the same
+        # time). An entry without a record is harmless: the lease sweep drops it.
+        async with self._commands, self._client.pipeline(transaction=False) as pipe:
+            _CREATE_SCRIPT.queue(pipe, [keys.meta, keys.lease], args)
+            pipe.zadd(LEASE_INDEX_KEY, {record.id: self._lease_deadline_ms()})
+            created, indexed = await pipe.execute(raise_on_error=False)
+            await _CREATE_SCRIPT.settle(self._client, created, [keys.meta, keys.lease], args)
+            if isinstance(indexed, Exception):
+                raise indexed
         self._remember(record, None)  # its log has no expiry yet: the first append sets it
 
     async def get(self, session_id: str) -> SessionRecord | None:
@@ -477,12 +506,15 @@ class RedisStore(Store):
 
     async def renew_leases(self, owner: str, session_ids: Sequence[str]) -> None:
         ttl_ms = _ms(self._settings.lease_ttl_s)
-        deadline_ms = int(self._clock() * 1000) + ttl_ms
         async with self._commands, self._client.pipeline(transaction=False) as pipe:
             for session_id in session_ids:
                 pipe.set(session_keys(session_id).lease, owner, px=ttl_ms)
-            pipe.zadd(LEASE_INDEX_KEY, dict.fromkeys(session_ids, deadline_ms))
+            pipe.zadd(LEASE_INDEX_KEY, dict.fromkeys(session_ids, self._lease_deadline_ms()))
             await pipe.execute()
+
+    def _lease_deadline_ms(self) -> int:
+        """A lease's deadline in the index, if renewed now."""
+        return int(self._clock() * 1000) + _ms(self._settings.lease_ttl_s)
 
     async def lapsed_leases(self, limit: int) -> list[str]:
         now_ms = int(self._clock() * 1000)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio
+from redis.asyncio.connection import AbstractConnection
 from redis.crc import key_slot
 
 from relay.config import StoreSettings
@@ -162,6 +163,27 @@ async def test_an_append_never_shortens_the_expiry(
     assert await first.append(session_id, [delta(4)]) == await first.get(session_id)
     await first.close()
     await second.close()
+
+
+async def test_creating_a_session_is_one_round_trip(
+    store: RedisStore, raw: redis.asyncio.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await new_session(store)  # the first sends the script whole (NOSCRIPT, then EVAL)
+    sent: list[object] = []
+    send = AbstractConnection.send_packed_command
+
+    async def counted(self: AbstractConnection, command: object, check_health: bool = True) -> None:
+        sent.append(command)
+        await send(self, command, check_health)
+
+    monkeypatch.setattr(AbstractConnection, "send_packed_command", counted)
+    session_id = await new_session(store)
+    monkeypatch.undo()
+    assert len(sent) == 1
+    keys = session_keys(session_id)
+    assert await raw.exists(keys.meta, keys.lease) == 2
+    assert await raw.zscore(LEASE_INDEX_KEY, session_id) is not None
+    assert await store.lapsed_leases(10) == []
 
 
 async def test_a_second_instance_is_fenced_off(redis_url: str) -> None:
