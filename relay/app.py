@@ -67,7 +67,7 @@ def _services_context(settings: Settings):  # type: ignore[no-untyped-def]
         router = ModelRouter(settings.upstreams)
         instance_id = "i_" + secrets.token_hex(6)
         runner = GenerationRunner(store, settings.generation, settings.store, instance_id)
-        app[SERVICES] = Services(settings, store, router, runner, instance_id)
+        services = app[SERVICES] = Services(settings, store, router, runner, instance_id)
         log.info(
             "relay instance %s ready on %s:%d, store %s",
             instance_id,
@@ -83,6 +83,7 @@ def _services_context(settings: Settings):  # type: ignore[no-untyped-def]
         finally:
             cancels.cancel()
             await asyncio.gather(cancels, return_exceptions=True)
+            await services.feeds.close()
             await leases.stop()
             await router.close()
             await store.close()

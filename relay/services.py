@@ -17,6 +17,7 @@ from relay.events import Event
 from relay.providers.router import ModelRouter
 from relay.runner import GenerationRunner
 from relay.store import Store
+from relay.subscribers.feeds import Feeds
 from relay.subscribers.follow import follow
 from relay.subscribers.sse import EventEncoder, SseSubscription, native_frame
 
@@ -36,6 +37,12 @@ class Services:
         self.runner = runner
         self.instance_id = instance_id
         self.draining = False
+        self.feeds = Feeds(
+            store,
+            heartbeat_s=settings.server.heartbeat_s,
+            batch=settings.store.read_batch,
+            outage_s=settings.generation.store_retry_s,
+        )
         self._subscribers: set[asyncio.Task[object]] = set()
 
     def refuse_when_draining(self) -> None:
@@ -75,13 +82,13 @@ class Services:
         encode: EventEncoder | None = None,
         headers: dict[str, str] | None = None,
     ) -> web.StreamResponse:
-        """Answer `request` with the session's log as SSE: relay's own frames (after a
-        `retry:` line) or, with `encode`, a provider's wire format."""
+        """Answer `request` with the session's log after `after` as SSE: relay's own
+        frames (after a `retry:` line) or, with `encode`, a provider's wire format.
+        Live events come from the session's one feed on this instance."""
         subscription = SseSubscription(
             session_id,
-            self.follow(session_id, after),
+            self.feeds.frames(session_id, after, encode or native_frame),
             retry_ms=self.settings.server.retry_ms if encode is None else None,
-            encode=encode or native_frame,
         )
         async with self.subscriber(request):
             return await subscription.respond(request, headers)

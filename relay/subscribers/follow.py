@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 from relay.errors import StoreUnavailable
 from relay.events import Event
@@ -30,11 +30,11 @@ async def follow(
     heartbeat_s: float,
     batch: int,
     outage_s: float = 0.0,
-) -> AsyncIterator[list[Event]]:
+) -> AsyncGenerator[list[Event], None]:
     """Batches of events after `after`; [] for an idle beat. While the store is
     unreachable, keeps beating (so the client's connection stays open) and retries with
     backoff; an outage longer than `outage_s` raises `StoreUnavailable`."""
-    outage = _Outage(outage_s)
+    outage = Outage(outage_s)
     while True:
         try:
             events = await store.wait(session_id, after, batch, heartbeat_s)
@@ -52,7 +52,7 @@ async def follow(
         after = events[-1].id if events else after
 
 
-class _Outage:
+class Outage:
     """How long the store has been unreachable, and the backoff between tries."""
 
     def __init__(self, limit_s: float) -> None:

@@ -8,12 +8,16 @@ already has (their output is discarded), then renders the rest.
 Each relay event becomes zero or more SSE frames; only the last frame of an event
 carries `id: N`, so a connection cut between two frames of one event resumes before
 that event, never after half of it.
+
+Because the frames depend only on the session and its log, the live subscribers of one
+session that use the same format (`share_key`) can share one renderer: each event is
+rendered once for all of them (see `relay.subscribers.feeds`).
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable
 
 import msgspec
 
@@ -31,6 +35,11 @@ class WireRenderer(abc.ABC):
     @abc.abstractmethod
     def payloads(self, event: Event) -> list[Payload]:
         """The frames' contents for `event`, advancing the renderer's state."""
+
+    @abc.abstractmethod
+    def share_key(self) -> Hashable | None:
+        """Renderers of one session with equal keys, having rendered the same events,
+        render the next ones identically; None when this one's output is its own."""
 
     def prime(self, events: Iterable[Event]) -> None:
         for event in events:
@@ -55,6 +64,9 @@ class ChatChunkRenderer(WireRenderer):
         self._include_usage = include_usage
         self._role_sent = False
         self._usage = (0, 0)
+
+    def share_key(self) -> Hashable:
+        return ("openai", self._include_usage)
 
     def payloads(self, event: Event) -> list[Payload]:
         data = event.decoded_data() if event.type is not EventType.STATUS else {}
@@ -127,6 +139,9 @@ class MessagesEventRenderer(WireRenderer):
         self._open: tuple[EventType, int] | None = None  # the open block's kind and index
         self._next_index = 0
         self._usage = (0, 0)
+
+    def share_key(self) -> Hashable:
+        return "anthropic"
 
     def payloads(self, event: Event) -> list[Payload]:
         events = self._start() + self._events(event)

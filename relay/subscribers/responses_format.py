@@ -17,7 +17,7 @@ when the output was cut, `response.failed` with status `failed` or `cancelled`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable
 from typing import Any, Literal
 
 import msgspec
@@ -99,6 +99,10 @@ class ResponsesEventRenderer(WireRenderer):
     def prime(self, events: Iterable[Event]) -> None:
         for event in events:
             self.stream_events(event)
+
+    def share_key(self) -> Hashable | None:
+        """Shared once past `starting_after`: from then on it sends every frame."""
+        return "responses" if self.next_sequence_number > self._starting_after else None
 
     def __call__(self, event: Event) -> bytes:
         """Every frame carries its sequence number as `id:`; those the client already has

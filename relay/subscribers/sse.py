@@ -1,16 +1,17 @@
-"""The SSE transport: writes a followed session log to an HTTP response.
+"""The SSE transport: writes a session's encoded frames to an HTTP response.
 
 Headers make proxies pass events through at once (`X-Accel-Buffering: no`, no
-caching, never compressed). Each batch of events becomes one write; idle periods send
-a `: ping` comment so intermediaries keep the connection open. A client that goes
-away ends only this response; the generation goes on.
+caching, never compressed). The frames come ready to write (see
+`relay.subscribers.feeds`): each chunk is one write, idle periods bring a `: ping`
+comment so intermediaries keep the connection open. A client that goes away ends only
+this response; the generation goes on.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 
 from aiohttp import web
 
@@ -35,20 +36,14 @@ def native_frame(event: Event) -> bytes:
 
 
 class SseSubscription:
-    """One SSE response: a `retry:` line (optional), then the followed batches."""
+    """One SSE response: a `retry:` line (optional), then the session's frames."""
 
     def __init__(
-        self,
-        session_id: str,
-        batches: AsyncIterator[list[Event]],
-        *,
-        retry_ms: int | None,
-        encode: EventEncoder = native_frame,
+        self, session_id: str, frames: AsyncGenerator[bytes, None], *, retry_ms: int | None
     ) -> None:
         self.session_id = session_id
-        self.batches = batches
+        self.frames = frames
         self.retry_ms = retry_ms
-        self.encode = encode
 
     async def respond(
         self, request: web.Request, headers: dict[str, str] | None = None
@@ -58,8 +53,9 @@ class SseSubscription:
             await response.prepare(request)  # the client may already be gone
             if self.retry_ms is not None:
                 await response.write(sse.retry_frame(self.retry_ms))
-            async for events in self.batches:
-                await response.write(b"".join(map(self.encode, events)) if events else sse.PING)
+            async with contextlib.aclosing(self.frames) as frames:
+                async for chunk in frames:
+                    await response.write(chunk)
         except ConnectionResetError:
             log.debug("subscriber of %s went away", self.session_id)
             return response

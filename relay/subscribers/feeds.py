@@ -1,0 +1,311 @@
+"""Live feeds: one follow of a session's log per instance, shared by its SSE subscribers.
+
+A subscriber first replays the log from its resume point with plain store reads; once
+a read comes back short (it has caught up), it joins the session's feed — after
+reading whatever the feed has passed meanwhile, so the join has no gap and no
+duplicate. The feed runs `follow` once for everyone: each new batch is encoded once
+per wire format and put in every subscriber's inbox; an idle beat puts a `: ping`
+there. A feed ends after the terminal event, when the session is gone, or when the
+store stayed unreachable too long, and it is stopped when its last subscriber leaves.
+
+The feed never waits for a subscriber. A subscriber whose inbox holds `INBOX_LIMIT`
+bytes or more (its client stopped reading) is dropped from the feed: it writes what its
+inbox holds, then catches up from the store like a resuming client and joins again.
+`Feeds` owns every feed task: `close()` ends the streams and awaits the tasks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+from collections.abc import AsyncGenerator, Hashable
+
+from relay import sse
+from relay.errors import StoreError, StoreUnavailable
+from relay.events import Event
+from relay.store import Store
+from relay.subscribers.follow import Outage, follow
+from relay.subscribers.formats import WireRenderer
+from relay.subscribers.sse import EventEncoder, native_frame
+
+log = logging.getLogger(__name__)
+
+# What a subscriber's inbox may hold before it is left to catch up from the store.
+INBOX_LIMIT = 1 << 20
+
+
+def share_key(encode: EventEncoder) -> Hashable | None:
+    """Subscribers whose encoders have the same key get the same bytes for an event;
+    None: this encoder's output is its own (see `WireRenderer.share_key`)."""
+    if encode is native_frame:
+        return "native"
+    if isinstance(encode, WireRenderer):
+        return encode.share_key()
+    return None
+
+
+class Inbox:
+    """What the feed has put out for one subscriber that it has not written yet."""
+
+    def __init__(self, position: int, encode: EventEncoder) -> None:
+        self.position = position  # the id of the last event put here
+        self.encode = encode
+        self.key: Hashable | None = None  # the key of the shared encoder it gets bytes from
+        self.shared_since: int | None = None  # its position when it began to
+        self.overflowed = False
+        self.ended = False
+        self.error: StoreError | None = None
+        self._chunks: list[bytes] = []
+        self._size = 0
+        self._wake: asyncio.Future[None] | None = None
+
+    @property
+    def full(self) -> bool:
+        return self._size >= INBOX_LIMIT
+
+    def put(self, frames: bytes, last_id: int) -> None:
+        self.position = last_id
+        if frames:
+            self._add(frames)
+
+    def render(self, events: list[Event]) -> bytes:
+        """The events it does not have yet, with its own encoder."""
+        return b"".join(self.encode(event) for event in events if event.id > self.position)
+
+    def beat(self) -> None:
+        if not self._chunks:
+            self._add(sse.PING)
+
+    def overflow(self) -> None:
+        """Its client reads too slowly to follow live: it catches up from the store."""
+        self.overflowed = True
+        self._notify()
+
+    def end(self, error: StoreError | None = None) -> None:
+        self.ended, self.error = True, error
+        self._notify()
+
+    async def take(self) -> list[bytes]:
+        """Everything put here since the last call; [] once it is ended or overflowed."""
+        while not self._chunks and not (self.ended or self.overflowed):
+            self._wake = asyncio.get_running_loop().create_future()
+            try:
+                await self._wake
+            finally:
+                self._wake = None
+        chunks, self._chunks, self._size = self._chunks, [], 0
+        return chunks
+
+    def _add(self, frames: bytes) -> None:
+        self._chunks.append(frames)
+        self._size += len(frames)
+        self._notify()
+
+    def _notify(self) -> None:
+        if self._wake is not None and not self._wake.done():
+            self._wake.set_result(None)
+
+
+class Feed:
+    """A session's live events, read once and handed to its subscribers' inboxes."""
+
+    def __init__(self, session_id: str, position: int) -> None:
+        self.session_id = session_id
+        self.position = position  # the id of the last event handed out
+        self.ended = False
+        self.task: asyncio.Task[None] | None = None
+        self._inboxes: set[Inbox] = set()
+        # One encoder per share key, advanced once per batch, and how many inboxes use it.
+        self._encoders: dict[Hashable, tuple[EventEncoder, int]] = {}
+
+    @property
+    def idle(self) -> bool:
+        return not self._inboxes
+
+    def attach(self, after: int, encode: EventEncoder) -> Inbox:
+        """An inbox for a subscriber that has every event up to `after` (>= position)."""
+        inbox = Inbox(after, encode)
+        self._inboxes.add(inbox)
+        if after == self.position:
+            self._share(inbox)
+        return inbox
+
+    def detach(self, inbox: Inbox) -> None:
+        if inbox not in self._inboxes:
+            return
+        self._inboxes.discard(inbox)
+        if inbox.key is None:
+            return
+        shared, users = self._encoders[inbox.key]
+        if users > 1:
+            self._encoders[inbox.key] = (shared, users - 1)
+        else:
+            del self._encoders[inbox.key]
+
+    def deliver(self, events: list[Event]) -> None:
+        """One step of the follow: a batch for every inbox, or [] for an idle beat."""
+        if not events:
+            for inbox in self._inboxes:
+                inbox.beat()
+            return
+        self.position = events[-1].id
+        frames = {key: b"".join(map(encode, events)) for key, (encode, _) in self._encoders.items()}
+        for inbox in list(self._inboxes):
+            if inbox.full:
+                log.debug("a subscriber of %s fell behind at %d", self.session_id, inbox.position)
+                inbox.overflow()
+                self.detach(inbox)
+            elif inbox.key is not None:
+                inbox.put(frames[inbox.key], self.position)
+            else:
+                self._deliver_ahead(inbox, events)
+
+    def _deliver_ahead(self, inbox: Inbox, events: list[Event]) -> None:
+        """An inbox that joined ahead of the feed (it read events the feed had not yet):
+        it renders what it lacks on its own, and shares once the feed has caught up."""
+        inbox.put(inbox.render(events), max(inbox.position, self.position))
+        if inbox.position == self.position:
+            self._share(inbox)
+
+    def end(self, error: StoreError | None = None) -> None:
+        self.ended = True
+        for inbox in self._inboxes:
+            inbox.end(error)
+        self._inboxes.clear()
+        self._encoders.clear()
+
+    def _share(self, inbox: Inbox) -> None:
+        """At the feed's position, a subscriber's encoder is in the state of the shared
+        one of its key: from now on it gets the shared bytes. The first of a key lends
+        a copy of its encoder; it keeps its own for when it falls behind."""
+        key = share_key(inbox.encode)
+        if key is None:
+            return
+        shared, users = self._encoders.get(key) or (copy.deepcopy(inbox.encode), 0)
+        self._encoders[key] = (shared, users + 1)
+        inbox.key, inbox.shared_since = key, inbox.position
+
+
+class Feeds:
+    """This instance's feeds, by session id."""
+
+    def __init__(self, store: Store, *, heartbeat_s: float, batch: int, outage_s: float) -> None:
+        self._store = store
+        self._heartbeat_s = heartbeat_s
+        self._batch = batch
+        self._outage_s = outage_s
+        self._feeds: dict[str, Feed] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    def __len__(self) -> int:
+        """How many feeds run."""
+        return len(self._tasks)
+
+    async def frames(
+        self, session_id: str, after: int, encode: EventEncoder
+    ) -> AsyncGenerator[bytes, None]:
+        """The session after event `after` as SSE bytes (`: ping` while idle): replayed,
+        then live, until the end. Raises `StoreError` when the stream cannot go on."""
+        while not self._closed:
+            feed = None
+            while feed is None:
+                events = await self._read(session_id, after)
+                if replayed := b"".join(map(encode, events)):
+                    yield replayed
+                if events and events[-1].is_terminal:
+                    return
+                after = events[-1].id if events else after
+                feed = self._joinable(session_id, after) if len(events) < self._batch else None
+            inbox = feed.attach(after, encode)
+            try:
+                while chunks := await inbox.take():
+                    yield b"".join(chunks)
+            finally:
+                self._leave(feed, inbox)
+            if inbox.error is not None:
+                raise inbox.error
+            if not inbox.overflowed:
+                return
+            await self._catch_up_encoder(session_id, inbox)
+            after = inbox.position
+
+    async def close(self) -> None:
+        """End every open stream (its client reconnects with Last-Event-ID) and stop
+        the feeds."""
+        self._closed = True
+        for feed in list(self._feeds.values()):
+            feed.end()
+        tasks = set(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _read(self, session_id: str, after: int) -> list[Event]:
+        """One replay read, riding out a store outage as `follow` does."""
+        outage = Outage(self._outage_s)
+        while True:
+            try:
+                return await self._store.read(session_id, after, self._batch)
+            except StoreUnavailable:
+                await outage.wait_before_retry()
+
+    async def _catch_up_encoder(self, session_id: str, inbox: Inbox) -> None:
+        """A subscriber that got shared bytes and fell behind: its own encoder has not
+        seen those events; run them through it (the output is the shared bytes it
+        already wrote)."""
+        if inbox.shared_since is None or not isinstance(inbox.encode, WireRenderer):
+            return
+        after = inbox.shared_since
+        while after < inbox.position:
+            events = await self._read(session_id, after)
+            inbox.encode.prime(event for event in events if event.id <= inbox.position)
+            after = events[-1].id if events else inbox.position
+
+    def _joinable(self, session_id: str, after: int) -> Feed | None:
+        """The session's feed, started at `after` if there is none; None when the feed
+        is already past `after` (the subscriber reads up to it first)."""
+        feed = self._feeds.get(session_id)
+        if feed is None:
+            feed = self._start(session_id, after)
+        return feed if feed.position <= after else None
+
+    def _start(self, session_id: str, after: int) -> Feed:
+        feed = self._feeds[session_id] = Feed(session_id, after)
+        feed.task = asyncio.create_task(self._run(feed), name=f"relay-feed-{session_id}")
+        self._tasks.add(feed.task)
+        feed.task.add_done_callback(self._tasks.discard)
+        return feed
+
+    async def _run(self, feed: Feed) -> None:
+        batches = follow(
+            self._store,
+            feed.session_id,
+            feed.position,
+            heartbeat_s=self._heartbeat_s,
+            batch=self._batch,
+            outage_s=self._outage_s,
+        )
+        try:
+            async for events in batches:
+                feed.deliver(events)
+                if feed.idle:  # every subscriber fell behind
+                    break
+            feed.end()
+        except StoreError as exc:
+            log.warning("live feed of %s ended early: %s", feed.session_id, exc)
+            feed.end(exc)
+        finally:
+            self._forget(feed)
+            await batches.aclose()
+
+    def _leave(self, feed: Feed, inbox: Inbox) -> None:
+        feed.detach(inbox)
+        if feed.idle and not feed.ended and feed.task is not None:
+            self._forget(feed)
+            feed.task.cancel()
+
+    def _forget(self, feed: Feed) -> None:
+        if self._feeds.get(feed.session_id) is feed:
+            del self._feeds[feed.session_id]
