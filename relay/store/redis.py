@@ -37,6 +37,8 @@ past REMEMBERED_SESSIONS) it asks for the whole record.
 Waiting. Waiters on one session in this process share one "tail": a task doing a short
 blocking XREAD on that session's stream and handing new events to all of them. So
 the number of connections grows with the sessions being watched, not with the waiters.
+Events appended by this process are handed to its tail as soon as they are stored,
+without waiting for the XREAD; waiters on other instances hear of them through theirs.
 
 Connections. One client per store. Every call passes one of two `_Boundary`s: commands
 (at most `max_connections` at once, each waiting up to POOL_TIMEOUT_S for its turn) and
@@ -383,6 +385,9 @@ class RedisStore(Store):
         else:
             record = known.record.after_append(list(events), now)
         self._remember(record, _expires_by(known, sent_at, running_ttl_s))
+        tail = self._tails.get(session_id)
+        if tail is not None:  # waiters here wake now, not when the tail's read returns
+            tail.take_appended(events)
         return record
 
     def _remember(self, record: SessionRecord, expires_by: float | None) -> None:
@@ -786,7 +791,9 @@ class _SessionTail:
     """The one blocking reader of a session's stream in this process, shared by its waiters.
 
     `cursor` is the id of an event known to exist (or 0), and every event after it is
-    handed to the waiters then present. A waiter that joins with `after` below the
+    handed to the waiters then present, once: from its own reads, or earlier from an
+    append in this process (the read in flight then brings them again, and they are
+    dropped). A waiter that joins with `after` below the
     cursor may need events already handed out, so it is sent back to read them.
     The task runs while there are waiters, and one blocking read longer, so that waiters
     who took their events and come straight back find it still reading and need no read
@@ -835,6 +842,23 @@ class _SessionTail:
     def leave(self, waiter: _Waiter) -> None:
         self._waiters.discard(waiter)
 
+    def take_appended(self, events: Sequence[Event]) -> None:
+        """Events this process just appended: its waiters need not wait for the read
+        that will bring them (and that the cursor then skips)."""
+        self._take(events)
+
+    def _take(self, events: Sequence[Event]) -> None:
+        """Hand out the events after the cursor, each once and in order. Events that do
+        not follow on from it (another instance appended some in between) are left to
+        the reads, which bring every event after the cursor."""
+        fresh = [event for event in events if event.id > self._cursor]
+        if self._ended or not fresh or fresh[0].id != self._cursor + 1:
+            return
+        self._cursor = fresh[-1].id
+        self._ended = fresh[-1].is_terminal
+        self._recent.extend(fresh)
+        self._hand_out(fresh)
+
     async def aclose(self) -> None:
         if self._task is not None:
             self._task.cancel()
@@ -849,11 +873,7 @@ class _SessionTail:
                 events = await self._read_new(self._cursor)
                 # Counted before the hand-out, which removes the waiters it answers.
                 had_waiters = bool(self._waiters)
-                if events:
-                    self._cursor = events[-1].id
-                    self._ended = events[-1].is_terminal
-                    self._recent.extend(events)
-                    self._hand_out(events)
+                self._take(events)
                 reads_without_waiters = 0 if had_waiters else reads_without_waiters + 1
         except Exception as exc:  # not swallowed: every waiter raises it
             self._fail(exc)

@@ -265,6 +265,53 @@ async def test_a_waiter_behind_the_tail_is_sent_back_to_read() -> None:
     await tail.aclose()
 
 
+async def test_appended_events_reach_the_tail_once_and_in_order() -> None:
+    """Handed over by the append, then brought again by the read that was in flight."""
+    reads: asyncio.Queue[list[Event]] = asyncio.Queue()
+    tail = _SessionTail("s_test", 3, lambda cursor: reads.get(), lambda tail: None)
+    first = tail.join(after=3, limit=100)
+    assert first is not None
+    await asyncio.sleep(0)  # its read is in flight
+    tail.take_appended([delta(4), delta(5)])
+    assert first.future.result() == [delta(4), delta(5)]
+    second = tail.join(after=5, limit=100)
+    assert second is not None
+    await reads.put([delta(4), delta(5)])  # the read in flight: nothing new
+    await reads.put([delta(4), delta(5), delta(6)])
+    assert await asyncio.wait_for(second.future, 1) == [delta(6)]
+    third = tail.join(after=6, limit=100)
+    assert third is not None
+    tail.take_appended([delta(8)])  # 7 came from elsewhere: the read brings both
+    assert not third.future.done()
+    tail.take_appended([delta(6)])  # already handed out
+    assert not third.future.done()
+    await reads.put([delta(7), delta(8)])
+    assert await asyncio.wait_for(third.future, 1) == [delta(7), delta(8)]
+    assert tail.recent_after(3, 100) == [delta(n) for n in range(4, 9)]
+    await tail.aclose()
+
+
+async def test_a_waiter_on_the_appending_instance_gets_each_event_once(
+    store: RedisStore,
+) -> None:
+    session_id = await new_session(store, events=1)
+    received: list[int] = []
+
+    async def follow() -> None:
+        while not received or received[-1] < 60:
+            events = await store.wait(session_id, received[-1] if received else 1, 100, 5)
+            received.extend(event.id for event in events)
+
+    following = asyncio.create_task(follow())
+    await asyncio.sleep(0.1)  # parked on the tail
+    for event_id in range(2, 61):
+        await store.append(session_id, [delta(event_id)])
+        if event_id % 7 == 0:
+            await asyncio.sleep(0.01)  # let some reads land between appends
+    await asyncio.wait_for(following, 5)
+    assert received == list(range(2, 61))
+
+
 # --- outages ----------------------------------------------------------------------------
 
 
