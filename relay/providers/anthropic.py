@@ -1,25 +1,26 @@
-"""`AnthropicProvider`: the Anthropic Messages API, via the official SDK's raw event stream.
+"""`AnthropicProvider`: the Anthropic Messages API, over HTTP.
 
-One `AsyncAnthropic` client (one connection pool) per upstream. Requests are converted
-from relay's (OpenAI-shaped) messages: `system`/`developer` messages become the
-`system` parameter, assistant `tool_calls` become `tool_use` blocks, `tool` messages
-become `tool_result` blocks, and consecutive messages of one role are merged; blocks
-already in Anthropic's shape pass through. `EventAssembler` turns the events into
-provider items, with stop reasons in relay's (OpenAI's) vocabulary. Retries and
-deadlines are `retry.py`'s.
+One `SSEClient` (one connection pool) per upstream. A generation POSTs
+`{base_url}/v1/messages` with `stream`; each SSE message is decoded into an `Event` (only
+the fields relay reads). Requests are converted from relay's (OpenAI-shaped) messages:
+`system`/`developer` messages become the `system` parameter, assistant `tool_calls` become
+`tool_use` blocks, `tool` messages become `tool_result` blocks, and consecutive messages
+of one role are merged; blocks already in Anthropic's shape pass through.
+`EventAssembler` turns the events into provider items, with stop reasons in relay's
+(OpenAI's) vocabulary. Retries and deadlines are `retry.py`'s.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import AsyncGenerator, Iterable
-from typing import Any, cast
+from typing import Any
 
-import anthropic
 import msgspec
-from anthropic.types import MessageParam, RawMessageStreamEvent, TextBlockParam, ToolUnionParam
 
 from relay.config import UpstreamSettings
+from relay.errors import UpstreamError
 from relay.providers.base import (
     Finish,
     GenerationRequest,
@@ -30,22 +31,12 @@ from relay.providers.base import (
     ToolCall,
     UsageReport,
 )
-from relay.providers.failures import (
-    Failure,
-    connection_failure,
-    incomplete_stream,
-    status_failure,
-    stream_error_failure,
-    timeout_failure,
-    transport_failure,
-)
-from relay.providers.retry import RetryingProvider, http_client, http_timeout
+from relay.providers.failures import incomplete_stream, stream_error_failure
+from relay.providers.retry import RetryingProvider
+from relay.providers.sse_client import SSEClient, read_json
 
+API_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096  # Anthropic requires max_tokens; relay's requests may omit it
-
-# Sent when the upstream needs no key (a local gateway): the SDK must never fall back to
-# ANTHROPIC_API_KEY or a credentials profile found on this machine.
-NO_API_KEY = "none"
 
 SYSTEM_ROLES = ("system", "developer")
 
@@ -61,66 +52,67 @@ STOP_REASONS = {
 Block = dict[str, Any]
 
 
+class MessagesRequest(msgspec.Struct, omit_defaults=True, kw_only=True):
+    """A streamed Messages API request; absent parameters are not sent."""
+
+    model: str
+    messages: list[dict[str, Any]]
+    max_tokens: int
+    stream: bool
+    system: str | list[Block] | None = None
+    stop_sequences: list[str] | None = None
+    tools: list[dict[str, Any]] | None = None
+    temperature: float | None = None
+
+
+ENCODER = msgspec.json.Encoder()
+
+
 class AnthropicProvider(RetryingProvider):
     def __init__(self, upstream: UpstreamSettings, api_key: str | None) -> None:
         super().__init__(upstream, api_key)
-        self._client = anthropic.AsyncAnthropic(
-            base_url=upstream.base_url,
-            api_key=api_key or NO_API_KEY,
-            max_retries=0,  # retry.py retries, and only before the first item
-            timeout=http_timeout(upstream),
-            http_client=http_client(upstream),
-        )
-
-    def _translate_error(self, exc: Exception) -> Failure | None:
-        return translate_error(exc)
+        headers = {"anthropic-version": API_VERSION}
+        if api_key:
+            headers["x-api-key"] = api_key
+        self._client = SSEClient(upstream, messages_url(upstream.base_url), headers)
 
     async def close(self) -> None:
         await self._client.close()
 
     async def _attempt(self, request: GenerationRequest) -> AsyncGenerator[ProviderItem, None]:
-        system = system_prompt(request.messages)
-        events = await self._client.messages.create(
-            model=request.model,
-            messages=anthropic_messages(request.messages),
-            max_tokens=request.max_tokens or DEFAULT_MAX_TOKENS,
-            stream=True,
-            system=system if system is not None else anthropic.omit,
-            stop_sequences=request.stop if request.stop else anthropic.omit,
-            tools=anthropic_tools(request.tools) if request.tools else anthropic.omit,
-            # This SDK's signature has no `temperature`; the API still takes it.
-            extra_body=_extra_body(request),
-        )
-        async with events:  # closes the HTTP response, also on cancel: the upstream stops
-            assembler = EventAssembler()
-            async for event in events:
-                for item in assembler.feed(event):
-                    yield item
-            for item in assembler.finish():
-                yield item
+        assembler = EventAssembler()
+        body = ENCODER.encode(messages_request(request))
+        async with contextlib.aclosing(self._client.messages(body)) as batches:
+            async for messages in batches:
+                for message in messages:
+                    for item in assembler.feed(read_json(EVENT, message.data)):
+                        yield item
+        for item in assembler.finish():
+            yield item
 
 
-def translate_error(exc: Exception) -> Failure | None:
-    """The SDK's exceptions (and the transport's, which escape it mid-stream)."""
-    if isinstance(exc, anthropic.APIStatusError):
-        if exc.status_code < 400:  # an `error` event inside the 200 stream
-            return stream_error_failure(exc.type, exc.api_message)
-        return status_failure(exc.status_code, exc.body, exc.response.headers)
-    if isinstance(exc, anthropic.APITimeoutError):
-        return timeout_failure()
-    if isinstance(exc, anthropic.APIConnectionError):
-        return connection_failure(exc.__cause__)
-    return transport_failure(exc)
+def messages_url(base_url: str | None) -> str:
+    """As the SDK joins them: `https://api.anthropic.com` → `…/v1/messages`."""
+    return f"{(base_url or '').rstrip('/')}/v1/messages"
 
 
-def _extra_body(request: GenerationRequest) -> dict[str, Any] | None:
-    return None if request.temperature is None else {"temperature": request.temperature}
+def messages_request(request: GenerationRequest) -> MessagesRequest:
+    return MessagesRequest(
+        model=request.model,
+        messages=anthropic_messages(request.messages),
+        max_tokens=request.max_tokens or DEFAULT_MAX_TOKENS,
+        stream=True,
+        system=system_prompt(request.messages),
+        stop_sequences=request.stop or None,
+        tools=anthropic_tools(request.tools) if request.tools else None,
+        temperature=request.temperature,
+    )
 
 
 # --- relay's messages → Anthropic's -------------------------------------------------------
 
 
-def system_prompt(messages: Iterable[Message]) -> str | list[TextBlockParam] | None:
+def system_prompt(messages: Iterable[Message]) -> str | list[Block] | None:
     """The `system` parameter from every system and developer message, in order: one
     string, or the text blocks themselves when they carry more (e.g. `cache_control`)."""
     blocks = [b for m in messages if m.role in SYSTEM_ROLES for b in _blocks(m.content)]
@@ -128,10 +120,10 @@ def system_prompt(messages: Iterable[Message]) -> str | list[TextBlockParam] | N
         return None
     if all(block.keys() == {"type", "text"} for block in blocks):
         return "\n\n".join(str(block["text"]) for block in blocks)
-    return cast("list[TextBlockParam]", blocks)
+    return blocks
 
 
-def anthropic_messages(messages: Iterable[Message]) -> list[MessageParam]:
+def anthropic_messages(messages: Iterable[Message]) -> list[dict[str, Any]]:
     merged: list[dict[str, Any]] = []
     for message in messages:
         if message.role in SYSTEM_ROLES:
@@ -141,7 +133,7 @@ def anthropic_messages(messages: Iterable[Message]) -> list[MessageParam]:
             merged[-1]["content"] += blocks  # Anthropic wants user and assistant to alternate
         else:
             merged.append({"role": role, "content": blocks})
-    return cast("list[MessageParam]", merged)
+    return merged
 
 
 def _converted(message: Message) -> tuple[str, list[Block]]:
@@ -201,8 +193,8 @@ def _tool_result(message: Message) -> Block:
     return {"type": "tool_result", "tool_use_id": message.tool_call_id or "", "content": content}
 
 
-def anthropic_tools(tools: list[dict[str, Any]]) -> list[ToolUnionParam]:
-    return cast("list[ToolUnionParam]", [_tool(tool) for tool in tools])
+def anthropic_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [_tool(tool) for tool in tools]
 
 
 def _tool(tool: dict[str, Any]) -> dict[str, Any]:
@@ -220,6 +212,55 @@ def _tool(tool: dict[str, Any]) -> dict[str, Any]:
 
 
 # --- Anthropic's events → provider items -----------------------------------------------
+
+# An event, as far as relay reads it: one shape for every event type (unknown types and
+# fields are ignored, as the API adds them over time), every field optional or nullable.
+
+
+class Usage(msgspec.Struct):
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cache_creation_input_tokens: int | None = None
+    cache_read_input_tokens: int | None = None
+
+
+class MessageStart(msgspec.Struct):  # `message_start`'s message
+    usage: Usage | None = None
+
+
+class ContentBlock(msgspec.Struct):  # `content_block_start`'s block
+    type: str | None = None
+    text: str | None = None
+    thinking: str | None = None
+    id: str | None = None
+    name: str | None = None
+    input: Any = None
+
+
+class EventDelta(msgspec.Struct):  # `content_block_delta`'s and `message_delta`'s delta
+    type: str | None = None
+    text: str | None = None
+    thinking: str | None = None
+    partial_json: str | None = None
+    stop_reason: str | None = None
+
+
+class ErrorDetail(msgspec.Struct):
+    type: str | None = None
+    message: str | None = None
+
+
+class Event(msgspec.Struct):
+    type: str | None = None
+    index: int | None = None
+    message: MessageStart | None = None
+    content_block: ContentBlock | None = None
+    delta: EventDelta | None = None
+    usage: Usage | None = None
+    error: ErrorDetail | None = None
+
+
+EVENT = msgspec.json.Decoder(Event)
 
 
 class PartialToolUse(msgspec.Struct):
@@ -239,8 +280,8 @@ class PartialToolUse(msgspec.Struct):
 class EventAssembler:
     """Messages API stream events → provider items. Pure: no I/O.
 
-    Unknown event, block and delta types are ignored (the API adds them over time);
-    `ping` never reaches here (the SDK drops it), nor `error` (the SDK raises it).
+    Unknown event, block and delta types are ignored (the API adds them over time), as is
+    `ping`; an `error` event raises it.
     """
 
     def __init__(self) -> None:
@@ -249,21 +290,21 @@ class EventAssembler:
         self._input_tokens = 0
         self._stop_reason: str | None = None
 
-    def feed(self, event: RawMessageStreamEvent) -> list[ProviderItem]:
-        kind = str(event.type)
-        # Read loosely: the SDK builds events without validation, so fields may be None,
-        # and an unknown type arrives dressed as some other event class.
-        data = cast(Any, event)
+    def feed(self, event: Event) -> list[ProviderItem]:
+        kind = event.type
+        index = event.index or 0
+        if kind == "content_block_delta":  # the common case first
+            return self._block_delta(index, event.delta)
         if kind == "message_start":
-            self._input_tokens = _input_tokens(data.message.usage if data.message else None)
+            self._input_tokens = _input_tokens(event.message.usage if event.message else None)
         elif kind == "content_block_start":
-            return self._block_start(data.index, data.content_block)
-        elif kind == "content_block_delta":
-            return self._block_delta(data.index, data.delta)
+            return self._block_start(index, event.content_block)
         elif kind == "content_block_stop":
-            return self._block_stop(data.index)
+            return self._block_stop(index)
         elif kind == "message_delta":
-            return self._message_delta(data.delta, data.usage)
+            return self._message_delta(event.delta, event.usage)
+        elif kind == "error":
+            raise _stream_error(event.error)
         return []
 
     def finish(self) -> list[ProviderItem]:
@@ -272,8 +313,10 @@ class EventAssembler:
             raise incomplete_stream()
         return [Finish(STOP_REASONS.get(self._stop_reason, self._stop_reason))]
 
-    def _block_start(self, index: int, block: Any) -> list[ProviderItem]:
-        kind = getattr(block, "type", None)
+    def _block_start(self, index: int, block: ContentBlock | None) -> list[ProviderItem]:
+        if block is None:
+            return []
+        kind = block.type
         if kind == "tool_use":
             self._tool_uses[index] = PartialToolUse(
                 self._tool_count, block.id or "", block.name or "", block.input
@@ -285,8 +328,10 @@ class EventAssembler:
             return [ReasoningDelta(block.thinking)]
         return []
 
-    def _block_delta(self, index: int, delta: Any) -> list[ProviderItem]:
-        kind = getattr(delta, "type", None)
+    def _block_delta(self, index: int, delta: EventDelta | None) -> list[ProviderItem]:
+        if delta is None:
+            return []
+        kind = delta.type
         if kind == "text_delta" and delta.text:
             return [TextDelta(delta.text)]
         if kind == "thinking_delta" and delta.thinking:
@@ -299,9 +344,9 @@ class EventAssembler:
         tool_use = self._tool_uses.pop(index, None)
         return [] if tool_use is None else [tool_use.complete()]
 
-    def _message_delta(self, delta: Any, usage: Any) -> list[ProviderItem]:
+    def _message_delta(self, delta: EventDelta | None, usage: Usage | None) -> list[ProviderItem]:
         if delta is not None and delta.stop_reason:
-            self._stop_reason = str(delta.stop_reason)
+            self._stop_reason = delta.stop_reason
         if usage is None:
             return []
         if usage.input_tokens is not None:  # newer servers repeat the (final) input count
@@ -309,11 +354,18 @@ class EventAssembler:
         return [UsageReport(self._input_tokens, usage.output_tokens or 0)]
 
 
-def _input_tokens(usage: Any) -> int:
+def _input_tokens(usage: Usage | None) -> int:
     """Anthropic counts cached input apart; relay, like OpenAI, reports all input."""
     if usage is None:
         return 0
-    return sum(
-        getattr(usage, field, None) or 0
-        for field in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
+    return (
+        (usage.input_tokens or 0)
+        + (usage.cache_creation_input_tokens or 0)
+        + (usage.cache_read_input_tokens or 0)
     )
+
+
+def _stream_error(error: ErrorDetail | None) -> UpstreamError:
+    if error is None:
+        return stream_error_failure(None, None).error
+    return stream_error_failure(error.type, error.message).error

@@ -1,7 +1,7 @@
 """The `Provider` boundary: what the runner asks of any model upstream.
 
 A provider turns a `GenerationRequest` into an async stream of `ProviderItem`s and
-raises `UpstreamError` for every failure; SDK and HTTP exceptions never cross this
+raises `UpstreamError` for every failure; HTTP and transport exceptions never cross this
 boundary. Closing the stream (`aclose`) must close the upstream request, so that a
 cancelled generation stops being generated and billed.
 """

@@ -1,24 +1,22 @@
-"""Upstream failures as `UpstreamError`s, shared by the SDK providers.
+"""Upstream failures as `UpstreamError`s, shared by the HTTP providers.
 
-Each provider maps its SDK's exception classes onto these helpers, so every upstream
-answers the same way: an HTTP status becomes a code (`upstream_bad_request`,
-`upstream_auth`, `upstream_rate_limited`, …) with the upstream's own message, 429 and
-5xx are retryable and carry their `Retry-After`, and transport errors (refused,
-reset, timed out, malformed stream) are retryable. Pure: no I/O.
+The upstream boundary (`sse_client`) and the providers' stream readers describe what went
+wrong with these helpers and raise it as `UpstreamFailed`, so every upstream answers the
+same way: an HTTP status becomes a code (`upstream_bad_request`, `upstream_auth`,
+`upstream_rate_limited`, …) with the upstream's own message, 429 and 5xx are retryable
+and carry their `Retry-After`, and transport errors (refused, reset, timed out, an event
+that cannot be read) are retryable. Pure: no I/O.
 """
 
 from __future__ import annotations
 
 import datetime
 import email.utils
-import json
+import enum
 import math
-import ssl
 import time
 from collections.abc import Mapping
 
-import anyio
-import httpx2
 import msgspec
 
 from relay.errors import UpstreamError
@@ -47,20 +45,32 @@ _CALLER_ERROR_TYPES = {
     "request_too_large": "upstream_request_too_large",
 }
 
-_TRANSPORT_ERRORS = (
-    httpx2.TransportError,
-    httpx2.DecodingError,
-    ssl.SSLError,
-    anyio.EndOfStream,
-    anyio.BrokenResourceError,
-)
-
 
 class Failure(msgspec.Struct, frozen=True):
     """What one failed upstream request tells the retry loop."""
 
     error: UpstreamError
     retry_after_s: float | None = None  # what the upstream asked us to wait, if it did
+
+
+class UpstreamFailed(Exception):
+    """A `Failure` on its way from the upstream boundary to the retry loop."""
+
+    def __init__(self, failure: Failure) -> None:
+        super().__init__(failure.error.code)  # not the message: it may quote a secret
+        self.failure = failure
+
+
+def failure_of(exc: Exception) -> Failure | None:
+    """The `Translate` of the HTTP providers: only `UpstreamFailed` is an upstream's."""
+    return exc.failure if isinstance(exc, UpstreamFailed) else None
+
+
+class ConnectionFault(enum.StrEnum):
+    """Which part of an exchange a connection failure broke, as its message names it."""
+
+    CONNECT = "ConnectError"  # no connection: refused, unresolvable, TLS handshake, proxy
+    READ = "ReadError"  # the connection broke while the request or its answer was under way
 
 
 def is_retryable_status(status: int) -> bool:
@@ -95,27 +105,23 @@ def timeout_failure() -> Failure:
     return Failure(UpstreamError("upstream_timeout", "the upstream timed out", retryable=True))
 
 
-def connection_failure(cause: BaseException | None) -> Failure:
+def connection_failure(fault: ConnectionFault) -> Failure:
     """The connection failed: refused, reset, closed mid-answer, or a broken TLS session.
 
     The message names only the kind of failure: the exception's text can name the
     upstream's address, which is not the API clients' business. It stays in the chain.
     """
-    detail = f" ({type(cause).__name__})" if cause is not None else ""
-    message = f"the connection to the upstream failed{detail}"
+    message = f"the connection to the upstream failed ({fault})"
     return Failure(UpstreamError("upstream_connection_error", message, retryable=True))
 
 
-def transport_failure(exc: BaseException) -> Failure | None:
-    """An HTTP-transport or stream-parsing exception that escaped the SDK; None otherwise."""
-    if isinstance(exc, httpx2.TimeoutException):
-        return timeout_failure()
-    if isinstance(exc, _TRANSPORT_ERRORS):
-        return connection_failure(exc)
-    if isinstance(exc, json.JSONDecodeError):
+def bad_response_failure(exc: msgspec.DecodeError) -> Failure:
+    """An event that is not JSON, or not in the shape the upstream's API documents."""
+    if isinstance(exc, msgspec.ValidationError):  # its text names the path of the field
+        message = f"the upstream sent an event relay cannot read: {exc}"
+    else:
         message = "the upstream sent an event that is not valid JSON"
-        return Failure(UpstreamError("upstream_bad_response", message, retryable=True))
-    return None
+    return Failure(UpstreamError("upstream_bad_response", _clip(message), retryable=True))
 
 
 def incomplete_stream() -> UpstreamError:
@@ -181,8 +187,8 @@ def _seconds_until(http_date: str, now: float | None) -> float | None:
 
 def redacted(error: UpstreamError, secret: str | None) -> UpstreamError:
     """`error`, or a copy without `secret` when the upstream echoed it (some proxies echo
-    the key they rejected). The copy must not be chained to the SDK's exception, whose
-    text quotes the same answer."""
+    the key they rejected). The copy must not be chained to the exception it came from,
+    which may quote the same answer."""
     if not secret or secret not in error.message:
         return error
     message = error.message.replace(secret, REDACTED)

@@ -1,29 +1,25 @@
-"""`OpenAIProvider`: any OpenAI-compatible Chat Completions upstream, via the official SDK.
+"""`OpenAIProvider`: any OpenAI-compatible Chat Completions upstream, over HTTP.
 
-One `AsyncOpenAI` client (one connection pool) per upstream, reused by every
-generation. A generation streams `chat.completions.create(stream=True)` with usage
-included, and `ChunkAssembler` turns the chunks into provider items: content → text,
-the `reasoning_content`/`reasoning` extensions (vLLM, DeepSeek, OpenRouter) →
-reasoning, a refusal → text, tool-call fragments → complete tool calls, usage, and the
-finish reason (relay speaks OpenAI's vocabulary). The output limit goes under the name the
-upstream's `max_tokens_field` says. Retries and deadlines are `retry.py`'s.
+One `SSEClient` (one connection pool) per upstream, reused by every generation. A
+generation POSTs `{base_url}/chat/completions` with `stream` and usage included, decodes
+each SSE message into a `Chunk` (only the fields relay reads; `[DONE]` ends the stream),
+and `ChunkAssembler` turns the chunks into provider items: content → text, the
+`reasoning_content`/`reasoning` extensions (vLLM, DeepSeek, OpenRouter) → reasoning, a
+refusal → text, tool-call fragments → complete tool calls, usage, and the finish reason
+(relay speaks OpenAI's vocabulary). The output limit goes under the name the upstream's
+`max_tokens_field` says. Retries and deadlines are `retry.py`'s.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncGenerator
-from typing import Any, TypeVar, cast
+from typing import Any
 
 import msgspec
-import openai
-from openai.types.chat import (
-    ChatCompletionChunk,
-    ChatCompletionMessageParam,
-    ChatCompletionToolUnionParam,
-)
-from openai.types.chat.chat_completion_chunk import ChoiceDelta, ChoiceDeltaToolCall
 
 from relay.config import UpstreamSettings
+from relay.errors import UpstreamError
 from relay.providers.base import (
     Finish,
     GenerationRequest,
@@ -34,89 +30,122 @@ from relay.providers.base import (
     ToolCall,
     UsageReport,
 )
-from relay.providers.failures import (
-    Failure,
-    connection_failure,
-    incomplete_stream,
-    status_failure,
-    stream_error_failure,
-    timeout_failure,
-    transport_failure,
-)
-from relay.providers.retry import RetryingProvider, http_client, http_timeout
+from relay.providers.failures import incomplete_stream, stream_error_failure
+from relay.providers.retry import RetryingProvider
+from relay.providers.sse_client import SSEClient, read_json
 
-T = TypeVar("T")
+DONE = "[DONE]"
 
-# Sent when the upstream needs no key (a local vLLM, Ollama): the SDK insists on one, and
-# must never fall back to reading OPENAI_API_KEY from the environment itself.
-NO_API_KEY = "none"
 
-REASONING_FIELDS = ("reasoning_content", "reasoning")
+class ChatRequest(msgspec.Struct, omit_defaults=True, kw_only=True):
+    """A streamed Chat Completions request; absent parameters are not sent."""
+
+    model: str
+    messages: list[Message]
+    stream: bool
+    stream_options: dict[str, bool]
+    max_tokens: int | None = None
+    max_completion_tokens: int | None = None
+    temperature: float | None = None
+    stop: list[str] | None = None
+    tools: list[dict[str, Any]] | None = None
+
+
+# A chunk, as far as relay reads it. Every field may be absent or null: compatible
+# servers send `choices: null`, omit indexes, and add fields of their own.
+
+
+class FunctionFragment(msgspec.Struct):
+    name: str | None = None
+    arguments: str | None = None
+
+
+class ToolCallFragment(msgspec.Struct):
+    index: int | None = None
+    id: str | None = None
+    function: FunctionFragment | None = None
+
+
+class Delta(msgspec.Struct):
+    content: str | None = None
+    refusal: str | None = None
+    # Extensions, not in OpenAI's schema: anything but a string is not reasoning text.
+    reasoning_content: Any = None
+    reasoning: Any = None
+    tool_calls: list[ToolCallFragment] | None = None
+
+
+class Choice(msgspec.Struct):
+    index: int | None = None
+    delta: Delta | None = None
+    finish_reason: str | None = None
+
+
+class Usage(msgspec.Struct):
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+
+class StreamError(msgspec.Struct):
+    message: str | None = None
+    type: str | None = None
+
+
+class Chunk(msgspec.Struct):
+    choices: list[Choice] | None = None
+    usage: Usage | None = None
+    error: StreamError | str | None = None  # what a server sends when the stream breaks
+
+
+CHUNK = msgspec.json.Decoder(Chunk)
+ENCODER = msgspec.json.Encoder()
 
 
 class OpenAIProvider(RetryingProvider):
     def __init__(self, upstream: UpstreamSettings, api_key: str | None) -> None:
         super().__init__(upstream, api_key)
         self._max_tokens_field = upstream.max_tokens_field
-        self._client = openai.AsyncOpenAI(
-            base_url=upstream.base_url,
-            api_key=api_key or NO_API_KEY,
-            max_retries=0,  # retry.py retries, and only before the first item
-            timeout=http_timeout(upstream),
-            http_client=http_client(upstream),
-        )
-
-    def _translate_error(self, exc: Exception) -> Failure | None:
-        return translate_error(exc)
+        headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
+        self._client = SSEClient(upstream, chat_completions_url(upstream.base_url), headers)
 
     async def close(self) -> None:
         await self._client.close()
 
     async def _attempt(self, request: GenerationRequest) -> AsyncGenerator[ProviderItem, None]:
-        chunks = await self._client.chat.completions.create(
+        assembler = ChunkAssembler()
+        ended = False  # after [DONE] the body is read to its end (the connection is reused)
+        body = ENCODER.encode(self._chat_request(request))
+        async with contextlib.aclosing(self._client.messages(body)) as batches:
+            async for messages in batches:
+                for message in messages:
+                    ended = ended or message.data == DONE
+                    if not ended:
+                        for item in assembler.feed(read_json(CHUNK, message.data)):
+                            yield item
+        for item in assembler.finish():
+            yield item
+
+    def _chat_request(self, request: GenerationRequest) -> ChatRequest:
+        return ChatRequest(
             model=request.model,
-            messages=chat_messages(request.messages),
+            messages=request.messages,
             stream=True,
             stream_options={"include_usage": True},
             max_tokens=self._output_limit("max_tokens", request),
             max_completion_tokens=self._output_limit("max_completion_tokens", request),
-            temperature=_given(request.temperature),
-            stop=_given(request.stop),
-            tools=_given(cast("list[ChatCompletionToolUnionParam] | None", request.tools)),
+            temperature=request.temperature,
+            stop=request.stop,
+            tools=request.tools,
         )
-        async with chunks:  # closes the HTTP response, also on cancel: the upstream stops
-            assembler = ChunkAssembler()
-            async for chunk in chunks:
-                for item in assembler.feed(chunk):
-                    yield item
-            for item in assembler.finish():
-                yield item
 
-    def _output_limit(self, field: str, request: GenerationRequest) -> int | openai.Omit:
+    def _output_limit(self, field: str, request: GenerationRequest) -> int | None:
         """The limit under the one name this upstream takes (`max_tokens_field`)."""
-        return _given(request.max_tokens if field == self._max_tokens_field else None)
+        return request.max_tokens if field == self._max_tokens_field else None
 
 
-def chat_messages(messages: list[Message]) -> list[ChatCompletionMessageParam]:
-    """relay's messages as Chat Completions messages: as given, absent fields omitted."""
-    return cast("list[ChatCompletionMessageParam]", [msgspec.to_builtins(m) for m in messages])
-
-
-def _given(value: T | None) -> T | openai.Omit:
-    return openai.omit if value is None else value
-
-
-def translate_error(exc: Exception) -> Failure | None:
-    """The SDK's exceptions (and the transport's, which escape it mid-stream)."""
-    if isinstance(exc, openai.APIStatusError):
-        return status_failure(exc.status_code, exc.body, exc.response.headers)
-    if isinstance(exc, openai.APITimeoutError):
-        return timeout_failure()
-    if isinstance(exc, openai.APIConnectionError):
-        return connection_failure(exc.__cause__)
-    if isinstance(exc, openai.APIError):  # an `{"error": …}` object inside the stream
-        return stream_error_failure(exc.type, exc.message)
-    return transport_failure(exc)
+def chat_completions_url(base_url: str | None) -> str:
+    """As the SDK joins them: `https://api.openai.com/v1` → `…/v1/chat/completions`."""
+    return f"{(base_url or '').rstrip('/')}/chat/completions"
 
 
 class PartialToolCall(msgspec.Struct):
@@ -125,7 +154,7 @@ class PartialToolCall(msgspec.Struct):
     name: str = ""
     arguments: list[str] = msgspec.field(default_factory=list)
 
-    def add(self, fragment: ChoiceDeltaToolCall) -> None:
+    def add(self, fragment: ToolCallFragment) -> None:
         self.id = self.id or fragment.id or ""
         function = fragment.function
         if function is not None:
@@ -142,14 +171,17 @@ class ChunkAssembler:
 
     Tolerates what compatible servers send: `choices` null or empty (the usage chunk),
     unknown fields, missing indexes. Tool calls go out whole when the finish reason
-    arrives; `Finish` goes out last, once the stream has ended, after the usage.
+    arrives; `Finish` goes out last, once the stream has ended, after the usage. An
+    `error` in a chunk raises it.
     """
 
     def __init__(self) -> None:
         self._calls: dict[int, PartialToolCall] = {}
         self._finish_reason: str | None = None
 
-    def feed(self, chunk: ChatCompletionChunk) -> list[ProviderItem]:
+    def feed(self, chunk: Chunk) -> list[ProviderItem]:
+        if chunk.error:
+            raise _stream_error(chunk.error)
         items: list[ProviderItem] = []
         for choice in chunk.choices or []:
             if not choice.index:  # relay asks for one choice; its index is 0 (or absent)
@@ -168,7 +200,7 @@ class ChunkAssembler:
             raise incomplete_stream()
         return [*self._complete_calls(), Finish(self._finish_reason)]
 
-    def _delta(self, delta: ChoiceDelta | None) -> list[ProviderItem]:
+    def _delta(self, delta: Delta | None) -> list[ProviderItem]:
         if delta is None:
             return []
         items: list[ProviderItem] = []
@@ -190,10 +222,14 @@ class ChunkAssembler:
         return list[ProviderItem](calls)
 
 
-def _reasoning(delta: ChoiceDelta) -> str:
-    extra: dict[str, Any] = delta.model_extra or {}
-    for field in REASONING_FIELDS:
-        value = extra.get(field)
+def _reasoning(delta: Delta) -> str:
+    for value in (delta.reasoning_content, delta.reasoning):
         if isinstance(value, str) and value:
             return value
     return ""
+
+
+def _stream_error(error: StreamError | str) -> UpstreamError:
+    if isinstance(error, str):
+        return stream_error_failure(None, error).error
+    return stream_error_failure(error.type, error.message).error

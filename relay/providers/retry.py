@@ -1,9 +1,10 @@
-"""How the SDK providers reach an upstream: one connection pool, retries before the
-first item, and the first-token deadline. Written once, used by every SDK provider.
+"""How the HTTP providers retry: before the first item, within the first-token deadline.
+Written once, used by every HTTP provider (their connection pool is `sse_client`'s).
 
 A provider hands `stream_with_retries` an *attempt* (an async generator that opens one
 upstream stream, yields `ProviderItem`s and closes the stream in `finally`) and a
-*translate* function for its SDK's exceptions. Then:
+*translate* function that says which exceptions are upstream failures (for the HTTP
+providers, `failures.failure_of`: the boundary has already translated aiohttp's). Then:
 
 - an attempt that fails before its first item is retried when the failure is retryable
   (429, 5xx, connection errors, timeouts), at most `max_retries` times, after an
@@ -13,8 +14,8 @@ upstream stream, yields `ProviderItem`s and closes the stream in `finally`) and 
 - after the first item nothing is retried (the text already went out); any failure is
   a retryable `UpstreamError`, never a silent end.
 
-Foreign exceptions are translated here, once, and chained with `raise … from exc`;
-an exception `translate` does not recognise is a bug and propagates unchanged.
+Failures become `UpstreamError`s here, chained with `raise … from exc`; an exception
+`translate` does not recognise is a bug and propagates unchanged.
 """
 
 from __future__ import annotations
@@ -28,13 +29,12 @@ import random
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import NoReturn, TypeVar
 
-import httpx2
 import msgspec
 
 from relay.config import UpstreamSettings
 from relay.errors import UpstreamError
 from relay.providers.base import GenerationRequest, Provider, ProviderItem
-from relay.providers.failures import Failure, first_token_timeout, redacted
+from relay.providers.failures import Failure, failure_of, first_token_timeout, redacted
 
 log = logging.getLogger(__name__)
 
@@ -72,24 +72,6 @@ class RetryPolicy(msgspec.Struct, frozen=True, kw_only=True):
         if delay is None:
             delay = self.backoff(retry)
         return delay if delay < time_left_s else None
-
-
-def http_client(upstream: UpstreamSettings) -> httpx2.AsyncClient:
-    """The upstream's one connection pool, for its SDK client.
-
-    Only connecting has an HTTP timeout: the first item is bounded by
-    `first_token_timeout_s` here, and the silence between items by the runner's
-    `idle_timeout_s`, so a long answer is never cut by a read timeout.
-    """
-    limits = httpx2.Limits(
-        max_connections=upstream.max_connections,
-        max_keepalive_connections=upstream.max_connections,
-    )
-    return httpx2.AsyncClient(limits=limits, timeout=http_timeout(upstream), follow_redirects=True)
-
-
-def http_timeout(upstream: UpstreamSettings) -> httpx2.Timeout:
-    return httpx2.Timeout(None, connect=upstream.connect_timeout_s)
 
 
 async def stream_with_retries(
@@ -171,7 +153,7 @@ def _retryable(error: UpstreamError) -> UpstreamError:
 def _raise(error: UpstreamError, exc: Exception, secret: str | None) -> NoReturn:
     clean = redacted(error, secret)
     if clean is not error:
-        raise clean from None  # the SDK's exception quotes the same answer
+        raise clean from None  # the chained exception may quote the same answer
     if error is exc:
         raise error
     raise error from exc
@@ -193,10 +175,9 @@ def _log_retry(
 
 
 class RetryingProvider(Provider):
-    """An upstream behind an SDK: every attempt goes through `stream_with_retries`.
+    """An upstream over HTTP: every attempt goes through `stream_with_retries`.
 
-    Subclasses build their SDK client, make one attempt (`_attempt`) and say which of
-    their SDK's exceptions mean what (`_translate_error`).
+    Subclasses make one attempt (`_attempt`), raising `UpstreamFailed` or `UpstreamError`.
     """
 
     def __init__(self, upstream: UpstreamSettings, api_key: str | None) -> None:
@@ -210,7 +191,7 @@ class RetryingProvider(Provider):
     def stream(self, request: GenerationRequest) -> AsyncGenerator[ProviderItem, None]:
         return stream_with_retries(
             lambda: self._attempt(request),
-            self._translate_error,
+            failure_of,
             self._policy,
             secret=self._api_key,
         )
@@ -218,7 +199,3 @@ class RetryingProvider(Provider):
     @abc.abstractmethod
     def _attempt(self, request: GenerationRequest) -> AsyncGenerator[ProviderItem, None]:
         """One request to the upstream, streamed."""
-
-    @abc.abstractmethod
-    def _translate_error(self, exc: Exception) -> Failure | None:
-        """What an SDK exception means, or None when it is not the SDK's."""

@@ -10,8 +10,10 @@ import msgspec
 
 from relay.config import UpstreamSettings, read_api_key
 from relay.errors import ApiError, ConfigError
+from relay.providers.anthropic import AnthropicProvider
 from relay.providers.base import Provider
 from relay.providers.mock import MockProvider
+from relay.providers.openai import OpenAIProvider
 
 
 class Route(msgspec.Struct, frozen=True):
@@ -39,13 +41,8 @@ def build_provider(
             f"upstream {upstream.name!r}: the environment variable {upstream.api_key_env!r} "
             "named by api_key_env is not set"
         )
-    # The SDKs take a second to import: a mock-only relay never loads them.
     if upstream.kind == "openai":
-        from relay.providers.openai import OpenAIProvider
-
         return OpenAIProvider(upstream, api_key)
-    from relay.providers.anthropic import AnthropicProvider
-
     return AnthropicProvider(upstream, api_key)
 
 

@@ -1,4 +1,4 @@
-"""`AnthropicProvider` against the mock upstream on a real socket, through the official SDK.
+"""`AnthropicProvider` against the mock upstream on a real socket.
 
 What arrives must equal what the in-process `MockProvider` yields for the same model
 string; stop reasons come back in relay's (OpenAI's) vocabulary.
@@ -9,19 +9,19 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any, cast
+from typing import Any
 
 import msgspec
 import pytest
 from aiohttp.test_utils import TestServer
-from anthropic._models import construct_type
-from anthropic.types import RawMessageStreamEvent
 
 from relay.config import UpstreamSettings
 from relay.errors import UpstreamError
 from relay.providers.anthropic import (
     DEFAULT_MAX_TOKENS,
+    EVENT,
     AnthropicProvider,
+    Event,
     EventAssembler,
     anthropic_messages,
     anthropic_tools,
@@ -39,6 +39,7 @@ from relay.providers.base import (
 )
 from relay.providers.mock import MockProvider
 from tests.mock_upstream_server import mock_stats
+from tests.providers.stub_upstream import sse_answer, stub_upstream
 
 API_KEY = "sk-ant-test-0123456789abcdef"
 MESSAGES = [Message(role="system", content="be brief"), Message(role="user", content="hello there")]
@@ -235,6 +236,34 @@ async def test_a_hang_before_the_first_token_is_a_first_token_timeout(
     assert 0.3 <= time.monotonic() - started < 1.5
 
 
+STOP_STREAM = (
+    b'event: message_start\ndata: {"type": "message_start", "message": {}}\n\n',
+    b'event: ping\ndata: {"type": "ping"}\n\n',
+    b"event: message_delta\n"
+    b'data: {"type": "message_delta", "delta": {"stop_reason": "end_turn"}}\n\n',
+    b'event: message_stop\ndata: {"type": "message_stop"}\n\n',
+)
+
+
+@pytest.mark.parametrize(
+    ("base_url", "api_key"), [("", API_KEY), ("/", None), ("/gateway", API_KEY)]
+)
+async def test_the_request_url_and_headers(base_url: str, api_key: str | None) -> None:
+    async with stub_upstream(sse_answer(*STOP_STREAM)) as stub:
+        settings = UpstreamSettings(name="stub", kind="anthropic", base_url=stub.url(base_url))
+        provider = AnthropicProvider(settings, api_key)
+        try:
+            assert await collect(provider, FAST) == [Finish("stop")]
+        finally:
+            await provider.close()
+    [(path, headers)] = stub.requests
+    assert path == base_url.rstrip("/") + "/v1/messages"
+    assert headers.get("x-api-key") == api_key
+    assert headers["anthropic-version"] == "2023-06-01"
+    assert "Authorization" not in headers
+    assert headers["Content-Type"] == "application/json"
+
+
 # --- cancellation reaches the upstream --------------------------------------------
 
 
@@ -329,9 +358,9 @@ def test_openai_tools_are_converted_and_anthropic_tools_kept() -> None:
 # --- events from Anthropic-compatible servers (pure) --------------------------------
 
 
-def event(data: dict[str, Any]) -> RawMessageStreamEvent:
-    """An event built the way the SDK builds them: without validation."""
-    return cast("RawMessageStreamEvent", construct_type(type_=RawMessageStreamEvent, value=data))
+def event(data: dict[str, Any]) -> Event:
+    """An event decoded the way the provider decodes them."""
+    return EVENT.decode(msgspec.json.encode(data))
 
 
 def feed_all(assembler: EventAssembler, events: list[dict[str, Any]]) -> list[ProviderItem]:

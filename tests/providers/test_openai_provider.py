@@ -1,4 +1,4 @@
-"""`OpenAIProvider` against the mock upstream on a real socket, through the official SDK.
+"""`OpenAIProvider` against the mock upstream on a real socket.
 
 What arrives must equal what the in-process `MockProvider` yields for the same model
 string: the mock upstream plans the same words and sends them one chunk per token.
@@ -10,13 +10,12 @@ import asyncio
 import socket
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any, cast
+from typing import Any
 
 import msgspec
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestServer
-from openai._models import construct_type
-from openai.types.chat import ChatCompletionChunk
 
 from relay.config import UpstreamSettings, read_api_key
 from relay.errors import ConfigError, UpstreamError
@@ -31,9 +30,11 @@ from relay.providers.base import (
     UsageReport,
 )
 from relay.providers.mock import MockProvider
-from relay.providers.openai import ChunkAssembler, OpenAIProvider
+from relay.providers.openai import CHUNK, Chunk, ChunkAssembler, OpenAIProvider
 from relay.providers.router import ModelEntry, ModelRouter, build_provider
+from relay.providers.sse_client import client_session
 from tests.mock_upstream_server import mock_stats
+from tests.providers.stub_upstream import sse_answer, stub_upstream
 
 API_KEY = "sk-test-0123456789abcdef"
 MESSAGES = [Message(role="system", content="be brief"), Message(role="user", content="hello there")]
@@ -252,6 +253,119 @@ async def test_a_refused_connection_is_reported_without_the_address() -> None:
     assert str(port) not in error.message
 
 
+def stub_provider(base_url: str, api_key: str | None = API_KEY) -> OpenAIProvider:
+    settings = UpstreamSettings(name="stub", kind="openai", base_url=base_url, max_retries=0)
+    return OpenAIProvider(settings, api_key)
+
+
+async def test_an_error_answer_that_is_not_json_keeps_its_text() -> None:
+    async def bad_gateway(request: web.Request) -> web.Response:
+        return web.Response(status=502, text="upstream proxy: bad gateway\n")
+
+    async with stub_upstream(bad_gateway) as stub:
+        provider = stub_provider(stub.url("/v1"))
+        try:
+            items, error = await collect_until_error(provider, "any")
+        finally:
+            await provider.close()
+    assert items == []
+    assert (error.code, error.status, error.retryable) == ("upstream_unavailable", 502, True)
+    assert error.message == "upstream proxy: bad gateway"
+
+
+async def test_an_event_that_is_not_json_is_a_bad_response() -> None:
+    good = b'data: {"choices": [{"index": 0, "delta": {"content": "hi"}}]}\n\n'
+    async with stub_upstream(sse_answer(good, b"data: {not json\n\n")) as stub:
+        provider = stub_provider(stub.url("/v1"))
+        try:
+            items, error = await collect_until_error(provider, "any")
+        finally:
+            await provider.close()
+    assert items == [TextDelta("hi")]
+    assert (error.code, error.retryable) == ("upstream_bad_response", True)
+    assert error.message == "the upstream sent an event that is not valid JSON"
+
+
+async def test_an_event_of_the_wrong_shape_names_the_field() -> None:
+    async with stub_upstream(sse_answer(b'data: {"choices": [{"index": "0"}]}\n\n')) as stub:
+        provider = stub_provider(stub.url("/v1"))
+        try:
+            _, error = await collect_until_error(provider, "any")
+        finally:
+            await provider.close()
+    assert error.code == "upstream_bad_response"
+    assert "$.choices[0].index" in error.message
+
+
+DONE_STREAM = (
+    b'data: {"choices": [{"index": 0, "delta": {"content": "ok"}, "finish_reason": "stop"}]}\r\n'
+    b"\r\n",
+    b"data: [DONE]\r\n\r\n",
+    b'data: {"after": "done is ignored"}\r\n\r\n',
+)
+
+
+@pytest.mark.parametrize(
+    ("base_url", "api_key", "authorization"),
+    [("/v1", API_KEY, f"Bearer {API_KEY}"), ("/v1/", None, None)],
+)
+async def test_the_request_url_and_headers(
+    base_url: str, api_key: str | None, authorization: str | None
+) -> None:
+    async with stub_upstream(sse_answer(*DONE_STREAM)) as stub:
+        provider = stub_provider(stub.url(base_url), api_key)
+        try:
+            items = await collect(provider, "any")
+        finally:
+            await provider.close()
+    assert items == [TextDelta("ok"), Finish("stop")]
+    [(path, headers)] = stub.requests
+    assert path == "/v1/chat/completions"
+    assert headers.get("Authorization") == authorization
+    assert headers["Content-Type"] == "application/json"
+    assert headers["Accept"] == "text/event-stream"
+
+
+async def test_a_finished_answer_gives_its_connection_back_to_the_pool() -> None:
+    async with stub_upstream(sse_answer(*DONE_STREAM)) as stub:
+        provider = stub_provider(stub.url("/v1"))
+        try:
+            for _ in range(3):
+                assert (await collect(provider, "any"))[-1] == Finish("stop")
+        finally:
+            await provider.close()
+    assert len(set(stub.client_ports)) == 1
+
+
+async def test_redirects_are_followed() -> None:
+    async def moved(request: web.Request) -> web.StreamResponse:
+        if request.path.startswith("/old/"):
+            raise web.HTTPPermanentRedirect(request.path.removeprefix("/old"))
+        return await sse_answer(*DONE_STREAM)(request)
+
+    async with stub_upstream(moved) as stub:
+        provider = stub_provider(stub.url("/old/v1"))
+        try:
+            assert (await collect(provider, "any"))[-1] == Finish("stop")
+        finally:
+            await provider.close()
+    assert [path for path, _ in stub.requests] == [
+        "/old/v1/chat/completions",
+        "/v1/chat/completions",
+    ]
+
+
+async def test_the_connection_pool_honours_proxy_variables_and_bounds_only_connecting() -> None:
+    settings = UpstreamSettings(name="o", kind="openai", base_url="http://x", connect_timeout_s=3)
+    session = client_session(settings)
+    try:
+        assert session.trust_env
+        assert (session.timeout.total, session.timeout.sock_connect) == (None, 3)
+        assert session.timeout.connect is None and session.timeout.sock_read is None
+    finally:
+        await session.close()
+
+
 # --- cancellation reaches the upstream --------------------------------------------
 
 
@@ -307,9 +421,9 @@ async def test_the_client_and_its_pool_are_reused(
 # --- chunks from other OpenAI-compatible servers (pure) -----------------------------
 
 
-def parse(data: dict[str, Any]) -> ChatCompletionChunk:
-    """A chunk built the way the SDK builds them: without validation."""
-    return cast("ChatCompletionChunk", construct_type(type_=ChatCompletionChunk, value=data))
+def parse(data: dict[str, Any]) -> Chunk:
+    """A chunk decoded the way the provider decodes them."""
+    return CHUNK.decode(msgspec.json.encode(data))
 
 
 def test_usage_only_chunks_and_null_choices_are_tolerated() -> None:

@@ -1,0 +1,147 @@
+"""`SSEClient`: the HTTP boundary to one upstream. POST a JSON request, read an SSE answer.
+
+One `aiohttp.ClientSession` (one connection pool, aiohttp's C HTTP parser) per upstream,
+reused by every generation; built by `client_session`, the one place that decides how
+relay reaches upstreams:
+
+- only connecting is bounded (`connect_timeout_s`, waiting for a free pool slot not
+  included): the first item is bounded by `retry.py`'s `first_token_timeout_s`, and the
+  silence between items by the runner's `idle_timeout_s`, so a long answer is never cut;
+- redirects are followed, and proxy environment variables (`HTTPS_PROXY`, `NO_PROXY`, …)
+  and `~/.netrc` are honoured (`trust_env`), as the official SDKs did.
+
+aiohttp's exceptions are translated here, once, into `UpstreamFailed` (chained with
+`raise … from exc`), as are non-2xx answers, with the upstream's own message and its
+`Retry-After`. Closing the stream of messages closes the HTTP response: an unfinished
+answer's connection is closed, so the upstream stops generating, not returned to the pool.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import AsyncGenerator, Mapping
+from typing import TypeVar
+
+import aiohttp
+import msgspec
+from yarl import URL
+
+from relay.config import UpstreamSettings
+from relay.providers.failures import (
+    ConnectionFault,
+    Failure,
+    UpstreamFailed,
+    bad_response_failure,
+    connection_failure,
+    status_failure,
+    timeout_failure,
+)
+from relay.providers.sse_decoder import SSEDecoder, SSEMessage
+
+T = TypeVar("T")
+
+MAX_ERROR_BODY_BYTES = 64 * 1024  # of an error answer: enough for any message worth showing
+
+_TRANSPORT_ERRORS = (aiohttp.ClientError, ssl.SSLError)
+
+JSON_HEADERS = {"content-type": "application/json", "accept": "text/event-stream"}
+
+
+def client_session(upstream: UpstreamSettings) -> aiohttp.ClientSession:
+    """The upstream's one connection pool (`max_connections`)."""
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=upstream.max_connections),
+        # Not `connect=`: aiohttp's connect timeout includes waiting for a pool slot.
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=upstream.connect_timeout_s),
+        trust_env=True,
+    )
+
+
+class SSEClient:
+    """POSTs to one URL of one upstream, with that upstream's headers."""
+
+    def __init__(self, upstream: UpstreamSettings, url: str, headers: Mapping[str, str]) -> None:
+        self._upstream = upstream
+        self._url = URL(url)
+        self._headers = {**JSON_HEADERS, **headers}
+        self._session: aiohttp.ClientSession | None = None  # made in the running event loop
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def messages(self, body: bytes) -> AsyncGenerator[list[SSEMessage], None]:
+        """The answer's messages, a batch per read from the socket (often one message).
+
+        Raises `UpstreamFailed`; closing the generator closes the response.
+        """
+        response = await self._post(body)
+        try:
+            decoder = SSEDecoder()
+            while chunk := await _read(response):
+                messages = decoder.feed(chunk)
+                if messages:
+                    yield messages
+            yield decoder.flush()
+        finally:
+            response.close()  # a response read to its end is already back in the pool
+
+    async def _post(self, body: bytes) -> aiohttp.ClientResponse:
+        if self._session is None:
+            self._session = client_session(self._upstream)
+        try:
+            response = await self._session.post(self._url, data=body, headers=self._headers)
+        except _TRANSPORT_ERRORS as exc:
+            raise UpstreamFailed(transport_failure(exc)) from exc
+        if not 200 <= response.status < 300:
+            try:
+                raise UpstreamFailed(await _status_failure(response))
+            finally:
+                response.close()
+        return response
+
+
+def read_json(decoder: msgspec.json.Decoder[T], data: str) -> T:
+    """One event's JSON, or `UpstreamFailed` (`upstream_bad_response`)."""
+    try:
+        return decoder.decode(data)
+    except msgspec.DecodeError as exc:
+        raise UpstreamFailed(bad_response_failure(exc)) from exc
+
+
+def transport_failure(exc: Exception) -> Failure:
+    """What an aiohttp (or TLS) exception means; its text is not repeated: it may name
+    the upstream's address."""
+    if isinstance(exc, aiohttp.ServerTimeoutError):  # only connecting has a timeout
+        return timeout_failure()
+    if isinstance(exc, aiohttp.ClientConnectorError | aiohttp.InvalidURL):
+        return connection_failure(ConnectionFault.CONNECT)
+    return connection_failure(ConnectionFault.READ)
+
+
+async def _read(response: aiohttp.ClientResponse) -> bytes:
+    """The next bytes of the body as they arrive; b"" at its end."""
+    try:
+        return await response.content.readany()
+    except _TRANSPORT_ERRORS as exc:
+        raise UpstreamFailed(transport_failure(exc)) from exc
+
+
+async def _status_failure(response: aiohttp.ClientResponse) -> Failure:
+    """A non-2xx answer, with the message of its body (JSON, else text)."""
+    raw = await _bounded_body(response, MAX_ERROR_BODY_BYTES)
+    body: object
+    try:
+        body = msgspec.json.decode(raw)
+    except msgspec.DecodeError:
+        body = raw.decode("utf-8", "replace")
+    return status_failure(response.status, body, response.headers)
+
+
+async def _bounded_body(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit and (chunk := await _read(response)):
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)[:limit]
