@@ -8,7 +8,8 @@ relay reaches upstreams:
   included): the first item is bounded by `retry.py`'s `first_token_timeout_s`, and the
   silence between items by the runner's `idle_timeout_s`, so a long answer is never cut;
 - redirects are followed, and proxy environment variables (`HTTPS_PROXY`, `NO_PROXY`, …)
-  and `~/.netrc` are honoured (`trust_env`), as the official SDKs did.
+  are honoured, as the official SDKs did (`trust_env`, which also reads `~/.netrc`: see
+  `[[upstreams]]` in docs/configuration.md).
 
 aiohttp's exceptions are translated here, once, into `UpstreamFailed` (chained with
 `raise … from exc`), as are non-2xx answers, with the upstream's own message and its
