@@ -297,6 +297,8 @@ class Feeds:
             log.warning("live feed of %s ended early: %s", feed.session_id, exc)
             feed.end(exc)
         finally:
+            if not feed.ended:  # stopped from outside: let no stream wait forever
+                feed.end()
             self._forget(feed)
             await batches.aclose()
 

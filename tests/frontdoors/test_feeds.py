@@ -16,7 +16,7 @@ from relay.services import SERVICES
 from relay.subscribers import feeds
 from relay.subscribers.feeds import Feeds
 from tests.frontdoors.conftest import READ_TIMEOUT_S, Relay, StartRelay
-from tests.sse_client import SseEvent, SseParser
+from tests.sse_client import SseEvent, SseParser, SseReader
 
 EventKey = tuple[str | None, str, str]
 
@@ -81,6 +81,35 @@ async def test_wire_formats_shared_by_many_match_a_lone_replay(
     for resumed in streams[20:]:
         assert keys(resumed) == keys(whole)[-len(resumed) :]
         assert resumed and resumed[-1].key() == whole[-1].key()
+
+
+async def test_responses_streams_shared_by_many_match_a_lone_replay(relay_server: Relay) -> None:
+    created = await relay_server.create("mock:tokens=120,tps=300,ttft_ms=200")
+    path = "/v1/responses/resp_" + created["id"].removeprefix("s_")
+
+    async def stream_events(**params: str) -> list[SseEvent]:
+        query = {"stream": "true", **params}
+        async with relay_server.http.get(relay_server.url(path), params=query) as response:
+            assert response.status == 200, await response.text()
+            reader = SseReader(response)
+            async with asyncio.timeout(READ_TIMEOUT_S):
+                return await reader.read_all()
+
+    live = [asyncio.create_task(stream_events()) for _ in range(10)]
+    async with relay_server.subscribe(created["id"]) as reader:
+        for seen in range(1, 8):  # more join mid-stream, each after a sequence number
+            assert await reader.next_event() is not None
+            live.append(asyncio.create_task(stream_events(starting_after=str(4 * seen))))
+        await reader.read_all()
+    whole = await stream_events()
+    streams = await asyncio.gather(*live)
+
+    numbers = [event.int_id for event in whole]
+    assert numbers == list(range(len(whole)))
+    for events in streams[:10]:
+        assert keys(events) == keys(whole)
+    for seen, resumed in enumerate(streams[10:], start=1):
+        assert keys(resumed) == keys(whole)[4 * seen + 1 :]
 
 
 async def test_the_feed_stops_when_its_last_subscriber_leaves(relay_server: Relay) -> None:

@@ -1,0 +1,113 @@
+"""`Feeds` over the memory store, without HTTP: the join between replay and the live
+feed, shared renderers, and a subscriber that falls behind while sharing one."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+
+from relay.config import StoreSettings
+from relay.events import DoneData, Event, EventType, TextData, Usage, make_event
+from relay.session import SessionRecord
+from relay.store.memory import MemoryStore
+from relay.subscribers import feeds
+from relay.subscribers.feeds import Feeds
+from relay.subscribers.formats import MessagesEventRenderer
+from relay.subscribers.sse import native_frame
+from tests.sse_client import SseParser
+
+SESSION = "s_feedsfeedsfeedsfeedsfe"
+
+
+@pytest.fixture
+async def store() -> AsyncIterator[MemoryStore]:
+    store = MemoryStore(StoreSettings())
+    now = time.time()
+    await store.create(SessionRecord(SESSION, "mock", now, now, ""))
+    yield store
+    await store.close()
+
+
+@pytest.fixture
+async def live(store: MemoryStore) -> AsyncIterator[Feeds]:
+    running = Feeds(store, heartbeat_s=5.0, batch=1000, outage_s=1.0)
+    yield running
+    await running.close()
+    assert len(running) == 0
+
+
+def delta(event_id: int) -> Event:
+    """Text, and reasoning every other event: each one opens a new Anthropic block."""
+    kind = EventType.DELTA if event_id % 2 else EventType.REASONING
+    return make_event(event_id, kind, TextData(f" word{event_id}"))
+
+
+def done(event_id: int) -> Event:
+    return make_event(event_id, EventType.DONE, DoneData("stop", Usage(3, event_id - 1)))
+
+
+async def stream(live: Feeds, after: int, encode: object = native_frame) -> bytes:
+    chunks = [chunk async for chunk in live.frames(SESSION, after, encode)]  # type: ignore[arg-type]
+    return b"".join(chunks)
+
+
+def ids(body: bytes) -> list[int]:
+    return [event.int_id for event in SseParser().feed(body)]
+
+
+async def test_joiners_behind_at_and_ahead_of_the_feed_get_no_gap_and_no_duplicate(
+    store: MemoryStore, live: Feeds
+) -> None:
+    first = asyncio.create_task(stream(live, 0))
+    joiners: list[tuple[int, asyncio.Task[bytes]]] = []
+    for event_id in range(1, 40):
+        await store.append(SESSION, [delta(event_id)])
+        await asyncio.sleep(0)  # some join before the feed has read the append
+        for resume in (event_id - 1, event_id, event_id + 2):
+            joiners.append((resume, asyncio.create_task(stream(live, resume))))
+        await asyncio.sleep(0.001)
+    await store.append(SESSION, [done(40)])
+
+    assert ids(await first) == list(range(1, 41))
+    for resume, joiner in joiners:
+        assert ids(await joiner) == list(range(resume + 1, 41)), f"joined after {resume}"
+
+
+async def test_a_subscriber_that_falls_behind_a_shared_renderer_resumes_with_its_own(
+    store: MemoryStore,
+    live: Feeds,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setattr(feeds, "INBOX_LIMIT", 200)  # a few frames
+    caplog.set_level(logging.DEBUG, logger=feeds.__name__)
+
+    def renderer() -> MessagesEventRenderer:
+        return MessagesEventRenderer(SESSION, "mock")
+
+    await store.append(SESSION, [delta(1), delta(2), delta(3)])
+    stalling = live.frames(SESSION, 0, renderer())
+    received = [await anext(stalling)]  # the replay of 1-3
+    joined = asyncio.create_task(anext(stalling))  # the first to join: it lends its renderer
+    await asyncio.sleep(0.01)
+    keeping_up = [asyncio.create_task(stream(live, 0, renderer())) for _ in range(3)]
+    await asyncio.sleep(0.01)
+    await store.append(SESSION, [delta(4)])
+    received.append(await joined)  # shared bytes
+    for event_id in range(5, 30):  # it reads nothing meanwhile
+        await store.append(SESSION, [delta(event_id)])
+        await asyncio.sleep(0.001)
+    await store.append(SESSION, [done(30)])
+    received += [chunk async for chunk in stalling]
+
+    alone = renderer()
+    expected = b"".join(alone(event) for event in await store.read(SESSION, 0, 100))
+    assert "fell behind" in caplog.text
+    assert b"".join(received) == expected
+    for body in await asyncio.gather(*keeping_up):
+        assert body == expected
+    assert len(live) == 0  # the feed ended with the session
