@@ -10,6 +10,7 @@ import enum
 import os
 import re
 import typing
+import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -236,6 +237,40 @@ def read_api_key(
         return None
     environ = os.environ if environ is None else environ
     return environ.get(upstream.api_key_env, "").strip() or None
+
+
+def upstream_proxy(
+    upstream: UpstreamSettings, environ: Mapping[str, str] | None = None
+) -> str | None:
+    """The HTTP proxy for the upstream's `base_url`, from the environment as curl and the
+    official SDKs read it: `https_proxy`/`http_proxy` by the URL's scheme (lower case wins
+    over upper case), unless `no_proxy` covers its host. None: connect directly.
+
+    Read once, here, when the provider is built. Like an API key it is never part of the
+    settings: a proxy URL may carry credentials.
+    """
+    environ = os.environ if environ is None else environ
+    proxies: dict[str, str] = {}
+    for name in sorted(environ, key=str.islower):  # upper case first, lower case overrides
+        if name.lower().endswith("_proxy") and environ[name].strip():
+            proxies[name.lower().removesuffix("_proxy")] = environ[name].strip()
+    url = urllib.parse.urlsplit(upstream.base_url)
+    proxy = proxies.get(url.scheme)
+    if proxy is None or _bypasses_proxy(url.hostname or "", proxies.get("no", "")):
+        return None
+    return proxy
+
+
+def _bypasses_proxy(host: str, no_proxy: str) -> bool:
+    """`no_proxy` lists `*`, or hosts and domains (`example.com` and `.example.com` both
+    cover its subdomains), optionally with a port, which is ignored."""
+    host = host.lower()
+    for entry in no_proxy.lower().replace(" ", "").split(","):
+        domain = entry.rsplit(":", 1)[0] if entry.count(":") == 1 else entry
+        domain = domain.strip("[]").lstrip(".")
+        if entry == "*" or (domain and (host == domain or host.endswith("." + domain))):
+            return True
+    return False
 
 
 def dump_settings(settings: Settings) -> str:

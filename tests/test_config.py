@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from relay.config import LogLevel, load_settings
+from relay.config import LogLevel, UpstreamSettings, load_settings, upstream_proxy
 from relay.errors import ConfigError
 
 
@@ -77,3 +77,40 @@ def test_bad_environment_value_is_named() -> None:
 def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read config file"):
         load_settings(tmp_path / "nope.toml", environ={})
+
+
+def proxy_for(base_url: str, **environ: str) -> str | None:
+    return upstream_proxy(UpstreamSettings(name="u", kind="openai", base_url=base_url), environ)
+
+
+def test_the_proxy_comes_from_the_variable_of_the_upstream_scheme() -> None:
+    assert proxy_for("https://api.example.com/v1", HTTPS_PROXY="http://p:3128") == "http://p:3128"
+    assert proxy_for("https://api.example.com/v1", HTTP_PROXY="http://p:3128") is None
+    assert proxy_for("http://10.0.0.5:8000/v1", http_proxy="http://p:3128") == "http://p:3128"
+    assert proxy_for("https://api.example.com/v1") is None
+
+
+def test_lower_case_proxy_variables_win_and_blank_ones_do_not_count() -> None:
+    both = {"HTTPS_PROXY": "http://upper:1", "https_proxy": "http://lower:2"}
+    assert proxy_for("https://a.example/v1", **both) == "http://lower:2"
+    assert proxy_for("https://a.example/v1", HTTPS_PROXY="http://upper:1", https_proxy=" ") == (
+        "http://upper:1"
+    )
+
+
+@pytest.mark.parametrize(
+    ("no_proxy", "bypassed"),
+    [
+        ("*", True),
+        ("example.com", True),
+        (".example.com", True),
+        ("api.example.com:443", True),
+        ("other.com, example.com", True),
+        ("ample.com", False),
+        ("other.com", False),
+        ("", False),
+    ],
+)
+def test_no_proxy_names_hosts_and_domains_that_go_direct(no_proxy: str, bypassed: bool) -> None:
+    proxy = proxy_for("https://api.example.com/v1", HTTPS_PROXY="http://p:1", NO_PROXY=no_proxy)
+    assert (proxy is None) == bypassed

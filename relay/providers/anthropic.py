@@ -69,12 +69,14 @@ ENCODER = msgspec.json.Encoder()
 
 
 class AnthropicProvider(RetryingProvider):
-    def __init__(self, upstream: UpstreamSettings, api_key: str | None) -> None:
+    def __init__(
+        self, upstream: UpstreamSettings, api_key: str | None, *, proxy: str | None = None
+    ) -> None:
         super().__init__(upstream, api_key)
         headers = {"anthropic-version": API_VERSION}
         if api_key:
             headers["x-api-key"] = api_key
-        self._client = SSEClient(upstream, messages_url(upstream.base_url), headers)
+        self._client = SSEClient(upstream, messages_url(upstream.base_url), headers, proxy=proxy)
 
     async def close(self) -> None:
         await self._client.close()

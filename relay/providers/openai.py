@@ -102,11 +102,15 @@ ENCODER = msgspec.json.Encoder()
 
 
 class OpenAIProvider(RetryingProvider):
-    def __init__(self, upstream: UpstreamSettings, api_key: str | None) -> None:
+    def __init__(
+        self, upstream: UpstreamSettings, api_key: str | None, *, proxy: str | None = None
+    ) -> None:
         super().__init__(upstream, api_key)
         self._max_tokens_field = upstream.max_tokens_field
         headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
-        self._client = SSEClient(upstream, chat_completions_url(upstream.base_url), headers)
+        self._client = SSEClient(
+            upstream, chat_completions_url(upstream.base_url), headers, proxy=proxy
+        )
 
     async def close(self) -> None:
         await self._client.close()

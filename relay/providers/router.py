@@ -8,7 +8,7 @@ from collections.abc import Mapping
 
 import msgspec
 
-from relay.config import UpstreamSettings, read_api_key
+from relay.config import UpstreamSettings, read_api_key, upstream_proxy
 from relay.errors import ApiError, ConfigError
 from relay.providers.anthropic import AnthropicProvider
 from relay.providers.base import Provider
@@ -41,9 +41,10 @@ def build_provider(
             f"upstream {upstream.name!r}: the environment variable {upstream.api_key_env!r} "
             "named by api_key_env is not set"
         )
+    proxy = upstream_proxy(upstream, environ)
     if upstream.kind == "openai":
-        return OpenAIProvider(upstream, api_key)
-    return AnthropicProvider(upstream, api_key)
+        return OpenAIProvider(upstream, api_key, proxy=proxy)
+    return AnthropicProvider(upstream, api_key, proxy=proxy)
 
 
 class ModelRouter:

@@ -7,9 +7,10 @@ relay reaches upstreams:
 - only connecting is bounded (`connect_timeout_s`, waiting for a free pool slot not
   included): the first item is bounded by `retry.py`'s `first_token_timeout_s`, and the
   silence between items by the runner's `idle_timeout_s`, so a long answer is never cut;
-- redirects are followed, and proxy environment variables (`HTTPS_PROXY`, `NO_PROXY`, …)
-  are honoured, as the official SDKs did (`trust_env`, which also reads `~/.netrc`: see
-  `[[upstreams]]` in docs/configuration.md).
+- redirects are followed; requests go through `proxy` when the environment names one
+  for the upstream (`relay.config.upstream_proxy`, read once). aiohttp's own `trust_env`
+  is off: it would look the proxy up again on every request, in a thread, and it also
+  reads `~/.netrc`, whose entries clash with the upstream's own credentials.
 
 aiohttp's exceptions are translated here, once, into `UpstreamFailed` (chained with
 `raise … from exc`), as are non-2xx answers, with the upstream's own message and its
@@ -48,21 +49,29 @@ _TRANSPORT_ERRORS = (aiohttp.ClientError, ssl.SSLError)
 JSON_HEADERS = {"content-type": "application/json", "accept": "text/event-stream"}
 
 
-def client_session(upstream: UpstreamSettings) -> aiohttp.ClientSession:
-    """The upstream's one connection pool (`max_connections`)."""
+def client_session(upstream: UpstreamSettings, proxy: str | None = None) -> aiohttp.ClientSession:
+    """The upstream's one connection pool (`max_connections`), through `proxy` if given."""
     return aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=upstream.max_connections),
         # Not `connect=`: aiohttp's connect timeout includes waiting for a pool slot.
         timeout=aiohttp.ClientTimeout(total=None, sock_connect=upstream.connect_timeout_s),
-        trust_env=True,
+        proxy=proxy,
     )
 
 
 class SSEClient:
     """POSTs to one URL of one upstream, with that upstream's headers."""
 
-    def __init__(self, upstream: UpstreamSettings, url: str, headers: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        upstream: UpstreamSettings,
+        url: str,
+        headers: Mapping[str, str],
+        *,
+        proxy: str | None = None,
+    ) -> None:
         self._upstream = upstream
+        self._proxy = proxy
         self._url = URL(url)
         self._headers = {**JSON_HEADERS, **headers}
         self._session: aiohttp.ClientSession | None = None  # made in the running event loop
@@ -89,7 +98,7 @@ class SSEClient:
 
     async def _post(self, body: bytes) -> aiohttp.ClientResponse:
         if self._session is None:
-            self._session = client_session(self._upstream)
+            self._session = client_session(self._upstream, self._proxy)
         try:
             response = await self._session.post(self._url, data=body, headers=self._headers)
         except _TRANSPORT_ERRORS as exc:

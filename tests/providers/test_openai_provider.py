@@ -23,6 +23,7 @@ from relay.providers.base import (
     Finish,
     GenerationRequest,
     Message,
+    Provider,
     ProviderItem,
     ReasoningDelta,
     TextDelta,
@@ -67,7 +68,7 @@ def request(model: str, **fields: Any) -> GenerationRequest:
     return GenerationRequest(model=model, messages=MESSAGES, **fields)
 
 
-async def collect(provider: OpenAIProvider | MockProvider, model: str, **fields: Any) -> list[Any]:
+async def collect(provider: Provider, model: str, **fields: Any) -> list[Any]:
     return [item async for item in provider.stream(request(model, **fields))]
 
 
@@ -355,15 +356,44 @@ async def test_redirects_are_followed() -> None:
     ]
 
 
-async def test_the_connection_pool_honours_proxy_variables_and_bounds_only_connecting() -> None:
+async def test_the_connection_pool_bounds_only_connecting_and_ignores_netrc() -> None:
     settings = UpstreamSettings(name="o", kind="openai", base_url="http://x", connect_timeout_s=3)
     session = client_session(settings)
     try:
-        assert session.trust_env
+        assert not session.trust_env  # no per-request proxy lookup, no ~/.netrc
         assert (session.timeout.total, session.timeout.sock_connect) == (None, 3)
         assert session.timeout.connect is None and session.timeout.sock_read is None
     finally:
         await session.close()
+
+
+async def test_requests_go_through_the_proxy_the_environment_names() -> None:
+    async with stub_upstream(sse_answer(*DONE_STREAM)) as proxy:
+        upstream = UpstreamSettings(
+            name="far", kind="openai", base_url="http://upstream.invalid/v1", max_retries=0
+        )
+        provider = build_provider(upstream, {"HTTP_PROXY": proxy.url()})
+        try:
+            assert (await collect(provider, "any"))[-1] == Finish("stop")
+        finally:
+            await provider.close()
+        [(path, headers)] = proxy.requests
+        assert path == "/v1/chat/completions"
+        assert headers["Host"] == "upstream.invalid"
+
+
+async def test_no_proxy_sends_requests_directly() -> None:
+    async with stub_upstream(sse_answer(*DONE_STREAM)) as upstream_server:
+        upstream = UpstreamSettings(
+            name="near", kind="openai", base_url=upstream_server.url("/v1"), max_retries=0
+        )
+        environ = {"HTTP_PROXY": "http://proxy.invalid:3128", "NO_PROXY": "127.0.0.1,localhost"}
+        provider = build_provider(upstream, environ)
+        try:
+            assert (await collect(provider, "any"))[-1] == Finish("stop")
+        finally:
+            await provider.close()
+        assert len(upstream_server.requests) == 1
 
 
 # --- cancellation reaches the upstream --------------------------------------------
