@@ -1,10 +1,12 @@
 """Text coalescing: when buffered model text becomes an event. Pure code, no I/O.
 
 The first piece of text goes out at once (time to first token is what users feel);
-after that, text is held until `interval_s` has passed since the first held piece or
-`max_chars` are held. A change of kind (delta ↔ reasoning) or any non-text event
-flushes what is held first, so the log keeps the upstream's order.
-An interval of 0 turns coalescing off.
+after that, text is held until `interval_s` has passed since the first held piece (`due`)
+or `max_chars` are held (`add`). `add` never flushes because time has passed: the
+runner adds every piece that arrived while it waited, then asks what is `due`, so text
+that arrived before a deadline goes out with it and does not start a new interval.
+A change of kind (delta ↔ reasoning) or any non-text event flushes what is held first,
+so the log keeps the upstream's order. An interval of 0 turns coalescing off.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ class TextCoalescer:
             self._kind, self._held_since = kind, now
         self._parts.append(text)
         self._size += len(text)
-        if self._is_due(now):
+        if not (self._sent_first and self._interval_s) or self._size >= self._max_chars:
             self._sent_first = True
             flushes += self.take()
         return flushes
@@ -53,10 +55,3 @@ class TextCoalescer:
         flush = (self._kind, "".join(self._parts))
         self._parts, self._size, self._kind = [], 0, None
         return [flush]
-
-    def _is_due(self, now: float) -> bool:
-        return (
-            not self._sent_first
-            or self._size >= self._max_chars
-            or now >= self._held_since + self._interval_s
-        )

@@ -27,7 +27,9 @@ def test_text_arriving_after_the_deadline_flushes_with_it() -> None:
     coalescer = TextCoalescer(interval_s=0.025, max_chars=100)
     coalescer.add(DELTA, "a", now=0.0)
     coalescer.add(DELTA, " b", now=0.001)
-    assert coalescer.add(DELTA, " c", now=0.5) == [(DELTA, " b c")]
+    assert coalescer.add(DELTA, " c", now=0.5) == []  # what is due is the caller's to ask
+    assert coalescer.add(DELTA, " d", now=0.5) == []
+    assert coalescer.due(now=0.5) == [(DELTA, " b c d")]
 
 
 def test_max_chars_flushes_early() -> None:

@@ -135,6 +135,37 @@ async def test_text_held_past_flush_max_chars_is_split_into_events_of_about_that
     assert all(len(text) == 30 for text in deltas[1:])
 
 
+class PacedProvider(Provider):
+    """Yields each item at its time (seconds after the stream starts)."""
+
+    def __init__(self, script: Sequence[tuple[float, ProviderItem]]) -> None:
+        self.script = script
+
+    def check_model(self, model: str) -> None:
+        return None
+
+    async def stream(self, request: GenerationRequest) -> AsyncGenerator[ProviderItem, None]:
+        start = asyncio.get_running_loop().time()
+        for at, item in self.script:
+            await asyncio.sleep(max(0.0, start + at - asyncio.get_running_loop().time()))
+            yield item
+
+
+async def test_text_that_arrives_while_held_text_waits_goes_out_at_its_deadline() -> None:
+    store = MemoryStore(StoreSettings())
+    script = [
+        (0.0, TextDelta("a")),  # out at once
+        (0.04, TextDelta(" b")),  # held: due at 0.44
+        (0.2, TextDelta(" c")),
+        (0.36, TextDelta(" d")),  # still before the deadline: goes out with " b c"
+        (0.6, TextDelta(" e")),
+        (0.8, Finish("stop")),
+    ]
+    runner = make_runner(store, flush_interval_ms=400)
+    _, events = await run_to_end(runner, store, PacedProvider(script))
+    assert texts(events) == ["a", " b c d", " e"]
+
+
 async def test_coalescing_off_writes_one_event_per_chunk() -> None:
     store = MemoryStore(StoreSettings())
     script = [TextDelta(word) for word in "one two three four".split()]
