@@ -9,7 +9,6 @@ subscriber and transport reuses those bytes.
 from __future__ import annotations
 
 import enum
-import functools
 from typing import Any
 
 import msgspec
@@ -49,8 +48,14 @@ STATUS_AFTER_TERMINAL = {
 }
 
 
-class Event(msgspec.Struct, frozen=True, dict=True):
-    """One entry of a session's log. `data` holds the JSON bytes of the data object."""
+class Event(msgspec.Struct, frozen=True, gc=False):
+    """One entry of a session's log. `data` holds the JSON bytes of the data object.
+
+    Not tracked by Python's cycle collector (`gc=False`: an event refers only to an int,
+    an enum member and bytes, so it can never be part of a cycle). A store holds every
+    event of every retained session; were they tracked, each full collection would walk
+    them all and pause the whole process, every stream with it.
+    """
 
     id: int
     type: EventType
@@ -60,9 +65,10 @@ class Event(msgspec.Struct, frozen=True, dict=True):
     def is_terminal(self) -> bool:
         return self.type in TERMINAL_TYPES
 
-    @functools.cached_property
+    @property
     def sse(self) -> bytes:
-        """The SSE frame, built at most once per event however many subscribers read it."""
+        """The SSE frame. Built on each call: a session's live feed builds it once per
+        event for all its subscribers (relay/subscribers/feeds.py)."""
         return sse.event_frame(self.id, self.type.value, bytes(self.data))
 
     def decoded_data(self) -> dict[str, Any]:
