@@ -59,6 +59,7 @@ import collections
 import functools
 import hashlib
 import itertools
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
@@ -99,6 +100,11 @@ BLOCK_MS = 500
 LINGER_READS = 1
 # Events a tail keeps after handing them out, for waiters a little behind.
 RECENT_EVENTS = 1024
+# After an append in this process handed a session's tail its events, the tail reads
+# nothing for this long: this process's appends keep coming and are handed over
+# directly, and a blocking read would only bring them again, a round trip per append.
+# Appends from elsewhere (a fence write after a lapsed lease) are read once it passes.
+APPEND_QUIET_S = 0.5
 # A running session's expiry is renewed at most about once per this many seconds by
 # appends here (see `_running_ttl_s`).
 EXPIRY_SLACK_S = 1.0
@@ -793,7 +799,8 @@ class _SessionTail:
     `cursor` is the id of an event known to exist (or 0), and every event after it is
     handed to the waiters then present, once: from its own reads, or earlier from an
     append in this process (the read in flight then brings them again, and they are
-    dropped). A waiter that joins with `after` below the
+    dropped); while such appends keep coming it does not read at all, and reads again
+    `APPEND_QUIET_S` after the last. A waiter that joins with `after` below the
     cursor may need events already handed out, so it is sent back to read them.
     The task runs while there are waiters, and one blocking read longer, so that waiters
     who took their events and come straight back find it still reading and need no read
@@ -806,9 +813,13 @@ class _SessionTail:
         cursor: int,
         read_new: Callable[[int], Awaitable[list[Event]]],
         on_exit: Callable[[_SessionTail], None],
+        *,
+        append_quiet_s: float = APPEND_QUIET_S,
     ) -> None:
         self.session_id = session_id
         self._cursor = cursor
+        self._append_quiet_s = append_quiet_s
+        self._appended_at = -math.inf  # when an append here last handed it events
         self._read_new = read_new
         self._on_exit = on_exit
         self._waiters: set[_Waiter] = set()
@@ -844,20 +855,23 @@ class _SessionTail:
 
     def take_appended(self, events: Sequence[Event]) -> None:
         """Events this process just appended: its waiters need not wait for the read
-        that will bring them (and that the cursor then skips)."""
-        self._take(events)
+        that will bring them (and that the cursor then skips), and while such appends
+        keep coming the tail does not read (APPEND_QUIET_S)."""
+        if self._take(events):
+            self._appended_at = asyncio.get_running_loop().time()
 
-    def _take(self, events: Sequence[Event]) -> None:
+    def _take(self, events: Sequence[Event]) -> bool:
         """Hand out the events after the cursor, each once and in order. Events that do
         not follow on from it (another instance appended some in between) are left to
-        the reads, which bring every event after the cursor."""
+        the reads, which bring every event after the cursor. True if any were new."""
         fresh = [event for event in events if event.id > self._cursor]
         if self._ended or not fresh or fresh[0].id != self._cursor + 1:
-            return
+            return False
         self._cursor = fresh[-1].id
         self._ended = fresh[-1].is_terminal
         self._recent.extend(fresh)
         self._hand_out(fresh)
+        return True
 
     async def aclose(self) -> None:
         if self._task is not None:
@@ -870,7 +884,8 @@ class _SessionTail:
         try:
             reads_without_waiters = 0
             while reads_without_waiters <= LINGER_READS and not self._ended:
-                events = await self._read_new(self._cursor)
+                quiet = await self._quiet_after_appends()
+                events = [] if quiet else await self._read_new(self._cursor)
                 # Counted before the hand-out, which removes the waiters it answers.
                 had_waiters = bool(self._waiters)
                 self._take(events)
@@ -880,6 +895,15 @@ class _SessionTail:
         finally:
             self._on_exit(self)
             self._hand_out_nothing()
+
+    async def _quiet_after_appends(self) -> bool:
+        """Sleep out the quiet time after this process's last append, if it has not
+        passed; False when it has, and the tail must read."""
+        remaining = self._appended_at + self._append_quiet_s - asyncio.get_running_loop().time()
+        if remaining <= 0:
+            return False
+        await asyncio.sleep(remaining)
+        return True
 
     def _hand_out(self, events: list[Event]) -> None:
         answered = {waiter for waiter in self._waiters if waiter.offer(events)}

@@ -291,6 +291,37 @@ async def test_appended_events_reach_the_tail_once_and_in_order() -> None:
     await tail.aclose()
 
 
+async def test_while_appends_here_keep_coming_the_tail_does_not_read() -> None:
+    """Each local append would otherwise answer the blocking read with what the append
+    already handed over: a round trip per append for nothing."""
+    cursors: list[int] = []
+    reads: asyncio.Queue[list[Event]] = asyncio.Queue()
+
+    async def read_new(cursor: int) -> list[Event]:
+        cursors.append(cursor)
+        return await reads.get()
+
+    tail = _SessionTail("s_test", 3, read_new, lambda tail: None, append_quiet_s=0.3)
+    first = tail.join(after=3, limit=100)
+    assert first is not None
+    await asyncio.sleep(0)  # its read is in flight
+    tail.take_appended([delta(4)])
+    await reads.put([delta(4)])  # the read in flight brings it again
+    for n in range(5, 9):  # more appends here, each handed over at once
+        waiter = tail.join(after=n - 1, limit=100)
+        assert waiter is not None
+        tail.take_appended([delta(n)])
+        assert waiter.future.result() == [delta(n)]
+        await asyncio.sleep(0.05)
+    assert cursors == [3]  # no read since the one in flight
+    late = tail.join(after=8, limit=100)  # event 9 comes from another instance
+    assert late is not None
+    await reads.put([delta(9)])
+    assert await asyncio.wait_for(late.future, 1) == [delta(9)]
+    assert cursors[:2] == [3, 8]  # one read, once the quiet time had passed
+    await tail.aclose()
+
+
 async def test_a_waiter_on_the_appending_instance_gets_each_event_once(
     store: RedisStore,
 ) -> None:
