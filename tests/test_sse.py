@@ -11,9 +11,8 @@ def test_event_frame_is_id_event_and_one_data_line() -> None:
     assert frame == b'id: 7\nevent: delta\ndata: {"text":"a\\nb"}\n\n'
 
 
-def test_an_event_encodes_its_frame_once() -> None:
+def test_an_event_frame_holds_its_id_type_and_data() -> None:
     event = make_event(3, EventType.DELTA, TextData("line one\nline two"))
-    assert event.sse is event.sse
     lines = event.sse.decode().split("\n")
     assert lines[:2] == ["id: 3", "event: delta"]
     assert msgspec.json.decode(lines[2].removeprefix("data: ")) == {"text": "line one\nline two"}

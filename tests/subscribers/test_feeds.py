@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from relay import sse
 from relay.config import StoreSettings
 from relay.events import DoneData, Event, EventType, TextData, Usage, make_event
 from relay.session import SessionRecord
@@ -75,6 +76,28 @@ async def test_joiners_behind_at_and_ahead_of_the_feed_get_no_gap_and_no_duplica
     assert ids(await first) == list(range(1, 41))
     for resume, joiner in joiners:
         assert ids(await joiner) == list(range(resume + 1, 41)), f"joined after {resume}"
+
+
+async def test_a_feed_builds_each_frame_once_for_all_its_subscribers(
+    store: MemoryStore, live: Feeds, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    built: list[int] = []
+    frame = sse.event_frame
+
+    def counted(event_id: int, event_type: str, data: bytes) -> bytes:
+        built.append(event_id)
+        return frame(event_id, event_type, data)
+
+    monkeypatch.setattr(sse, "event_frame", counted)
+    subscribers = [asyncio.create_task(stream(live, 0)) for _ in range(20)]
+    await asyncio.sleep(0.05)  # all joined the feed: the log was empty
+    for event_id in range(1, 10):
+        await store.append(SESSION, [delta(event_id)])
+        await asyncio.sleep(0.001)
+    await store.append(SESSION, [done(10)])
+    bodies = await asyncio.gather(*subscribers)
+    assert all(ids(body) == list(range(1, 11)) for body in bodies)
+    assert sorted(built) == list(range(1, 11))
 
 
 async def test_a_subscriber_that_falls_behind_a_shared_renderer_resumes_with_its_own(
