@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import signal
 import sys
@@ -96,10 +97,19 @@ async def _serve_until_signalled(settings: Settings, *, reuse_port: bool) -> Non
             runner, settings.server.host, settings.server.port, reuse_port=reuse_port
         )
         await site.start()
+        freeze_startup_objects()
         await _signalled()
         await drain(app)
     finally:
         await runner.cleanup()
+
+
+def freeze_startup_objects() -> None:
+    """Put what startup made (modules, the app and its services) out of the cycle
+    collector's reach: it lives as long as the process, and every full collection would
+    walk it again while every stream waits (about 10 ms per 50,000 objects here)."""
+    gc.collect()
+    gc.freeze()
 
 
 async def _signalled() -> None:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import subprocess
 import sys
 from pathlib import Path
+
+from relay.cli import freeze_startup_objects
 
 
 def relay(*args: str) -> subprocess.CompletedProcess[str]:
@@ -39,3 +42,13 @@ def test_serve_refuses_an_unknown_store_scheme(tmp_path: Path) -> None:
     result = relay("serve", "--config", str(path), "--port", "0")
     assert result.returncode == 2
     assert "store.url 'postgres://db' is not supported" in result.stderr
+
+
+def test_serving_puts_the_startup_objects_out_of_the_collectors_reach() -> None:
+    before = gc.get_freeze_count()
+    try:
+        freeze_startup_objects()
+        assert gc.get_freeze_count() > before
+        assert not gc.garbage
+    finally:
+        gc.unfreeze()
