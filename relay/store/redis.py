@@ -113,6 +113,8 @@ EXPIRY_SLACK_S = 1.0
 REMEMBERED_SESSIONS = 16_384
 MAX_CONNECTIONS = 64
 MAX_TAIL_CONNECTIONS = 32
+# The most appends one pipeline carries (see `_AppendSender`).
+MAX_APPEND_BATCH = 256
 # How long a command waits for its turn on a connection before the store counts as
 # unavailable. Tails wait for theirs without limit: their waiters time out on their own.
 POOL_TIMEOUT_S = 5.0
@@ -301,6 +303,101 @@ class _Boundary:
             raise translated from exc
 
 
+class _QueuedAppend:
+    """One append waiting for its turn in a pipeline; `reply` is the script's answer."""
+
+    __slots__ = ("args", "keys", "reply")
+
+    def __init__(self, keys: Sequence[str], args: Sequence[Any]) -> None:
+        self.keys = keys
+        self.args = args
+        self.reply: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+    def settle(self, outcome: Any) -> None:
+        """Its reply, or the exception it raises; nothing if its caller has gone."""
+        if self.reply.done():
+            return
+        if isinstance(outcome, BaseException):
+            self.reply.set_exception(outcome)
+        else:
+            self.reply.set_result(outcome)
+
+
+class _AppendSender:
+    """Sends the appends of every session of this store, a pipeline at a time.
+
+    A group commit: the appends that queue while a pipeline is out go together in the
+    next one, so under load the client's per-command cost (a pool checkout, a write, a
+    read) is paid once per round trip, not once per append; with one append waiting it
+    goes out at once, alone. Each append gets its own script reply or error; a failure of
+    the whole pipeline (Redis unreachable) fails every append in it alike, and their
+    writers retry (a lost reply is recognised by the id fence). The one task is the
+    store's: `aclose` cancels it and fails what still waits.
+    """
+
+    def __init__(self, client: RedisClient, commands: _Boundary, script: _Script) -> None:
+        self._client = client
+        self._commands = commands
+        self._script = script
+        self._queue: list[_QueuedAppend] = []
+        self._queued = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+
+    async def run(self, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        if self._closed:
+            raise StoreUnavailable("the store is closed")
+        call = _QueuedAppend(keys, args)
+        self._queue.append(call)
+        self._queued.set()
+        if self._task is None:
+            self._task = asyncio.create_task(self._send_forever(), name="relay redis appends")
+        return await call.reply
+
+    async def aclose(self) -> None:
+        self._closed = True
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        for call in self._queue:
+            call.settle(StoreUnavailable("the store is closed"))
+        self._queue.clear()
+
+    async def _send_forever(self) -> None:
+        while True:
+            await self._queued.wait()
+            self._queued.clear()
+            while self._queue:
+                batch = self._queue[:MAX_APPEND_BATCH]
+                del self._queue[:MAX_APPEND_BATCH]
+                await self._send(batch)
+
+    async def _send(self, batch: list[_QueuedAppend]) -> None:
+        calls = [call for call in batch if not call.reply.done()]  # callers still there
+        if not calls:
+            return
+        try:
+            async with self._commands, self._client.pipeline(transaction=False) as pipe:
+                for call in calls:
+                    self._script.queue(pipe, call.keys, call.args)
+                replies = await pipe.execute(raise_on_error=False)
+                for call, reply in zip(calls, replies, strict=True):
+                    call.settle(await self._settled(call, reply))
+        except Exception as exc:  # handed to every caller, not swallowed
+            for call in calls:
+                call.settle(exc)
+        finally:  # cancelled (the store closes): the batch may or may not have landed
+            for call in calls:
+                call.settle(StoreUnavailable("the store closed while appending"))
+
+    async def _settled(self, call: _QueuedAppend, reply: Any) -> Any:
+        """The script's answer, or the exception its caller raises (a refusal is one)."""
+        try:
+            return await self._script.settle(self._client, reply, call.keys, call.args)
+        except redis.exceptions.ResponseError as exc:
+            return exc
+
+
 class _Closeable(Protocol):
     async def aclose(self) -> None: ...
 
@@ -329,6 +426,7 @@ class RedisStore(Store):
         self._also_close = also_close
         self._clock = clock
         self._tails: dict[str, _SessionTail] = {}
+        self._appends = _AppendSender(client, self._commands, _APPEND_SCRIPT)
         # Running sessions this store appended to or created, least recent first.
         self._appending: collections.OrderedDict[str, _Appending] = collections.OrderedDict()
 
@@ -376,16 +474,15 @@ class RedisStore(Store):
         now, sent_at = self._clock(), time.monotonic()
         running_ttl_s = _running_ttl_s(known, sent_at, self._settings.running_ttl_s)
         args = self._append_args(events, now, running_ttl_s, want_record=known is None)
-        async with self._commands:
-            try:
-                reply = await _APPEND_SCRIPT.run(self._client, [keys.meta, keys.log], args)
-            except redis.exceptions.ResponseError as exc:
-                refusal = _append_refusal(session_id, events[0].id, exc)
-                if refusal is None:
-                    raise
-                if isinstance(refusal, SessionNotFound | SessionEnded):
-                    self._appending.pop(session_id, None)
-                raise refusal from exc
+        try:
+            reply = await self._appends.run([keys.meta, keys.log], args)
+        except redis.exceptions.ResponseError as exc:
+            refusal = _append_refusal(session_id, events[0].id, exc)
+            if refusal is None:
+                raise StoreError(f"redis failed: {exc}") from exc
+            if isinstance(refusal, SessionNotFound | SessionEnded):
+                self._appending.pop(session_id, None)
+            raise refusal from exc
         if known is None:
             record = _decode_record(dict(zip(reply[::2], reply[1::2], strict=True)))
         else:
@@ -584,6 +681,7 @@ class RedisStore(Store):
                 await self._client.ping()
 
     async def close(self) -> None:
+        await self._appends.aclose()
         tails = list(self._tails.values())
         self._tails.clear()
         await asyncio.gather(*(tail.aclose() for tail in tails))

@@ -186,6 +186,53 @@ async def test_creating_a_session_is_one_round_trip(
     assert await store.lapsed_leases(10) == []
 
 
+async def test_appends_that_queue_meanwhile_share_one_round_trip(
+    store: RedisStore, raw: redis.asyncio.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sessions = [await new_session(store, events=1) for _ in range(40)]
+    other = await new_session(store, events=1)
+    sent: list[object] = []
+    send = AbstractConnection.send_packed_command
+
+    async def counted(self: AbstractConnection, command: object, check_health: bool = True) -> None:
+        sent.append(command)
+        await send(self, command, check_health)
+
+    monkeypatch.setattr(AbstractConnection, "send_packed_command", counted)
+    appends = [store.append(session_id, [delta(2), delta(3)]) for session_id in sessions]
+    refused = store.append(other, [delta(5)])  # its own error, not the others'
+    *records, refusal = await asyncio.gather(*appends, refused, return_exceptions=True)
+    monkeypatch.undo()
+    assert len(sent) <= 2  # the first append alone, then everything that queued meanwhile
+    assert isinstance(refusal, AppendConflict)
+    assert [record.last_event_id for record in records] == [3] * len(sessions)  # type: ignore[union-attr]
+    for session_id in sessions:
+        assert await raw.xlen(session_keys(session_id).log) == 3
+        assert await store.read(session_id, 0, 10) == [delta(1), delta(2), delta(3)]
+
+
+async def test_an_append_whose_caller_is_cancelled_does_not_hold_up_the_others(
+    store: RedisStore,
+) -> None:
+    first, second = await new_session(store, events=1), await new_session(store, events=1)
+    cancelled = asyncio.create_task(store.append(first, [delta(2)]))
+    kept = asyncio.create_task(store.append(second, [delta(2)]))
+    cancelled.cancel()
+    assert (await kept).last_event_id == 2
+    with pytest.raises(asyncio.CancelledError):
+        await cancelled
+    assert (await store.append(second, [delta(3)])).last_event_id == 3
+
+
+async def test_appends_after_close_fail_as_unavailable(redis_url: str) -> None:
+    store = RedisStore.from_url(redis_url, StoreSettings())
+    session_id = await new_session(store, events=1)
+    await store.close()
+    with pytest.raises(StoreUnavailable):
+        await store.append(session_id, [delta(2)])
+    assert not [task for task in asyncio.all_tasks() if task.get_name() == "relay redis appends"]
+
+
 async def test_a_second_instance_is_fenced_off(redis_url: str) -> None:
     first = RedisStore.from_url(redis_url, StoreSettings())
     second = RedisStore.from_url(redis_url, StoreSettings())
