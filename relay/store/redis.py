@@ -955,7 +955,8 @@ class _SessionTail:
         """Events this process just appended: its waiters need not wait for the read
         that will bring them (and that the cursor then skips), and while such appends
         keep coming the tail does not read (APPEND_QUIET_S)."""
-        if self._take(events):
+        # Also when the read in flight brought them first: appends here keep coming.
+        if self._take(events) or (events and events[-1].id <= self._cursor):
             self._appended_at = asyncio.get_running_loop().time()
 
     def _take(self, events: Sequence[Event]) -> bool:

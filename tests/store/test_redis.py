@@ -369,6 +369,29 @@ async def test_while_appends_here_keep_coming_the_tail_does_not_read() -> None:
     await tail.aclose()
 
 
+async def test_a_local_append_that_the_read_brought_first_still_quiets_the_tail() -> None:
+    cursors: list[int] = []
+    reads: asyncio.Queue[list[Event]] = asyncio.Queue()
+
+    async def read_new(cursor: int) -> list[Event]:
+        cursors.append(cursor)
+        return await reads.get()
+
+    tail = _SessionTail("s_test", 3, read_new, lambda tail: None, append_quiet_s=0.3)
+    waiter = tail.join(after=3, limit=100)
+    assert waiter is not None
+    await reads.put([delta(4)])  # the read answers before the append's own reply is in
+    assert await asyncio.wait_for(waiter.future, 1) == [delta(4)]
+    tail.take_appended([delta(4)])  # nothing new, but appends here keep coming
+    again = tail.join(after=4, limit=100)
+    assert again is not None
+    await reads.put([delta(5)])  # the read already in flight
+    assert await asyncio.wait_for(again.future, 1) == [delta(5)]
+    await asyncio.sleep(0.1)
+    assert cursors == [3, 4]  # no read after it: the tail is quiet
+    await tail.aclose()
+
+
 async def test_a_waiter_on_the_appending_instance_gets_each_event_once(
     store: RedisStore,
 ) -> None:
