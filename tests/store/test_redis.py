@@ -338,17 +338,27 @@ async def test_appended_events_reach_the_tail_once_and_in_order() -> None:
     await tail.aclose()
 
 
+class _ScriptedReads:
+    """A tail's blocking read, answered by the test: records each cursor it reads after."""
+
+    def __init__(self) -> None:
+        self.cursors: list[int] = []
+        self._replies: asyncio.Queue[list[Event]] = asyncio.Queue()
+
+    async def read_new(self, cursor: int) -> list[Event]:
+        self.cursors.append(cursor)
+        return await self._replies.get()
+
+    async def put(self, events: list[Event]) -> None:
+        await self._replies.put(events)
+
+
 async def test_while_appends_here_keep_coming_the_tail_does_not_read() -> None:
     """Each local append would otherwise answer the blocking read with what the append
     already handed over: a round trip per append for nothing."""
-    cursors: list[int] = []
-    reads: asyncio.Queue[list[Event]] = asyncio.Queue()
-
-    async def read_new(cursor: int) -> list[Event]:
-        cursors.append(cursor)
-        return await reads.get()
-
-    tail = _SessionTail("s_test", 3, read_new, lambda tail: None, append_quiet_s=0.3)
+    reads = _ScriptedReads()
+    cursors = reads.cursors
+    tail = _SessionTail("s_test", 3, reads.read_new, lambda tail: None, append_quiet_s=0.3)
     first = tail.join(after=3, limit=100)
     assert first is not None
     await asyncio.sleep(0)  # its read is in flight
@@ -370,14 +380,9 @@ async def test_while_appends_here_keep_coming_the_tail_does_not_read() -> None:
 
 
 async def test_a_local_append_that_the_read_brought_first_still_quiets_the_tail() -> None:
-    cursors: list[int] = []
-    reads: asyncio.Queue[list[Event]] = asyncio.Queue()
-
-    async def read_new(cursor: int) -> list[Event]:
-        cursors.append(cursor)
-        return await reads.get()
-
-    tail = _SessionTail("s_test", 3, read_new, lambda tail: None, append_quiet_s=0.3)
+    reads = _ScriptedReads()
+    cursors = reads.cursors
+    tail = _SessionTail("s_test", 3, reads.read_new, lambda tail: None, append_quiet_s=0.3)
     waiter = tail.join(after=3, limit=100)
     assert waiter is not None
     await reads.put([delta(4)])  # the read answers before the append's own reply is in
