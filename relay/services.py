@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 from aiohttp import web
 
@@ -81,13 +81,15 @@ class Services:
         *,
         encode: EventEncoder | None = None,
         headers: dict[str, str] | None = None,
+        read_ahead: Sequence[Event] = (),
     ) -> web.StreamResponse:
         """Answer `request` with the session's log after `after` as SSE: relay's own
         frames (after a `retry:` line) or, with `encode`, a provider's wire format.
+        `read_ahead` are the events after `after` that the caller has read already.
         Live events come from the session's one feed on this instance."""
         subscription = SseSubscription(
             session_id,
-            self.feeds.frames(session_id, after, encode or native_frame),
+            self.feeds.frames(session_id, after, encode or native_frame, read_ahead),
             retry_ms=self.settings.server.retry_ms if encode is None else None,
         )
         async with self.subscriber(request):

@@ -36,13 +36,19 @@ async def start_session(
     return created.record
 
 
-async def first_output(services: Services, session_id: str) -> Event | None:
-    """The first event that is not a `status`, waiting for it; None if the session vanished."""
+async def until_first_output(services: Services, session_id: str) -> list[Event]:
+    """The session's log from its start up to the read that brought the first event that
+    is not a `status`, waiting for it; [] if the session vanished."""
+    read: list[Event] = []
     async for events in services.follow(session_id):
-        for event in events:
-            if event.type is not EventType.STATUS:
-                return event
-    return None
+        read += events
+        if any(event.type is not EventType.STATUS for event in events):
+            return read
+    return []
+
+
+def first_output(events: list[Event]) -> Event | None:
+    return next((event for event in events if event.type is not EventType.STATUS), None)
 
 
 def refusal_status(event: Event | None) -> int | None:
@@ -61,11 +67,15 @@ async def stream_answer(
     error_body: ErrorBody,
 ) -> web.StreamResponse:
     headers = {SESSION_HEADER: session_id}
-    first = await first_output(services, session_id)
+    head = await until_first_output(services, session_id)
+    first = first_output(head)
     status = refusal_status(first)
     if status is not None and first is not None:
         return json_response(error_body(status, first.decoded_data()), status, headers)
-    return await services.stream(request, session_id, 0, encode=renderer, headers=headers)
+    # What was read goes out first: the first token does not wait for a second read.
+    return await services.stream(
+        request, session_id, 0, encode=renderer, headers=headers, read_ahead=head
+    )
 
 
 async def whole_answer(services: Services, session_id: str) -> Transcript:

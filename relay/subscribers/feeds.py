@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
-from collections.abc import AsyncGenerator, Hashable
+from collections.abc import AsyncGenerator, Hashable, Sequence
 
 from relay import sse
 from relay.errors import StoreError, StoreUnavailable
@@ -204,10 +204,20 @@ class Feeds:
         return len(self._tasks)
 
     async def frames(
-        self, session_id: str, after: int, encode: EventEncoder
+        self,
+        session_id: str,
+        after: int,
+        encode: EventEncoder,
+        read_ahead: Sequence[Event] = (),
     ) -> AsyncGenerator[bytes, None]:
         """The session after event `after` as SSE bytes (`: ping` while idle): replayed,
-        then live, until the end. Raises `StoreError` when the stream cannot go on."""
+        then live, until the end. The caller's `read_ahead` (the events right after
+        `after`, already read) go first. Raises `StoreError` when the stream cannot go on."""
+        if read_ahead:
+            yield b"".join(map(encode, read_ahead))
+            if read_ahead[-1].is_terminal:
+                return
+            after = read_ahead[-1].id
         while not self._closed:
             feed = None
             while feed is None:

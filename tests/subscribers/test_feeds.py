@@ -134,3 +134,46 @@ async def test_a_subscriber_that_falls_behind_a_shared_renderer_resumes_with_its
     for body in await asyncio.gather(*keeping_up):
         assert body == expected
     assert len(live) == 0  # the feed ended with the session
+
+
+class CountingStore(MemoryStore):
+    """Counts reads of the log (a replay read or a live follow's)."""
+
+    def __init__(self) -> None:
+        super().__init__(StoreSettings())
+        self.reads = 0
+
+    async def read(self, session_id: str, after: int, limit: int) -> list[Event]:
+        self.reads += 1
+        return await super().read(session_id, after, limit)
+
+    async def wait(self, session_id: str, after: int, limit: int, timeout: float) -> list[Event]:
+        self.reads += 1
+        return await super().wait(session_id, after, limit, timeout)
+
+
+async def test_events_read_ahead_by_the_caller_go_out_before_any_read_of_the_log() -> None:
+    store = CountingStore()
+    now = time.time()
+    await store.create(SessionRecord(SESSION, "mock", now, now, ""))
+    await store.append(SESSION, [delta(1), delta(2)])
+    live = Feeds(store, heartbeat_s=5.0, batch=1000, outage_s=1.0)
+    read_ahead = await store.read(SESSION, 0, 1000)
+    reads_before = store.reads
+
+    frames = live.frames(SESSION, 0, native_frame, read_ahead)
+    assert ids(await anext(frames)) == [1, 2]
+    assert store.reads == reads_before  # the first bytes did not wait for the store
+    await store.append(SESSION, [delta(3), done(4)])
+    rest = b"".join([chunk async for chunk in frames])
+    assert ids(rest) == [3, 4]  # then on from after them: no gap, no duplicate
+    await live.close()
+
+
+async def test_a_read_ahead_that_ends_the_session_is_the_whole_stream(
+    store: MemoryStore, live: Feeds
+) -> None:
+    await store.append(SESSION, [delta(1), done(2)])
+    read_ahead = await store.read(SESSION, 0, 1000)
+    chunks = [chunk async for chunk in live.frames(SESSION, 0, native_frame, read_ahead)]
+    assert len(chunks) == 1 and ids(chunks[0]) == [1, 2]
