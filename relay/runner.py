@@ -97,6 +97,12 @@ class Generation:
         if self.pump is not None:
             self.pump.cancel()
 
+    async def stop_upstream(self) -> None:
+        """Close the upstream request, if still open, and wait until it is."""
+        if self.pump is not None:
+            self.pump.cancel()
+            await asyncio.gather(self.pump, return_exceptions=True)
+
 
 class GenerationProgress:
     """What a generation has seen so far that its `done` event reports."""
@@ -142,8 +148,15 @@ class GenerationRunner:
             token_sha256=hash_token(token),
             owner=self.instance_id,
         )
-        await self._store.create(record)
-        self._start(record.id, route, request)
+        # The upstream request starts while the session is stored: the first token
+        # does not wait for the store's round trip.
+        generation = self._call_upstream(record.id, route, request)
+        try:
+            await self._store.create(record)
+        except BaseException:
+            await generation.stop_upstream()
+            raise
+        self._start(generation)
         log.info("session %s created model=%s upstream=%s", record.id, model, route.upstream)
         return CreatedSession(record, token)
 
@@ -176,12 +189,19 @@ class GenerationRunner:
             task.cancel()
         await asyncio.gather(*late, return_exceptions=True)
 
-    def _start(self, session_id: str, route: Route, request: GenerationRequest) -> None:
+    def _call_upstream(
+        self, session_id: str, route: Route, request: GenerationRequest
+    ) -> Generation:
+        """A generation whose upstream request is under way; its own task starts later."""
         generation = Generation(session_id)
         generation.pump = asyncio.create_task(
             self._pump(route.provider.stream(request), generation.inbox),
             name=f"relay-pump-{session_id}",
         )
+        return generation
+
+    def _start(self, generation: Generation) -> None:
+        session_id = generation.session_id
         generation.task = asyncio.create_task(
             self._run(generation), name=f"relay-generation-{session_id}"
         )
@@ -228,9 +248,7 @@ class GenerationRunner:
             log.exception("session %s: generation failed", generation.session_id)
             await self._end_after_bug(writer)
         finally:
-            if generation.pump is not None:
-                generation.pump.cancel()
-                await asyncio.gather(generation.pump, return_exceptions=True)
+            await generation.stop_upstream()
             self._log_end(generation, writer, time.monotonic() - started)
 
     async def _consume(self, generation: Generation, writer: SessionWriter) -> None:

@@ -342,3 +342,62 @@ async def test_drain_lets_short_generations_finish_and_cancels_the_rest() -> Non
     assert quick_events[-1].type is EventType.DONE
     assert stuck_events[-1].decoded_data() == {"reason": "shutdown"}
     assert runner.running == 0
+
+
+class SlowCreateStore(MemoryStore):
+    """`create` waits for `release`, then fails with `failure` if one is set."""
+
+    def __init__(self, failure: Exception | None = None) -> None:
+        super().__init__(StoreSettings())
+        self.release = asyncio.Event()
+        self.failure = failure
+
+    async def create(self, record: SessionRecord) -> None:
+        await self.release.wait()
+        if self.failure is not None:
+            raise self.failure
+        await super().create(record)
+
+
+class OpeningProvider(ScriptedProvider):
+    """Records when its upstream request opens."""
+
+    def __init__(self, script: Sequence[ProviderItem | None]) -> None:
+        super().__init__(script)
+        self.opened = asyncio.Event()
+
+    async def stream(self, request: GenerationRequest) -> AsyncGenerator[ProviderItem, None]:
+        self.opened.set()
+        async for item in super().stream(request):
+            yield item
+
+
+async def test_the_upstream_request_opens_while_the_session_is_being_stored() -> None:
+    store = SlowCreateStore()
+    provider = OpeningProvider([TextDelta("early"), Finish("stop")])
+    runner = make_runner(store, flush_interval_ms=0)
+    creating = asyncio.create_task(
+        runner.create("scripted", Route("test", "scripted", provider), REQUEST)
+    )
+    await asyncio.wait_for(provider.opened.wait(), 1)
+    assert not creating.done()  # the store has not answered yet
+    store.release.set()
+    created = await creating
+    record, events = await wait_until_ended(store, created.record.id)
+    assert kinds(events) == ["status", "status", "delta", "done"]
+    assert texts(events) == ["early"] and record.status is SessionStatus.COMPLETED
+
+
+async def test_a_session_the_store_cannot_create_closes_its_upstream_request() -> None:
+    store = SlowCreateStore(failure=StoreUnavailable("injected outage"))
+    provider = OpeningProvider([TextDelta("never stored"), None])
+    runner = make_runner(store)
+    creating = asyncio.create_task(
+        runner.create("scripted", Route("test", "scripted", provider), REQUEST)
+    )
+    await asyncio.wait_for(provider.opened.wait(), 1)
+    store.release.set()
+    with pytest.raises(StoreUnavailable):
+        await creating
+    assert provider.closed.is_set()
+    assert runner.running == 0
