@@ -55,7 +55,7 @@ async def ttft(job: Job) -> dict[str, Any]:
     connections = {name: await Connection.open(t["host"], t["port"]) for name, t in targets.items()}
     samples: dict[str, list[float]] = {name: [] for name in targets}
     names = list(targets)
-    model = mock_model(job["tokens"], 0, 0)
+    model = mock_model(job["tokens"], 0, job["upstream_ttft_ms"])
     for round_ in range(job["warmup"] + job["requests"]):
         order = names[round_ % len(names) :] + names[: round_ % len(names)]
         for name in order:

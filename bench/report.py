@@ -258,7 +258,18 @@ def _ttft_table(ttft: Result) -> str:
             ]
         )
     headers = ["path", "p50", "p99", "added p50", "added p99", "requests"]
-    return markdown_table(headers, rows)
+    table = markdown_table(headers, rows)
+    thinking = ttft.get("thinking_upstream")
+    if thinking is None:
+        return table
+    return (
+        f"{table}\n\nThe same with an upstream that takes "
+        f"{thinking['settings']['upstream_ttft_ms']} ms to its first token: the "
+        "session's creation and its `connecting` status are stored while the upstream "
+        "thinks, so what relay adds is what it does after the first token arrives (every "
+        "path, direct included, takes longer after a wait than back to back).\n\n"
+        + _ttft_table(thinking)
+    )
 
 
 def _lag_table(lag: Result) -> str:

@@ -21,6 +21,7 @@ from bench.redis_probe import RedisProbe
 CHAT_PATH = "/v1/chat/completions"
 LAG_LIMIT_MS = 50.0  # the throughput ramp stops at the first step whose lag p99 passes it
 THROUGHPUT_STAGGER_S = 1.0
+THINKING_UPSTREAM_MS = 20  # the second TTFT job's upstream delay before its first token
 
 Result = dict[str, Any]
 Progress = Callable[[str], None]
@@ -47,15 +48,33 @@ def _spec_of(name: str) -> RelaySpec | None:
 
 
 def ttft(bench: Bench, say: Progress) -> Result:
+    """Added TTFT against an upstream that answers at once (every step of relay's path is
+    on the clock) and against one that takes THINKING_UPSTREAM_MS to its first token (the
+    steps that overlap the upstream's own wait are not: what relay adds in practice)."""
     sizes = bench.sizes
-    targets = _targets(bench, [MEMORY, REDIS], proxy=True)
+    paths = _targets(bench, [MEMORY, REDIS], proxy=True)
+    targets = {name: address(child) for name, child in paths}
     say(f"{sizes.ttft_requests} sequential requests per target, round-robin")
+    result = _ttft_job(bench, targets, sizes.ttft_requests, upstream_ttft_ms=0)
+    thinking = sizes.ttft_requests // 5
+    say(f"{thinking} more per target, the upstream {THINKING_UPSTREAM_MS} ms to its first token")
+    result["thinking_upstream"] = _ttft_job(
+        bench, targets, thinking, upstream_ttft_ms=THINKING_UPSTREAM_MS
+    )
+    return result
+
+
+def _ttft_job(
+    bench: Bench, targets: dict[str, Result], requests: int, *, upstream_ttft_ms: int
+) -> Result:
+    model = f"mock:tokens=4,tps=0,ttft_ms={upstream_ttft_ms}"
     job = {
         "kind": "ttft",
-        "targets": {name: address(child) for name, child in targets},
-        "requests": sizes.ttft_requests,
-        "warmup": sizes.ttft_warmup,
+        "targets": targets,
+        "requests": requests,
+        "warmup": bench.sizes.ttft_warmup,
         "tokens": 4,
+        "upstream_ttft_ms": upstream_ttft_ms,
     }
     result = bench.loadgen(job)
     summaries = result["summary_ms"]
@@ -66,7 +85,8 @@ def ttft(bench: Bench, say: Progress) -> Result:
         if name != "direct"
     }
     result["settings"] = {
-        "model": "mock:tokens=4,tps=0,ttft_ms=0",
+        "model": model,
+        "upstream_ttft_ms": upstream_ttft_ms,
         "request": "POST /v1/chat/completions stream=true, keep-alive, one at a time",
         "measured_to": "the first chunk with non-empty delta.content",
     }
