@@ -95,5 +95,6 @@ def steady_rate(streams: Sequence[Sequence[Arrival]]) -> tuple[float, float, flo
         start = min(stream[0].at for stream in running)
         end = max(stream[-1].at for stream in running)
     seconds = max(end - start, 1e-9)
-    inside = [a for stream in running for a in stream if start <= a.at <= end]
+    # A frame's tokens were made in the time before it: the one at `start` is not the window's.
+    inside = [a for stream in running for a in stream if start < a.at <= end]
     return sum(a.tokens for a in inside) / seconds, len(inside) / seconds, seconds
