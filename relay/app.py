@@ -30,6 +30,7 @@ from relay.providers.router import ModelRouter
 from relay.runner import GenerationRunner
 from relay.services import SERVICES, Services
 from relay.store import Store, open_store
+from relay.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +82,7 @@ def _services_context(settings: Settings):  # type: ignore[no-untyped-def]
         try:
             yield
         finally:
-            cancels.cancel()
-            await asyncio.gather(cancels, return_exceptions=True)
+            await cancel_and_wait([cancels])
             await services.feeds.close()
             await leases.stop()
             await router.close()

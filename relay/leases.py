@@ -19,6 +19,7 @@ from relay.errors import StoreError
 from relay.events import ErrorData, EventType
 from relay.runner import GenerationRunner
 from relay.store import Store
+from relay.tasks import cancel_and_wait
 from relay.writer import end_from_outside
 
 log = logging.getLogger(__name__)
@@ -48,9 +49,7 @@ class LeaseKeeper:
         ]
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_and_wait(self._tasks)
         self._tasks = []
 
     async def renew(self) -> None:

@@ -44,6 +44,7 @@ from relay.providers.base import (
 from relay.providers.router import Route
 from relay.session import SessionRecord, hash_token, new_session_id, new_token
 from relay.store import Store
+from relay.tasks import cancel_and_wait
 from relay.writer import EVENT_LIMIT_ERROR, SessionWriter
 
 log = logging.getLogger(__name__)
@@ -100,8 +101,7 @@ class Generation:
     async def stop_upstream(self) -> None:
         """Close the upstream request, if still open, and wait until it is."""
         if self.pump is not None:
-            self.pump.cancel()
-            await asyncio.gather(self.pump, return_exceptions=True)
+            await cancel_and_wait([self.pump])
 
 
 class GenerationProgress:
@@ -185,9 +185,7 @@ class GenerationRunner:
         if not tasks:
             return
         _, late = await asyncio.wait(tasks, timeout=timeout)
-        for task in late:
-            task.cancel()
-        await asyncio.gather(*late, return_exceptions=True)
+        await cancel_and_wait(late)
 
     def _call_upstream(
         self, session_id: str, route: Route, request: GenerationRequest

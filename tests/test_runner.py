@@ -226,6 +226,9 @@ async def test_cancel_writes_held_text_then_one_cancelled_and_closes_the_upstrea
     }
     assert record.status is SessionStatus.CANCELLED
     await asyncio.wait_for(provider.closed.wait(), 1)
+    async with asyncio.timeout(1):  # its task ends once the upstream is closed
+        while runner.running:
+            await asyncio.sleep(0.01)
     assert not runner.cancel(session_id, "client")  # no longer running here
 
 

@@ -87,6 +87,7 @@ from relay.events import STATUS_AFTER_TERMINAL, Event, EventType, SessionStatus
 from relay.session import SessionRecord
 from relay.store.base import Store, check_batch
 from relay.store.redis_url import RedisAddress, Topology, parse_redis_url
+from relay.tasks import cancel_and_wait
 
 __all__ = ["RedisClient", "RedisStore", "SessionKeys", "session_keys"]
 
@@ -357,8 +358,7 @@ class _AppendSender:
     async def aclose(self) -> None:
         self._closed = True
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await cancel_and_wait([self._task])
         for call in self._queue:
             call.settle(StoreUnavailable("the store is closed"))
         self._queue.clear()
@@ -974,8 +974,7 @@ class _SessionTail:
 
     async def aclose(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await cancel_and_wait([self._task])
         # A task cancelled before its first step never ran its `finally`.
         self._hand_out_nothing()
 

@@ -28,6 +28,7 @@ from relay.store import Store
 from relay.subscribers.follow import Outage, follow
 from relay.subscribers.formats import WireRenderer
 from relay.subscribers.sse import EventEncoder, native_frame
+from relay.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -247,10 +248,7 @@ class Feeds:
         self._closed = True
         for feed in list(self._feeds.values()):
             feed.end()
-        tasks = set(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait(set(self._tasks))
 
     async def _read(self, session_id: str, after: int) -> list[Event]:
         """One replay read, riding out a store outage as `follow` does."""
