@@ -165,10 +165,9 @@ async def test_an_append_never_shortens_the_expiry(
     await second.close()
 
 
-async def test_creating_a_session_is_one_round_trip(
-    store: RedisStore, raw: redis.asyncio.Redis, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    await new_session(store)  # the first sends the script whole (NOSCRIPT, then EVAL)
+def record_sends(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Every write of a command (or pipeline) to Redis from now until `monkeypatch.undo()`:
+    one per round trip."""
     sent: list[object] = []
     send = AbstractConnection.send_packed_command
 
@@ -177,6 +176,14 @@ async def test_creating_a_session_is_one_round_trip(
         await send(self, command, check_health)
 
     monkeypatch.setattr(AbstractConnection, "send_packed_command", counted)
+    return sent
+
+
+async def test_creating_a_session_is_one_round_trip(
+    store: RedisStore, raw: redis.asyncio.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await new_session(store)  # the first sends the script whole (NOSCRIPT, then EVAL)
+    sent = record_sends(monkeypatch)
     session_id = await new_session(store)
     monkeypatch.undo()
     assert len(sent) == 1
@@ -191,14 +198,7 @@ async def test_appends_that_queue_meanwhile_share_one_round_trip(
 ) -> None:
     sessions = [await new_session(store, events=1) for _ in range(40)]
     other = await new_session(store, events=1)
-    sent: list[object] = []
-    send = AbstractConnection.send_packed_command
-
-    async def counted(self: AbstractConnection, command: object, check_health: bool = True) -> None:
-        sent.append(command)
-        await send(self, command, check_health)
-
-    monkeypatch.setattr(AbstractConnection, "send_packed_command", counted)
+    sent = record_sends(monkeypatch)
     appends = [store.append(session_id, [delta(2), delta(3)]) for session_id in sessions]
     refused = store.append(other, [delta(5)])  # its own error, not the others'
     *records, refusal = await asyncio.gather(*appends, refused, return_exceptions=True)
