@@ -1,5 +1,10 @@
 """`create_app(settings)`: the one place that builds relay and owns its lifetime.
 
+Its boundaries can be handed in, as httpx's `Client(transport=…)` takes a transport:
+`store=` an event store, `providers=` a provider per upstream name (the rest are built
+from the settings). Tests inject faults this way instead of patching; what is handed in
+is owned by the app from then on and closed with it.
+
 Startup opens the store and the providers; shutdown marks the instance as draining,
 cancels running generations (each writes `cancelled`, reason `shutdown`), ends open
 streams, and only then closes the providers and the store.
@@ -10,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping
 
 from aiohttp import web
 
@@ -26,6 +31,7 @@ from relay.frontdoors import (
 )
 from relay.frontdoors.errors import error_middleware
 from relay.leases import LeaseKeeper
+from relay.providers.base import Provider
 from relay.providers.router import ModelRouter
 from relay.runner import GenerationRunner
 from relay.services import SERVICES, Services
@@ -38,7 +44,12 @@ log = logging.getLogger(__name__)
 SUBSCRIBER_GRACE_S = 1.0
 
 
-def create_app(settings: Settings) -> web.Application:
+def create_app(
+    settings: Settings,
+    *,
+    store: Store | None = None,
+    providers: Mapping[str, Provider] | None = None,
+) -> web.Application:
     app = web.Application(
         middlewares=[error_middleware],
         client_max_size=settings.server.max_body_bytes,
@@ -51,7 +62,7 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(models.routes)
     if settings.server.demo_page:
         app.add_routes([health.demo_page_route()])
-    app.cleanup_ctx.append(_services_context(settings))
+    app.cleanup_ctx.append(_services_context(settings, store, providers))
     app.on_response_prepare.append(_name_instance)
     app.on_shutdown.append(drain)  # when embedded; `relay serve` drains before it stops
     return app
@@ -62,10 +73,12 @@ async def _name_instance(request: web.Request, response: web.StreamResponse) -> 
     response.headers["X-Relay-Instance"] = request.app[SERVICES].instance_id
 
 
-def _services_context(settings: Settings):  # type: ignore[no-untyped-def]
+def _services_context(
+    settings: Settings, given_store: Store | None, providers: Mapping[str, Provider] | None
+) -> Callable[[web.Application], AsyncIterator[None]]:
     async def services_context(app: web.Application) -> AsyncIterator[None]:
-        store = open_store(settings.store)
-        router = ModelRouter(settings.upstreams)
+        store = given_store or open_store(settings.store)
+        router = ModelRouter(settings.upstreams, providers)
         instance_id = "i_" + secrets.token_hex(6)
         runner = GenerationRunner(store, settings.generation, settings.store, instance_id)
         services = app[SERVICES] = Services(settings, store, router, runner, instance_id)

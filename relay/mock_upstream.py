@@ -39,7 +39,7 @@ import msgspec
 from aiohttp import web
 
 from relay.errors import UpstreamError
-from relay.providers.base import GenerationRequest, Message, ToolCall
+from relay.providers.base import ToolCall
 from relay.providers.mock import (
     MOCK_MODEL,
     MockPlan,
@@ -48,6 +48,7 @@ from relay.providers.mock import (
     pace_tokens,
     plan_generation,
 )
+from relay.vocabulary import GenerationRequest, Message, anthropic_stop_reason
 from relay.wire import anthropic_messages as anthropic
 from relay.wire import openai_chat as openai
 
@@ -306,7 +307,7 @@ class AnthropicRenderer:
 
     def closing(self) -> list[bytes]:
         plan = self._plan
-        stop = anthropic.to_anthropic_stop(plan.mock.finish_reason)
+        stop = anthropic_stop_reason(plan.mock.finish_reason)
         end = anthropic.message_delta(stop, plan.output_tokens, plan.mock.input_tokens)
         events = [*self._leave(), end, anthropic.message_stop()]
         return [anthropic.event_frame(event) for event in events]
@@ -320,7 +321,7 @@ class AnthropicRenderer:
             self._message_id,
             self._model,
             self._content(),
-            anthropic.to_anthropic_stop(plan.mock.finish_reason),
+            anthropic_stop_reason(plan.mock.finish_reason),
             plan.mock.input_tokens,
             plan.output_tokens,
         )

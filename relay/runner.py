@@ -34,7 +34,6 @@ from relay.events import (
 )
 from relay.providers.base import (
     Finish,
-    GenerationRequest,
     ProviderItem,
     ReasoningDelta,
     TextDelta,
@@ -45,6 +44,7 @@ from relay.providers.router import Route
 from relay.session import SessionRecord, hash_token, new_session_id, new_token
 from relay.store import Store
 from relay.tasks import cancel_and_wait
+from relay.vocabulary import READ_TOKEN_PREFIX, GenerationRequest
 from relay.writer import EVENT_LIMIT_ERROR, SessionWriter
 
 log = logging.getLogger(__name__)
@@ -139,7 +139,7 @@ class GenerationRunner:
     async def create(self, model: str, route: Route, request: GenerationRequest) -> CreatedSession:
         """Create a session and start its generation in the background."""
         now = time.time()
-        token = new_token("rt_")
+        token = new_token(READ_TOKEN_PREFIX)
         record = SessionRecord(
             id=new_session_id(),
             model=model,

@@ -22,11 +22,12 @@ from relay.events import (
     EventType,
     SessionStatus,
 )
+from relay.vocabulary import SESSION_ID_PREFIX
 
 
 def new_session_id() -> str:
     """`s_` and 22 base64url characters: 128 random bits, unguessable and URL-safe."""
-    return "s_" + _random_b64(16)
+    return SESSION_ID_PREFIX + _random_b64(16)
 
 
 def new_token(prefix: str) -> str:

@@ -24,8 +24,9 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from relay.mock_upstream import split_model
-from relay.providers.base import GenerationRequest, Message, TextDelta, ToolCall, UsageReport
+from relay.providers.base import TextDelta, ToolCall, UsageReport
 from relay.providers.mock import MockProvider
+from relay.vocabulary import GenerationRequest, Message
 from tests.mock_upstream_server import mock_upstream_server
 
 FAST = "mock:tokens=12,tps=0,ttft_ms=0,seed=4"

@@ -12,8 +12,6 @@ from relay.errors import StoreUnavailable, UpstreamError
 from relay.events import Event, EventType, SessionStatus
 from relay.providers.base import (
     Finish,
-    GenerationRequest,
-    Message,
     Provider,
     ProviderItem,
     TextDelta,
@@ -24,6 +22,7 @@ from relay.providers.router import Route
 from relay.runner import GenerationRunner
 from relay.session import SessionRecord
 from relay.store.memory import MemoryStore
+from relay.vocabulary import GenerationRequest, Message
 
 REQUEST = GenerationRequest(model="scripted", messages=[Message(role="user", content="hi")])
 

@@ -15,11 +15,11 @@ from aiohttp import web
 
 from relay.frontdoors import wire_streams
 from relay.frontdoors.http import json_response, read_json
-from relay.providers.base import GenerationRequest
 from relay.services import SERVICES, Services
 from relay.session import SessionRecord
 from relay.subscribers.formats import MessagesEventRenderer
 from relay.subscribers.transcript import Transcript
+from relay.vocabulary import GenerationRequest, anthropic_stop_reason
 from relay.wire import anthropic_messages as wire
 from relay.wire.anthropic_to_chat import chat_tools
 
@@ -69,7 +69,7 @@ async def whole_message(services: Services, record: SessionRecord) -> web.Respon
         messages_renderer(record).message_id,
         record.model,
         content_blocks(transcript),
-        wire.to_anthropic_stop(transcript.finish_reason or "stop"),
+        anthropic_stop_reason(transcript.finish_reason or "stop"),
         transcript.input_tokens,
         transcript.output_tokens,
     )

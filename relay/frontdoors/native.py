@@ -16,11 +16,11 @@ from relay.events import CancelledData, EventType
 from relay.frontdoors.anthropic_messages import messages_renderer
 from relay.frontdoors.http import json_response, read_json
 from relay.frontdoors.openai_chat import chat_renderer
-from relay.providers.base import GenerationRequest, Message
 from relay.services import SERVICES, Services
 from relay.session import SessionRecord, rfc3339, snapshot, token_matches
 from relay.subscribers.formats import WireRenderer
 from relay.subscribers.resume import parse_resume_id
+from relay.vocabulary import GenerationRequest, Message
 from relay.writer import end_from_outside
 
 log = logging.getLogger(__name__)

@@ -15,10 +15,10 @@ from aiohttp import web
 
 from relay.frontdoors import wire_streams
 from relay.frontdoors.http import json_response, read_json
-from relay.providers.base import GenerationRequest, Message
 from relay.services import SERVICES, Services
 from relay.session import SessionRecord
 from relay.subscribers.formats import ChatChunkRenderer
+from relay.vocabulary import GenerationRequest, Message, openai_finish_reason
 from relay.wire import openai_chat as wire
 
 routes = web.RouteTableDef()
@@ -83,7 +83,7 @@ async def whole_completion(services: Services, record: SessionRecord) -> web.Res
         text=transcript.text,
         reasoning=transcript.reasoning or None,
         tool_calls=transcript.tool_calls,
-        finish_reason=wire.to_openai_finish(transcript.finish_reason or "stop"),
+        finish_reason=openai_finish_reason(transcript.finish_reason or "stop"),
         prompt_tokens=transcript.input_tokens,
         completion_tokens=transcript.output_tokens,
     )

@@ -24,11 +24,11 @@ from relay.events import Event
 from relay.frontdoors import native, wire_streams
 from relay.frontdoors.http import json_response, read_json
 from relay.frontdoors.openai_chat import openai_error
-from relay.providers.base import GenerationRequest
 from relay.services import SERVICES, Services
 from relay.session import SessionRecord
 from relay.subscribers.responses_format import ResponsesEventRenderer
 from relay.subscribers.transcript import fold_transcript
+from relay.vocabulary import GenerationRequest
 from relay.wire import openai_chat
 from relay.wire import openai_responses as wire
 

@@ -15,11 +15,11 @@ from aiohttp import web
 
 from relay.events import Event, EventType
 from relay.frontdoors.http import json_response
-from relay.providers.base import GenerationRequest
 from relay.services import Services
 from relay.session import SessionRecord
 from relay.subscribers.formats import WireRenderer
 from relay.subscribers.transcript import Transcript, fold_transcript
+from relay.vocabulary import GenerationRequest
 
 SESSION_HEADER = "X-Relay-Session-Id"
 

@@ -23,8 +23,6 @@ from relay.config import UpstreamSettings
 from relay.errors import UpstreamError
 from relay.providers.base import (
     Finish,
-    GenerationRequest,
-    Message,
     ProviderItem,
     ReasoningDelta,
     TextDelta,
@@ -34,20 +32,12 @@ from relay.providers.base import (
 from relay.providers.failures import incomplete_stream, stream_error_failure
 from relay.providers.retry import RetryingProvider
 from relay.providers.sse_client import SSEClient, read_json
+from relay.vocabulary import GenerationRequest, Message, finish_from_anthropic
 
 API_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096  # Anthropic requires max_tokens; relay's requests may omit it
 
 SYSTEM_ROLES = ("system", "developer")
-
-STOP_REASONS = {
-    "end_turn": "stop",
-    "stop_sequence": "stop",
-    "max_tokens": "length",
-    "model_context_window_exceeded": "length",
-    "tool_use": "tool_calls",
-    "refusal": "content_filter",
-}
 
 Block = dict[str, Any]
 
@@ -313,7 +303,7 @@ class EventAssembler:
         """The items the end of the stream releases; raises when it ended unfinished."""
         if self._stop_reason is None:
             raise incomplete_stream()
-        return [Finish(STOP_REASONS.get(self._stop_reason, self._stop_reason))]
+        return [Finish(finish_from_anthropic(self._stop_reason))]
 
     def _block_start(self, index: int, block: ContentBlock | None) -> list[ProviderItem]:
         if block is None:

@@ -10,38 +10,10 @@ from __future__ import annotations
 
 import abc
 from collections.abc import AsyncGenerator
-from typing import Any
 
 import msgspec
 
-
-class Message(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
-    """One chat message. `content` is text, a list of content parts, or absent."""
-
-    role: str
-    content: str | list[dict[str, Any]] | None = None
-    name: str | None = None
-    tool_calls: list[dict[str, Any]] | None = None
-    tool_call_id: str | None = None
-
-    def text(self) -> str:
-        """The message's text, with the text of every text part joined."""
-        if isinstance(self.content, str):
-            return self.content
-        parts = self.content or []
-        return " ".join(str(part.get("text", "")) for part in parts if isinstance(part, dict))
-
-
-class GenerationRequest(msgspec.Struct, omit_defaults=True):
-    """A generation as the runner hands it to a provider; `model` is the upstream's name."""
-
-    model: str
-    messages: list[Message]
-    max_tokens: int | None = None
-    temperature: float | None = None
-    stop: list[str] | None = None
-    tools: list[dict[str, Any]] | None = None
-
+from relay.vocabulary import GenerationRequest
 
 # What a provider yields.
 

@@ -19,14 +19,13 @@ import msgspec
 from relay.errors import UpstreamError
 from relay.providers.base import (
     Finish,
-    GenerationRequest,
-    Message,
     Provider,
     ProviderItem,
     TextDelta,
     ToolCall,
     UsageReport,
 )
+from relay.vocabulary import GenerationRequest, Message
 
 MOCK_MODEL = "mock"
 

@@ -22,8 +22,6 @@ from relay.config import UpstreamSettings
 from relay.errors import UpstreamError
 from relay.providers.base import (
     Finish,
-    GenerationRequest,
-    Message,
     ProviderItem,
     ReasoningDelta,
     TextDelta,
@@ -33,6 +31,7 @@ from relay.providers.base import (
 from relay.providers.failures import incomplete_stream, stream_error_failure
 from relay.providers.retry import RetryingProvider
 from relay.providers.sse_client import SSEClient, read_json
+from relay.vocabulary import GenerationRequest, Message
 
 DONE = "[DONE]"
 

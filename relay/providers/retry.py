@@ -33,8 +33,9 @@ import msgspec
 
 from relay.config import UpstreamSettings
 from relay.errors import UpstreamError
-from relay.providers.base import GenerationRequest, Provider, ProviderItem
+from relay.providers.base import Provider, ProviderItem
 from relay.providers.failures import Failure, failure_of, first_token_timeout, redacted
+from relay.vocabulary import GenerationRequest
 
 log = logging.getLogger(__name__)
 

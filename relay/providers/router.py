@@ -48,9 +48,16 @@ def build_provider(
 
 
 class ModelRouter:
-    def __init__(self, upstreams: list[UpstreamSettings]) -> None:
+    def __init__(
+        self, upstreams: list[UpstreamSettings], providers: Mapping[str, Provider] | None = None
+    ) -> None:
+        """`providers`: the provider of an upstream, by its name, instead of building one."""
+        given = providers or {}
         self._upstreams = upstreams
-        self._providers = {upstream.name: build_provider(upstream) for upstream in upstreams}
+        self._providers = {
+            upstream.name: given.get(upstream.name) or build_provider(upstream)
+            for upstream in upstreams
+        }
 
     def resolve(self, model: str) -> Route:
         """The route for `model`; ApiError 400 names what is routable when none fits."""

@@ -23,6 +23,7 @@ import msgspec
 
 from relay import sse
 from relay.events import Event, EventType
+from relay.vocabulary import anthropic_stop_reason, openai_finish_reason, session_suffix
 from relay.wire import anthropic_messages as anthropic
 from relay.wire import openai_chat as openai
 
@@ -58,7 +59,7 @@ class ChatChunkRenderer(WireRenderer):
     """OpenAI Chat Completions: `chat.completion.chunk` objects, then `[DONE]`."""
 
     def __init__(self, session_id: str, created: int, model: str, *, include_usage: bool) -> None:
-        self.completion_id = "chatcmpl-" + session_id.removeprefix("s_")
+        self.completion_id = "chatcmpl-" + session_suffix(session_id)
         self._created = created
         self._model = model
         self._include_usage = include_usage
@@ -113,7 +114,7 @@ class ChatChunkRenderer(WireRenderer):
         usage = data.get("usage")
         if isinstance(usage, dict):
             self._usage = (usage["input_tokens"], usage["output_tokens"])
-        chunks = [openai.finish_chunk(*head, openai.to_openai_finish(str(data["finish_reason"])))]
+        chunks = [openai.finish_chunk(*head, openai_finish_reason(str(data["finish_reason"])))]
         if self._include_usage:
             chunks.append(openai.usage_chunk(*head, *self._usage))
         return chunks
@@ -133,7 +134,7 @@ class MessagesEventRenderer(WireRenderer):
     """Anthropic Messages: `message_start`, content blocks, `message_delta`, `message_stop`."""
 
     def __init__(self, session_id: str, model: str) -> None:
-        self.message_id = "msg_" + session_id.removeprefix("s_")
+        self.message_id = "msg_" + session_suffix(session_id)
         self._model = model
         self._started = False
         self._open: tuple[EventType, int] | None = None  # the open block's kind and index
@@ -204,7 +205,7 @@ class MessagesEventRenderer(WireRenderer):
         usage = data.get("usage")
         if isinstance(usage, dict):
             self._usage = (usage["input_tokens"], usage["output_tokens"])
-        stop = anthropic.to_anthropic_stop(str(data["finish_reason"]))
+        stop = anthropic_stop_reason(str(data["finish_reason"]))
         input_tokens, output_tokens = self._usage
         return [
             anthropic.message_delta(stop, output_tokens, input_tokens),

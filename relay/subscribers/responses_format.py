@@ -25,6 +25,7 @@ import msgspec
 from relay import sse
 from relay.events import Event, EventType
 from relay.subscribers.formats import Payload, WireRenderer
+from relay.vocabulary import session_suffix
 from relay.wire import openai_responses as wire
 
 _json = msgspec.json.Encoder().encode
@@ -73,7 +74,7 @@ class ResponsesEventRenderer(WireRenderer):
         self, session_id: str, created_at: int, model: str, *, starting_after: int | None = None
     ) -> None:
         self.response_id = wire.response_id(session_id)
-        self._id_suffix = session_id.removeprefix(wire.SESSION_PREFIX)  # for item ids
+        self._id_suffix = session_suffix(session_id)  # for item ids
         self._created_at = created_at
         self._model = model
         self._starting_after = -1 if starting_after is None else starting_after

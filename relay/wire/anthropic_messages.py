@@ -15,26 +15,8 @@ from typing import Any
 import msgspec
 
 from relay import sse
-from relay.providers.base import Message
+from relay.vocabulary import Message
 from relay.wire import anthropic_to_chat
-
-# relay uses OpenAI's finish reasons; these are Anthropic's stop reasons for them.
-_TO_ANTHROPIC = {
-    "stop": "end_turn",
-    "length": "max_tokens",
-    "tool_calls": "tool_use",
-    "stop_sequence": "stop_sequence",
-    "content_filter": "refusal",
-}
-_FROM_ANTHROPIC = {
-    "end_turn": "stop",
-    "max_tokens": "length",
-    "tool_use": "tool_calls",
-    "stop_sequence": "stop_sequence",
-    "refusal": "content_filter",
-    "model_context_window_exceeded": "length",
-    "pause_turn": "stop",
-}
 
 # The error `type` Anthropic sends for each HTTP status.
 _ERROR_TYPES = {
@@ -82,16 +64,6 @@ def to_relay_messages(request: MessagesRequest) -> list[Message]:
 
 def new_message_id() -> str:
     return "msg_" + secrets.token_urlsafe(18)
-
-
-def to_anthropic_stop(relay_reason: str | None) -> str:
-    """relay's finish reason as an Anthropic stop reason; anything unknown is `end_turn`."""
-    return _TO_ANTHROPIC.get(relay_reason or "", "end_turn")
-
-
-def from_anthropic_stop(stop_reason: str | None) -> str:
-    """An Anthropic stop reason in relay's vocabulary; anything unknown is `stop`."""
-    return _FROM_ANTHROPIC.get(stop_reason or "", "stop")
 
 
 def error_type_for_status(status: int) -> str:

@@ -18,7 +18,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from relay.providers.base import Message
+from relay.vocabulary import Message
 
 Block = dict[str, Any]
 Content = str | list[Block]

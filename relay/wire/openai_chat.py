@@ -15,22 +15,9 @@ from typing import Any, Protocol
 import msgspec
 
 from relay import sse
-from relay.providers.base import Message
+from relay.vocabulary import Message, openai_finish_reason
 
 DONE_FRAME = b"data: [DONE]\n\n"
-
-FINISH_REASONS = frozenset({"stop", "length", "tool_calls", "content_filter", "function_call"})
-
-# Other vocabularies relay may hold (Anthropic's stop reasons), in OpenAI's words.
-_FINISH_ALIASES = {
-    "end_turn": "stop",
-    "stop_sequence": "stop",
-    "pause_turn": "stop",
-    "max_tokens": "length",
-    "model_context_window_exceeded": "length",
-    "tool_use": "tool_calls",
-    "refusal": "content_filter",
-}
 
 # The `type` OpenAI puts in an error body for each HTTP status.
 _ERROR_TYPES = {
@@ -118,13 +105,6 @@ def new_completion_id() -> str:
     return "chatcmpl-" + secrets.token_urlsafe(18)
 
 
-def to_openai_finish(reason: str | None) -> str:
-    """relay's finish reason in OpenAI's vocabulary; anything unknown reads as `stop`."""
-    if reason in FINISH_REASONS:
-        return reason
-    return _FINISH_ALIASES.get(reason or "", "stop")
-
-
 def error_type_for_status(status: int) -> str:
     return _ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
 
@@ -197,7 +177,7 @@ def tool_call_chunk(
 def finish_chunk(
     completion_id: str, created: int, model: str, finish_reason: str
 ) -> dict[str, Any]:
-    return _chunk(completion_id, created, model, {}, to_openai_finish(finish_reason))
+    return _chunk(completion_id, created, model, {}, openai_finish_reason(finish_reason))
 
 
 def usage_chunk(
@@ -242,7 +222,7 @@ def completion(
         "index": 0,
         "message": _message(text, reasoning, tool_calls),
         "logprobs": None,
-        "finish_reason": to_openai_finish(finish_reason),
+        "finish_reason": openai_finish_reason(finish_reason),
     }
     return {
         "id": completion_id,

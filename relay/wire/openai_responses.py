@@ -14,10 +14,9 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from relay.providers.base import Message
+from relay.vocabulary import SESSION_ID_PREFIX, Message, session_suffix
 
 RESPONSE_PREFIX = "resp_"
-SESSION_PREFIX = "s_"
 
 ResponseStatus = Literal["queued", "in_progress", "completed", "incomplete", "failed", "cancelled"]
 ItemStatus = Literal["in_progress", "completed", "incomplete"]
@@ -156,14 +155,14 @@ def _chat_tool(tool: Tool, where: str) -> dict[str, Any]:
 
 
 def response_id(session_id: str) -> str:
-    return RESPONSE_PREFIX + session_id.removeprefix(SESSION_PREFIX)
+    return RESPONSE_PREFIX + session_suffix(session_id)
 
 
 def session_id(response_id: str) -> str | None:
     """The session a response id names; None when it is not a relay response id."""
     if not response_id.startswith(RESPONSE_PREFIX) or len(response_id) == len(RESPONSE_PREFIX):
         return None
-    return SESSION_PREFIX + response_id.removeprefix(RESPONSE_PREFIX)
+    return SESSION_ID_PREFIX + response_id.removeprefix(RESPONSE_PREFIX)
 
 
 # Output items and their parts.

@@ -18,6 +18,8 @@ from aiohttp.test_utils import TestServer
 
 from relay.app import create_app
 from relay.config import Settings, load_settings
+from relay.providers.base import Provider
+from relay.store import Store
 from tests.sse_client import SseEvent, SseReader
 
 READ_TIMEOUT_S = 10.0
@@ -126,15 +128,23 @@ def store_url(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 async def start_relay(store_url: str) -> AsyncIterator[StartRelay]:
-    """Start relays with settings overrides, e.g. `await start_relay(server={...})`."""
+    """Start relays with settings overrides, e.g. `await start_relay(server={...})`;
+    `with_store=` and `with_providers=` are handed to `create_app` (to inject faults)."""
     started: list[Relay] = []
 
-    async def start(**overrides: Mapping[str, Any]) -> Relay:
+    async def start(
+        *,
+        with_store: Store | None = None,
+        with_providers: Mapping[str, Provider] | None = None,
+        **overrides: Mapping[str, Any],
+    ) -> Relay:
         # Closing a test server cancels its generations at once (no drain period).
         base = {"store": {"url": store_url}, "server": {"drain_timeout_s": 0}}
         sections = merge(base, overrides)
         settings = load_settings(None, environ={}, overrides=sections)
-        server = TestServer(create_app(settings), host="127.0.0.1")
+        server = TestServer(
+            create_app(settings, store=with_store, providers=with_providers), host="127.0.0.1"
+        )
         await server.start_server()
         http = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0),

@@ -15,9 +15,10 @@ import anthropic
 import openai
 import pytest
 
-from relay.providers.base import GenerationRequest, Message, TextDelta, ToolCall, UsageReport
+from relay.providers.base import TextDelta, ToolCall, UsageReport
 from relay.providers.mock import MockProvider
 from relay.services import SERVICES
+from relay.vocabulary import GenerationRequest, Message
 from tests.frontdoors.conftest import Relay
 from tests.sse_client import SseParser
 

@@ -29,8 +29,6 @@ from relay.providers.anthropic import (
 )
 from relay.providers.base import (
     Finish,
-    GenerationRequest,
-    Message,
     ProviderItem,
     ReasoningDelta,
     TextDelta,
@@ -38,6 +36,7 @@ from relay.providers.base import (
     UsageReport,
 )
 from relay.providers.mock import MockProvider
+from relay.vocabulary import GenerationRequest, Message
 from tests.mock_upstream_server import mock_stats
 from tests.providers.stub_upstream import sse_answer, stub_upstream
 

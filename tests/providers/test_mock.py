@@ -7,14 +7,13 @@ import pytest
 from relay.errors import UpstreamError
 from relay.providers.base import (
     Finish,
-    GenerationRequest,
-    Message,
     ProviderItem,
     TextDelta,
     ToolCall,
     UsageReport,
 )
 from relay.providers.mock import MockOptions, MockProvider, parse_mock_model
+from relay.vocabulary import GenerationRequest, Message
 
 MESSAGES = [Message(role="system", content="be brief"), Message(role="user", content="hello there")]
 

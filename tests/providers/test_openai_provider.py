@@ -21,8 +21,6 @@ from relay.config import UpstreamSettings, read_api_key
 from relay.errors import ConfigError, UpstreamError
 from relay.providers.base import (
     Finish,
-    GenerationRequest,
-    Message,
     Provider,
     ProviderItem,
     ReasoningDelta,
@@ -34,6 +32,7 @@ from relay.providers.mock import MockProvider
 from relay.providers.openai import CHUNK, Chunk, ChunkAssembler, OpenAIProvider
 from relay.providers.router import ModelEntry, ModelRouter, build_provider
 from relay.providers.sse_client import client_session
+from relay.vocabulary import GenerationRequest, Message
 from tests.mock_upstream_server import mock_stats
 from tests.providers.stub_upstream import sse_answer, stub_upstream
 

@@ -11,7 +11,7 @@ from anthropic.types import Message as AnthropicMessage
 from anthropic.types import RawMessageStreamEvent
 from pydantic import BaseModel, TypeAdapter
 
-from relay.providers.base import Message
+from relay.vocabulary import Message
 from relay.wire import anthropic_messages as wire
 
 STREAM_EVENT: TypeAdapter[RawMessageStreamEvent] = TypeAdapter(RawMessageStreamEvent)
@@ -119,28 +119,6 @@ def test_event_frame_names_the_event() -> None:
     assert frame.count(b"\n") == 3
     assert json.loads(frame.split(b"data: ", 1)[1]) == event
     assert wire.event_frame(event, event_id=3).startswith(b"id: 3\nevent: content_block_delta\n")
-
-
-@pytest.mark.parametrize(
-    ("relay_reason", "stop_reason"),
-    [
-        ("stop", "end_turn"),
-        ("length", "max_tokens"),
-        ("tool_calls", "tool_use"),
-        ("stop_sequence", "stop_sequence"),
-    ],
-)
-def test_stop_reasons_round_trip(relay_reason: str, stop_reason: str) -> None:
-    assert wire.to_anthropic_stop(relay_reason) == stop_reason
-    assert wire.from_anthropic_stop(stop_reason) == relay_reason
-
-
-def test_unknown_stop_reasons_are_tolerated() -> None:
-    assert wire.to_anthropic_stop("something_new") == "end_turn"
-    assert wire.to_anthropic_stop(None) == "end_turn"
-    assert wire.from_anthropic_stop("refusal") == "content_filter"
-    assert wire.from_anthropic_stop("pause_turn") == "stop"
-    assert wire.from_anthropic_stop("something_new") == "stop"
 
 
 def test_request_ignores_unknown_fields_and_puts_system_first() -> None:

@@ -11,7 +11,7 @@ from openai.types.chat import ChatCompletionMessageParam, ChatCompletionToolPara
 from pydantic import TypeAdapter
 
 from relay.providers.anthropic import anthropic_messages, anthropic_tools, system_prompt
-from relay.providers.base import Message
+from relay.vocabulary import Message
 from relay.wire import anthropic_messages as wire
 from relay.wire.anthropic_to_chat import chat_messages, chat_tools
 

@@ -11,7 +11,8 @@ from openai.types import Model
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from relay.events import ToolCallData
-from relay.providers.base import Message, ToolCall
+from relay.providers.base import ToolCall
+from relay.vocabulary import Message
 from relay.wire import openai_chat as wire
 
 HEAD = ("chatcmpl-test", 1_700_000_000, "mock")
@@ -137,25 +138,6 @@ def test_frames() -> None:
     assert json.loads(frame[len(b"data: ") :]) == chunk
     assert wire.chunk_frame(chunk, event_id=7).startswith(b"id: 7\ndata: {")
     assert wire.DONE_FRAME == b"data: [DONE]\n\n"
-
-
-@pytest.mark.parametrize(
-    ("reason", "expected"),
-    [
-        ("stop", "stop"),
-        ("length", "length"),
-        ("tool_calls", "tool_calls"),
-        ("content_filter", "content_filter"),
-        ("end_turn", "stop"),
-        ("max_tokens", "length"),
-        ("tool_use", "tool_calls"),
-        ("stop_sequence", "stop"),
-        ("something_new", "stop"),
-        (None, "stop"),
-    ],
-)
-def test_finish_reasons(reason: str | None, expected: str) -> None:
-    assert wire.to_openai_finish(reason) == expected
 
 
 def test_request_ignores_unknown_fields_and_reads_limits() -> None:

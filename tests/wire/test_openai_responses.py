@@ -25,8 +25,8 @@ from relay.events import (
     Usage,
     make_event,
 )
-from relay.providers.base import Message
 from relay.subscribers.responses_format import ResponsesEventRenderer
+from relay.vocabulary import Message
 from relay.wire import openai_responses as wire
 from tests.sse_client import SseParser
 
