@@ -3,6 +3,7 @@
     RelayError
     ├── ApiError             an error a client sees: HTTP status, code, message
     ├── ConfigError          a bad configuration file or environment override
+    ├── UnknownModel         no upstream serves the requested model (a client error: 400)
     ├── UpstreamError        a model provider failed (translated at the provider boundary)
     └── StoreError           the event log refused or failed an operation
         ├── SessionNotFound      no such session (never created, or expired)
@@ -35,6 +36,16 @@ class ApiError(RelayError):
 
 class ConfigError(RelayError):
     """The configuration is invalid; the message names the key."""
+
+
+class UnknownModel(RelayError):
+    """No upstream can serve the model a request names. `code` is `unknown_model` (no
+    upstream matches) or `invalid_model` (the matching upstream refuses the name)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
 
 
 class UpstreamError(RelayError):

@@ -9,7 +9,7 @@ one home. relay's canonical conversation is OpenAI Chat-shaped (roles `system`, 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -44,6 +44,32 @@ class Message(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
         return " ".join(str(part.get("text", "")) for part in parts if isinstance(part, dict))
 
 
+class NamedFunction(msgspec.Struct, frozen=True):
+    name: str
+
+
+class NamedToolChoice(msgspec.Struct, frozen=True):
+    """`tool_choice` naming the one function the model must call (Chat's shape)."""
+
+    function: NamedFunction
+    type: Literal["function"] = "function"
+
+
+# Chat's `tool_choice`: `auto`, `none`, `required` (some tool), or one named function.
+ToolChoice = Literal["auto", "none", "required"] | NamedToolChoice
+
+UpstreamKind = Literal["openai", "anthropic"]
+
+
+class Passthrough(msgspec.Struct, frozen=True):
+    """Request fields relay does not interpret (`top_k`, `seed`, `service_tier`, …), as
+    the client sent them. Only an upstream of `kind`, which speaks the format they came
+    in, is sent them: another format may not know them, or mean something else."""
+
+    kind: UpstreamKind
+    fields: dict[str, msgspec.Raw]
+
+
 class GenerationRequest(msgspec.Struct, omit_defaults=True):
     """A generation as the runner hands it to a provider; `model` is the upstream's name."""
 
@@ -53,6 +79,9 @@ class GenerationRequest(msgspec.Struct, omit_defaults=True):
     temperature: float | None = None
     stop: list[str] | None = None
     tools: list[dict[str, Any]] | None = None
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    passthrough: Passthrough | None = None
 
 
 # Finish reasons: relay speaks OpenAI's vocabulary.

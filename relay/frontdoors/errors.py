@@ -12,7 +12,7 @@ import logging
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from relay.errors import ApiError, StoreFull, StoreUnavailable
+from relay.errors import ApiError, StoreFull, StoreUnavailable, UnknownModel
 from relay.frontdoors.http import error_response
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     except ApiError as exc:
         return error_response(exc.status, exc.code, exc.message)
+    except UnknownModel as exc:
+        return error_response(400, exc.code, exc.message)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

@@ -19,7 +19,7 @@ import re
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from relay.errors import ApiError
+from relay.errors import ApiError, UnknownModel
 from relay.events import Event
 from relay.frontdoors import native, wire_streams
 from relay.frontdoors.http import json_response, read_json
@@ -52,6 +52,9 @@ def with_openai_errors(handler: Handler) -> Handler:
         except ApiError as exc:
             kind = openai_chat.error_type_for_status(exc.status)
             return json_response(openai_chat.error_body(exc.message, kind, exc.code), exc.status)
+        except UnknownModel as exc:
+            kind = openai_chat.error_type_for_status(400)
+            return json_response(openai_chat.error_body(exc.message, kind, exc.code), 400)
 
     return handle
 

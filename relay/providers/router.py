@@ -9,7 +9,7 @@ from collections.abc import Mapping
 import msgspec
 
 from relay.config import UpstreamSettings, read_api_key, upstream_proxy
-from relay.errors import ApiError, ConfigError
+from relay.errors import ConfigError, UnknownModel
 from relay.providers.anthropic import AnthropicProvider
 from relay.providers.base import Provider
 from relay.providers.mock import MockProvider
@@ -60,16 +60,16 @@ class ModelRouter:
         }
 
     def resolve(self, model: str) -> Route:
-        """The route for `model`; ApiError 400 names what is routable when none fits."""
+        """The route for `model`; `UnknownModel` names what is routable when none fits."""
         route = self._explicit(model) or self._by_pattern(model)
         if route is None:
-            raise ApiError(
-                400, "unknown_model", f"model {model!r} is not routable; {self._routable()}"
+            raise UnknownModel(
+                "unknown_model", f"model {model!r} is not routable; {self._routable()}"
             )
         try:
             route.provider.check_model(route.model)
         except ValueError as exc:
-            raise ApiError(400, "invalid_model", f"model {model!r}: {exc}") from exc
+            raise UnknownModel("invalid_model", f"model {model!r}: {exc}") from exc
         return route
 
     def _explicit(self, model: str) -> Route | None:
