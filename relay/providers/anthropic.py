@@ -1,21 +1,23 @@
-"""`AnthropicProvider`: the Anthropic Messages API, over HTTP.
+"""The Anthropic Messages format.
 
-One `SSEClient` (one connection pool) per upstream. A generation POSTs
-`{base_url}/v1/messages` with `stream`; each SSE message is decoded into an `Event` (only
-the fields relay reads). Requests are converted from relay's (OpenAI-shaped) messages:
-`system`/`developer` messages become the `system` parameter, assistant `tool_calls` become
-`tool_use` blocks, `tool` messages become `tool_result` blocks, and consecutive messages
-of one role are merged; blocks already in Anthropic's shape pass through.
-`EventAssembler` turns the events into provider items, with stop reasons in relay's
-(OpenAI's) vocabulary. Retries and deadlines are `retry.py`'s.
+`MessagesFormat` is what `UpstreamProvider` needs of it: a streamed request to
+`{base_url}/v1/messages`, each SSE message decoded into an `Event` (only the fields relay
+reads), and `EventAssembler`, which turns the events into provider items, with stop
+reasons in relay's (OpenAI's) vocabulary. Requests are converted from relay's
+(OpenAI-shaped) messages: `system`/`developer` messages become the `system` parameter,
+assistant `tool_calls` become `tool_use` blocks, `tool` messages become `tool_result`
+blocks, and consecutive messages of one role are merged; blocks already in Anthropic's
+shape pass through. Chat's `tool_choice` and `parallel_tool_calls` become Anthropic's
+`tool_choice`; passthrough fields are sent only from an Anthropic-format request.
+All of it is pure code; `AnthropicProvider` is the format bound to `UpstreamProvider`,
+which does the I/O.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-from collections.abc import AsyncGenerator, Iterable
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, Literal
 
 import msgspec
 
@@ -30,9 +32,9 @@ from relay.providers.base import (
     UsageReport,
 )
 from relay.providers.failures import incomplete_stream, stream_error_failure
-from relay.providers.retry import RetryingProvider
-from relay.providers.sse_client import SSEClient, read_json
-from relay.vocabulary import GenerationRequest, Message, finish_from_anthropic
+from relay.providers.passthrough import encode_body
+from relay.providers.upstream import UpstreamProvider
+from relay.vocabulary import GenerationRequest, Message, NamedToolChoice, finish_from_anthropic
 
 API_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096  # Anthropic requires max_tokens; relay's requests may omit it
@@ -40,6 +42,14 @@ DEFAULT_MAX_TOKENS = 4096  # Anthropic requires max_tokens; relay's requests may
 SYSTEM_ROLES = ("system", "developer")
 
 Block = dict[str, Any]
+
+
+class ToolChoiceParam(msgspec.Struct, omit_defaults=True, kw_only=True):
+    """Anthropic's `tool_choice`: `auto`, `any` (some tool), `tool` (the one named), `none`."""
+
+    type: Literal["auto", "any", "tool", "none"]
+    name: str | None = None
+    disable_parallel_tool_use: bool | None = None
 
 
 class MessagesRequest(msgspec.Struct, omit_defaults=True, kw_only=True):
@@ -53,39 +63,7 @@ class MessagesRequest(msgspec.Struct, omit_defaults=True, kw_only=True):
     stop_sequences: list[str] | None = None
     tools: list[dict[str, Any]] | None = None
     temperature: float | None = None
-
-
-ENCODER = msgspec.json.Encoder()
-
-
-class AnthropicProvider(RetryingProvider):
-    def __init__(
-        self, upstream: UpstreamSettings, api_key: str | None, *, proxy: str | None = None
-    ) -> None:
-        super().__init__(upstream, api_key)
-        headers = {"anthropic-version": API_VERSION}
-        if api_key:
-            headers["x-api-key"] = api_key
-        self._client = SSEClient(upstream, messages_url(upstream.base_url), headers, proxy=proxy)
-
-    async def close(self) -> None:
-        await self._client.close()
-
-    async def _attempt(self, request: GenerationRequest) -> AsyncGenerator[ProviderItem, None]:
-        assembler = EventAssembler()
-        body = ENCODER.encode(messages_request(request))
-        async with contextlib.aclosing(self._client.messages(body)) as batches:
-            async for messages in batches:
-                for message in messages:
-                    for item in assembler.feed(read_json(EVENT, message.data)):
-                        yield item
-        for item in assembler.finish():
-            yield item
-
-
-def messages_url(base_url: str | None) -> str:
-    """As the SDK joins them: `https://api.anthropic.com` → `…/v1/messages`."""
-    return f"{(base_url or '').rstrip('/')}/v1/messages"
+    tool_choice: ToolChoiceParam | None = None
 
 
 def messages_request(request: GenerationRequest) -> MessagesRequest:
@@ -98,7 +76,24 @@ def messages_request(request: GenerationRequest) -> MessagesRequest:
         stop_sequences=request.stop or None,
         tools=anthropic_tools(request.tools) if request.tools else None,
         temperature=request.temperature,
+        tool_choice=anthropic_tool_choice(request) if request.tools else None,
     )
+
+
+def anthropic_tool_choice(request: GenerationRequest) -> ToolChoiceParam | None:
+    """Chat's `tool_choice` and `parallel_tool_calls` as Anthropic's `tool_choice`; None
+    when both are unset. Turning parallel calls off needs a choice: `auto` by default."""
+    single = True if request.parallel_tool_calls is False else None
+    choice = request.tool_choice
+    if isinstance(choice, NamedToolChoice):
+        name = choice.function.name
+        return ToolChoiceParam(type="tool", name=name, disable_parallel_tool_use=single)
+    if choice == "none":  # Anthropic's `none` takes no parallel setting: no tool is called
+        return ToolChoiceParam(type="none")
+    if choice is None and single is None:
+        return None
+    kind: Literal["auto", "any"] = "any" if choice == "required" else "auto"
+    return ToolChoiceParam(type=kind, disable_parallel_tool_use=single)
 
 
 # --- relay's messages → Anthropic's -------------------------------------------------------
@@ -361,3 +356,36 @@ def _stream_error(error: ErrorDetail | None) -> UpstreamError:
     if error is None:
         return stream_error_failure(None, None).error
     return stream_error_failure(error.type, error.message).error
+
+
+# --- the format, and its provider ---------------------------------------------------
+
+
+class MessagesFormat:
+    """The Messages API as `UpstreamProvider` speaks it."""
+
+    endpoint = "/v1/messages"
+
+    def headers(self, api_key: str | None) -> dict[str, str]:
+        headers = {"anthropic-version": API_VERSION}
+        if api_key:
+            headers["x-api-key"] = api_key
+        return headers
+
+    def encode_request(self, request: GenerationRequest) -> bytes:
+        return encode_body(messages_request(request), request.passthrough, "anthropic")
+
+    def decode_event(self, data: str) -> Event:
+        return EVENT.decode(data)
+
+    def new_assembler(self) -> EventAssembler:
+        return EventAssembler()
+
+
+class AnthropicProvider(UpstreamProvider[Event]):
+    """An Anthropic upstream: the Messages format over HTTP."""
+
+    def __init__(
+        self, upstream: UpstreamSettings, api_key: str | None, *, proxy: str | None = None
+    ) -> None:
+        super().__init__(MessagesFormat(), upstream, api_key, proxy=proxy)

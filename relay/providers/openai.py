@@ -1,19 +1,19 @@
-"""`OpenAIProvider`: any OpenAI-compatible Chat Completions upstream, over HTTP.
+"""The OpenAI Chat Completions format, for any OpenAI-compatible upstream.
 
-One `SSEClient` (one connection pool) per upstream, reused by every generation. A
-generation POSTs `{base_url}/chat/completions` with `stream` and usage included, decodes
-each SSE message into a `Chunk` (only the fields relay reads; `[DONE]` ends the stream),
-and `ChunkAssembler` turns the chunks into provider items: content → text, the
+`ChatCompletionsFormat` is what `UpstreamProvider` needs of it: a streamed request to
+`{base_url}/chat/completions` with usage included (the output limit under the name the
+upstream's `max_tokens_field` says; `tool_choice` and `parallel_tool_calls` as Chat takes
+them; passthrough fields only from an OpenAI-format request), each SSE message decoded
+into a `Chunk` (only the fields relay reads; `[DONE]` ends the stream), and
+`ChunkAssembler`, which turns the chunks into provider items: content → text, the
 `reasoning_content`/`reasoning` extensions (vLLM, DeepSeek, OpenRouter) → reasoning, a
 refusal → text, tool-call fragments → complete tool calls, usage, and the finish reason
-(relay speaks OpenAI's vocabulary). The output limit goes under the name the upstream's
-`max_tokens_field` says. Retries and deadlines are `retry.py`'s.
+(relay speaks OpenAI's vocabulary). All of it is pure code; `OpenAIProvider` is the
+format bound to `UpstreamProvider`, which does the I/O.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncGenerator
 from typing import Any
 
 import msgspec
@@ -29,9 +29,9 @@ from relay.providers.base import (
     UsageReport,
 )
 from relay.providers.failures import incomplete_stream, stream_error_failure
-from relay.providers.retry import RetryingProvider
-from relay.providers.sse_client import SSEClient, read_json
-from relay.vocabulary import GenerationRequest, Message
+from relay.providers.passthrough import encode_body
+from relay.providers.upstream import UpstreamProvider
+from relay.vocabulary import GenerationRequest, Message, ToolChoice
 
 DONE = "[DONE]"
 
@@ -48,6 +48,8 @@ class ChatRequest(msgspec.Struct, omit_defaults=True, kw_only=True):
     temperature: float | None = None
     stop: list[str] | None = None
     tools: list[dict[str, Any]] | None = None
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
 
 
 # A chunk, as far as relay reads it. Every field may be absent or null: compatible
@@ -97,36 +99,21 @@ class Chunk(msgspec.Struct):
 
 
 CHUNK = msgspec.json.Decoder(Chunk)
-ENCODER = msgspec.json.Encoder()
 
 
-class OpenAIProvider(RetryingProvider):
-    def __init__(
-        self, upstream: UpstreamSettings, api_key: str | None, *, proxy: str | None = None
-    ) -> None:
-        super().__init__(upstream, api_key)
-        self._max_tokens_field = upstream.max_tokens_field
-        headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
-        self._client = SSEClient(
-            upstream, chat_completions_url(upstream.base_url), headers, proxy=proxy
-        )
+class ChatCompletionsFormat:
+    """The Chat Completions API as `UpstreamProvider` speaks it."""
 
-    async def close(self) -> None:
-        await self._client.close()
+    endpoint = "/chat/completions"
 
-    async def _attempt(self, request: GenerationRequest) -> AsyncGenerator[ProviderItem, None]:
-        assembler = ChunkAssembler()
-        ended = False  # after [DONE] the body is read to its end (the connection is reused)
-        body = ENCODER.encode(self._chat_request(request))
-        async with contextlib.aclosing(self._client.messages(body)) as batches:
-            async for messages in batches:
-                for message in messages:
-                    ended = ended or message.data == DONE
-                    if not ended:
-                        for item in assembler.feed(read_json(CHUNK, message.data)):
-                            yield item
-        for item in assembler.finish():
-            yield item
+    def __init__(self, max_tokens_field: str) -> None:
+        self._max_tokens_field = max_tokens_field
+
+    def headers(self, api_key: str | None) -> dict[str, str]:
+        return {"authorization": f"Bearer {api_key}"} if api_key else {}
+
+    def encode_request(self, request: GenerationRequest) -> bytes:
+        return encode_body(self._chat_request(request), request.passthrough, "openai")
 
     def _chat_request(self, request: GenerationRequest) -> ChatRequest:
         return ChatRequest(
@@ -139,16 +126,29 @@ class OpenAIProvider(RetryingProvider):
             temperature=request.temperature,
             stop=request.stop,
             tools=request.tools,
+            tool_choice=request.tool_choice,
+            parallel_tool_calls=request.parallel_tool_calls,
         )
 
     def _output_limit(self, field: str, request: GenerationRequest) -> int | None:
         """The limit under the one name this upstream takes (`max_tokens_field`)."""
         return request.max_tokens if field == self._max_tokens_field else None
 
+    def decode_event(self, data: str) -> Chunk | None:
+        return None if data == DONE else CHUNK.decode(data)
 
-def chat_completions_url(base_url: str | None) -> str:
-    """As the SDK joins them: `https://api.openai.com/v1` → `…/v1/chat/completions`."""
-    return f"{(base_url or '').rstrip('/')}/chat/completions"
+    def new_assembler(self) -> ChunkAssembler:
+        return ChunkAssembler()
+
+
+class OpenAIProvider(UpstreamProvider[Chunk]):
+    """An OpenAI-compatible upstream: the Chat Completions format over HTTP."""
+
+    def __init__(
+        self, upstream: UpstreamSettings, api_key: str | None, *, proxy: str | None = None
+    ) -> None:
+        chat = ChatCompletionsFormat(upstream.max_tokens_field)
+        super().__init__(chat, upstream, api_key, proxy=proxy)
 
 
 class PartialToolCall(msgspec.Struct):

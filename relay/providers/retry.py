@@ -20,7 +20,6 @@ Failures become `UpstreamError`s here, chained with `raise … from exc`; an exc
 
 from __future__ import annotations
 
-import abc
 import asyncio
 import contextlib
 import itertools
@@ -33,9 +32,8 @@ import msgspec
 
 from relay.config import UpstreamSettings
 from relay.errors import UpstreamError
-from relay.providers.base import Provider, ProviderItem
-from relay.providers.failures import Failure, failure_of, first_token_timeout, redacted
-from relay.vocabulary import GenerationRequest
+from relay.providers.base import ProviderItem
+from relay.providers.failures import Failure, first_token_timeout, redacted
 
 log = logging.getLogger(__name__)
 
@@ -173,30 +171,3 @@ def _log_retry(
         policy.max_retries,
         delay,
     )
-
-
-class RetryingProvider(Provider):
-    """An upstream over HTTP: every attempt goes through `stream_with_retries`.
-
-    Subclasses make one attempt (`_attempt`), raising `UpstreamFailed` or `UpstreamError`.
-    """
-
-    def __init__(self, upstream: UpstreamSettings, api_key: str | None) -> None:
-        self._policy = RetryPolicy.for_upstream(upstream)
-        self._api_key = api_key
-
-    def check_model(self, model: str) -> None:
-        if not model.strip():
-            raise ValueError("the model name is empty")
-
-    def stream(self, request: GenerationRequest) -> AsyncGenerator[ProviderItem, None]:
-        return stream_with_retries(
-            lambda: self._attempt(request),
-            failure_of,
-            self._policy,
-            secret=self._api_key,
-        )
-
-    @abc.abstractmethod
-    def _attempt(self, request: GenerationRequest) -> AsyncGenerator[ProviderItem, None]:
-        """One request to the upstream, streamed."""

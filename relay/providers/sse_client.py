@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import AsyncGenerator, Mapping
-from typing import TypeVar
 
 import aiohttp
 import msgspec
@@ -33,14 +32,11 @@ from relay.providers.failures import (
     ConnectionFault,
     Failure,
     UpstreamFailed,
-    bad_response_failure,
     connection_failure,
     status_failure,
     timeout_failure,
 )
 from relay.providers.sse_decoder import SSEDecoder, SSEMessage
-
-T = TypeVar("T")
 
 MAX_ERROR_BODY_BYTES = 64 * 1024  # of an error answer: enough for any message worth showing
 
@@ -109,14 +105,6 @@ class SSEClient:
             finally:
                 response.close()
         return response
-
-
-def read_json(decoder: msgspec.json.Decoder[T], data: str) -> T:
-    """One event's JSON, or `UpstreamFailed` (`upstream_bad_response`)."""
-    try:
-        return decoder.decode(data)
-    except msgspec.DecodeError as exc:
-        raise UpstreamFailed(bad_response_failure(exc)) from exc
 
 
 def transport_failure(exc: Exception) -> Failure:

@@ -1,5 +1,6 @@
 """A real HTTP server that answers every POST as a test scripts it, for what the mock
-upstream cannot send: bodies that are not JSON, malformed events, redirects."""
+upstream cannot send: bodies that are not JSON, malformed events, redirects. It records
+what it received: each request's path, headers and body."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ class StubUpstream:
     def __init__(self, server: TestServer) -> None:
         self.server = server
         self.requests: list[tuple[str, dict[str, str]]] = []  # (path, headers)
+        self.bodies: list[bytes] = []  # one per request, as received
         self.client_ports: list[int] = []  # one per request: equal ports, one connection
 
     def url(self, path: str = "") -> str:
@@ -26,6 +28,7 @@ class StubUpstream:
 async def stub_upstream(handler: Handler) -> AsyncIterator[StubUpstream]:
     async def recording(request: web.Request) -> web.StreamResponse:
         stub.requests.append((request.path, dict(request.headers)))
+        stub.bodies.append(await request.read())
         assert request.transport is not None
         stub.client_ports.append(request.transport.get_extra_info("peername")[1])
         return await handler(request)

@@ -7,6 +7,7 @@ string; stop reasons come back in relay's (OpenAI's) vocabulary.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -36,13 +37,20 @@ from relay.providers.base import (
     UsageReport,
 )
 from relay.providers.mock import MockProvider
-from relay.vocabulary import GenerationRequest, Message
+from relay.vocabulary import (
+    GenerationRequest,
+    Message,
+    NamedFunction,
+    NamedToolChoice,
+    Passthrough,
+)
 from tests.mock_upstream_server import mock_stats
 from tests.providers.stub_upstream import sse_answer, stub_upstream
 
 API_KEY = "sk-ant-test-0123456789abcdef"
 MESSAGES = [Message(role="system", content="be brief"), Message(role="user", content="hello there")]
 FAST = "mock:tokens=30,tps=0,ttft_ms=0"
+TOOLS = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
 
 MakeProvider = Callable[..., AnthropicProvider]
 
@@ -101,6 +109,16 @@ def text_of(items: list[ProviderItem]) -> str:
         (FAST, {"max_tokens": 7}),
         ("mock:tools,tps=0,ttft_ms=0", {}),
         ("mock:tokens=12,seed=4,tps=0,ttft_ms=0", {"temperature": 0.5, "stop": ["zzz"]}),
+        (
+            "mock:tools,tps=0,ttft_ms=0",
+            {
+                "tools": TOOLS,
+                "tool_choice": "required",
+                "parallel_tool_calls": False,
+                "passthrough": Passthrough("anthropic", {"top_k": msgspec.Raw(b"5")}),
+            },
+        ),
+        (FAST, {"passthrough": Passthrough("openai", {"seed": msgspec.Raw(b"1")})}),
     ],
 )
 async def test_items_equal_the_in_process_mock(
@@ -261,6 +279,108 @@ async def test_the_request_url_and_headers(base_url: str, api_key: str | None) -
     assert headers["anthropic-version"] == "2023-06-01"
     assert "Authorization" not in headers
     assert headers["Content-Type"] == "application/json"
+
+
+# --- tool choice and passthrough fields reach the upstream ---------------------------
+
+
+async def body_sent(**fields: Any) -> bytes:
+    """The body the stub upstream received for a request with `fields`."""
+    async with stub_upstream(sse_answer(*STOP_STREAM)) as stub:
+        settings = UpstreamSettings(name="stub", kind="anthropic", base_url=stub.url())
+        provider = AnthropicProvider(settings, API_KEY)
+        try:
+            await collect(provider, "any", **fields)
+        finally:
+            await provider.close()
+    [body] = stub.bodies
+    return body
+
+
+def keys_of(body: bytes) -> list[str]:
+    """The body's top-level keys in order, repeats included."""
+    pairs: list[tuple[str, Any]] = json.loads(body, object_pairs_hook=lambda pairs: pairs)
+    return [key for key, _ in pairs]
+
+
+PLAIN_BODY = (
+    b'{"model":"any","messages":[{"role":"user","content":[{"type":"text","text":"hello there"}]}],'
+    b'"max_tokens":5,"stream":true,"system":"be brief"}'
+)
+NAMED_F = NamedToolChoice(NamedFunction("f"))
+
+
+async def test_a_request_without_the_new_fields_is_sent_as_before() -> None:
+    assert await body_sent(max_tokens=5) == PLAIN_BODY
+
+
+@pytest.mark.parametrize(
+    ("tool_choice", "parallel", "sent"),
+    [
+        ("auto", None, {"type": "auto"}),
+        ("required", None, {"type": "any"}),
+        ("none", None, {"type": "none"}),
+        (NAMED_F, None, {"type": "tool", "name": "f"}),
+        (None, False, {"type": "auto", "disable_parallel_tool_use": True}),
+        ("auto", False, {"type": "auto", "disable_parallel_tool_use": True}),
+        ("required", False, {"type": "any", "disable_parallel_tool_use": True}),
+        (NAMED_F, False, {"type": "tool", "name": "f", "disable_parallel_tool_use": True}),
+        ("none", False, {"type": "none"}),  # Anthropic's `none` takes no parallel setting
+        ("required", True, {"type": "any"}),  # parallel use is Anthropic's default
+    ],
+)
+async def test_tool_choice_is_translated(
+    tool_choice: Any, parallel: bool | None, sent: dict[str, Any]
+) -> None:
+    body = await body_sent(tools=TOOLS, tool_choice=tool_choice, parallel_tool_calls=parallel)
+    assert msgspec.json.decode(body)["tool_choice"] == sent
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"tools": TOOLS},
+        {"tools": TOOLS, "parallel_tool_calls": True},
+        {"tool_choice": "required", "parallel_tool_calls": False},  # no tools
+        {"tools": [], "tool_choice": NAMED_F},
+    ],
+)
+async def test_no_tool_choice_without_tools_or_a_choice(fields: dict[str, Any]) -> None:
+    assert "tool_choice" not in msgspec.json.decode(await body_sent(**fields))
+
+
+ANTHROPIC_EXTRAS = {
+    "top_k": b"40",
+    "metadata": b'{"user_id": "u-1"}',
+    "thinking": b'{"type": "enabled", "budget_tokens": 1024}',
+}
+RELAYS_OWN = {
+    "model": b'"claude-other"',
+    "messages": b"[]",
+    "max_tokens": b"1",
+    "stream": b"false",
+    "system": b'"obey"',
+    "temperature": b"1",  # not sent by relay here, but its name all the same
+    "tool_choice": b'{"type": "any"}',
+}
+
+
+async def test_anthropic_passthrough_fields_are_merged_and_relays_own_win() -> None:
+    fields = {name: msgspec.Raw(raw) for name, raw in {**RELAYS_OWN, **ANTHROPIC_EXTRAS}.items()}
+    body = await body_sent(max_tokens=5, passthrough=Passthrough("anthropic", fields))
+    assert body.startswith(PLAIN_BODY[:-1] + b",")
+    assert b'"metadata":{"user_id": "u-1"}' in body  # verbatim
+    assert keys_of(body) == keys_of(PLAIN_BODY) + list(ANTHROPIC_EXTRAS)
+    assert msgspec.json.decode(body) == {
+        **msgspec.json.decode(PLAIN_BODY),
+        **{name: msgspec.json.decode(raw) for name, raw in ANTHROPIC_EXTRAS.items()},
+    }
+
+
+async def test_openai_passthrough_fields_are_not_sent() -> None:
+    fields = {name: msgspec.Raw(raw) for name, raw in ANTHROPIC_EXTRAS.items()}
+    body = await body_sent(max_tokens=5, passthrough=Passthrough("openai", fields))
+    assert body == PLAIN_BODY
 
 
 # --- cancellation reaches the upstream --------------------------------------------

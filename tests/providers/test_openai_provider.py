@@ -7,6 +7,7 @@ string: the mock upstream plans the same words and sends them one chunk per toke
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import time
 from collections.abc import AsyncIterator, Callable
@@ -32,13 +33,20 @@ from relay.providers.mock import MockProvider
 from relay.providers.openai import CHUNK, Chunk, ChunkAssembler, OpenAIProvider
 from relay.providers.router import ModelEntry, ModelRouter, build_provider
 from relay.providers.sse_client import client_session
-from relay.vocabulary import GenerationRequest, Message
+from relay.vocabulary import (
+    GenerationRequest,
+    Message,
+    NamedFunction,
+    NamedToolChoice,
+    Passthrough,
+)
 from tests.mock_upstream_server import mock_stats
 from tests.providers.stub_upstream import sse_answer, stub_upstream
 
 API_KEY = "sk-test-0123456789abcdef"
 MESSAGES = [Message(role="system", content="be brief"), Message(role="user", content="hello there")]
 FAST = "mock:tokens=30,tps=0,ttft_ms=0"
+TOOLS = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
 
 MakeProvider = Callable[..., OpenAIProvider]
 
@@ -95,6 +103,16 @@ def text_of(items: list[ProviderItem]) -> str:
         (FAST, {"max_tokens": 7}),
         ("mock:tools,tps=0,ttft_ms=0", {}),
         ("mock:tokens=12,seed=4,tps=0,ttft_ms=0", {"temperature": 0.5, "stop": ["zzz"]}),
+        (
+            "mock:tools,tps=0,ttft_ms=0",
+            {
+                "tools": TOOLS,
+                "tool_choice": NamedToolChoice(NamedFunction("search")),
+                "parallel_tool_calls": False,
+                "passthrough": Passthrough("openai", {"seed": msgspec.Raw(b"1")}),
+            },
+        ),
+        (FAST, {"passthrough": Passthrough("anthropic", {"top_k": msgspec.Raw(b"5")})}),
     ],
 )
 async def test_items_equal_the_in_process_mock(
@@ -393,6 +411,95 @@ async def test_no_proxy_sends_requests_directly() -> None:
         finally:
             await provider.close()
         assert len(upstream_server.requests) == 1
+
+
+# --- tool choice and passthrough fields reach the upstream ---------------------------
+
+
+async def body_sent(**fields: Any) -> bytes:
+    """The body the stub upstream received for a request with `fields`."""
+    async with stub_upstream(sse_answer(*DONE_STREAM)) as stub:
+        provider = stub_provider(stub.url("/v1"))
+        try:
+            await collect(provider, "any", **fields)
+        finally:
+            await provider.close()
+    [body] = stub.bodies
+    return body
+
+
+def keys_of(body: bytes) -> list[str]:
+    """The body's top-level keys in order, repeats included."""
+    pairs: list[tuple[str, Any]] = json.loads(body, object_pairs_hook=lambda pairs: pairs)
+    return [key for key, _ in pairs]
+
+
+PLAIN_BODY = (
+    b'{"model":"any","messages":[{"role":"system","content":"be brief"},'
+    b'{"role":"user","content":"hello there"}],"stream":true,'
+    b'"stream_options":{"include_usage":true},"max_tokens":5}'
+)
+
+
+async def test_a_request_without_the_new_fields_is_sent_as_before() -> None:
+    assert await body_sent(max_tokens=5) == PLAIN_BODY
+
+
+@pytest.mark.parametrize(
+    ("tool_choice", "sent"),
+    [
+        ("auto", "auto"),
+        ("none", "none"),
+        ("required", "required"),
+        (NamedToolChoice(NamedFunction("f")), {"type": "function", "function": {"name": "f"}}),
+    ],
+)
+async def test_tool_choice_is_sent_as_chat_takes_it(tool_choice: Any, sent: Any) -> None:
+    body = msgspec.json.decode(await body_sent(tools=TOOLS, tool_choice=tool_choice))
+    assert body["tool_choice"] == sent
+    assert "parallel_tool_calls" not in body
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+async def test_parallel_tool_calls_is_sent_as_given(parallel: bool) -> None:
+    body = msgspec.json.decode(await body_sent(tools=TOOLS, parallel_tool_calls=parallel))
+    assert body["parallel_tool_calls"] is parallel
+    assert "tool_choice" not in body
+
+
+OPENAI_EXTRAS = {
+    "top_k": b"40",
+    "seed": b"7",
+    "logit_bias": b'{"50256": -100}',
+    "user": b'"u-1"',
+}
+RELAYS_OWN = {
+    "model": b'"gpt-other"',
+    "messages": b"[]",
+    "stream": b"false",
+    "stream_options": b'{"include_usage": false}',
+    "max_tokens": b"1",
+    "max_completion_tokens": b"2",  # not sent by relay here, but its name all the same
+    "tool_choice": b'"none"',
+}
+
+
+async def test_openai_passthrough_fields_are_merged_and_relays_own_win() -> None:
+    fields = {name: msgspec.Raw(raw) for name, raw in {**RELAYS_OWN, **OPENAI_EXTRAS}.items()}
+    body = await body_sent(max_tokens=5, passthrough=Passthrough("openai", fields))
+    assert body.startswith(PLAIN_BODY[:-1] + b",")
+    assert b'"logit_bias":{"50256": -100}' in body  # verbatim
+    assert keys_of(body) == keys_of(PLAIN_BODY) + list(OPENAI_EXTRAS)
+    assert msgspec.json.decode(body) == {
+        **msgspec.json.decode(PLAIN_BODY),
+        **{name: msgspec.json.decode(raw) for name, raw in OPENAI_EXTRAS.items()},
+    }
+
+
+async def test_anthropic_passthrough_fields_are_not_sent() -> None:
+    fields = {name: msgspec.Raw(raw) for name, raw in OPENAI_EXTRAS.items()}
+    body = await body_sent(max_tokens=5, passthrough=Passthrough("anthropic", fields))
+    assert body == PLAIN_BODY
 
 
 # --- cancellation reaches the upstream --------------------------------------------

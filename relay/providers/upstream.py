@@ -1,0 +1,124 @@
+"""`UpstreamProvider`: any upstream that answers a POSTed JSON request with an SSE stream.
+
+What differs between upstreams is their `UpstreamFormat`, pure code: the endpoint and
+headers, the request body, how one SSE message's data decodes into the format's event
+(where an end sentinel such as `[DONE]` is recognised), and the assembler that turns
+events into provider items. The provider does the I/O once for every format: one
+`SSEClient` (one connection pool) per upstream, each attempt read message by message
+into the assembler, and attempts retried by `retry.py`'s `stream_with_retries`.
+
+An attempt raises `UpstreamFailed` (the connection's, or an event that cannot be read) or
+`UpstreamError` (an error the assembler found in the stream); anything else is a bug and
+propagates unchanged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncGenerator
+from typing import Generic, Protocol, TypeVar
+
+import msgspec
+
+from relay.config import UpstreamSettings
+from relay.providers.base import Provider, ProviderItem
+from relay.providers.failures import UpstreamFailed, bad_response_failure, failure_of
+from relay.providers.retry import RetryPolicy, stream_with_retries
+from relay.providers.sse_client import SSEClient
+from relay.vocabulary import GenerationRequest
+
+Event = TypeVar("Event")
+EventIn = TypeVar("EventIn", contravariant=True)
+
+
+class StreamAssembler(Protocol[EventIn]):
+    """A format's events → provider items, for one answer. Pure: no I/O."""
+
+    def feed(self, event: EventIn) -> list[ProviderItem]:
+        """The items `event` completes; raises `UpstreamError` for an error event."""
+        ...
+
+    def finish(self) -> list[ProviderItem]:
+        """The items the end of the stream releases; raises when it ended unfinished."""
+        ...
+
+
+class UpstreamFormat(Protocol[Event]):
+    """What one upstream API is, as far as relay speaks it. Pure: no I/O."""
+
+    endpoint: str  # the path after the upstream's `base_url`: `/chat/completions`
+
+    def headers(self, api_key: str | None) -> dict[str, str]:
+        """The headers that authenticate and version a request."""
+        ...
+
+    def encode_request(self, request: GenerationRequest) -> bytes:
+        """The JSON body of a streamed request for `request`."""
+        ...
+
+    def decode_event(self, data: str) -> Event | None:
+        """One SSE message's data as an event; None for the format's end sentinel, after
+        which the rest of the body is read but not decoded. Raises `msgspec.DecodeError`
+        (with a typed `msgspec.json.Decoder`) for data that is not an event."""
+        ...
+
+    def new_assembler(self) -> StreamAssembler[Event]: ...
+
+
+def endpoint_url(base_url: str | None, endpoint: str) -> str:
+    """As the SDKs join them: `https://api.openai.com/v1` + `/chat/completions`."""
+    return f"{(base_url or '').rstrip('/')}{endpoint}"
+
+
+class UpstreamProvider(Provider, Generic[Event]):
+    """One upstream of one format over HTTP, with retries before the first item."""
+
+    def __init__(
+        self,
+        upstream_format: UpstreamFormat[Event],
+        upstream: UpstreamSettings,
+        api_key: str | None,
+        *,
+        proxy: str | None = None,
+    ) -> None:
+        self._format = upstream_format
+        self._policy = RetryPolicy.for_upstream(upstream)
+        self._api_key = api_key
+        url = endpoint_url(upstream.base_url, upstream_format.endpoint)
+        self._client = SSEClient(upstream, url, upstream_format.headers(api_key), proxy=proxy)
+
+    def check_model(self, model: str) -> None:
+        if not model.strip():
+            raise ValueError("the model name is empty")
+
+    def stream(self, request: GenerationRequest) -> AsyncGenerator[ProviderItem, None]:
+        return stream_with_retries(
+            lambda: self._attempt(request), failure_of, self._policy, secret=self._api_key
+        )
+
+    async def close(self) -> None:
+        await self._client.close()
+
+    async def _attempt(self, request: GenerationRequest) -> AsyncGenerator[ProviderItem, None]:
+        """One request to the upstream, streamed: its messages decoded and assembled."""
+        decode = self._format.decode_event
+        assembler = self._format.new_assembler()
+        # After the end sentinel the body is still read to its end: the connection is reused.
+        ended = False
+        body = self._format.encode_request(request)
+        async with contextlib.aclosing(self._client.messages(body)) as batches:
+            async for messages in batches:
+                if ended:
+                    continue
+                for message in messages:
+                    try:
+                        event = decode(message.data)
+                    except msgspec.DecodeError as exc:
+                        raise UpstreamFailed(bad_response_failure(exc)) from exc
+                    if event is None:
+                        ended = True
+                        break
+                    for item in assembler.feed(event):
+                        yield item
+        for item in assembler.finish():
+            yield item
