@@ -133,15 +133,16 @@ class Sessions:
         return await self._end_here(record)
 
     async def _terminal_within(self, record: SessionRecord, seconds: float) -> Event | None:
-        """The session's terminal event, waiting up to `seconds` for it."""
+        """The session's terminal event after the record's last event, waiting up to
+        `seconds` for it; None when none came (or the session ended before, or is gone:
+        the store's `wait` then answers [] at once, so asking again would spin)."""
         after = record.last_event_id
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(seconds):
-                while True:
-                    events = await self._store.wait(record.id, after, 1000, seconds)
-                    if events and events[-1].is_terminal:
+                while events := await self._store.wait(record.id, after, 1000, seconds):
+                    if events[-1].is_terminal:
                         return events[-1]
-                    after = events[-1].id if events else after
+                    after = events[-1].id
         return None
 
     async def _end_here(self, record: SessionRecord) -> SessionStatus:
