@@ -12,7 +12,6 @@ streams, and only then closes the providers and the store.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import secrets
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -20,7 +19,6 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from aiohttp import web
 
 from relay.config import Settings
-from relay.errors import StoreError
 from relay.frontdoors import (
     anthropic_messages,
     health,
@@ -36,7 +34,6 @@ from relay.providers.router import ModelRouter
 from relay.runner import GenerationRunner
 from relay.services import SERVICES, Services
 from relay.store import Store, open_store
-from relay.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -91,29 +88,17 @@ def _services_context(
         )
         leases = LeaseKeeper(store, runner, settings)
         leases.start()
-        cancels = asyncio.create_task(_obey_cancels(store, runner), name="relay-cancels")
+        services.sessions.start()
         try:
             yield
         finally:
-            await cancel_and_wait([cancels])
+            await services.sessions.stop()
             await services.feeds.close()
             await leases.stop()
             await router.close()
             await store.close()
 
     return services_context
-
-
-async def _obey_cancels(store: Store, runner: GenerationRunner) -> None:
-    """Cancel the generations here that another instance was asked to cancel."""
-    while True:
-        try:
-            async for session_id in store.cancel_requests():
-                runner.cancel(session_id, "client")
-            return
-        except StoreError as exc:  # listen again once the store is back
-            log.warning("cancel requests interrupted: %s", exc)
-            await asyncio.sleep(1.0)
 
 
 async def drain(app: web.Application) -> None:

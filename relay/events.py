@@ -115,8 +115,10 @@ class ErrorData(msgspec.Struct, omit_defaults=True):
     upstream_status: int | None = None
 
 
-class CancelledData(msgspec.Struct):
+class CancelledData(msgspec.Struct, omit_defaults=True):
     reason: str
+    # The usage so far, when the generation knew it (as `done` reports it); absent if not.
+    usage: Usage | None = None
 
 
 EventData = StatusData | TextData | ToolCallData | Usage | DoneData | ErrorData | CancelledData

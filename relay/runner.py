@@ -5,7 +5,12 @@ and nothing else, so closing it closes the upstream request. The *generation* ta
 drains the inbox, coalesces text, and appends batches to the session log through its
 `SessionWriter`. No client connection is involved: a subscriber that goes away never
 stops a generation; only `cancel` (or shutdown) does, and text already received is
-written before the `cancelled` event.
+written before the `cancelled` event, which carries the usage reported so far.
+
+Only a provider's own failures (`UpstreamError`) end a session as upstream errors.
+Anything else raised while generating is a bug in relay (or a provider breaking its
+contract): the session ends with `internal_error`, not retryable, and the traceback is
+logged once, here; the client's message says nothing internal.
 """
 
 from __future__ import annotations
@@ -54,6 +59,10 @@ Pending = list[tuple[EventType, EventData]]
 # How long cancelled generations get to write their last events before they are stopped.
 CANCEL_GRACE_S = 5.0
 
+# A bug in relay (or a provider breaking its contract) ended the session. The message
+# says nothing internal: the traceback is in the server's log.
+INTERNAL_ERROR = ErrorData("internal_error", "relay failed while generating", retryable=False)
+
 
 # What the pump puts in the inbox besides provider items.
 class StreamEnded(msgspec.Struct):
@@ -61,7 +70,7 @@ class StreamEnded(msgspec.Struct):
 
 
 class StreamFailed(msgspec.Struct):
-    error: UpstreamError
+    error: ErrorData
 
 
 class CancelRequested(msgspec.Struct):
@@ -193,7 +202,7 @@ class GenerationRunner:
         """A generation whose upstream request is under way; its own task starts later."""
         generation = Generation(session_id)
         generation.pump = asyncio.create_task(
-            self._pump(route.provider.stream(request), generation.inbox),
+            self._pump(session_id, route.provider.stream(request), generation.inbox),
             name=f"relay-pump-{session_id}",
         )
         return generation
@@ -208,19 +217,20 @@ class GenerationRunner:
 
     @staticmethod
     async def _pump(
-        stream: AsyncGenerator[ProviderItem, None], inbox: asyncio.Queue[InboxItem]
+        session_id: str, stream: AsyncGenerator[ProviderItem, None], inbox: asyncio.Queue[InboxItem]
     ) -> None:
-        async with contextlib.aclosing(stream):
-            try:
+        """Only a provider's own failures (`UpstreamError`) are upstream errors; anything
+        else raised under the stream is a bug, which must not pass for an outage."""
+        try:
+            async with contextlib.aclosing(stream):
                 async for item in stream:
                     inbox.put_nowait(item)
-                inbox.put_nowait(StreamEnded())
-            except UpstreamError as exc:
-                inbox.put_nowait(StreamFailed(exc))
-            except Exception:
-                log.exception("provider stream failed")
-                failure = UpstreamError("upstream_error", "the upstream failed", retryable=True)
-                inbox.put_nowait(StreamFailed(failure))
+            inbox.put_nowait(StreamEnded())
+        except UpstreamError as exc:
+            inbox.put_nowait(StreamFailed(upstream_failure(exc)))
+        except Exception:
+            log.exception("session %s: the provider stream raised", session_id)
+            inbox.put_nowait(StreamFailed(INTERNAL_ERROR))
 
     async def _run(self, generation: Generation) -> None:
         started = time.monotonic()
@@ -293,9 +303,8 @@ class GenerationRunner:
         """Best effort: a bug in relay must not leave a session running forever."""
         if writer.ended:
             return
-        failure = ErrorData("internal_error", "relay failed while generating", True)
         with contextlib.suppress(StoreError):
-            await writer.append([(EventType.ERROR, failure)])
+            await writer.append([(EventType.ERROR, INTERNAL_ERROR)])
 
     def _idle_error(self) -> ErrorData:
         seconds = self._settings.idle_timeout_s
@@ -338,9 +347,12 @@ def _terminal(
     if isinstance(item, StreamEnded):
         return EventType.DONE, DoneData(progress.finish_reason, progress.usage)
     if isinstance(item, StreamFailed):
-        error = item.error
-        return EventType.ERROR, ErrorData(error.code, error.message, error.retryable, error.status)
-    return EventType.CANCELLED, CancelledData(item.reason)
+        return EventType.ERROR, item.error
+    return EventType.CANCELLED, CancelledData(item.reason, progress.usage)
+
+
+def upstream_failure(error: UpstreamError) -> ErrorData:
+    return ErrorData(error.code, error.message, error.retryable, error.status)
 
 
 def _started(progress: GenerationProgress) -> Pending:

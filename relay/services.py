@@ -1,6 +1,9 @@
 """`Services`: the long-lived parts one app wires together, reachable from handlers.
 
 Owned by `create_app`, which opens them on startup and closes them on shutdown.
+Services holds the streaming plumbing (a session's log to clients: feeds, follow,
+SSE streams, and tracking open streams for shutdown); the session lifecycle (create,
+find, snapshot, cancel) is `sessions`, a `relay.sessions.Sessions`.
 """
 
 from __future__ import annotations
@@ -12,10 +15,10 @@ from collections.abc import AsyncIterator, Sequence
 from aiohttp import web
 
 from relay.config import Settings
-from relay.errors import ApiError
 from relay.events import Event
 from relay.providers.router import ModelRouter
 from relay.runner import GenerationRunner
+from relay.sessions import Sessions
 from relay.store import Store
 from relay.subscribers.feeds import Feeds
 from relay.subscribers.follow import follow
@@ -36,7 +39,7 @@ class Services:
         self.router = router
         self.runner = runner
         self.instance_id = instance_id
-        self.draining = False
+        self.sessions = Sessions(settings, store, router, runner)
         self.feeds = Feeds(
             store,
             heartbeat_s=settings.server.heartbeat_s,
@@ -45,21 +48,18 @@ class Services:
         )
         self._subscribers: set[asyncio.Task[object]] = set()
 
-    def refuse_when_draining(self) -> None:
-        if self.draining:
-            raise ApiError(503, "draining", "this instance is shutting down; retry on another")
+    @property
+    def draining(self) -> bool:
+        """The instance is shutting down: `/readyz` and new sessions answer 503."""
+        return self.sessions.draining
+
+    @draining.setter
+    def draining(self, draining: bool) -> None:
+        self.sessions.draining = draining
 
     async def read_all(self, session_id: str, upto: int | None = None) -> list[Event]:
-        """Every event of a session (or those with id <= `upto`), read in batches."""
-        batch = self.settings.store.read_batch
-        events: list[Event] = []
-        while upto is None or len(events) < upto:
-            limit = batch if upto is None else min(batch, upto - len(events))
-            chunk = await self.store.read(session_id, len(events), limit)
-            events += chunk
-            if len(chunk) < limit:
-                break
-        return events
+        """Every event of a session (or those with id <= `upto`)."""
+        return await self.sessions.read_all(session_id, upto)
 
     def follow(self, session_id: str, after: int = 0) -> AsyncIterator[list[Event]]:
         """A session's log after `after`, with this instance's heartbeat, read batch and

@@ -21,6 +21,7 @@ from relay.events import (
     Event,
     EventType,
     SessionStatus,
+    ToolCallData,
 )
 from relay.vocabulary import SESSION_ID_PREFIX
 
@@ -82,6 +83,7 @@ class Snapshot(msgspec.Struct):
     status: SessionStatus
     model: str
     text: str
+    tool_calls: list[ToolCallData]
     last_event_id: int
     finish_reason: str | None
     usage: dict[str, Any] | None
@@ -90,21 +92,28 @@ class Snapshot(msgspec.Struct):
     updated_at: str
 
 
+_decode_tool_call = msgspec.json.Decoder(ToolCallData).decode
+
+
 def snapshot(record: SessionRecord, events: Iterable[Event]) -> Snapshot:
-    """Fold a session's log into its snapshot."""
+    """Fold a session's log into its snapshot. `usage` is the latest a `usage`, `done`
+    or `cancelled` event reported: a cancelled session keeps the usage it had."""
     text: list[str] = []
+    tool_calls: list[ToolCallData] = []
     usage: dict[str, Any] | None = None
     finish_reason: str | None = None
     error: dict[str, Any] | None = None
     for event in events:
         if event.type is EventType.DELTA:
             text.append(event.decoded_data()["text"])
+        elif event.type is EventType.TOOL_CALL:
+            tool_calls.append(_decode_tool_call(event.data))
         elif event.type is EventType.USAGE:
             usage = event.decoded_data()
-        elif event.type is EventType.DONE:
-            done = event.decoded_data()
-            finish_reason = done.get("finish_reason")
-            usage = done.get("usage") or usage
+        elif event.type in (EventType.DONE, EventType.CANCELLED):
+            ending = event.decoded_data()
+            finish_reason = ending.get("finish_reason")
+            usage = ending.get("usage") or usage
         elif event.type is EventType.ERROR:
             error = event.decoded_data()
     return Snapshot(
@@ -112,6 +121,7 @@ def snapshot(record: SessionRecord, events: Iterable[Event]) -> Snapshot:
         status=record.status,
         model=record.model,
         text="".join(text),
+        tool_calls=tool_calls,
         last_event_id=record.last_event_id,
         finish_reason=finish_reason,
         usage=usage,

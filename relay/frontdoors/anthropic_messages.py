@@ -17,7 +17,7 @@ from relay.frontdoors import wire_streams
 from relay.frontdoors.http import json_response, read_json
 from relay.services import SERVICES, Services
 from relay.session import SessionRecord
-from relay.subscribers.formats import MessagesEventRenderer
+from relay.subscribers.formats import messages_renderer
 from relay.subscribers.transcript import Transcript
 from relay.vocabulary import GenerationRequest, anthropic_stop_reason
 from relay.wire import anthropic_messages as wire
@@ -40,10 +40,6 @@ def generation_request(body: wire.MessagesRequest) -> GenerationRequest:
 
 def anthropic_error(status: int, data: dict[str, object]) -> dict[str, object]:
     return wire.error_body(wire.error_type_for_status(status), str(data.get("message", "")))
-
-
-def messages_renderer(record: SessionRecord) -> MessagesEventRenderer:
-    return MessagesEventRenderer(record.id, record.model)
 
 
 @routes.post("/v1/messages")

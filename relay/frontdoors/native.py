@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
 from collections.abc import Mapping
 from typing import Annotated, Any
 
@@ -12,23 +9,15 @@ import msgspec
 from aiohttp import web
 
 from relay.errors import ApiError
-from relay.events import CancelledData, EventType
-from relay.frontdoors.anthropic_messages import messages_renderer
+from relay.events import SessionStatus
 from relay.frontdoors.http import json_response, read_json
-from relay.frontdoors.openai_chat import chat_renderer
 from relay.services import SERVICES, Services
-from relay.session import SessionRecord, rfc3339, snapshot, token_matches
-from relay.subscribers.formats import WireRenderer
+from relay.session import SessionRecord, rfc3339, token_matches
+from relay.subscribers.formats import WireRenderer, chat_renderer, messages_renderer
 from relay.subscribers.resume import parse_resume_id
 from relay.vocabulary import GenerationRequest, Message
-from relay.writer import end_from_outside
-
-log = logging.getLogger(__name__)
 
 routes = web.RouteTableDef()
-
-# How long a cancel waits for another instance's generator to write `cancelled`.
-CANCEL_WAIT_S = 1.0
 
 
 class CreateSessionBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -59,10 +48,8 @@ def events_path(session_id: str) -> str:
 @routes.post("/v1/sessions")
 async def create_session(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
-    services.refuse_when_draining()
     body = await read_json(request, CreateSessionBody, services.settings.server.max_body_bytes)
-    route = services.router.resolve(body.model)
-    created = await services.runner.create(body.model, route, body.generation_request(route.model))
+    created = await services.sessions.create(body.model, body.generation_request(body.model))
     record = created.record
     payload = {
         "id": record.id,
@@ -78,15 +65,14 @@ async def create_session(request: web.Request) -> web.Response:
 @routes.get("/v1/sessions/{session_id}")
 async def get_session(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
-    record = await find_session(services, request.match_info["session_id"])
-    events = await services.read_all(record.id)
-    return json_response(snapshot(record, events))
+    record = await services.sessions.find(request.match_info["session_id"])
+    return json_response(await services.sessions.snapshot(record))
 
 
 @routes.get("/v1/sessions/{session_id}/events")
 async def session_events(request: web.Request) -> web.StreamResponse:
     services = request.app[SERVICES]
-    record = await find_session(services, request.match_info["session_id"])
+    record = await services.sessions.find(request.match_info["session_id"])
     check_read_token(request, record)
     # No event id exceeds the cap, so a larger resume id means the same as the cap.
     after = min(resume_point(request), services.settings.store.max_events_per_session)
@@ -127,57 +113,13 @@ async def resume_renderer(
 
 @routes.delete("/v1/sessions/{session_id}")
 async def cancel_session(request: web.Request) -> web.Response:
-    services = request.app[SERVICES]
-    record = await find_session(services, request.match_info["session_id"])
-    await cancel(services, record)
-    return json_response({"id": record.id, "status": "cancelling"}, status=202)
-
-
-async def cancel(services: Services, record: SessionRecord) -> None:
-    """Cancel the session's generation (reason `client`) wherever it runs; idempotent.
-
-    Here: at once. Elsewhere: every instance hears the request and the generating one
-    cancels, writing held text and then `cancelled`; if none has within
-    `CANCEL_WAIT_S` (its generator is gone), the log is ended from here.
-    """
-    if record.status.is_final or services.runner.cancel(record.id, "client"):
-        return
-    await services.store.publish_cancel(record.id)
-    if not await ended_within(services, record, CANCEL_WAIT_S):
-        await cancel_elsewhere(services, record)
-
-
-async def ended_within(services: Services, record: SessionRecord, seconds: float) -> bool:
-    """Wait up to `seconds` for the session's terminal event."""
-    after = record.last_event_id
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(seconds):
-            while True:
-                events = await services.store.wait(record.id, after, 1000, seconds)
-                if events and events[-1].is_terminal:
-                    return True
-                after = events[-1].id if events else after
-    return False
-
-
-async def cancel_elsewhere(services: Services, record: SessionRecord) -> None:
-    """The generation runs on another instance (or none): end the log from here."""
-    await end_from_outside(
-        services.store,
-        record,
-        (EventType.CANCELLED, CancelledData("client")),
-        retry_s=services.settings.generation.store_retry_s,
-        max_events=services.settings.store.max_events_per_session,
-    )
-
-
-async def find_session(services: Services, session_id: str) -> SessionRecord:
-    record = await services.store.get(session_id)
-    if record is None:
-        raise ApiError(
-            404, "session_not_found", f"session {session_id!r} does not exist or has expired"
-        )
-    return record
+    """202 with the status once the cancel is through: the session's final one, or
+    `cancelling` while its generation is still writing its last events."""
+    sessions = request.app[SERVICES].sessions
+    record = await sessions.find(request.match_info["session_id"])
+    status = await sessions.cancel(record)
+    shown = "cancelling" if status is SessionStatus.RUNNING else status.value
+    return json_response({"id": record.id, "status": shown}, status=202)
 
 
 def check_read_token(request: web.Request, record: SessionRecord) -> None:

@@ -17,7 +17,7 @@ from relay.frontdoors import wire_streams
 from relay.frontdoors.http import json_response, read_json
 from relay.services import SERVICES, Services
 from relay.session import SessionRecord
-from relay.subscribers.formats import ChatChunkRenderer
+from relay.subscribers.formats import chat_renderer
 from relay.vocabulary import GenerationRequest, Message, openai_finish_reason
 from relay.wire import openai_chat as wire
 
@@ -43,10 +43,6 @@ def to_message(message: dict[str, Any]) -> Message:
     return Message(**{key: value for key, value in message.items() if key in MESSAGE_FIELDS})
 
 
-def openai_error(status: int, data: dict[str, object]) -> dict[str, object]:
-    return wire.error_body(str(data.get("message", "")), "upstream_error", str(data.get("code")))
-
-
 @routes.post("/v1/chat/completions")
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     services = request.app[SERVICES]
@@ -58,21 +54,14 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         renderer = chat_renderer(record, include_usage=include_usage)
         return await wire_streams.stream_answer(
-            request, services, record.id, renderer, openai_error
+            request, services, record.id, renderer, wire.error_event_body
         )
     return await whole_completion(services, record)
 
 
-def chat_renderer(record: SessionRecord, *, include_usage: bool) -> ChatChunkRenderer:
-    """Chunk ids, `created` and `model` come from the record, so resumes match."""
-    return ChatChunkRenderer(
-        record.id, int(record.created_at), record.model, include_usage=include_usage
-    )
-
-
 async def whole_completion(services: Services, record: SessionRecord) -> web.Response:
     transcript = await wire_streams.whole_answer(services, record.id)
-    failed = wire_streams.failure_response(transcript, record.id, openai_error)
+    failed = wire_streams.failure_response(transcript, record.id, wire.error_event_body)
     if failed is not None:
         return failed
     headers = {wire_streams.SESSION_HEADER: record.id}

@@ -21,9 +21,8 @@ from aiohttp.typedefs import Handler
 
 from relay.errors import ApiError, UnknownModel
 from relay.events import Event
-from relay.frontdoors import native, wire_streams
+from relay.frontdoors import wire_streams
 from relay.frontdoors.http import json_response, read_json
-from relay.frontdoors.openai_chat import openai_error
 from relay.services import SERVICES, Services
 from relay.session import SessionRecord
 from relay.subscribers.responses_format import ResponsesEventRenderer
@@ -116,7 +115,7 @@ async def stream_response(
     renderer = responses_renderer(record)
     if not background:
         return await wire_streams.stream_answer(
-            request, services, record.id, renderer, openai_error
+            request, services, record.id, renderer, openai_chat.error_event_body
         )
     headers = session_headers(record)
     return await services.stream(request, record.id, 0, encode=renderer, headers=headers)
@@ -126,7 +125,9 @@ async def whole_response(services: Services, record: SessionRecord) -> web.Respo
     """The Response object once it has ended; an HTTP error if it failed or was cancelled,
     as the other front doors answer."""
     events = await log_until_end(services, record.id)
-    failed = wire_streams.failure_response(fold_transcript(events), record.id, openai_error)
+    failed = wire_streams.failure_response(
+        fold_transcript(events), record.id, openai_chat.error_event_body
+    )
     if failed is not None:
         return failed
     return json_response(response_object(record, events), headers=session_headers(record))
@@ -194,7 +195,7 @@ async def cancel_response(request: web.Request) -> web.Response:
     (or, should that take over `CANCEL_WAIT_S`, as it is then)."""
     services = request.app[SERVICES]
     record = await find_response(services, request.match_info["response_id"])
-    await native.cancel(services, record)
+    await services.sessions.cancel(record)
     try:
         async with asyncio.timeout(CANCEL_WAIT_S):
             events = await log_until_end(services, record.id)
@@ -204,9 +205,6 @@ async def cancel_response(request: web.Request) -> web.Response:
 
 
 async def find_response(services: Services, response_id: str) -> SessionRecord:
-    session_id = wire.session_id(response_id)
-    record = None if session_id is None else await services.store.get(session_id)
-    if record is None:
-        message = f"response {response_id!r} does not exist or has expired"
-        raise ApiError(404, "response_not_found", message)
-    return record
+    message = f"response {response_id!r} does not exist or has expired"
+    not_found = ApiError(404, "response_not_found", message)
+    return await services.sessions.find(wire.session_id(response_id), not_found)

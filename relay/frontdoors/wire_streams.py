@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import msgspec
 from aiohttp import web
 
 from relay.events import Event, EventType
@@ -29,10 +28,7 @@ ErrorBody = Callable[[int, dict[str, object]], dict[str, object]]
 async def start_session(
     services: Services, model: str, request: GenerationRequest
 ) -> SessionRecord:
-    services.refuse_when_draining()
-    route = services.router.resolve(model)
-    upstream_request = msgspec.structs.replace(request, model=route.model)
-    created = await services.runner.create(model, route, upstream_request)
+    created = await services.sessions.create(model, request)
     return created.record
 
 

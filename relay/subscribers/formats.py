@@ -23,6 +23,7 @@ import msgspec
 
 from relay import sse
 from relay.events import Event, EventType
+from relay.session import SessionRecord
 from relay.vocabulary import anthropic_stop_reason, openai_finish_reason, session_suffix
 from relay.wire import anthropic_messages as anthropic
 from relay.wire import openai_chat as openai
@@ -220,3 +221,17 @@ def _anthropic_error(kind: EventType, data: dict[str, object]) -> dict[str, obje
         )
     error_type = "overloaded_error" if data.get("retryable") else "api_error"
     return anthropic.error_event(error_type, str(data["message"]))
+
+
+# A session's renderers: ids, `created` and `model` come from its record, so every
+# rendering of a session (live, resumed, whole) matches.
+
+
+def chat_renderer(record: SessionRecord, *, include_usage: bool) -> ChatChunkRenderer:
+    return ChatChunkRenderer(
+        record.id, int(record.created_at), record.model, include_usage=include_usage
+    )
+
+
+def messages_renderer(record: SessionRecord) -> MessagesEventRenderer:
+    return MessagesEventRenderer(record.id, record.model)

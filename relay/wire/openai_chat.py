@@ -267,6 +267,12 @@ def error_body(
     return {"error": {"message": message, "type": type, "param": param, "code": code}}
 
 
+def error_event_body(status: int, data: Mapping[str, object]) -> dict[str, Any]:
+    """A failed session's `error` event `data` as OpenAI's error body, for an answer with
+    HTTP `status` (which OpenAI's body does not repeat); relay's code is `code`."""
+    return error_body(str(data.get("message", "")), "upstream_error", str(data.get("code")))
+
+
 def model_list(model_ids: Sequence[str], created: int, owned_by: str = "relay") -> dict[str, Any]:
     """The body of `GET /v1/models`."""
     models = [

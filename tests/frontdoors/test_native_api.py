@@ -24,6 +24,7 @@ SNAPSHOT_FIELDS = {
     "status",
     "model",
     "text",
+    "tool_calls",
     "last_event_id",
     "finish_reason",
     "usage",

@@ -1,0 +1,171 @@
+"""`Sessions`: the lifecycle of sessions — create, find, snapshot, cancel — for every
+front door, wherever the generation runs.
+
+Front doors call it and never touch the store or the runner themselves: a front door
+may translate its own id (`resp_…`) and choose its own not-found error, but the lookup
+and the 404 are here. Streaming a session's log to clients (feeds, follow, SSE,
+subscriber tracking) is `relay.services.Services`'s plumbing, not a lifecycle step.
+
+Cancel works wherever the generation runs. Here: the runner stops it at once. On
+another instance: the request is published on the store's cancel bus, whose listener
+on the generating instance (`start`/`stop`, owned by the app) cancels it there. Either
+way the caller waits up to `cancel_wait_s` for the terminal event; when a published
+cancel brings none (the generator is gone), the log is ended from here, behind the
+store's id fence so that exactly one terminal event is ever written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import msgspec
+
+from relay.config import Settings
+from relay.errors import ApiError, StoreError
+from relay.events import STATUS_AFTER_TERMINAL, CancelledData, Event, EventType, SessionStatus
+from relay.providers.router import ModelRouter
+from relay.runner import CreatedSession, GenerationRunner
+from relay.session import SessionRecord, Snapshot, snapshot
+from relay.store import Store
+from relay.tasks import cancel_and_wait
+from relay.vocabulary import GenerationRequest
+from relay.writer import end_from_outside
+
+log = logging.getLogger(__name__)
+
+# How long a cancel waits for the generation to write its terminal event.
+CANCEL_WAIT_S = 1.0
+# How long the cancel listener waits for the store before it listens again.
+RELISTEN_AFTER_S = 1.0
+
+
+class Sessions:
+    """Owned by the app: `start()` on startup (the cancel listener), `stop()` on shutdown."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        router: ModelRouter,
+        runner: GenerationRunner,
+        *,
+        cancel_wait_s: float = CANCEL_WAIT_S,
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._router = router
+        self._runner = runner
+        self._cancel_wait_s = cancel_wait_s
+        self._listener: asyncio.Task[None] | None = None
+        # Set when the instance shuts down: new sessions go to another instance.
+        self.draining = False
+
+    def start(self) -> None:
+        self._listener = asyncio.create_task(self._obey_cancels(), name="relay-cancels")
+
+    async def stop(self) -> None:
+        if self._listener is not None:
+            await cancel_and_wait([self._listener])
+            self._listener = None
+
+    # --- create, find, snapshot --------------------------------------------------------
+
+    async def create(self, model: str, request: GenerationRequest) -> CreatedSession:
+        """A new session for `model` (as the client named it), generating in the
+        background; the upstream is sent the model name its route gives."""
+        self.refuse_when_draining()
+        route = self._router.resolve(model)
+        upstream_request = msgspec.structs.replace(request, model=route.model)
+        return await self._runner.create(model, route, upstream_request)
+
+    def refuse_when_draining(self) -> None:
+        if self.draining:
+            raise ApiError(503, "draining", "this instance is shutting down; retry on another")
+
+    async def find(
+        self, session_id: str | None, not_found: ApiError | None = None
+    ) -> SessionRecord:
+        """The session's record, else `not_found` (by default 404 `session_not_found`).
+        None is an id that a front door could not translate: not found, without a lookup."""
+        record = None if session_id is None else await self._store.get(session_id)
+        if record is None:
+            raise not_found or ApiError(
+                404, "session_not_found", f"session {session_id!r} does not exist or has expired"
+            )
+        return record
+
+    async def snapshot(self, record: SessionRecord) -> Snapshot:
+        return snapshot(record, await self.read_all(record.id))
+
+    async def read_all(self, session_id: str, upto: int | None = None) -> list[Event]:
+        """Every event of a session (or those with id <= `upto`), read in batches."""
+        batch = self._settings.store.read_batch
+        events: list[Event] = []
+        while upto is None or len(events) < upto:
+            limit = batch if upto is None else min(batch, upto - len(events))
+            chunk = await self._store.read(session_id, len(events), limit)
+            events += chunk
+            if len(chunk) < limit:
+                break
+        return events
+
+    # --- cancel ------------------------------------------------------------------------
+
+    async def cancel(self, record: SessionRecord) -> SessionStatus:
+        """Cancel the session's generation (reason `client`) wherever it runs; idempotent.
+
+        The status once the cancel is through: the final one (`cancelled`, or what the
+        session ended with before the cancel reached it), or `running` while the
+        generation here is still writing its last events after `cancel_wait_s`.
+        """
+        if record.status.is_final:
+            return record.status
+        here = self._runner.cancel(record.id, "client")
+        if not here:
+            await self._store.publish_cancel(record.id)
+        terminal = await self._terminal_within(record, self._cancel_wait_s)
+        if terminal is not None:
+            return STATUS_AFTER_TERMINAL[terminal.type]
+        if here:
+            return SessionStatus.RUNNING
+        return await self._end_here(record)
+
+    async def _terminal_within(self, record: SessionRecord, seconds: float) -> Event | None:
+        """The session's terminal event after the record's last event, waiting up to
+        `seconds` for it; None when none came (or the session ended before, or is gone:
+        the store's `wait` then answers [] at once, so asking again would spin)."""
+        after = record.last_event_id
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                while events := await self._store.wait(record.id, after, 1000, seconds):
+                    if events[-1].is_terminal:
+                        return events[-1]
+                    after = events[-1].id
+        return None
+
+    async def _end_here(self, record: SessionRecord) -> SessionStatus:
+        """No instance generates the session any more: end its log from here."""
+        wrote = await end_from_outside(
+            self._store,
+            record,
+            (EventType.CANCELLED, CancelledData("client")),
+            retry_s=self._settings.generation.store_retry_s,
+            max_events=self._settings.store.max_events_per_session,
+        )
+        if wrote:
+            log.info("session %s cancelled from this instance: no generator answered", record.id)
+            return SessionStatus.CANCELLED
+        return (await self.find(record.id)).status  # another writer ended it first
+
+    async def _obey_cancels(self) -> None:
+        """Cancel the generations here that another instance was asked to cancel."""
+        while True:
+            try:
+                async for session_id in self._store.cancel_requests():
+                    self._runner.cancel(session_id, "client")
+                return
+            except StoreError as exc:  # listen again once the store is back
+                log.warning("cancel requests interrupted: %s", exc)
+                await asyncio.sleep(RELISTEN_AFTER_S)
