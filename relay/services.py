@@ -87,10 +87,13 @@ class Services:
         frames (after a `retry:` line) or, with `encode`, a provider's wire format.
         `read_ahead` are the events after `after` that the caller has read already.
         Live events come from the session's one feed on this instance."""
+        retry_ms = self.settings.server.retry_ms if encode is None else None
+        encode = encode or native_frame
         subscription = SseSubscription(
             session_id,
-            self.feeds.frames(session_id, after, encode or native_frame, read_ahead),
-            retry_ms=self.settings.server.retry_ms if encode is None else None,
+            self.feeds.frames(session_id, after, encode, read_ahead),
+            encode,
+            retry_ms=retry_ms,
         )
         async with self.subscriber(request):
             return await subscription.respond(request, headers)

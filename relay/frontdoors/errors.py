@@ -3,6 +3,13 @@
 aiohttp's own HTTP errors (unknown route, wrong method, body too large) are mapped
 to the same shape; anything unexpected is logged here with its traceback and
 answered as a plain 500, so no stack trace ever reaches a client.
+
+A started response is a different world: once its status line has gone out, no other
+can be written (it would land inside the body, where a client reads it as a broken
+chunk). Streams end themselves with an in-band error (`relay.subscribers.sse`); an
+exception that still comes here after that goes on to aiohttp, which logs it with its
+traceback and, seeing output already sent, closes the connection: the client sees the
+stream cut, never a second response.
 """
 
 from __future__ import annotations
@@ -26,25 +33,43 @@ HTTP_CODES = {
 }
 
 
+class ResponseStarted(Exception):
+    """An exception raised after its response started, as it goes on to aiohttp (its
+    cause): never an HTTP exception, which aiohttp would write as a second response."""
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
-    except ApiError as exc:
-        return error_response(exc.status, exc.code, exc.message)
-    except UnknownModel as exc:
-        return error_response(400, exc.code, exc.message)
-    except web.HTTPException as exc:
-        if exc.status < 400:
+    except Exception as exc:
+        if response_started(request):
+            log.error("%s %s failed after its response started", request.method, request.path)
+            raise ResponseStarted(f"{request.method} {request.path}") from exc
+        if isinstance(exc, web.HTTPException) and exc.status < 400:
             raise
+        return error_answer(request, exc)
+
+
+def response_started(request: web.Request) -> bool:
+    """Whether bytes of a response went out: the test aiohttp's own error handler makes."""
+    return request.writer.output_size > 0
+
+
+def error_answer(request: web.Request, exc: Exception) -> web.Response:
+    """The JSON error answer to `exc`, raised before any response started."""
+    if isinstance(exc, ApiError):
+        return error_response(exc.status, exc.code, exc.message)
+    if isinstance(exc, UnknownModel):
+        return error_response(400, exc.code, exc.message)
+    if isinstance(exc, web.HTTPException):
         return _http_error(request, exc)
-    except StoreFull as exc:
+    if isinstance(exc, StoreFull):
         return error_response(503, "capacity", str(exc))
-    except StoreUnavailable:
+    if isinstance(exc, StoreUnavailable):
         return error_response(503, "store_unavailable", "the event store is unreachable; retry")
-    except Exception:
-        log.exception("unhandled error in %s %s", request.method, request.path)
-        return error_response(500, "internal_error", "relay failed to handle this request")
+    log.error("unhandled error in %s %s", request.method, request.path, exc_info=exc)
+    return error_response(500, "internal_error", "relay failed to handle this request")
 
 
 def _http_error(request: web.Request, exc: web.HTTPException) -> web.Response:

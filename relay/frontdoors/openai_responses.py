@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import re
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -26,6 +25,7 @@ from relay.frontdoors.http import json_response, read_json
 from relay.services import SERVICES, Services
 from relay.session import SessionRecord
 from relay.subscribers.responses_format import ResponsesEventRenderer
+from relay.subscribers.resume import resume_id
 from relay.subscribers.transcript import fold_transcript
 from relay.vocabulary import GenerationRequest
 from relay.wire import openai_chat
@@ -37,7 +37,6 @@ routes = web.RouteTableDef()
 # moments), so that the answer shows the final status; beyond it, the status as it is.
 CANCEL_WAIT_S = 5.0
 
-_DIGITS = re.compile(r"[0-9]+")
 _TRUE = frozenset({"true", "1", "yes"})
 
 
@@ -157,15 +156,12 @@ async def stream_again(
     """The response's stream events after `starting_after` (or `Last-Event-ID`), then live.
 
     The log is rendered from its first event so that the numbering matches what the
-    client saw; a client that already has the last event of an ended response gets 204.
+    client saw. A client that already has the last event of an ended response gets a
+    stream with nothing in it, not a 204: the OpenAI SDKs expect an event stream (the
+    Node SDK throws on a response without a body). The terminal event is not repeated:
+    the client asked for what follows it, and it has it.
     """
-    after = starting_after(request)
-    if after is not None and record.status.is_final:
-        renderer = responses_renderer(record)
-        renderer.prime(await services.read_all(record.id))
-        if after >= renderer.next_sequence_number - 1:
-            return web.Response(status=204, headers=session_headers(record))
-    renderer = responses_renderer(record, starting_after=after)
+    renderer = responses_renderer(record, starting_after=starting_after(request))
     return await services.stream(
         request, record.id, 0, encode=renderer, headers=session_headers(record)
     )
@@ -178,14 +174,10 @@ def starting_after(request: web.Request) -> int | None:
         ("Last-Event-ID header", request.headers.get("Last-Event-ID")),
         ("starting_after", request.query.get("starting_after")),
     )
-    for source, value in sources:
-        if value is None or not value.strip():
-            continue
-        if not _DIGITS.fullmatch(value.strip()):
-            message = f"{source} must be a non-negative integer, got {value[:40]!r}"
-            raise ApiError(400, "invalid_starting_after", message)
-        return int(value)
-    return None
+    try:
+        return resume_id(sources)
+    except ValueError as exc:
+        raise ApiError(400, "invalid_starting_after", str(exc)) from exc
 
 
 @routes.post("/v1/responses/{response_id}/cancel")

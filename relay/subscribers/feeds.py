@@ -8,6 +8,11 @@ per wire format and put in every subscriber's inbox; an idle beat puts a `: ping
 there. A feed ends after the terminal event, when the session is gone, or when the
 store stayed unreachable too long, and it is stopped when its last subscriber leaves.
 
+An encoder that raises (a renderer's bug, or data it cannot read) ends the streams it
+encodes for, not the feed: the frames of the events before the one it failed on go
+out, then the stream raises what it raised, and its SSE response ends with an in-band
+error (`relay.subscribers.sse`). The subscribers of other encoders go on.
+
 The feed never waits for a subscriber. A subscriber whose inbox holds `INBOX_LIMIT`
 bytes or more (its client stopped reading) is dropped from the feed: it writes what its
 inbox holds, then catches up from the store like a resuming client and joins again.
@@ -17,9 +22,11 @@ inbox holds, then catches up from the store like a resuming client and joins aga
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import logging
-from collections.abc import AsyncGenerator, Hashable, Sequence
+from collections.abc import AsyncGenerator, Hashable, Iterable, Sequence
+from typing import NamedTuple, NoReturn
 
 from relay import sse
 from relay.errors import StoreError, StoreUnavailable
@@ -46,6 +53,32 @@ def share_key(encode: EventEncoder) -> Hashable | None:
     return None
 
 
+class Encoded(NamedTuple):
+    """An encoder's frames for a batch, up to the event with id `last_id`; `error` is
+    what it raised on the next event, if it did (the rest were not encoded)."""
+
+    frames: bytes
+    last_id: int
+    error: Exception | None = None
+
+    def raise_error(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+
+def encode_batch(encode: EventEncoder, events: Iterable[Event], after: int) -> Encoded:
+    """`events` (those after event `after`) encoded, as far as the encoder gets."""
+    frames: list[bytes] = []
+    last_id = after
+    for event in events:
+        try:
+            frames.append(encode(event))
+        except Exception as exc:  # carried to the stream that owns the encoder
+            return Encoded(b"".join(frames), last_id, exc)
+        last_id = event.id
+    return Encoded(b"".join(frames), last_id)
+
+
 class Inbox:
     """What the feed has put out for one subscriber that it has not written yet."""
 
@@ -56,7 +89,7 @@ class Inbox:
         self.shared_since: int | None = None  # its position when it began to
         self.overflowed = False
         self.ended = False
-        self.error: StoreError | None = None
+        self.error: Exception | None = None
         self._chunks: list[bytes] = []
         self._size = 0
         self._wake: asyncio.Future[None] | None = None
@@ -70,9 +103,10 @@ class Inbox:
         if frames:
             self._add(frames)
 
-    def render(self, events: list[Event]) -> bytes:
+    def render(self, events: list[Event]) -> Encoded:
         """The events it does not have yet, with its own encoder."""
-        return b"".join(self.encode(event) for event in events if event.id > self.position)
+        missing = (event for event in events if event.id > self.position)
+        return encode_batch(self.encode, missing, self.position)
 
     def beat(self) -> None:
         if not self._chunks:
@@ -83,7 +117,7 @@ class Inbox:
         self.overflowed = True
         self._notify()
 
-    def end(self, error: StoreError | None = None) -> None:
+    def end(self, error: Exception | None = None) -> None:
         self.ended, self.error = True, error
         self._notify()
 
@@ -150,26 +184,37 @@ class Feed:
             for inbox in self._inboxes:
                 inbox.beat()
             return
-        self.position = events[-1].id
-        frames = {key: b"".join(map(encode, events)) for key, (encode, _) in self._encoders.items()}
+        before, self.position = self.position, events[-1].id
+        encoded = {
+            key: encode_batch(encode, events, before) for key, (encode, _) in self._encoders.items()
+        }
         for inbox in list(self._inboxes):
             if inbox.full:
                 log.debug("a subscriber of %s fell behind at %d", self.session_id, inbox.position)
                 inbox.overflow()
                 self.detach(inbox)
             elif inbox.key is not None:
-                inbox.put(frames[inbox.key], self.position)
+                self._put(inbox, encoded[inbox.key])
             else:
                 self._deliver_ahead(inbox, events)
 
     def _deliver_ahead(self, inbox: Inbox, events: list[Event]) -> None:
         """An inbox that joined ahead of the feed (it read events the feed had not yet):
         it renders what it lacks on its own, and shares once the feed has caught up."""
-        inbox.put(inbox.render(events), max(inbox.position, self.position))
-        if inbox.position == self.position:
+        if self._put(inbox, inbox.render(events)) and inbox.position == self.position:
             self._share(inbox)
 
-    def end(self, error: StoreError | None = None) -> None:
+    def _put(self, inbox: Inbox, encoded: Encoded) -> bool:
+        """Hand over what was encoded; False when the encoder failed, which ends the inbox
+        with its error."""
+        inbox.put(encoded.frames, encoded.last_id)
+        if encoded.error is None:
+            return True
+        self.detach(inbox)
+        inbox.end(encoded.error)
+        return False
+
+    def end(self, error: Exception | None = None) -> None:
         self.ended = True
         for inbox in self._inboxes:
             inbox.end(error)
@@ -213,9 +258,12 @@ class Feeds:
     ) -> AsyncGenerator[bytes, None]:
         """The session after event `after` as SSE bytes (`: ping` while idle): replayed,
         then live, until the end. The caller's `read_ahead` (the events right after
-        `after`, already read) go first. Raises `StoreError` when the stream cannot go on."""
+        `after`, already read) go first. Raises `StoreError` when the stream cannot go on,
+        and what `encode` raised when it failed (after the frames it did make)."""
         if read_ahead:
-            yield b"".join(map(encode, read_ahead))
+            encoded = encode_batch(encode, read_ahead, after)
+            yield encoded.frames
+            encoded.raise_error()
             if read_ahead[-1].is_terminal:
                 return
             after = read_ahead[-1].id
@@ -223,8 +271,10 @@ class Feeds:
             feed = None
             while feed is None:
                 events = await self._read(session_id, after)
-                if replayed := b"".join(map(encode, events)):
-                    yield replayed
+                encoded = encode_batch(encode, events, after)
+                if encoded.frames:
+                    yield encoded.frames
+                encoded.raise_error()
                 if events and events[-1].is_terminal:
                     return
                 after = events[-1].id if events else after
@@ -235,11 +285,8 @@ class Feeds:
                     yield b"".join(chunks)
             finally:
                 self._leave(feed, inbox)
-            if inbox.error is not None:
-                raise inbox.error
-            if not inbox.overflowed:
+            if not await self._goes_on(session_id, inbox):
                 return
-            await self._catch_up_encoder(session_id, inbox)
             after = inbox.position
 
     async def close(self) -> None:
@@ -258,6 +305,26 @@ class Feeds:
                 return await self._store.read(session_id, after, self._batch)
             except StoreUnavailable:
                 await outage.wait_before_retry()
+
+    async def _goes_on(self, session_id: str, inbox: Inbox) -> bool:
+        """Whether a stream goes on once its inbox is done: it raises the inbox's error;
+        it goes on (from the store, its encoder caught up) when it fell behind."""
+        if inbox.error is not None:
+            await self._fail(session_id, inbox, inbox.error)
+        if not inbox.overflowed:
+            return False
+        await self._catch_up_encoder(session_id, inbox)
+        return True
+
+    async def _fail(self, session_id: str, inbox: Inbox, error: Exception) -> NoReturn:
+        """End a stream with `error`. Unless the store failed, its response then ends with
+        an in-band error that its own encoder makes, so that encoder first catches up
+        with what its client got (shared bytes, maybe); should the store fail meanwhile,
+        the error goes out all the same, from the encoder as it is."""
+        if not isinstance(error, StoreError):
+            with contextlib.suppress(StoreError):
+                await self._catch_up_encoder(session_id, inbox)
+        raise error
 
     async def _catch_up_encoder(self, session_id: str, inbox: Inbox) -> None:
         """A subscriber that got shared bytes and fell behind: its own encoder has not
@@ -303,6 +370,8 @@ class Feeds:
             feed.end()
         except StoreError as exc:
             log.warning("live feed of %s ended early: %s", feed.session_id, exc)
+            feed.end(exc)
+        except Exception as exc:  # relay's own failure: each of its streams reports it
             feed.end(exc)
         finally:
             if not feed.ended:  # stopped from outside: let no stream wait forever

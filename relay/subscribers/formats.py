@@ -9,6 +9,11 @@ Each relay event becomes zero or more SSE frames; only the last frame of an even
 carries `id: N`, so a connection cut between two frames of one event resumes before
 that event, never after half of it.
 
+When a stream fails after its headers went out (relay's fault: the log is fine), its
+renderer also makes the in-band error that ends it (`error_frame`): each format says
+"failed" in its own way, and none of those frames carries an `id:`, since the error is
+not an event of the log and must not move a client's resume point.
+
 Because the frames depend only on the session and its log, the live subscribers of one
 session that use the same format (`share_key`) can share one renderer: each event is
 rendered once for all of them (see `relay.subscribers.feeds`).
@@ -22,7 +27,7 @@ from collections.abc import Hashable, Iterable
 import msgspec
 
 from relay import sse
-from relay.events import Event, EventType
+from relay.events import ErrorData, Event, EventType
 from relay.session import SessionRecord
 from relay.vocabulary import anthropic_stop_reason, openai_finish_reason, session_suffix
 from relay.wire import anthropic_messages as anthropic
@@ -43,9 +48,18 @@ class WireRenderer(abc.ABC):
         """Renderers of one session with equal keys, having rendered the same events,
         render the next ones identically; None when this one's output is its own."""
 
+    @abc.abstractmethod
+    def error_payloads(self, error: ErrorData) -> list[Payload]:
+        """The frames' contents of an in-band error that ends the stream."""
+
     def prime(self, events: Iterable[Event]) -> None:
         for event in events:
             self.payloads(event)
+
+    def error_frame(self, error: ErrorData) -> bytes:
+        """The in-band error that ends a stream which failed; no `id:` (not in the log)."""
+        payloads = self.error_payloads(error)
+        return b"".join(sse.data_frame(data, None, name) for data, name in payloads)
 
     def __call__(self, event: Event) -> bytes:
         payloads = self.payloads(event)
@@ -91,6 +105,11 @@ class ChatChunkRenderer(WireRenderer):
         if kind in (EventType.ERROR, EventType.CANCELLED):
             return [_openai_error(kind, data)]
         return []
+
+    def error_payloads(self, error: ErrorData) -> list[Payload]:
+        """A `data: {"error": …}` chunk, as OpenAI ends a failed stream: no `[DONE]`."""
+        kind = openai.error_type_for_status(500)
+        return [(_json(openai.error_body(error.message, kind, error.code)), None)]
 
     def _take_role(self) -> bool:
         first, self._role_sent = not self._role_sent, True
@@ -148,6 +167,10 @@ class MessagesEventRenderer(WireRenderer):
     def payloads(self, event: Event) -> list[Payload]:
         events = self._start() + self._events(event)
         return [(_json(item), str(item["type"])) for item in events]
+
+    def error_payloads(self, error: ErrorData) -> list[Payload]:
+        """An `error` event, as Anthropic ends a failed stream."""
+        return [(_json(_anthropic_failure(error.retryable, error.message)), "error")]
 
     def _start(self) -> list[dict[str, object]]:
         if self._started:
@@ -219,8 +242,11 @@ def _anthropic_error(kind: EventType, data: dict[str, object]) -> dict[str, obje
         return anthropic.error_event(
             "cancelled", f"the generation was cancelled ({data['reason']})"
         )
-    error_type = "overloaded_error" if data.get("retryable") else "api_error"
-    return anthropic.error_event(error_type, str(data["message"]))
+    return _anthropic_failure(bool(data.get("retryable")), str(data["message"]))
+
+
+def _anthropic_failure(retryable: bool, message: str) -> dict[str, object]:
+    return anthropic.error_event("overloaded_error" if retryable else "api_error", message)
 
 
 # A session's renderers: ids, `created` and `model` come from its record, so every

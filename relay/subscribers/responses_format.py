@@ -13,6 +13,11 @@ Relay events map onto the Responses stream as follows: the first one opens the r
 the same kind arrives; a tool call is a whole `function_call` item; the terminal event
 closes the open item and ends the response (`response.completed`, `response.incomplete`
 when the output was cut, `response.failed` with status `failed` or `cancelled`).
+
+A stream that relay fails to render ends as OpenAI ends one that fails: an `error`
+event, then `response.failed`, numbered on from the last event sent. They carry no
+`id:`: they are not frames of the log, and a client that resumes after one of them by
+`Last-Event-ID` must get what the log holds after the last real frame.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from typing import Any, Literal
 import msgspec
 
 from relay import sse
-from relay.events import Event, EventType
+from relay.events import ErrorData, Event, EventType
 from relay.subscribers.formats import Payload, WireRenderer
 from relay.vocabulary import session_suffix
 from relay.wire import openai_responses as wire
@@ -113,6 +118,21 @@ class ResponsesEventRenderer(WireRenderer):
             for item in self.stream_events(event)
             if item["sequence_number"] > self._starting_after
         )
+
+    def error_payloads(self, error: ErrorData) -> list[Payload]:
+        """`error`, then `response.failed`, numbered after the last event the client got
+        (rendered and sent, or skipped as up to `starting_after`)."""
+        self._error = wire.error(error.message)
+        self._status = "failed"
+        if self._open is not None:
+            self._open.status, self._open = "incomplete", None
+        failure = [
+            wire.stream_error("server_error", error.code, error.message),
+            wire.lifecycle("failed", self.response()),
+        ]
+        first = max(self.next_sequence_number, self._starting_after + 1)
+        self.next_sequence_number = first + len(failure)
+        return [(_json(item), str(item["type"])) for item in wire.numbered(failure, first)]
 
     def response(self) -> dict[str, Any]:
         usage = None if self._usage is None else wire.usage(*self._usage)

@@ -5,6 +5,18 @@ caching, never compressed). The frames come ready to write (see
 `relay.subscribers.feeds`): each chunk is one write, idle periods bring a `: ping`
 comment so intermediaries keep the connection open. A client that goes away ends only
 this response; the generation goes on.
+
+A started response is a different world: once its headers are sent, no status can be
+answered any more. A failure then ends the body cleanly with an in-band error in the
+stream's own format (relay's `error` event, or its renderer's `error_frame`), code
+`internal_error`, and its traceback goes to the log, once. The exception is a store
+failure (`StoreError`): the log is fine, this instance could not read it, so the body
+just ends and the client reconnects with Last-Event-ID.
+
+The in-band error has no `id:` line. It is not an event of the session's log, and a
+frame without `id:` leaves an EventSource's last event id as it was, so a client that
+reconnects resumes after the last event it really got, and no event id is taken that
+the log may yet give to a real event.
 """
 
 from __future__ import annotations
@@ -13,11 +25,13 @@ import contextlib
 import logging
 from collections.abc import AsyncGenerator, Callable
 
+import msgspec
 from aiohttp import web
 
 from relay import sse
 from relay.errors import StoreError
-from relay.events import Event
+from relay.events import ErrorData, Event, EventType
+from relay.subscribers.formats import WireRenderer
 
 log = logging.getLogger(__name__)
 
@@ -28,21 +42,48 @@ SSE_HEADERS = {
     "Connection": "keep-alive",
 }
 
+# What a client reads when its stream fails after the headers: relay's fault, without
+# its details (they are in the server log). Not retryable: a retry replays the same log.
+STREAM_FAILED = ErrorData(
+    "internal_error", "relay failed while sending this stream", retryable=False
+)
+
 EventEncoder = Callable[[Event], bytes]
+
+_encode = msgspec.json.Encoder().encode
 
 
 def native_frame(event: Event) -> bytes:
     return event.sse
 
 
+def native_error_frame(error: ErrorData) -> bytes:
+    """relay's own `error` event, without `id:` (see the module docstring)."""
+    return sse.data_frame(_encode(error), None, EventType.ERROR.value)
+
+
+def in_band_error(encode: EventEncoder, error: ErrorData) -> bytes:
+    """The frame that ends a failed stream, in the format `encode` writes."""
+    if isinstance(encode, WireRenderer):
+        return encode.error_frame(error)
+    return native_error_frame(error)
+
+
 class SseSubscription:
-    """One SSE response: a `retry:` line (optional), then the session's frames."""
+    """One SSE response: a `retry:` line (optional), then the session's frames, which
+    `encode` made (it also makes the in-band error, should the stream fail)."""
 
     def __init__(
-        self, session_id: str, frames: AsyncGenerator[bytes, None], *, retry_ms: int | None
+        self,
+        session_id: str,
+        frames: AsyncGenerator[bytes, None],
+        encode: EventEncoder = native_frame,
+        *,
+        retry_ms: int | None,
     ) -> None:
         self.session_id = session_id
         self.frames = frames
+        self.encode = encode
         self.retry_ms = retry_ms
 
     async def respond(
@@ -51,17 +92,32 @@ class SseSubscription:
         response = web.StreamResponse(status=200, headers={**SSE_HEADERS, **(headers or {})})
         try:
             await response.prepare(request)  # the client may already be gone
-            if self.retry_ms is not None:
-                await response.write(sse.retry_frame(self.retry_ms))
-            async with contextlib.aclosing(self.frames) as frames:
-                async for chunk in frames:
-                    await response.write(chunk)
         except ConnectionResetError:
-            log.debug("subscriber of %s went away", self.session_id)
-            return response
+            return self._gone(response)
+        try:
+            await self._write_stream(response)
+        except ConnectionResetError:
+            return self._gone(response)
         except StoreError as exc:
-            # Headers are sent: end the body so the client reconnects with Last-Event-ID.
             log.warning("stream of %s ended early: %s", self.session_id, exc)
+        except Exception:
+            log.exception("stream of %s failed after its headers were sent", self.session_id)
+            await self._write_failure(response)
         with contextlib.suppress(ConnectionResetError):
             await response.write_eof()
+        return response
+
+    async def _write_stream(self, response: web.StreamResponse) -> None:
+        if self.retry_ms is not None:
+            await response.write(sse.retry_frame(self.retry_ms))
+        async with contextlib.aclosing(self.frames) as frames:
+            async for chunk in frames:
+                await response.write(chunk)
+
+    async def _write_failure(self, response: web.StreamResponse) -> None:
+        with contextlib.suppress(ConnectionResetError):
+            await response.write(in_band_error(self.encode, STREAM_FAILED))
+
+    def _gone(self, response: web.StreamResponse) -> web.StreamResponse:
+        log.debug("subscriber of %s went away", self.session_id)
         return response

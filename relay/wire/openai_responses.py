@@ -268,6 +268,14 @@ def lifecycle(kind: str, response: dict[str, Any]) -> dict[str, Any]:
     return {"type": f"response.{kind}", "response": response}
 
 
+def stream_error(error_type: str, code: str, message: str) -> dict[str, Any]:
+    """The `error` stream event as OpenAI sends it, the error nested under `error` (the
+    reference shows `code` and `message` at the top; recorded OpenAI streams nest them,
+    and a nested `error` is what both official SDKs raise their APIError on)."""
+    error = {"type": error_type, "code": code, "message": message, "param": None}
+    return {"type": "error", "error": error}
+
+
 def output_item_added(output_index: int, item: dict[str, Any]) -> dict[str, Any]:
     return {"type": "response.output_item.added", "output_index": output_index, "item": item}
 

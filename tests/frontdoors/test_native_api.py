@@ -326,6 +326,46 @@ async def test_resume_far_beyond_a_running_session_ends_with_it(
     assert (await relay_server.snapshot(created["id"]))["status"] == "completed"
 
 
+# Resume ids of thousands of digits: past Python's int-digit limit (4,300) they are still
+# decimal digits, so an id beyond the end (CONTRACT.md); past aiohttp's limit on a header
+# or request line (8,190 bytes) they never reach relay: its HTTP parser answers 400.
+THOUSANDS_OF_DIGITS = pytest.mark.parametrize("digits", [4301, 8000])
+
+
+@THOUSANDS_OF_DIGITS
+async def test_a_resume_id_of_thousands_of_digits_after_the_end_is_204(
+    relay_server: Relay, finished: tuple[str, list[SseEvent]], digits: int
+) -> None:
+    session_id, _ = finished
+    resume = "9" * digits
+    assert (await status_of(relay_server, session_id, last_event_id=resume))[0] == 204
+    params = {"last_event_id": resume}
+    assert (await status_of(relay_server, session_id, params=params))[0] == 204
+
+
+@THOUSANDS_OF_DIGITS
+async def test_a_resume_id_of_thousands_of_digits_waits_for_a_running_session(
+    relay_server: Relay, digits: int
+) -> None:
+    created = await relay_server.create("mock:tokens=5,tps=20,ttft_ms=0")
+    params = {"last_event_id": "1" + "0" * (digits - 1)}
+    async with relay_server.subscribe(created["id"], params=params) as reader:
+        async with asyncio.timeout(3):  # the session itself ends within half a second
+            assert await reader.read_all() == []
+        assert reader.ended
+    assert (await relay_server.snapshot(created["id"]))["status"] == "completed"
+
+
+async def test_a_resume_id_longer_than_a_request_line_is_refused_before_relay(
+    relay_server: Relay, finished: tuple[str, list[SseEvent]]
+) -> None:
+    session_id, _ = finished
+    resume = "9" * 10_000
+    assert (await status_of(relay_server, session_id, last_event_id=resume))[0] == 400
+    params = {"last_event_id": resume}
+    assert (await status_of(relay_server, session_id, params=params))[0] == 400
+
+
 async def test_heartbeat_comments_while_idle(start_relay: StartRelay) -> None:
     relay = await start_relay(server={"heartbeat_s": 0.2})
     created = await relay.create("mock:tokens=2,tps=1,ttft_ms=600")

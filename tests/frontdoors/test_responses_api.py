@@ -253,10 +253,47 @@ async def test_last_event_id_carries_the_sequence_number(
     query_path = path + "&starting_after=1"
     _, rest = await read_frames(relay_server, query_path, headers={"Last-Event-ID": "4"})
     assert [f.key() for f in rest] == [f.key() for f in whole[5:]]
-    status, _ = await read_frames(relay_server, path, headers={"Last-Event-ID": whole[-1].id})
-    assert status == 204
+    # A client that has every event gets an event stream with none (not a 204).
+    status, rest = await read_frames(relay_server, path, headers={"Last-Event-ID": whole[-1].id})
+    assert (status, rest) == (200, [])
     status, _ = await read_frames(relay_server, path + "&starting_after=-1")
     assert status == 400
+
+
+@pytest.mark.parametrize("digits", [4301, 8000])
+async def test_a_resume_point_of_thousands_of_digits_is_after_every_event(
+    relay_server: Relay, client: openai.AsyncOpenAI, digits: int
+) -> None:
+    """Past Python's int-digit limit, still digits: beyond the end, as on the native API."""
+    beyond = "9" * digits
+    ended = await client.responses.create(model=FAST, input=QUESTION)
+    path = f"/v1/responses/{ended.id}?stream=true"
+    assert await read_frames(relay_server, path + f"&starting_after={beyond}") == (200, [])
+    assert await read_frames(relay_server, path, headers={"Last-Event-ID": beyond}) == (200, [])
+    running = await client.responses.create(model=SLOW, input=QUESTION, background=True)
+    path = f"/v1/responses/{running.id}?stream=true&starting_after={beyond}"
+    async with asyncio.timeout(READ_TIMEOUT_S):  # it follows the response to its end
+        assert await read_frames(relay_server, path) == (200, [])
+    assert (await client.responses.retrieve(running.id)).status == "completed"
+
+
+async def test_a_resume_point_that_is_not_digits_is_400_naming_its_source(
+    relay_server: Relay, client: openai.AsyncOpenAI
+) -> None:
+    response = await client.responses.create(model=FAST, input=QUESTION)
+    path = relay_server.url(f"/v1/responses/{response.id}")
+    for named, request in (
+        ("starting_after", {"params": {"stream": "true", "starting_after": "x1"}}),
+        ("Last-Event-ID", {"params": {"stream": "true"}, "headers": {"Last-Event-ID": "1.5"}}),
+    ):
+        async with relay_server.http.get(path, **request) as answer:
+            assert answer.status == 400
+            error = (await answer.json())["error"]
+        assert error["code"] == "invalid_starting_after" and named in error["message"]
+    # Longer than a request line: aiohttp refuses it before relay sees it.
+    too_long = {"stream": "true", "starting_after": "9" * 10_000}
+    async with relay_server.http.get(path, params=too_long) as answer:
+        assert answer.status == 400
 
 
 async def test_a_client_that_has_every_event_gets_none(client: openai.AsyncOpenAI) -> None:

@@ -1,5 +1,6 @@
 """`Feeds` over the memory store, without HTTP: the join between replay and the live
-feed, shared renderers, and a subscriber that falls behind while sharing one."""
+feed, shared renderers, a subscriber that falls behind while sharing one, and encoders
+that fail (the streams they encode for end with the error; the feed goes on)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 
+import msgspec
 import pytest
 
 from relay import sse
@@ -18,7 +20,8 @@ from relay.store.memory import MemoryStore
 from relay.subscribers import feeds
 from relay.subscribers.feeds import Feeds
 from relay.subscribers.formats import MessagesEventRenderer
-from relay.subscribers.sse import native_frame
+from relay.subscribers.responses_format import ResponsesEventRenderer
+from relay.subscribers.sse import STREAM_FAILED, native_frame
 from tests.sse_client import SseParser
 
 SESSION = "s_feedsfeedsfeedsfeedsfe"
@@ -177,3 +180,128 @@ async def test_a_read_ahead_that_ends_the_session_is_the_whole_stream(
     read_ahead = await store.read(SESSION, 0, 1000)
     chunks = [chunk async for chunk in live.frames(SESSION, 0, native_frame, read_ahead)]
     assert len(chunks) == 1 and ids(chunks[0]) == [1, 2]
+
+
+# Encoders that fail.
+
+
+def unreadable(event_id: int) -> Event:
+    """A delta without its text: every provider-format renderer raises on it."""
+    return Event(event_id, EventType.DELTA, msgspec.Raw(b"{}"))
+
+
+async def until_failure(frames: AsyncIterator[bytes]) -> tuple[bytes, BaseException | None]:
+    """What a stream sent, and what it raised (None when it ended)."""
+    received = b""
+    try:
+        async for chunk in frames:
+            received += chunk
+    except Exception as exc:
+        return received, exc
+    return received, None
+
+
+def sequence_numbers(body: bytes) -> list[int]:
+    return [frame.json()["sequence_number"] for frame in SseParser().feed(body)]
+
+
+def responses_renderer() -> ResponsesEventRenderer:
+    return ResponsesEventRenderer(SESSION, 0, "mock")
+
+
+async def test_a_shared_renderer_that_fails_live_ends_its_streams_not_the_others(
+    store: MemoryStore, live: Feeds
+) -> None:
+    renderers = [responses_renderer() for _ in range(2)]
+    failing = [asyncio.create_task(until_failure(live.frames(SESSION, 0, r))) for r in renderers]
+    native = asyncio.create_task(stream(live, 0))
+    await asyncio.sleep(0.05)  # all joined the feed: the log was empty
+    for event in (delta(1), delta(2), delta(3), unreadable(4), done(5)):
+        await store.append(SESSION, [event])
+        await asyncio.sleep(0.001)
+
+    assert ids(await native) == [1, 2, 3, 4, 5]
+    for renderer, task in zip(renderers, failing, strict=True):
+        received, error = await task
+        assert isinstance(error, KeyError)
+        sent = sequence_numbers(received)
+        assert sent == list(range(len(sent))) and len(sent) > 2
+        # Its own renderer caught up with the shared bytes: the error numbers on.
+        failure = sequence_numbers(renderer.error_frame(STREAM_FAILED))
+        assert failure == [len(sent), len(sent) + 1]
+
+
+async def test_a_renderer_that_fails_on_replay_sends_the_frames_before_then_raises(
+    store: MemoryStore, live: Feeds
+) -> None:
+    await store.append(SESSION, [delta(1), delta(2), unreadable(3), done(4)])
+    renderer = responses_renderer()
+    received, error = await until_failure(live.frames(SESSION, 0, renderer))
+    assert isinstance(error, KeyError)
+    alone = responses_renderer()
+    good = b"".join(alone(event) for event in await store.read(SESSION, 0, 2))
+    assert received == good  # the frames of the events before the one it failed on
+    assert sequence_numbers(renderer.error_frame(STREAM_FAILED))[0] == len(sequence_numbers(good))
+
+
+class GatedStore(MemoryStore):
+    """Its live waits return only once `gate` is open: the test decides when a feed reads."""
+
+    def __init__(self) -> None:
+        super().__init__(StoreSettings())
+        self.gate = asyncio.Event()
+
+    async def wait(self, session_id: str, after: int, limit: int, timeout: float) -> list[Event]:
+        await self.gate.wait()
+        return await super().wait(session_id, after, limit, timeout)
+
+
+async def test_a_renderer_that_joined_ahead_of_the_feed_fails_alone() -> None:
+    store = GatedStore()
+    now = time.time()
+    await store.create(SessionRecord(SESSION, "mock", now, now, ""))
+    live = Feeds(store, heartbeat_s=5.0, batch=1000, outage_s=1.0)
+    await store.append(SESSION, [delta(1)])
+    first = asyncio.create_task(stream(live, 0))  # the feed starts at 1 and waits
+    await asyncio.sleep(0.01)
+    await store.append(SESSION, [delta(2)])
+    renderer = MessagesEventRenderer(SESSION, "mock")
+    ahead = asyncio.create_task(until_failure(live.frames(SESSION, 0, renderer)))
+    await asyncio.sleep(0.01)  # it read 1-2 and joined the feed ahead of it
+    await store.append(SESSION, [unreadable(3)])
+    await store.append(SESSION, [done(4)])
+    store.gate.set()  # the feed reads 2-4: the joiner renders 3-4 on its own, and fails
+    received, error = await ahead
+    assert isinstance(error, KeyError) and b"word2" in received
+    assert ids(await first) == [1, 2, 3, 4]
+    await live.close()
+
+
+class BreakingStore(MemoryStore):
+    """A store with a bug of its own (not a `StoreError`) past event 2."""
+
+    def __init__(self) -> None:
+        super().__init__(StoreSettings())
+
+    async def wait(self, session_id: str, after: int, limit: int, timeout: float) -> list[Event]:
+        events = await super().wait(session_id, after, limit, timeout)
+        if any(event.id > 2 for event in events):
+            raise LookupError("a bug of the store's")
+        return events
+
+
+async def test_a_feed_that_fails_of_relays_own_bug_ends_its_streams_with_it() -> None:
+    store = BreakingStore()
+    now = time.time()
+    await store.create(SessionRecord(SESSION, "mock", now, now, ""))
+    live = Feeds(store, heartbeat_s=5.0, batch=1000, outage_s=1.0)
+    subscriber = asyncio.create_task(until_failure(live.frames(SESSION, 0, native_frame)))
+    await asyncio.sleep(0.05)  # it joined the feed: the log was empty
+    for event in (delta(1), delta(2), delta(3)):
+        await store.append(SESSION, [event])
+        await asyncio.sleep(0.001)
+    received, error = await subscriber
+    assert ids(received) == [1, 2]
+    assert isinstance(error, LookupError)
+    assert len(live) == 0  # the feed ended
+    await live.close()
