@@ -30,8 +30,8 @@ from relay.errors import (
 )
 
 __all__ = [
+    "AppendRefusals",
     "Boundary",
-    "append_refusals",
     "error_reply_as_result",
     "redis_errors_translated",
     "translated",
@@ -119,14 +119,29 @@ async def error_reply_as_result(reply: Awaitable[Any]) -> Any:
         return exc
 
 
-@contextlib.contextmanager
-def append_refusals(session_id: str, first_id: int) -> Iterator[None]:
+class AppendRefusals:
     """The append script's error replies, raised inside, become the exceptions
-    `EventLog.append` documents; any other error reply a `StoreError`."""
-    try:
-        yield
-    except redis.exceptions.ResponseError as exc:
-        raise _append_refusal(session_id, first_id, exc) from exc
+    `EventLog.append` documents; any other error reply a `StoreError`
+    (`with AppendRefusals(session_id, first_id): ...`)."""
+
+    # A class, not a generator context manager: it wraps every append.
+    __slots__ = ("first_id", "session_id")
+
+    def __init__(self, session_id: str, first_id: int) -> None:
+        self.session_id = session_id
+        self.first_id = first_id
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if isinstance(exc, redis.exceptions.ResponseError):
+            raise _append_refusal(self.session_id, self.first_id, exc) from exc
 
 
 def _append_refusal(

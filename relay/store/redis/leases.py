@@ -5,7 +5,7 @@ instance keeps renewing it: its expiry, by Redis's clock, decides whether a leas
 lapsed. The lease index scores each running session with its lease deadline (ms, by the
 renewer's clock): a shortlist of sessions to check, so that finding the lapsed ones
 does not scan every key. `RedisStore.create` writes a session's first lease and index
-entry in its own round trip (`queue_index_entries`).
+entry in the round trip that writes its record (`queue_index_entries`).
 """
 
 from __future__ import annotations

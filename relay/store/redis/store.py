@@ -29,7 +29,7 @@ from relay.errors import SessionEnded, SessionNotFound
 from relay.events import STATUS_AFTER_TERMINAL, Event, SessionStatus
 from relay.session import SessionRecord
 from relay.store.base import Store, check_batch
-from relay.store.redis.boundary import Boundary, append_refusals
+from relay.store.redis.boundary import AppendRefusals, Boundary
 from relay.store.redis.cancels import RedisCancelBus
 from relay.store.redis.codec import (
     Entries,
@@ -136,7 +136,7 @@ class RedisStore(Store):
         running_ttl_s = append_ttl_s(known, sent_at, self._settings.running_ttl_s)
         args = self._append_args(events, now, running_ttl_s, want_record=known is None)
         try:
-            with append_refusals(session_id, events[0].id):
+            with AppendRefusals(session_id, events[0].id):
                 reply = await self._appends.run([keys.meta, keys.log], args)
         except (SessionNotFound, SessionEnded):
             self._appending.forget(session_id)
