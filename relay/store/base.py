@@ -1,16 +1,15 @@
-"""The `Store` interface: one durable event log and one record per session.
+"""The store's interfaces: the event log, the leases and the cancel bus, and `Store`,
+which is all three on one backend.
 
-Every implementation behaves identically where a caller can observe it; the
-contract suite in tests/store/ runs against each. The rules of `append`:
+Every implementation behaves identically where a caller can observe it: one contract
+suite per interface in tests/store/ runs against each store on each backend. Times are
+the caller's clock, in seconds since the epoch.
 
-- the session must exist (`SessionNotFound`) and still be running (`SessionEnded`);
-- the batch's ids continue the log exactly: first id = last id + 1, consecutive
-  (`AppendConflict`), so a second writer can never interleave or duplicate;
-- a terminal event may only be the last of its batch; it ends the session, sets its
-  status and starts its retention clock;
-- non-terminal events may use ids up to `max_events - 1`; the last id is kept for
-  the terminal event, so a session at the cap can still end cleanly
-  (`EventLimitReached`). Nothing is ever trimmed.
+`ping` and `close` belong to `Store`, not to one of its parts: the three share one
+backend (one Redis client, one process's memory), so whether it can serve and when it
+is released are questions about the whole; closing it ends each part's waiting (see
+`EventLog.wait` and `CancelBus.cancel_requests`). Code that only uses a part takes
+that part's type; whoever opens the store closes it.
 """
 
 from __future__ import annotations
@@ -22,9 +21,27 @@ from collections.abc import AsyncIterator, Sequence
 from relay.events import Event
 from relay.session import SessionRecord
 
+__all__ = ["CancelBus", "EventLog", "Leases", "Store", "check_batch"]
 
-class Store(abc.ABC):
-    """A session event log. Times are the caller's clock, in seconds since the epoch."""
+
+class EventLog(abc.ABC):
+    """One durable event log and one record per session.
+
+    The rules of `append`:
+
+    - the session must exist (`SessionNotFound`) and still be running (`SessionEnded`);
+    - the batch's ids continue the log exactly: first id = last id + 1, consecutive
+      (`AppendConflict`), so a second writer can never interleave or duplicate;
+    - a terminal event may only be the last of its batch; it ends the session, sets its
+      status and starts its retention clock (`retention_s`), after which the session
+      is gone (`get` is None, `read` and `wait` are []); a running session stays;
+    - non-terminal events may use ids up to `max_events - 1`; the last id is kept for
+      the terminal event, so a session at the cap can still end cleanly
+      (`EventLimitReached`). Nothing is ever trimmed.
+
+    Events read back exactly as appended, their data byte for byte. `wait` is woken by
+    an append from any task or instance, and by the store closing.
+    """
 
     @abc.abstractmethod
     async def create(self, record: SessionRecord) -> None:
@@ -36,26 +53,51 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def append(self, session_id: str, events: Sequence[Event]) -> SessionRecord:
-        """Append `events` atomically (see the module docstring); returns the new record."""
+        """Append `events` atomically (see the class docstring); returns the new record."""
 
     @abc.abstractmethod
     async def read(self, session_id: str, after: int, limit: int) -> list[Event]:
-        """Up to `limit` events with id > `after`, in order; [] when there are none."""
+        """Up to `limit` events with id > `after`, in order; [] when there are none.
+        An `after` below 0 means from the start."""
 
     @abc.abstractmethod
     async def wait(self, session_id: str, after: int, limit: int, timeout: float) -> list[Event]:
         """Like `read`, but when nothing is there yet, wait up to `timeout` seconds for
-        the next append. Returns [] on timeout; the caller decides what that means."""
+        the next append. Returns [] on timeout, at once for an ended or unknown session,
+        and when the store closes; the caller decides what that means."""
+
+
+class Leases(abc.ABC):
+    """Which instance generates each running session, so that another can end the
+    sessions whose generator stopped (a crash, a lost network).
+
+    `EventLog.create` gives a new session its first lease, held by the record's
+    `owner`, for `lease_ttl_s`. A lease not renewed within `lease_ttl_s` lapses.
+    `lapsed_leases` names only running sessions: a session that ended (or expired)
+    never lapses.
+    """
 
     @abc.abstractmethod
     async def renew_leases(self, owner: str, session_ids: Sequence[str]) -> None:
         """`owner` still generates these running sessions: extend their leases by
-        `lease_ttl_s`. `create` gives a new session its first lease."""
+        `lease_ttl_s` from now."""
 
     @abc.abstractmethod
     async def lapsed_leases(self, limit: int) -> list[str]:
         """Up to `limit` running sessions whose lease lapsed (their generator stopped
         renewing), most overdue first. Ending them is the caller's job."""
+
+
+class CancelBus(abc.ABC):
+    """Cancel requests, broadcast to every instance on the backend.
+
+    A published cancel reaches every listener (every `cancel_requests()` iterator) on
+    the backend, the publisher's own included, in the order published. Like Redis
+    pub/sub it is a broadcast, not a queue: a listener hears only what is published
+    while it listens, and nothing is kept for listeners to come. A listener listens
+    from the first step of its iteration (on Redis, once its SUBSCRIBE is in).
+    In one process (the memory store) the backend is the store object itself.
+    """
 
     @abc.abstractmethod
     async def publish_cancel(self, session_id: str) -> None:
@@ -64,7 +106,11 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def cancel_requests(self) -> AsyncIterator[str]:
         """Session ids whose cancel was asked through `publish_cancel`, from any
-        instance, as they come; ends when the store closes."""
+        instance, as they come; ends when the store closes (at once if it has)."""
+
+
+class Store(EventLog, Leases, CancelBus):
+    """The event log, the leases and the cancel bus of one backend."""
 
     @abc.abstractmethod
     async def ping(self) -> None:
@@ -72,7 +118,7 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def close(self) -> None:
-        """Release connections and wake every waiter."""
+        """Release the backend: wake every waiter, end every cancel listener."""
 
 
 def check_batch(events: Sequence[Event]) -> None:

@@ -4,6 +4,9 @@ For a single process. Bounded: at most `max_sessions` sessions (the oldest finis
 ones are evicted first, and creating a session fails with `StoreFull` when all are
 running) and `max_events_per_session` events each. Finished sessions expire
 `retention_s` after they end.
+
+Its cancel bus reaches the listeners of this store object: in one process it is the
+whole backend.
 """
 
 from __future__ import annotations
@@ -49,9 +52,10 @@ class MemoryStore(Store):
         # Finished sessions in the order they ended: the eviction order.
         self._finished: OrderedDict[str, None] = OrderedDict()
         self._closed = False
-        self._closing = asyncio.Event()
         # Lease deadlines of running sessions, by session id.
         self._leases: dict[str, float] = {}
+        # One queue per cancel listener; None ends it.
+        self._cancel_listeners: set[asyncio.Queue[str | None]] = set()
 
     async def create(self, record: SessionRecord) -> None:
         self._expire_finished()
@@ -127,21 +131,29 @@ class MemoryStore(Store):
         return [session_id for _, session_id in lapsed[:limit]]
 
     async def publish_cancel(self, session_id: str) -> None:
-        return None  # one process: the runner that generates it is the caller's own
+        for listener in self._cancel_listeners:
+            listener.put_nowait(session_id)
 
     async def cancel_requests(self) -> AsyncIterator[str]:
-        await self._closing.wait()  # no other instance can ask
-        return
-        yield  # an async generator that yields nothing
+        if self._closed:
+            return
+        listener: asyncio.Queue[str | None] = asyncio.Queue()
+        self._cancel_listeners.add(listener)
+        try:
+            while (session_id := await listener.get()) is not None:
+                yield session_id
+        finally:
+            self._cancel_listeners.discard(listener)
 
     async def ping(self) -> None:
         return None
 
     async def close(self) -> None:
         self._closed = True
-        self._closing.set()
         for log in self._sessions.values():
             log.wake_waiters()
+        for listener in self._cancel_listeners:
+            listener.put_nowait(None)  # after the cancels it has not taken yet
 
     def _live(self, session_id: str) -> _SessionLog | None:
         log = self._sessions.get(session_id)

@@ -7,7 +7,7 @@ import pytest
 from relay.config import StoreSettings
 from relay.errors import StoreFull
 from relay.store.memory import MemoryStore
-from tests.store.test_contract import delta, new_record, new_session, terminal
+from tests.store.sessions import delta, new_record, new_session, terminal
 
 
 async def test_the_oldest_finished_session_makes_room() -> None:

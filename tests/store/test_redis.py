@@ -1,6 +1,7 @@
 """What only the Redis store has: its key layout, expiry, shared tails and outages.
 
-All against a real redis-server; the behaviour every store shares is in test_contract.py.
+All against a real redis-server; the behaviour every store shares is in the contract
+suites (test_*_contract.py).
 """
 
 from __future__ import annotations
@@ -19,16 +20,11 @@ from relay.config import StoreSettings
 from relay.errors import AppendConflict, StoreUnavailable
 from relay.events import Event, EventType
 from relay.store import open_store
-from relay.store.redis import (
-    BLOCK_MS,
-    LEASE_INDEX_KEY,
-    LINGER_READS,
-    RedisStore,
-    _SessionTail,
-    session_keys,
-)
+from relay.store.redis import RedisStore
+from relay.store.redis.keys import LEASE_INDEX_KEY, session_keys
+from relay.store.redis.tail import BLOCK_MS, LINGER_READS, SessionTail
 from tests.redis_server import RedisServer, require_redis_server
-from tests.store.test_contract import delta, new_session, terminal
+from tests.store.sessions import delta, new_session, terminal
 
 
 @pytest.fixture
@@ -233,29 +229,6 @@ async def test_appends_after_close_fail_as_unavailable(redis_url: str) -> None:
     assert not [task for task in asyncio.all_tasks() if task.get_name() == "relay redis appends"]
 
 
-async def test_a_second_instance_is_fenced_off(redis_url: str) -> None:
-    first = RedisStore.from_url(redis_url, StoreSettings())
-    second = RedisStore.from_url(redis_url, StoreSettings())
-    session_id = await new_session(first, events=1)
-    await first.append(session_id, [delta(2)])
-    with pytest.raises(AppendConflict):
-        await second.append(session_id, [delta(2)])
-    await first.close()
-    await second.close()
-
-
-async def test_an_append_on_one_instance_wakes_a_waiter_on_another(redis_url: str) -> None:
-    writer = RedisStore.from_url(redis_url, StoreSettings())
-    reader = RedisStore.from_url(redis_url, StoreSettings())
-    session_id = await new_session(writer, events=1)
-    waiting = asyncio.create_task(reader.wait(session_id, 1, 100, timeout=10))
-    await asyncio.sleep(0.2)
-    await writer.append(session_id, [delta(2)])
-    assert await asyncio.wait_for(waiting, 1) == [delta(2)]
-    await writer.close()
-    await reader.close()
-
-
 async def test_waiters_share_a_bounded_number_of_connections(
     redis_url: str, raw: redis.asyncio.Redis
 ) -> None:
@@ -302,7 +275,7 @@ async def test_close_cancels_the_tails(store: RedisStore) -> None:
 async def test_a_waiter_behind_the_tail_is_sent_back_to_read() -> None:
     """The tail has handed out events up to its cursor; a late joiner may need them."""
     reads: asyncio.Queue[list[Event]] = asyncio.Queue()
-    tail = _SessionTail("s_test", 3, lambda cursor: reads.get(), lambda tail: None)
+    tail = SessionTail("s_test", 3, lambda cursor: reads.get(), lambda tail: None)
     assert tail.join(after=2, limit=100) is None
     waiter = tail.join(after=3, limit=100)
     assert waiter is not None
@@ -315,7 +288,7 @@ async def test_a_waiter_behind_the_tail_is_sent_back_to_read() -> None:
 async def test_appended_events_reach_the_tail_once_and_in_order() -> None:
     """Handed over by the append, then brought again by the read that was in flight."""
     reads: asyncio.Queue[list[Event]] = asyncio.Queue()
-    tail = _SessionTail("s_test", 3, lambda cursor: reads.get(), lambda tail: None)
+    tail = SessionTail("s_test", 3, lambda cursor: reads.get(), lambda tail: None)
     first = tail.join(after=3, limit=100)
     assert first is not None
     await asyncio.sleep(0)  # its read is in flight
@@ -358,7 +331,7 @@ async def test_while_appends_here_keep_coming_the_tail_does_not_read() -> None:
     already handed over: a round trip per append for nothing."""
     reads = _ScriptedReads()
     cursors = reads.cursors
-    tail = _SessionTail("s_test", 3, reads.read_new, lambda tail: None, append_quiet_s=0.3)
+    tail = SessionTail("s_test", 3, reads.read_new, lambda tail: None, append_quiet_s=0.3)
     first = tail.join(after=3, limit=100)
     assert first is not None
     await asyncio.sleep(0)  # its read is in flight
@@ -382,7 +355,7 @@ async def test_while_appends_here_keep_coming_the_tail_does_not_read() -> None:
 async def test_a_local_append_that_the_read_brought_first_still_quiets_the_tail() -> None:
     reads = _ScriptedReads()
     cursors = reads.cursors
-    tail = _SessionTail("s_test", 3, reads.read_new, lambda tail: None, append_quiet_s=0.3)
+    tail = SessionTail("s_test", 3, reads.read_new, lambda tail: None, append_quiet_s=0.3)
     waiter = tail.join(after=3, limit=100)
     assert waiter is not None
     await reads.put([delta(4)])  # the read answers before the append's own reply is in

@@ -22,10 +22,12 @@ from relay.config import StoreSettings, load_settings
 from relay.errors import StoreUnavailable
 from relay.events import EventType
 from relay.store import open_store
-from relay.store.redis import _APPEND_SCRIPT, RedisStore, session_keys
+from relay.store.redis import RedisStore
+from relay.store.redis.keys import session_keys
+from relay.store.redis.scripts import APPEND_SCRIPT
 from tests.redis_server import LocalCluster, LocalSentinel, free_port, require_redis_server
 from tests.sse_client import SseEvent, SseReader
-from tests.store.test_contract import delta, new_session, terminal
+from tests.store.sessions import delta, new_session, terminal
 
 READ_TIMEOUT_S = 10.0
 
@@ -143,7 +145,7 @@ async def test_a_sentinel_failover_is_followed(sentinel_with_replica: LocalSenti
     await asyncio.to_thread(sentinel_with_replica.fail_over)
     promoted = sentinel_with_replica.master
     # Replicas are sent what scripts did, not the scripts: the new master has none.
-    assert promoted.execute("SCRIPT EXISTS", _APPEND_SCRIPT.sha) == [False]
+    assert promoted.execute("SCRIPT EXISTS", APPEND_SCRIPT.sha) == [False]
     # A call on a connection to the dead master fails, as in any outage (redis-py
     # retries it at the old address); the next connects through the Sentinel.
     with contextlib.suppress(StoreUnavailable):
@@ -152,7 +154,7 @@ async def test_a_sentinel_failover_is_followed(sentinel_with_replica: LocalSenti
     assert record.status.is_final
     assert [event.id for event in await store.read(session_id, 0, 10)] == [1, 2, 3, 4]
     assert [event.id for event in await store.read(await new_session(store, 1), 0, 10)] == [1]
-    assert promoted.execute("SCRIPT EXISTS", _APPEND_SCRIPT.sha) == [True]
+    assert promoted.execute("SCRIPT EXISTS", APPEND_SCRIPT.sha) == [True]
     await store.close()
 
 

@@ -1,8 +1,9 @@
-"""The `Store` contract: every implementation passes the same tests.
+"""The `EventLog` contract: every store passes the same tests.
 
 Stores: the memory store, the Redis store on fakeredis (its Lua runs on lupa), and the
 Redis store on real servers in each shape a URL can name: one redis-server, a master
-found through a Sentinel, and a three-node Redis Cluster.
+found through a Sentinel, and a three-node Redis Cluster. The log is the backend's:
+another store object on it (another instance) reads, writes and waits on the same one.
 """
 
 from __future__ import annotations
@@ -15,42 +16,16 @@ import pytest
 
 from relay.errors import AppendConflict, EventLimitReached, SessionEnded, SessionNotFound
 from relay.events import Event, EventType, SessionStatus
-from relay.session import SessionRecord, hash_token, new_session_id
-from relay.store.base import Store
-from tests.store.conftest import StoreFactory
+from relay.session import SessionRecord, new_session_id
+from relay.store import Store
+from relay.store.base import check_batch
+from tests.store.conftest import PeerFactory, StoreFactory
+from tests.store.sessions import delta, new_record, new_session, terminal
 
 # JSON as a producer might send it: odd spacing, escapes and raw UTF-8 must survive as is.
 ODD_JSON = b'{ "text" : "h\\u00e9llo \xe2\x9c\x93\\n",  "n":1 }'
 # Generous for a wake-up that is pushed, far below a Redis tail's BLOCK_MS of polling.
 PROMPTLY_S = 0.4
-
-
-def new_record() -> SessionRecord:
-    now = time.time()
-    return SessionRecord(
-        id=new_session_id(),
-        model="mock:tokens=3",
-        created_at=now,
-        updated_at=now,
-        token_sha256=hash_token("read-token"),
-        owner="instance-a",
-    )
-
-
-def delta(event_id: int, text: str = "word") -> Event:
-    return Event(event_id, EventType.DELTA, msgspec.Raw(msgspec.json.encode({"text": text})))
-
-
-def terminal(event_id: int, event_type: EventType = EventType.DONE) -> Event:
-    return Event(event_id, event_type, msgspec.Raw(b'{"finish_reason":"stop"}'))
-
-
-async def new_session(store: Store, events: int = 0) -> str:
-    record = new_record()
-    await store.create(record)
-    if events:
-        await store.append(record.id, [delta(n) for n in range(1, events + 1)])
-    return record.id
 
 
 # --- create and get -----------------------------------------------------------------
@@ -150,8 +125,6 @@ async def test_two_writers_of_the_same_id_exactly_one_wins(store: Store) -> None
 
 
 def test_batches_no_store_could_accept_are_value_errors() -> None:
-    from relay.store.base import check_batch
-
     for batch in ([], [delta(1), delta(3)], [terminal(1), delta(2)]):
         with pytest.raises(ValueError):
             check_batch(batch)
@@ -306,6 +279,38 @@ async def test_close_wakes_the_waiters(make_store: StoreFactory) -> None:
     await asyncio.sleep(0.2)
     await store.close()
     assert await asyncio.wait_for(waiting, PROMPTLY_S) == []
+
+
+# --- another instance on the same backend -----------------------------------------------
+
+
+async def test_another_instance_reads_what_one_wrote(store: Store, open_peer: PeerFactory) -> None:
+    peer = await open_peer(store)
+    record = new_record()
+    await store.create(record)
+    appended = await store.append(record.id, [delta(1), delta(2)])
+    assert await peer.get(record.id) == appended
+    assert await peer.read(record.id, 0, 100) == [delta(1), delta(2)]
+
+
+async def test_a_second_instance_is_fenced_off(store: Store, open_peer: PeerFactory) -> None:
+    second = await open_peer(store)
+    session_id = await new_session(store, events=1)
+    await store.append(session_id, [delta(2)])
+    with pytest.raises(AppendConflict):
+        await second.append(session_id, [delta(2)])
+    assert (await second.append(session_id, [delta(3)])).last_event_id == 3
+
+
+async def test_an_append_on_one_instance_wakes_a_waiter_on_another(
+    store: Store, open_peer: PeerFactory
+) -> None:
+    reader = await open_peer(store)
+    session_id = await new_session(store, events=1)
+    waiting = asyncio.create_task(reader.wait(session_id, 1, 100, timeout=10))
+    await asyncio.sleep(0.2)
+    await store.append(session_id, [delta(2)])
+    assert await asyncio.wait_for(waiting, 1) == [delta(2)]
 
 
 # --- retention --------------------------------------------------------------------------

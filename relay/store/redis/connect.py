@@ -1,0 +1,129 @@
+"""The Redis client for each shape a store URL names: one server (`redis://`,
+`rediss://`, `unix://`), a master watched by Sentinels (`redis+sentinel://`) or a Redis
+Cluster (`redis+cluster://`). relay/store/redis_url.py parses the URL; everything past
+the client is the same for all three.
+
+A Cluster client splits a pipeline by node and sends each node its part at once. A
+Sentinel client asks the Sentinels for the master whenever it connects, so a failover
+is followed. Each client's pool (per node, on a Cluster) holds `max_connections`, and
+never opens more.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple, Protocol, TypeAlias
+
+import redis.asyncio
+from redis.asyncio.cluster import ClusterNode, ClusterPipeline, RedisCluster
+from redis.asyncio.connection import Connection, SSLConnection, UnixDomainSocketConnection
+from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
+from redis.backoff import ExponentialWithJitterBackoff
+
+from relay.store.redis_url import RedisAddress, Topology
+
+__all__ = [
+    "POOL_TIMEOUT_S",
+    "Closeable",
+    "Pipeline",
+    "RedisClient",
+    "RedisConnection",
+    "connect",
+]
+
+RedisClient: TypeAlias = redis.asyncio.Redis | RedisCluster
+Pipeline: TypeAlias = redis.asyncio.client.Pipeline | ClusterPipeline
+
+# How long a command waits for its turn on a connection before the store counts as
+# unavailable. Tails wait for theirs without limit: their waiters time out on their own.
+POOL_TIMEOUT_S = 5.0
+SOCKET_TIMEOUT_S = 5.0
+# A couple of quick reconnects ride out a dropped connection; anything longer is an
+# outage, which callers should hear about as `StoreUnavailable` rather than wait out.
+RETRY = Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.2), retries=2)
+
+
+class Closeable(Protocol):
+    async def aclose(self) -> None: ...
+
+
+class RedisConnection(NamedTuple):
+    """A client, and what else its store must close with it (a Sentinel's connections)."""
+
+    client: RedisClient
+    also_close: tuple[Closeable, ...] = ()
+
+
+def connect(address: RedisAddress, max_connections: int) -> RedisConnection:
+    """A client for the address's shape, with at most `max_connections` per server."""
+    if address.topology is Topology.CLUSTER:
+        return RedisConnection(_cluster_client(address, max_connections))
+    if address.topology is Topology.SENTINEL:
+        return _sentinel_client(address, max_connections)
+    return RedisConnection(_server_client(address, max_connections))
+
+
+def _connection_options(address: RedisAddress) -> dict[str, Any]:
+    """What every connection to a Redis server takes, whatever the shape."""
+    return {
+        "username": address.username,
+        "password": address.password,
+        "socket_timeout": SOCKET_TIMEOUT_S,
+        "socket_connect_timeout": SOCKET_TIMEOUT_S,
+        "decode_responses": False,
+        **address.tls_options,
+    }
+
+
+def _server_client(address: RedisAddress, max_connections: int) -> redis.asyncio.Redis:
+    where: dict[str, Any]
+    if address.socket_path is not None:
+        where = {"connection_class": UnixDomainSocketConnection, "path": address.socket_path}
+    else:
+        host, port = address.hosts[0]
+        connection_class = SSLConnection if address.tls else Connection
+        where = {"connection_class": connection_class, "host": host, "port": port}
+    pool = redis.asyncio.BlockingConnectionPool(
+        max_connections=max_connections,
+        timeout=POOL_TIMEOUT_S,
+        db=address.db,
+        retry=RETRY,
+        **where,
+        **_connection_options(address),
+    )
+    return redis.asyncio.Redis.from_pool(pool)
+
+
+def _cluster_client(address: RedisAddress, max_connections: int) -> RedisCluster:
+    return RedisCluster(
+        startup_nodes=[ClusterNode(host, port) for host, port in address.hosts],
+        max_connections=max_connections,  # per node
+        retry=RETRY,  # here: how often a command is retried after refreshing the slot map
+        ssl=address.tls,
+        **_connection_options(address),
+    )
+
+
+def _sentinel_client(address: RedisAddress, max_connections: int) -> RedisConnection:
+    sentinel = Sentinel(  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+        list(address.hosts),
+        sentinel_kwargs={
+            "password": address.sentinel_password,
+            "socket_timeout": SOCKET_TIMEOUT_S,
+            "socket_connect_timeout": SOCKET_TIMEOUT_S,
+            "retry": RETRY,
+            "ssl": address.tls,
+            **address.tls_options,
+        },
+    )
+    assert address.master_name is not None  # parse_redis_url requires one
+    client = sentinel.master_for(
+        address.master_name,
+        redis_class=redis.asyncio.Redis,
+        max_connections=max_connections,
+        db=address.db,
+        retry=RETRY,
+        ssl=address.tls,
+        **_connection_options(address),
+    )
+    return RedisConnection(client, (sentinel,))

@@ -1,0 +1,112 @@
+"""The Lua scripts of the store, and how they are run: by hash (EVALSHA), and sent whole
+(EVAL) only to a server that lacks one.
+
+Servers cache scripts each on their own and replicas are not sent them, so after a
+restart, a failover or on a new Cluster node EVALSHA answers NOSCRIPT; EVAL, routed to
+the same keys, runs the script there and caches it for the next EVALSHA.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import Any
+
+import redis.exceptions
+
+from relay.store.redis.connect import Pipeline, RedisClient
+
+__all__ = ["APPEND_SCRIPT", "CREATE_SCRIPT", "Script"]
+
+
+class Script:
+    """A Lua script, queued in a pipeline by its hash."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.sha = hashlib.sha1(source.encode()).hexdigest()
+
+    def queue(self, pipe: Pipeline, keys: Sequence[str], args: Sequence[Any]) -> None:
+        """Run it as part of `pipe`; `settle` its reply (executed with raise_on_error=False)."""
+        # By name: redis-py blocks `evalsha` on a Cluster pipeline, but routes the
+        # command by its keys like any other (all of a script's keys share one slot).
+        pipe.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)
+
+    async def settle(
+        self, client: RedisClient, reply: Any, keys: Sequence[str], args: Sequence[Any]
+    ) -> Any:
+        """The script's reply from a pipeline, after running it whole where it was missing."""
+        if isinstance(reply, redis.exceptions.NoScriptError):
+            return await client.eval(self.source, len(keys), *keys, *args)
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
+
+
+# Creating a session: its record, and its first lease.
+# KEYS: meta, lease. ARGV: running ttl ms, lease ttl ms, owner, then field, value pairs.
+CREATE_SCRIPT = Script(
+    """
+redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[2])
+"""
+)
+
+# Appending: checks the rules of `EventLog.append`, XADDs the events with explicit entry
+# ids (so a second writer's XADD can never land between or on top of them) and updates
+# the record, all atomically. Its refusals are error replies `RELAY_<WHY> [detail]`,
+# which boundary.py translates.
+# KEYS: meta, log. ARGV: now, first id, final status ("" unless the batch ends with a
+# terminal event), max events, retention ms, running ttl ms (0: leave the expiry as it
+# is), "1" to get the whole record back (else the new last id), then type, data per event.
+# Every check comes before the first write: a script that fails halfway is not undone.
+APPEND_SCRIPT = Script(
+    """
+local meta, log = KEYS[1], KEYS[2]
+local now, first, final = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local cap, retention_ms, running_ms = tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6])
+local want_record = ARGV[7] == '1'
+local count = (#ARGV - 7) / 2
+local last = first + count - 1
+
+local state = redis.call('HMGET', meta, 'status', 'last_event_id')
+if not state[1] then
+  return redis.error_reply('RELAY_NOT_FOUND')
+end
+if state[1] ~= 'running' then
+  return redis.error_reply('RELAY_ENDED ' .. state[1])
+end
+local expected = tonumber(state[2]) + 1
+if first ~= expected then
+  return redis.error_reply(string.format('RELAY_CONFLICT %d', expected))
+end
+-- The last id is kept for the terminal event, so a session at the cap can still end.
+if last > cap or (final == '' and last > cap - 1) then
+  return redis.error_reply(string.format('RELAY_LIMIT %d', cap))
+end
+
+for i = 0, count - 1 do
+  redis.call('XADD', log, string.format('%d-0', first + i),
+             't', ARGV[8 + 2 * i], 'd', ARGV[9 + 2 * i])
+end
+local last_id = string.format('%d', last)
+if final ~= '' then
+  redis.call('HSET', meta, 'last_event_id', last_id, 'updated_at', now, 'status', final)
+  redis.call('PEXPIRE', meta, retention_ms)
+  redis.call('PEXPIRE', log, retention_ms)
+else
+  redis.call('HSET', meta, 'last_event_id', last_id, 'updated_at', now)
+  -- Never shortened: another instance's append may have set a longer one.
+  for _, key in ipairs({meta, log}) do
+    if running_ms > 0 and redis.call('PTTL', key) < running_ms then
+      redis.call('PEXPIRE', key, running_ms)
+    end
+  end
+end
+if want_record then
+  return redis.call('HGETALL', meta)
+end
+return last
+"""
+)

@@ -1,0 +1,270 @@
+"""The Redis store: one Stream (the event log) and one hash (the record) per session,
+with the leases and the cancel bus beside them on the same client.
+
+Each command and script touches the keys of one session only, which share one Cluster
+slot (see keys.py), or only the keys all sessions share. Appending is one round trip:
+the append script (scripts.py), sent with the appends that queued meanwhile
+(group_commit.py). Creating is one round trip too: a script writes the record and the
+first lease, pipelined with the session's entry in the lease index. Reading is XRANGE;
+waiting parks on the session's tail (tail.py).
+
+Connections. One client per store (connect.py). Every call passes one of two
+`Boundary`s (boundary.py): commands, and the tails' blocking reads. The client's pool
+(per node, on a Cluster) holds their sum, so no shape ever opens more, or fails for
+want of a free connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any, NamedTuple, cast
+
+from redis.asyncio.cluster import RedisCluster
+
+from relay.config import StoreSettings
+from relay.errors import SessionEnded, SessionNotFound
+from relay.events import STATUS_AFTER_TERMINAL, Event, SessionStatus
+from relay.session import SessionRecord
+from relay.store.base import Store, check_batch
+from relay.store.redis.boundary import AppendRefusals, Boundary
+from relay.store.redis.cancels import RedisCancelBus
+from relay.store.redis.codec import (
+    Entries,
+    Fields,
+    decode_entries,
+    decode_record,
+    encode_record,
+    entry_id,
+    ms,
+)
+from relay.store.redis.connect import POOL_TIMEOUT_S, Closeable, RedisClient, connect
+from relay.store.redis.expiry import AppendingSessions, append_ttl_s, expires_by
+from relay.store.redis.group_commit import AppendSender
+from relay.store.redis.keys import session_keys
+from relay.store.redis.leases import RedisLeases
+from relay.store.redis.scripts import APPEND_SCRIPT, CREATE_SCRIPT
+from relay.store.redis.tail import ReadNew, SessionTails, xread_blocking
+from relay.store.redis_url import parse_redis_url
+
+__all__ = ["MAX_CONNECTIONS", "MAX_TAIL_CONNECTIONS", "RedisStore"]
+
+MAX_CONNECTIONS = 64
+MAX_TAIL_CONNECTIONS = 32
+
+
+class _LogTop(NamedTuple):
+    ended: bool
+    last_event_id: int
+
+
+class RedisStore(Store):
+    """Sessions in Redis. The keys of a session never span Cluster slots.
+
+    The store owns `client` and whatever is in `also_close` (a Sentinel's own
+    connections) and closes them.
+    """
+
+    def __init__(
+        self,
+        client: RedisClient,
+        settings: StoreSettings,
+        *,
+        max_connections: int = MAX_CONNECTIONS,
+        max_tail_connections: int = MAX_TAIL_CONNECTIONS,
+        also_close: Sequence[Closeable] = (),
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._client = client
+        self._settings = settings
+        self._commands = Boundary(max_connections, POOL_TIMEOUT_S)
+        self._tail_reads = Boundary(max_tail_connections, None)
+        self._also_close = also_close
+        self._clock = clock
+        self._tails = SessionTails(self._tail_read)
+        self._appends = AppendSender(client, self._commands, APPEND_SCRIPT)
+        self._appending = AppendingSessions()
+        self._leases = RedisLeases(client, self._commands, settings, clock)
+        self._cancels = RedisCancelBus(client, self._commands)
+
+    @classmethod
+    def from_url(cls, url: str, settings: StoreSettings) -> RedisStore:
+        """A store on the Redis `url` names (see relay/store/redis_url.py), with at most
+        `max_connections + max_blocking_reads` connections per Redis server."""
+        limits = settings.max_connections, settings.max_blocking_reads
+        client, also_close = connect(parse_redis_url(url), sum(limits))
+        return cls(
+            client,
+            settings,
+            max_connections=settings.max_connections,
+            max_tail_connections=settings.max_blocking_reads,
+            also_close=also_close,
+        )
+
+    # --- the event log ----------------------------------------------------------------
+
+    async def create(self, record: SessionRecord) -> None:
+        keys = session_keys(record.id)
+        settings = self._settings
+        args: list[Any] = [ms(settings.running_ttl_s), ms(settings.lease_ttl_s), record.owner]
+        for name, value in encode_record(record).items():
+            args += [name, value]
+        # One round trip: the record and its first lease in one script, and its entry in
+        # the lease index beside it (on a Cluster, the index's node is sent it at the same
+        # time). An entry without a record is harmless: the lease sweep drops it.
+        async with self._commands, self._client.pipeline(transaction=False) as pipe:
+            CREATE_SCRIPT.queue(pipe, [keys.meta, keys.lease], args)
+            self._leases.queue_index_entries(pipe, [record.id])
+            created, indexed = await pipe.execute(raise_on_error=False)
+            await CREATE_SCRIPT.settle(self._client, created, [keys.meta, keys.lease], args)
+            if isinstance(indexed, Exception):
+                raise indexed
+        self._appending.remember(record, None)  # no expiry on its log yet: the first append sets it
+
+    async def get(self, session_id: str) -> SessionRecord | None:
+        async with self._commands:
+            fields = cast(Fields, await self._client.hgetall(session_keys(session_id).meta))
+        return decode_record(fields) if fields else None
+
+    async def append(self, session_id: str, events: Sequence[Event]) -> SessionRecord:
+        check_batch(events)
+        keys = session_keys(session_id)
+        known = self._appending.get(session_id)
+        now, sent_at = self._clock(), time.monotonic()
+        running_ttl_s = append_ttl_s(known, sent_at, self._settings.running_ttl_s)
+        args = self._append_args(events, now, running_ttl_s, want_record=known is None)
+        try:
+            with AppendRefusals(session_id, events[0].id):
+                reply = await self._appends.run([keys.meta, keys.log], args)
+        except (SessionNotFound, SessionEnded):
+            self._appending.forget(session_id)
+            raise
+        if known is None:
+            record = decode_record(dict(zip(reply[::2], reply[1::2], strict=True)))
+        else:
+            record = known.record.after_append(list(events), now)
+        self._appending.remember(record, expires_by(known, sent_at, running_ttl_s))
+        self._tails.take_appended(session_id, events)
+        return record
+
+    def _append_args(
+        self, events: Sequence[Event], now: float, running_ttl_s: float, *, want_record: bool
+    ) -> list[Any]:
+        last = events[-1]
+        final = STATUS_AFTER_TERMINAL[last.type].value if last.is_terminal else ""
+        settings = self._settings
+        args: list[Any] = [
+            repr(now),
+            events[0].id,
+            final,
+            settings.max_events_per_session,
+            ms(settings.retention_s),
+            ms(running_ttl_s) if running_ttl_s else 0,
+            "1" if want_record else "0",
+        ]
+        for event in events:
+            # A memoryview passes the JSON bytes through without copying them.
+            args += [event.type.value, memoryview(event.data)]
+        return args
+
+    async def read(self, session_id: str, after: int, limit: int) -> list[Event]:
+        if limit <= 0:
+            return []
+        async with self._commands:
+            entries = await self._client.xrange(
+                session_keys(session_id).log, min=entry_id(max(after, 0) + 1), count=limit
+            )
+        return decode_entries(cast(Entries, entries))
+
+    async def wait(self, session_id: str, after: int, limit: int, timeout: float) -> list[Event]:
+        if limit <= 0:
+            return []
+        after = max(after, 0)  # the tail's cursor is never below 0
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        tail = self._tails.get(session_id)
+        if tail is not None:
+            # Served by the tail without a read of its own: events it handed out recently,
+            # or, for a waiter that has all it has seen, the next ones.
+            recent = tail.recent_after(after, limit)
+            if recent:
+                return recent
+            if tail.caught_up(after):
+                handed = await self._tails.wait_on(session_id, after, after, limit, timeout)
+                if handed is not None:
+                    return handed
+        while True:
+            top, events = await self._read_with_top(session_id, after, limit)
+            if events or top is None or top.ended:
+                return events
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return []
+            handed = await self._tails.wait_on(
+                session_id, top.last_event_id, after, limit, remaining
+            )
+            if handed is not None:
+                return handed
+
+    async def _read_with_top(
+        self, session_id: str, after: int, limit: int
+    ) -> tuple[_LogTop | None, list[Event]]:
+        """The session's state and the events after `after`, in one round trip.
+
+        The state is read first, so a session found ended has all its events in the read.
+        """
+        keys = session_keys(session_id)
+        async with self._commands, self._client.pipeline(transaction=False) as pipe:
+            pipe.hmget(keys.meta, ["status", "last_event_id"])
+            pipe.xrange(keys.log, min=entry_id(max(after, 0) + 1), count=limit)
+            (status, last_event_id), entries = await pipe.execute()
+        if status is None:
+            return None, []
+        top = _LogTop(SessionStatus(status.decode()).is_final, int(last_event_id))
+        return top, decode_entries(entries)
+
+    def _tail_read(self, session_id: str) -> ReadNew:
+        return functools.partial(self._read_new, session_keys(session_id).log)
+
+    async def _read_new(self, log_key: str, cursor: int) -> list[Event]:
+        """The events after `cursor`, blocking up to BLOCK_MS for the first one."""
+        async with self._tail_reads:
+            reply = await xread_blocking(
+                self._client, log_key, entry_id(cursor), self._settings.read_batch
+            )
+        streams = cast(list[tuple[bytes, Entries]], reply or [])
+        return [event for _, entries in streams for event in decode_entries(entries)]
+
+    # --- the leases and the cancel bus (leases.py, cancels.py) ------------------------
+
+    async def renew_leases(self, owner: str, session_ids: Sequence[str]) -> None:
+        await self._leases.renew_leases(owner, session_ids)
+
+    async def lapsed_leases(self, limit: int) -> list[str]:
+        return await self._leases.lapsed_leases(limit)
+
+    async def publish_cancel(self, session_id: str) -> None:
+        await self._cancels.publish_cancel(session_id)
+
+    def cancel_requests(self) -> AsyncIterator[str]:
+        return self._cancels.cancel_requests()
+
+    # --- the whole store ----------------------------------------------------------------
+
+    async def ping(self) -> None:
+        async with self._commands:
+            if isinstance(self._client, RedisCluster):
+                # Every primary, not just one: each holds a share of the sessions.
+                await self._client.ping(target_nodes=RedisCluster.PRIMARIES)
+            else:
+                await self._client.ping()
+
+    async def close(self) -> None:
+        await self._cancels.aclose()
+        await self._appends.aclose()
+        await self._tails.aclose()
+        await self._client.aclose()
+        for owned in self._also_close:
+            await owned.aclose()
