@@ -5,13 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import msgspec
-import pytest
 from anthropic.types import Message as AnthropicMessage
 from anthropic.types import RawMessageStreamEvent
 from pydantic import BaseModel, TypeAdapter
 
-from relay.vocabulary import Message
 from relay.wire import anthropic_messages as wire
 
 STREAM_EVENT: TypeAdapter[RawMessageStreamEvent] = TypeAdapter(RawMessageStreamEvent)
@@ -119,30 +116,3 @@ def test_event_frame_names_the_event() -> None:
     assert frame.count(b"\n") == 3
     assert json.loads(frame.split(b"data: ", 1)[1]) == event
     assert wire.event_frame(event, event_id=3).startswith(b"id: 3\nevent: content_block_delta\n")
-
-
-def test_request_ignores_unknown_fields_and_puts_system_first() -> None:
-    body = {
-        "model": "mock",
-        "max_tokens": 100,
-        "system": [{"type": "text", "text": "be brief", "cache_control": {"type": "ephemeral"}}],
-        "messages": [{"role": "user", "content": [{"type": "text", "text": "hello there"}]}],
-        "thinking": {"type": "enabled", "budget_tokens": 1024},
-        "top_k": 5,
-        "service_tier": "auto",
-    }
-    request = wire.decode_request(json.dumps(body).encode())
-    assert request.max_tokens == 100 and request.thinking is not None
-    messages = wire.to_relay_messages(request)
-    assert [(message.role, message.text()) for message in messages] == [
-        ("system", "be brief"),
-        ("user", "hello there"),
-    ]
-    plain = wire.decode_request(b'{"model": "m", "max_tokens": 5, "messages": []}')
-    assert wire.to_relay_messages(plain) == []
-    assert isinstance(wire.to_relay_messages(request)[0], Message)
-
-
-def test_request_errors_name_the_field() -> None:
-    with pytest.raises(msgspec.ValidationError, match="max_tokens"):
-        wire.decode_request(b'{"model": "mock", "messages": []}')
