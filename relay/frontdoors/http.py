@@ -111,6 +111,8 @@ def translated(
         return translate(body, request)
     except InvalidBody as exc:
         raise InvalidRequest(exc) from exc
+    except NotJson as exc:
+        raise ApiError(400, "invalid_json", str(exc)) from exc
 
 
 # Errors in a provider's shape.

@@ -78,7 +78,10 @@ _fields_decoder = msgspec.json.Decoder(dict[str, msgspec.Raw])
 
 def body_fields(body: bytes) -> dict[str, msgspec.Raw]:
     """The top-level fields of a body that `decode` accepted, each as its raw JSON."""
-    return _fields_decoder.decode(body)
+    try:
+        return _fields_decoder.decode(body)
+    except (msgspec.DecodeError, RecursionError) as exc:  # `decode` would have said first
+        raise NotJson(f"the request body is not a JSON object: {exc}") from None
 
 
 def raw(value: object) -> msgspec.Raw:
@@ -106,20 +109,36 @@ class Block:
     default_tag: ClassVar[str | None] = None
 
 
-class Unmodelled(msgspec.Struct):
+class Unmodelled:
     """A block of a type relay does not model, as the client sent it (an open family's
-    untagged subclass is one of these)."""
+    subclass for other types is one of these). Not a struct: encoded, it is `fields`."""
 
-    type: str
-    fields: dict[str, Any]
+    __slots__ = ("fields", "type")
+
+    def __init__(self, type: str, fields: dict[str, Any]) -> None:
+        self.type = type
+        self.fields = fields
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Unmodelled) and (self.type, self.fields) == (
+            other.type,
+            other.fields,
+        )
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.type!r}, {self.fields!r})"
 
 
 def as_dict(block: object) -> dict[str, Any]:
-    """A decoded block as JSON's dict; an unmodelled one exactly as it came."""
-    if isinstance(block, Unmodelled):
-        return block.fields
-    converted: dict[str, Any] = msgspec.to_builtins(block)
+    """A decoded block as JSON's dict; an unmodelled one, also inside it, as it came."""
+    converted: dict[str, Any] = msgspec.to_builtins(block, enc_hook=_unmodelled_fields)
     return converted
+
+
+def _unmodelled_fields(value: object) -> dict[str, Any]:
+    if isinstance(value, Unmodelled):
+        return value.fields
+    raise TypeError(f"cannot encode {type(value).__name__}")
 
 
 def block_hook(kind: type, value: Any) -> Any:
@@ -132,7 +151,7 @@ def block_hook(kind: type, value: Any) -> Any:
 
 
 def _family_member(family: type[Block], value: dict[str, Any]) -> Any:
-    members, unmodelled = _members(family)
+    members, unmodelled = family_members(family)
     tag = value.get(family.tag_field)
     if tag is None and family.default_tag is not None:
         tag = family.default_tag
@@ -162,7 +181,7 @@ Members = tuple[dict[str, type[Any]], type[Unmodelled] | None]
 _families: dict[type[Block], Members] = {}
 
 
-def _members(family: type[Block]) -> Members:
+def family_members(family: type[Block]) -> Members:
     """The family's members by tag, and its struct for other types (None: closed)."""
     if family not in _families:
         _families[family] = _members_found(family)
@@ -173,11 +192,11 @@ def _members_found(family: type[Block]) -> Members:
     members: dict[str, type[Any]] = {}
     unmodelled = None
     for member in _descendants(family):
-        info = mi.type_info(member)
-        assert isinstance(info, mi.StructType)
         if issubclass(member, Unmodelled):
             unmodelled = member
-        elif isinstance(info.tag, str):
+            continue
+        info = mi.type_info(member)
+        if isinstance(info, mi.StructType) and isinstance(info.tag, str):
             members[info.tag] = member
     return members, unmodelled
 

@@ -241,6 +241,10 @@ def to_messages(request: ResponsesRequest) -> list[Message]:
         return [*messages, Message(role="user", content=request.input)]
     for index, item in enumerate(request.input):
         _add_item(messages, item, f"input[{index}]")
+    if not messages:
+        raise InvalidBody(
+            "input", "holds only reasoning items, which relay drops: nothing to answer"
+        )
     return messages
 
 

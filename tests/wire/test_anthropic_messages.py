@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from anthropic.types import Message as AnthropicMessage
 from anthropic.types import RawMessageStreamEvent
 from pydantic import BaseModel, TypeAdapter
@@ -116,3 +117,23 @@ def test_event_frame_names_the_event() -> None:
     assert frame.count(b"\n") == 3
     assert json.loads(frame.split(b"data: ", 1)[1]) == event
     assert wire.event_frame(event, event_id=3).startswith(b"id: 3\nevent: content_block_delta\n")
+
+
+@pytest.mark.parametrize(
+    ("arguments", "expected"),
+    [
+        ('{"q": "fox"}', {"q": "fox"}),
+        ('{"q": "fo', {"q": "fo"}),
+        ('{"q": "fox", "limit"', {"q": "fox"}),
+        ("", {}),
+        ("[1, 2]", {}),
+        ("not json", {}),
+    ],
+)
+def test_tool_input_of_cut_arguments_is_what_they_hold(
+    arguments: str, expected: dict[str, Any]
+) -> None:
+    block = wire.tool_use_block("toolu_1", "search", wire.tool_input(arguments))
+    assert block["input"] == expected
+    body = wire.message("msg_1", "mock", [block], "max_tokens", 1, 2)
+    assert AnthropicMessage.model_validate(body).content[0].type == "tool_use"
