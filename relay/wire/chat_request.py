@@ -2,8 +2,10 @@
 `GenerationRequest`. Pure code, no I/O.
 
 The body follows OpenAI's API reference (the official SDK's `CompletionCreateParams`).
-Messages are a union tagged by `role`; system, developer and tool messages hold text
-parts, assistant messages text and refusal parts. A user message's parts are an open
+Messages are told apart by `role` (`system`, `developer`, `user`, `assistant`, `tool`,
+and the legacy `function`); system, developer and tool messages hold text parts,
+assistant messages text and refusal parts and function tool calls (as do `tools` and
+`tool_choice`: relay forwards function tools only). A user message's parts are an open
 family: `text`, `image_url`, `input_audio` and `file` are checked, and other types
 (OpenAI-compatible servers add their own, such as vLLM's `video_url`; an Anthropic
 upstream takes its own blocks) go on as they came. Fields of a message that relay's

@@ -6,7 +6,14 @@ tool_result, thinking, redacted_thinking) are checked, and every other type (ser
 blocks such as `server_tool_use` and `web_search_tool_result`, search results, and types
 Anthropic adds later) goes on to an Anthropic upstream as it came. Tools are open too: a
 client tool has no `type` or `custom`, any other `type` is a server tool, passed on.
-`relay.wire.anthropic_to_chat` translates the request into relay's canonical shape.
+Messages are told apart by `role`: `user`, `assistant`, and `system` (instructions in the
+course of the conversation, which the SDK's `MessageParam` allows).
+
+Fields relay interprets are `INTERPRETED`; every other field goes to an Anthropic upstream
+as the client sent it (`Passthrough(kind="anthropic")`). Of those, `top_k`, `top_p`,
+`thinking`, `metadata` and `service_tier` are checked first, so that a bad value is a 400
+naming it rather than the upstream's refusal. `relay.wire.anthropic_to_chat` translates
+the request into relay's canonical shape.
 """
 
 from __future__ import annotations

@@ -30,51 +30,63 @@ def parse_partial(text: str) -> Any:
 
 
 def _closed(text: str) -> str:
-    """`text` cut at its last safe point, with its open string and containers closed.
-
-    A safe point is just after a container opens or a value ends. Every container that
-    opens or closes makes one, so the containers open at the last safe point are the
-    ones still open at the end of the text.
-    """
-    stack: list[str] = []
-    safe = 0  # the text up to here can be closed
-    in_string = is_key = escaped = False
-    string_start = 0
-    for index, char in enumerate(text):
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-                if not is_key:
-                    safe = index + 1
-            continue
-        if char == '"':
-            in_string, string_start = True, index
-            is_key = bool(stack) and stack[-1] == "{" and _expects_key(text, index)
-        elif char in _CLOSERS:
-            stack.append(char)
-            safe = index + 1
-        elif char in "}]":
-            if stack:
-                stack.pop()
-            safe = index + 1
-        elif char not in _WHITESPACE + ",:" and _value_ends(text, index):
-            safe = index + 1
-    closers = "".join(_CLOSERS[opener] for opener in reversed(stack))
-    if in_string and not is_key:
+    """`text` cut at its last safe point, with its open string and containers closed."""
+    scan = _Scan(text)
+    closers = "".join(_CLOSERS[opener] for opener in reversed(scan.stack))
+    if scan.in_string and not scan.is_key:
         # An unfinished string keeps what it has, without a cut escape sequence.
-        cut = text.rfind("\\", string_start) if escaped or _cut_unicode(text) else len(text)
+        cut = text.rfind("\\", scan.string_start) if scan.in_escape() else len(text)
         return text[:cut] + '"' + closers
-    return text[:safe] + closers
+    return text[: scan.safe] + closers
 
 
-def _expects_key(text: str, quote: int) -> bool:
-    """Whether the string opening at `quote`, inside an object, is a key."""
-    before = text[:quote].rstrip(_WHITESPACE)
-    return before.endswith(("{", ","))
+class _Scan:
+    """One pass over the text. A safe point is just after a container opens or a value
+    ends; every container that opens or closes makes one, so the containers open at the
+    last safe point are the ones still open at the end of the text."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.stack: list[str] = []
+        self.safe = 0  # the text up to here can be closed
+        self.in_string = self.is_key = self.escaped = False
+        self.string_start = 0
+        self.last = ""  # the last character outside strings that is not whitespace
+        for index, char in enumerate(text):
+            if self.in_string:
+                self._in_string(char, index)
+            else:
+                self._between_values(char, index)
+
+    def _in_string(self, char: str, index: int) -> None:
+        if self.escaped:
+            self.escaped = False
+        elif char == "\\":
+            self.escaped = True
+        elif char == '"':
+            self.in_string = False
+            if not self.is_key:
+                self.safe = index + 1
+
+    def _between_values(self, char: str, index: int) -> None:
+        before, self.last = self.last, char if char not in _WHITESPACE else self.last
+        if char == '"':
+            self.in_string, self.string_start = True, index
+            in_object = bool(self.stack) and self.stack[-1] == "{"
+            self.is_key = in_object and before in ("{", ",")
+        elif char in _CLOSERS:
+            self.stack.append(char)
+            self.safe = index + 1
+        elif char in "}]":
+            if self.stack:
+                self.stack.pop()
+            self.safe = index + 1
+        elif char not in _WHITESPACE + ",:" and _value_ends(self.text, index):
+            self.safe = index + 1
+
+    def in_escape(self) -> bool:
+        """Whether the text ends inside an escape sequence (`\\` or `\\uXXXX`)."""
+        return self.escaped or _cut_unicode(self.text)
 
 
 def _value_ends(text: str, index: int) -> bool:
