@@ -50,6 +50,7 @@ from relay.providers.mock import (
 )
 from relay.vocabulary import GenerationRequest, Message, anthropic_stop_reason
 from relay.wire import anthropic_messages as anthropic
+from relay.wire import anthropic_to_chat, chat_request, messages_request
 from relay.wire import openai_chat as openai
 
 DEFAULT_HOST = "127.0.0.1"
@@ -369,17 +370,17 @@ class WireFormat:
 
 
 def _decode_chat(body: bytes) -> UpstreamCall:
-    request = openai.decode_request(body)
-    messages = openai.to_relay_messages(request)
+    request = chat_request.decode_request(body)
+    messages = chat_request.to_relay_messages(request)
     return UpstreamCall(
-        request.model, messages, request.output_limit, request.stream, request.include_usage
+        request.model, messages, request.output_limit, bool(request.stream), request.include_usage
     )
 
 
 def _decode_messages(body: bytes) -> UpstreamCall:
-    request = anthropic.decode_request(body)
-    messages = anthropic.to_relay_messages(request)
-    return UpstreamCall(request.model, messages, request.max_tokens, request.stream)
+    request = messages_request.decode_request(body)
+    messages = anthropic_to_chat.to_relay_messages(request)
+    return UpstreamCall(request.model, messages, request.max_tokens, bool(request.stream))
 
 
 def _chat_error(status: int, message: str) -> dict[str, Any]:

@@ -320,7 +320,9 @@ async def test_status_answers_at_once_with_retry_after(upstream: Upstream) -> No
     assert isinstance(body, dict) and body["type"] == "error"
     assert body["error"]["type"] == "rate_limit_error" and "429" in body["error"]["message"]
     with pytest.raises(openai.InternalServerError):
-        await upstream.openai.chat.completions.create(model="mock:status=503", messages=[])
+        await upstream.openai.chat.completions.create(
+            model="mock:status=503", messages=CHAT_MESSAGES
+        )
     assert (await upstream.stats())["completed"] == 0
 
 
@@ -441,7 +443,7 @@ async def test_unknown_model_and_bad_options_are_refused(upstream: Upstream) -> 
         await upstream.openai.chat.completions.create(model="gpt-4o", messages=CHAT_MESSAGES)
     assert missing.value.code == "model_not_found"
     with pytest.raises(openai.BadRequestError, match="unknown mock option 'bogus'"):
-        await upstream.openai.chat.completions.create(model="mock:bogus=1", messages=[])
+        await upstream.openai.chat.completions.create(model="mock:bogus=1", messages=CHAT_MESSAGES)
     with pytest.raises(anthropic.BadRequestError, match="status must be 400-599"):
         await upstream.anthropic.messages.create(
             model="mock:status=200", max_tokens=5, messages=ANTHROPIC_MESSAGES

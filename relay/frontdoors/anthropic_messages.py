@@ -5,37 +5,31 @@ Point an Anthropic SDK's `base_url` at relay: streams are sessions (header
 `GET /v1/sessions/{id}/events?format=anthropic` resumes in the same format. Any
 upstream kind can answer (an Anthropic client can stream an OpenAI model): the request
 is converted once into relay's canonical (Chat) shape, tool history and images included.
+Errors, before a stream starts, are in Anthropic's shape
+(`{"type": "error", "error": {"type", "message"}}`).
 """
 
 from __future__ import annotations
 
-import json
-
 from aiohttp import web
 
 from relay.frontdoors import wire_streams
-from relay.frontdoors.http import json_response, read_json
+from relay.frontdoors.http import (
+    decode_json,
+    json_response,
+    read_body,
+    translated,
+    with_anthropic_errors,
+)
 from relay.services import SERVICES, Services
 from relay.session import SessionRecord
 from relay.subscribers.formats import messages_renderer
 from relay.subscribers.transcript import Transcript
-from relay.vocabulary import GenerationRequest, anthropic_stop_reason
+from relay.vocabulary import anthropic_stop_reason
 from relay.wire import anthropic_messages as wire
-from relay.wire.anthropic_to_chat import chat_tools
+from relay.wire import anthropic_to_chat, messages_request
 
 routes = web.RouteTableDef()
-
-
-def generation_request(body: wire.MessagesRequest) -> GenerationRequest:
-    """The request in relay's canonical (Chat) shape, which every provider takes."""
-    return GenerationRequest(
-        model=body.model,
-        messages=wire.to_relay_messages(body),
-        max_tokens=body.max_tokens,
-        temperature=body.temperature,
-        stop=body.stop_sequences,
-        tools=chat_tools(body.tools),
-    )
 
 
 def anthropic_error(status: int, data: dict[str, object]) -> dict[str, object]:
@@ -43,10 +37,13 @@ def anthropic_error(status: int, data: dict[str, object]) -> dict[str, object]:
 
 
 @routes.post("/v1/messages")
+@with_anthropic_errors
 async def messages(request: web.Request) -> web.StreamResponse:
     services = request.app[SERVICES]
-    body = await read_json(request, wire.MessagesRequest, services.settings.server.max_body_bytes)
-    record = await wire_streams.start_session(services, body.model, generation_request(body))
+    raw = await read_body(request, services.settings.server.max_body_bytes)
+    body = decode_json(raw, messages_request.MessagesRequest)
+    generation = translated(anthropic_to_chat.generation_request, raw, body)
+    record = await wire_streams.start_session(services, body.model, generation)
     if body.stream:
         renderer = messages_renderer(record)
         return await wire_streams.stream_answer(
@@ -84,10 +81,6 @@ def content_blocks(transcript: Transcript) -> list[dict[str, object]]:
 
 
 def tool_use_block(call: dict[str, object]) -> dict[str, object]:
-    arguments = str(call["arguments"]) or "{}"
-    return {
-        "type": "tool_use",
-        "id": call["id"],
-        "name": call["name"],
-        "input": json.loads(arguments),
-    }
+    """A tool call as a block; arguments cut by `max_tokens` give what they hold."""
+    input = wire.tool_input(str(call["arguments"]))
+    return wire.tool_use_block(str(call["id"]), str(call["name"]), input)

@@ -1,21 +1,30 @@
 """HTTP plumbing every front door shares: JSON bodies in, JSON and errors out.
 
 Bodies must be JSON (`application/json`, with parameters, or any `+json` type: else
-415), at most `max_body_bytes` (else 413), and decode into the handler's struct; a
-decoding error names the field, the value's problem and what is allowed (400).
+415), at most `max_body_bytes` (else 413), and decode into the handler's struct
+(`relay.wire.decoding`); a decoding error names the field, the value's problem and what
+is allowed (400 `invalid_request`, or `invalid_json` for what is not JSON). The
+provider-format front doors answer errors in their format's shape (`with_openai_errors`,
+`with_anthropic_errors`); the error middleware answers the rest in relay's.
 """
 
 from __future__ import annotations
 
-import re
+import functools
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import msgspec
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
-from relay.errors import ApiError
+from relay.errors import ApiError, UnknownModel
+from relay.vocabulary import GenerationRequest
+from relay.wire import anthropic_messages, openai_chat
+from relay.wire.decoding import InvalidBody, NotJson, decode
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 _encode = msgspec.json.Encoder().encode
 
@@ -42,7 +51,20 @@ def is_json_content_type(content_type: str) -> bool:
     return kind == "application" and (subtype == "json" or subtype.endswith("+json"))
 
 
+class InvalidRequest(ApiError):
+    """A request body relay refuses (400); `param` is the path of the field at fault."""
+
+    def __init__(self, invalid: InvalidBody) -> None:
+        super().__init__(400, invalid.code, str(invalid))
+        self.param = invalid.path
+
+
 async def read_json(request: web.Request, body_type: type[T], max_bytes: int) -> T:
+    return decode_json(await read_body(request, max_bytes), body_type)
+
+
+async def read_body(request: web.Request, max_bytes: int) -> bytes:
+    """The body of a JSON request, at most `max_bytes` long."""
     if not is_json_content_type(request.content_type):
         raise ApiError(
             415,
@@ -51,8 +73,7 @@ async def read_json(request: web.Request, body_type: type[T], max_bytes: int) ->
         )
     if request.content_length is not None and request.content_length > max_bytes:
         raise _too_large(max_bytes)
-    body = await _read_limited(request, max_bytes)
-    return decode_json(body, body_type)
+    return await _read_limited(request, max_bytes)
 
 
 async def _read_limited(request: web.Request, max_bytes: int) -> bytes:
@@ -74,21 +95,61 @@ def decode_json(body: bytes, body_type: type[T]) -> T:
     if not body.strip():
         raise ApiError(400, "invalid_json", "the request body is empty; send a JSON object")
     try:
-        return msgspec.json.decode(body, type=body_type)
-    except msgspec.ValidationError as exc:
-        raise ApiError(400, "invalid_request", field_message(str(exc))) from exc
-    except msgspec.DecodeError as exc:
-        raise ApiError(400, "invalid_json", f"the request body is not valid JSON: {exc}") from exc
-    except RecursionError:
-        raise ApiError(400, "invalid_json", "the request body nests too deeply") from None
+        return decode(body, body_type)
+    except InvalidBody as exc:
+        raise InvalidRequest(exc) from exc
+    except NotJson as exc:
+        raise ApiError(400, "invalid_json", str(exc)) from exc
 
 
-_PATH = re.compile(r" - at `\$\.?([^`]*)`")
+def translated(
+    translate: Callable[[bytes, R], GenerationRequest], body: bytes, request: R
+) -> GenerationRequest:
+    """A wire format's translation of a decoded request; what relay cannot honour in it
+    is a 400 naming the field."""
+    try:
+        return translate(body, request)
+    except InvalidBody as exc:
+        raise InvalidRequest(exc) from exc
+    except NotJson as exc:
+        raise ApiError(400, "invalid_json", str(exc)) from exc
 
 
-def field_message(message: str) -> str:
-    """msgspec's `Expected int, got str - at $.max_tokens` as `max_tokens: expected …`."""
-    match = _PATH.search(message)
-    field = (match.group(1) if match else "") or "request body"
-    detail = _PATH.sub("", message)
-    return f"{field}: {detail[0].lower()}{detail[1:]}"
+# Errors in a provider's shape.
+
+ErrorShape = Callable[[int, str, str, str | None], dict[str, Any]]
+
+
+def answering_errors(shape: ErrorShape) -> Callable[[Handler], Handler]:
+    """A handler that answers relay's own errors in `shape(status, code, message, param)`."""
+
+    def decorate(handler: Handler) -> Handler:
+        @functools.wraps(handler)
+        async def handle(request: web.Request) -> web.StreamResponse:
+            try:
+                return await handler(request)
+            except ApiError as exc:
+                param = exc.param if isinstance(exc, InvalidRequest) else None
+                body = shape(exc.status, exc.code, exc.message, param)
+                return json_response(body, exc.status)
+            except UnknownModel as exc:
+                return json_response(shape(400, exc.code, exc.message, "model"), 400)
+
+        return handle
+
+    return decorate
+
+
+def openai_shape(status: int, code: str, message: str, param: str | None) -> dict[str, Any]:
+    """`{"error": {"message", "type", "param", "code"}}`, relay's code as `code`: what the
+    OpenAI SDKs parse into `APIError.code`, `.param` and `.type`."""
+    return openai_chat.error_body(message, openai_chat.error_type_for_status(status), code, param)
+
+
+def anthropic_shape(status: int, code: str, message: str, param: str | None) -> dict[str, Any]:
+    """`{"type": "error", "error": {"type", "message"}}`, as Anthropic answers."""
+    return anthropic_messages.error_body(anthropic_messages.error_type_for_status(status), message)
+
+
+with_openai_errors = answering_errors(openai_shape)
+with_anthropic_errors = answering_errors(anthropic_shape)

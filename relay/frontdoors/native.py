@@ -15,29 +15,36 @@ from relay.services import SERVICES, Services
 from relay.session import SessionRecord, rfc3339, token_matches
 from relay.subscribers.formats import WireRenderer, chat_renderer, messages_renderer
 from relay.subscribers.resume import parse_resume_id
-from relay.vocabulary import GenerationRequest, Message
+from relay.vocabulary import GenerationRequest, ToolChoice
+from relay.wire import chat_request
+from relay.wire.decoding import TokenLimit
 
 routes = web.RouteTableDef()
 
 
 class CreateSessionBody(msgspec.Struct, forbid_unknown_fields=True):
+    """Messages and tools are Chat Completions' (`relay.wire.chat_request`)."""
+
     model: Annotated[str, msgspec.Meta(min_length=1)]
-    messages: Annotated[list[Message], msgspec.Meta(min_length=1)]
-    max_tokens: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    messages: Annotated[list[chat_request.ChatMessage], msgspec.Meta(min_length=1)]
+    max_tokens: TokenLimit | None = None
     temperature: Annotated[float, msgspec.Meta(ge=0, le=2)] | None = None
     stop: str | list[str] | None = None
-    tools: list[dict[str, Any]] | None = None
+    tools: list[chat_request.FunctionTool] | None = None
+    tool_choice: ToolChoice | None = None
     metadata: dict[str, Any] | None = None
 
     def generation_request(self, upstream_model: str) -> GenerationRequest:
         stop = [self.stop] if isinstance(self.stop, str) else self.stop
+        tools = [msgspec.to_builtins(tool) for tool in self.tools or []]
         return GenerationRequest(
             model=upstream_model,
-            messages=self.messages,
+            messages=[chat_request.relay_message(message) for message in self.messages],
             max_tokens=self.max_tokens,
             temperature=self.temperature,
             stop=stop,
-            tools=self.tools,
+            tools=tools or None,
+            tool_choice=self.tool_choice,
         )
 
 

@@ -4,55 +4,42 @@ Point an OpenAI SDK's `base_url` at relay and every answer becomes a resumable s
 the response carries `X-Relay-Session-Id`, each SSE message `id: N`, and
 `GET /v1/sessions/{id}/events?format=openai` with `Last-Event-ID` continues the same
 stream where it broke. Any upstream kind can answer (an OpenAI client can stream a
-Claude model).
+Claude model). Errors, before a stream starts, are in OpenAI's shape
+(`{"error": {"message", "type", "param", "code"}}`), relay's code as `code`.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 
 from relay.frontdoors import wire_streams
-from relay.frontdoors.http import json_response, read_json
+from relay.frontdoors.http import (
+    decode_json,
+    json_response,
+    read_body,
+    translated,
+    with_openai_errors,
+)
 from relay.services import SERVICES, Services
 from relay.session import SessionRecord
 from relay.subscribers.formats import chat_renderer
-from relay.vocabulary import GenerationRequest, Message, openai_finish_reason
+from relay.vocabulary import openai_finish_reason
+from relay.wire import chat_request
 from relay.wire import openai_chat as wire
 
 routes = web.RouteTableDef()
 
-MESSAGE_FIELDS = frozenset(Message.__struct_fields__)
-
-
-def generation_request(body: wire.ChatCompletionRequest) -> GenerationRequest:
-    stop = [body.stop] if isinstance(body.stop, str) else body.stop
-    return GenerationRequest(
-        model=body.model,
-        messages=[to_message(message) for message in body.messages],
-        max_tokens=body.max_completion_tokens or body.max_tokens,
-        temperature=body.temperature,
-        stop=stop,
-        tools=body.tools,
-    )
-
-
-def to_message(message: dict[str, Any]) -> Message:
-    """Keep the fields relay forwards; providers' extra fields are dropped."""
-    return Message(**{key: value for key, value in message.items() if key in MESSAGE_FIELDS})
-
 
 @routes.post("/v1/chat/completions")
+@with_openai_errors
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     services = request.app[SERVICES]
-    body = await read_json(
-        request, wire.ChatCompletionRequest, services.settings.server.max_body_bytes
-    )
-    record = await wire_streams.start_session(services, body.model, generation_request(body))
+    raw = await read_body(request, services.settings.server.max_body_bytes)
+    body = decode_json(raw, chat_request.ChatCompletionRequest)
+    generation = translated(chat_request.generation_request, raw, body)
+    record = await wire_streams.start_session(services, body.model, generation)
     if body.stream:
-        include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        renderer = chat_renderer(record, include_usage=include_usage)
+        renderer = chat_renderer(record, include_usage=body.include_usage)
         return await wire_streams.stream_answer(
             request, services, record.id, renderer, wire.error_event_body
         )

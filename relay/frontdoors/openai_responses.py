@@ -13,22 +13,25 @@ broke. Errors use OpenAI's shape, `{"error": {"message", "type", "param", "code"
 from __future__ import annotations
 
 import asyncio
-import functools
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
 
-from relay.errors import ApiError, UnknownModel
+from relay.errors import ApiError
 from relay.events import Event
 from relay.frontdoors import wire_streams
-from relay.frontdoors.http import json_response, read_json
+from relay.frontdoors.http import (
+    decode_json,
+    json_response,
+    read_body,
+    translated,
+    with_openai_errors,
+)
 from relay.services import SERVICES, Services
 from relay.session import SessionRecord
 from relay.subscribers.responses_format import ResponsesEventRenderer
 from relay.subscribers.resume import resume_id
 from relay.subscribers.transcript import fold_transcript
-from relay.vocabulary import GenerationRequest
-from relay.wire import openai_chat
+from relay.wire import openai_chat, responses_request
 from relay.wire import openai_responses as wire
 
 routes = web.RouteTableDef()
@@ -38,38 +41,6 @@ routes = web.RouteTableDef()
 CANCEL_WAIT_S = 5.0
 
 _TRUE = frozenset({"true", "1", "yes"})
-
-
-def with_openai_errors(handler: Handler) -> Handler:
-    """Answer relay's own errors in OpenAI's shape, keeping relay's code as `code`."""
-
-    @functools.wraps(handler)
-    async def handle(request: web.Request) -> web.StreamResponse:
-        try:
-            return await handler(request)
-        except ApiError as exc:
-            kind = openai_chat.error_type_for_status(exc.status)
-            return json_response(openai_chat.error_body(exc.message, kind, exc.code), exc.status)
-        except UnknownModel as exc:
-            kind = openai_chat.error_type_for_status(400)
-            return json_response(openai_chat.error_body(exc.message, kind, exc.code), 400)
-
-    return handle
-
-
-def generation_request(body: wire.ResponsesRequest) -> GenerationRequest:
-    try:
-        messages = wire.to_messages(body)
-        tools = wire.chat_tools(body.tools)
-    except ValueError as exc:
-        raise ApiError(400, "invalid_request", str(exc)) from exc
-    return GenerationRequest(
-        model=body.model,
-        messages=messages,
-        max_tokens=body.max_output_tokens,
-        temperature=body.temperature,
-        tools=tools,
-    )
 
 
 def responses_renderer(
@@ -95,9 +66,10 @@ def session_headers(record: SessionRecord) -> dict[str, str]:
 @with_openai_errors
 async def create_response(request: web.Request) -> web.StreamResponse:
     services = request.app[SERVICES]
-    limit = services.settings.server.max_body_bytes
-    body = await read_json(request, wire.ResponsesRequest, limit)
-    record = await wire_streams.start_session(services, body.model, generation_request(body))
+    raw = await read_body(request, services.settings.server.max_body_bytes)
+    body = decode_json(raw, responses_request.ResponsesRequest)
+    generation = translated(responses_request.generation_request, raw, body)
+    record = await wire_streams.start_session(services, body.model, generation)
     if body.stream:
         return await stream_response(request, services, record, background=bool(body.background))
     if body.background:

@@ -1,10 +1,11 @@
-"""The Anthropic Messages wire format: requests, stream events, bodies. Pure code, no I/O.
+"""The Anthropic Messages wire format: stream events and bodies. Pure code, no I/O.
 
 Builders return plain dicts shaped exactly as Anthropic sends them (and as the official
 SDK's `RawMessageStreamEvent` / `Message` types parse them); `event_frame` turns one into
 SSE bytes with its `event:` line. A stream is `message_start`, then per content block
 `content_block_start`, deltas, `content_block_stop`, then `message_delta` (stop reason
 and cumulative usage) and `message_stop`; `ping` and `error` may come at any point.
+Requests are `relay.wire.messages_request`'s.
 """
 
 from __future__ import annotations
@@ -15,8 +16,7 @@ from typing import Any
 import msgspec
 
 from relay import sse
-from relay.vocabulary import Message
-from relay.wire import anthropic_to_chat
+from relay.wire.partial_json import parse_partial
 
 # The error `type` Anthropic sends for each HTTP status.
 _ERROR_TYPES = {
@@ -31,35 +31,6 @@ _ERROR_TYPES = {
     504: "timeout_error",
     529: "overloaded_error",
 }
-
-
-class MessagesRequest(msgspec.Struct, kw_only=True):
-    """The fields relay reads; SDKs send more, which are ignored."""
-
-    model: str
-    messages: list[dict[str, Any]]
-    max_tokens: int
-    system: str | list[dict[str, Any]] | None = None
-    stream: bool = False
-    temperature: float | None = None
-    stop_sequences: list[str] | None = None
-    tools: list[dict[str, Any]] | None = None
-    tool_choice: Any = None
-    thinking: dict[str, Any] | None = None
-    metadata: dict[str, Any] | None = None
-
-
-_request_decoder = msgspec.json.Decoder(MessagesRequest)
-
-
-def decode_request(body: bytes) -> MessagesRequest:
-    """Raises `msgspec.DecodeError` (a ValueError) naming the path of a bad field."""
-    return _request_decoder.decode(body)
-
-
-def to_relay_messages(request: MessagesRequest) -> list[Message]:
-    """The conversation in relay's canonical (Chat) shape, `system` first."""
-    return anthropic_to_chat.chat_messages(request.system, request.messages)
 
 
 def new_message_id() -> str:
@@ -161,6 +132,18 @@ def thinking_block(thinking: str, signature: str) -> dict[str, Any]:
 
 def tool_use_block(tool_id: str, name: str, input: dict[str, Any]) -> dict[str, Any]:
     return {"type": "tool_use", "id": tool_id, "name": name, "input": input}
+
+
+def tool_input(arguments: str) -> dict[str, Any]:
+    """A tool call's JSON arguments as a `tool_use` block's `input`.
+
+    Arguments cut by `max_tokens` are not JSON. Anthropic itself, stopped by `max_tokens`
+    inside a tool_use block, still returns the block, with the input parsed as far as it
+    goes (a cut string keeps what it has, a key without its value is left out); relay
+    does the same, and answers `{}` for what is not an object, as `input` must be one.
+    """
+    parsed = parse_partial(arguments)
+    return parsed if isinstance(parsed, dict) else {}
 
 
 def message(

@@ -1,9 +1,10 @@
-"""The OpenAI Chat Completions wire format: requests, chunks, bodies. Pure code, no I/O.
+"""The OpenAI Chat Completions wire format: chunks and bodies. Pure code, no I/O.
 
 Builders return plain dicts shaped exactly as OpenAI sends them (and as the official
 SDK's `ChatCompletionChunk` / `ChatCompletion` types parse them); `chunk_frame` turns one
 into SSE bytes. Reasoning text goes in `delta.reasoning_content`, the field that
 OpenAI-compatible servers (vLLM, DeepSeek, …) use, since OpenAI itself streams none.
+Requests are `relay.wire.chat_request`'s.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any, Protocol
 import msgspec
 
 from relay import sse
-from relay.vocabulary import Message, openai_finish_reason
+from relay.vocabulary import openai_finish_reason
 
 DONE_FRAME = b"data: [DONE]\n\n"
 
@@ -29,59 +30,6 @@ _ERROR_TYPES = {
     422: "invalid_request_error",
     429: "rate_limit_error",
 }
-
-_MESSAGE_FIELDS = tuple(Message.__struct_fields__)
-
-
-class StreamOptions(msgspec.Struct, kw_only=True):
-    include_usage: bool = False
-
-
-class ChatCompletionRequest(msgspec.Struct, kw_only=True):
-    """The fields relay reads; SDKs send many more, which are ignored."""
-
-    model: str
-    messages: list[dict[str, Any]]
-    stream: bool = False
-    stream_options: StreamOptions | None = None
-    max_tokens: int | None = None
-    max_completion_tokens: int | None = None
-    temperature: float | None = None
-    stop: str | list[str] | None = None
-    tools: list[dict[str, Any]] | None = None
-    tool_choice: Any = None
-
-    @property
-    def output_limit(self) -> int | None:
-        """`max_completion_tokens` (the current name) wins over the legacy `max_tokens`."""
-        if self.max_completion_tokens is not None:
-            return self.max_completion_tokens
-        return self.max_tokens
-
-    @property
-    def include_usage(self) -> bool:
-        return self.stream_options is not None and self.stream_options.include_usage
-
-    def stop_list(self) -> list[str] | None:
-        return [self.stop] if isinstance(self.stop, str) else self.stop
-
-
-_request_decoder = msgspec.json.Decoder(ChatCompletionRequest)
-
-
-def decode_request(body: bytes) -> ChatCompletionRequest:
-    """Raises `msgspec.DecodeError` (a ValueError) naming the path of a bad field."""
-    return _request_decoder.decode(body)
-
-
-def to_relay_messages(request: ChatCompletionRequest) -> list[Message]:
-    """The request's messages as relay's `Message`; unknown message fields are dropped."""
-    return [_relay_message(raw) for raw in request.messages]
-
-
-def _relay_message(raw: dict[str, Any]) -> Message:
-    known = {key: raw[key] for key in _MESSAGE_FIELDS if raw.get(key) is not None}
-    return msgspec.convert(known, Message)
 
 
 class ToolCallParts(Protocol):

@@ -1,5 +1,5 @@
-"""The OpenAI Responses API wire format: requests, output items, stream events, the
-Response object. Pure code, no I/O.
+"""The OpenAI Responses API wire format: output items, stream events, the Response
+object. Pure code, no I/O. Requests are `relay.wire.responses_request`'s.
 
 Builders return plain dicts shaped as OpenAI sends them (and as the official SDK's
 `Response` and `ResponseStreamEvent` types parse them). Stream events are built without
@@ -10,11 +10,9 @@ not keep (instructions, tools, temperature …) are not echoed in the Response o
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-import msgspec
-
-from relay.vocabulary import SESSION_ID_PREFIX, Message, session_suffix
+from relay.vocabulary import SESSION_ID_PREFIX, session_suffix
 
 RESPONSE_PREFIX = "resp_"
 
@@ -23,133 +21,6 @@ ItemStatus = Literal["in_progress", "completed", "incomplete"]
 
 # relay's finish reasons that end a response as `incomplete`, with OpenAI's reason.
 INCOMPLETE_REASONS = {"length": "max_output_tokens", "content_filter": "content_filter"}
-
-# Roles of the Responses API; `developer` is what OpenAI now calls `system`.
-_ROLES = {"user": "user", "assistant": "assistant", "system": "system", "developer": "system"}
-
-
-# Requests.
-
-
-class InputPart(msgspec.Struct, kw_only=True):
-    """A text part of an input message; other part types are refused by name."""
-
-    type: Literal["input_text", "output_text"]
-    text: str
-
-
-class InputItem(msgspec.Struct, kw_only=True):
-    """One item of `input`: a message (the default), a function call, or its output."""
-
-    type: Literal["message", "function_call", "function_call_output"] = "message"
-    role: Literal["user", "assistant", "system", "developer"] | None = None
-    content: str | list[InputPart] | None = None
-    call_id: str | None = None
-    name: str | None = None
-    arguments: str | None = None
-    output: str | list[InputPart] | None = None
-
-
-class Tool(msgspec.Struct, kw_only=True):
-    type: str
-    name: str | None = None
-    description: str | None = None
-    parameters: dict[str, Any] | None = None
-
-
-class ResponsesRequest(msgspec.Struct, kw_only=True):
-    """The fields relay reads; SDKs send many more, which are ignored."""
-
-    model: Annotated[str, msgspec.Meta(min_length=1)]
-    input: str | Annotated[list[InputItem], msgspec.Meta(min_length=1)]
-    instructions: str | None = None
-    max_output_tokens: Annotated[int, msgspec.Meta(ge=1)] | None = None
-    temperature: Annotated[float, msgspec.Meta(ge=0, le=2)] | None = None
-    tools: list[Tool] | None = None
-    stream: bool | None = False
-    background: bool | None = False
-    store: bool | None = None  # accepted: relay keeps every response for its retention
-
-
-def to_messages(request: ResponsesRequest) -> list[Message]:
-    """`instructions` and `input` as chat messages; ValueError names a bad item's field."""
-    messages = (
-        [Message(role="system", content=request.instructions)] if request.instructions else []
-    )
-    if isinstance(request.input, str):
-        return [*messages, Message(role="user", content=request.input)]
-    for index, item in enumerate(request.input):
-        _add_item(messages, item, f"input[{index}]")
-    return messages
-
-
-def _add_item(messages: list[Message], item: InputItem, where: str) -> None:
-    if item.type == "function_call":
-        call = _tool_call(item, where)
-        last = messages[-1] if messages else None
-        if last is not None and last.role == "assistant" and last.tool_calls is not None:
-            last.tool_calls.append(call)  # parallel calls are one chat message
-        else:
-            messages.append(Message(role="assistant", tool_calls=[call]))
-    elif item.type == "function_call_output":
-        kind = "a function_call_output item"
-        call_id = _required(item.call_id, f"{where}.call_id", kind)
-        output = _content(item.output, f"{where}.output", kind)
-        messages.append(Message(role="tool", tool_call_id=call_id, content=output))
-    else:
-        role = _required(item.role, f"{where}.role", "a message item")
-        content = _content(item.content, f"{where}.content", "a message item")
-        messages.append(Message(role=_ROLES[role], content=content))
-
-
-def _tool_call(item: InputItem, where: str) -> dict[str, Any]:
-    kind = "a function_call item"
-    function = {
-        "name": _required(item.name, f"{where}.name", kind),
-        "arguments": _required(item.arguments, f"{where}.arguments", kind),
-    }
-    call_id = _required(item.call_id, f"{where}.call_id", kind)
-    return {"id": call_id, "type": "function", "function": function}
-
-
-def _required(value: str | None, field: str, kind: str) -> str:
-    if value is None:
-        raise _missing(field, kind)
-    return value
-
-
-def _content(
-    content: str | list[InputPart] | None, field: str, kind: str
-) -> str | list[dict[str, Any]]:
-    """Text, or the parts as chat text parts (which every provider reads)."""
-    if content is None:
-        raise _missing(field, kind)
-    if isinstance(content, str):
-        return content
-    return [{"type": "text", "text": part.text} for part in content]
-
-
-def _missing(field: str, kind: str) -> ValueError:
-    return ValueError(f"{field}: required in {kind}")
-
-
-def chat_tools(tools: list[Tool] | None) -> list[dict[str, Any]] | None:
-    """Function tools in the Chat Completions shape that every provider reads."""
-    if not tools:
-        return None
-    return [_chat_tool(tool, f"tools[{index}]") for index, tool in enumerate(tools)]
-
-
-def _chat_tool(tool: Tool, where: str) -> dict[str, Any]:
-    if tool.type != "function":
-        raise ValueError(f"{where}.type: only 'function' tools are supported, got {tool.type!r}")
-    function: dict[str, Any] = {"name": _required(tool.name, f"{where}.name", "a function tool")}
-    if tool.description is not None:
-        function["description"] = tool.description
-    if tool.parameters is not None:
-        function["parameters"] = tool.parameters
-    return {"type": "function", "function": function}
-
 
 # Ids.
 

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestServer
 
-from relay.wire.anthropic_to_chat import chat_messages
 from tests.frontdoors.conftest import Relay, StartRelay
 from tests.frontdoors.test_sdk_front_doors import SYSTEM, anthropic_client, expected, openai_client
 from tests.mock_upstream_server import mock_stats
+from tests.wire.test_anthropic_to_chat import chat_messages
 
 pytestmark = pytest.mark.parametrize("store_url", ["memory"], indirect=True)
 

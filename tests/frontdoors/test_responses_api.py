@@ -359,9 +359,14 @@ async def test_unknown_response_ids_are_404_in_openais_shape(client: openai.Asyn
         ({"max_output_tokens": 0}, "max_output_tokens"),
         ({"temperature": 3}, "temperature"),
         (
-            {"input": [{"role": "user", "content": [{"type": "input_image"}]}]},
+            {"input": [{"role": "user", "content": [{"type": "input_video"}]}]},
             "input[0].content[0].type",
         ),
+        (
+            {"input": [{"role": "user", "content": [{"type": "input_image", "file_id": "f"}]}]},
+            "input[0].content[0].image_url",
+        ),
+        ({"previous_response_id": "resp_1"}, "previous_response_id"),
         ({"input": [{"content": "Hi"}]}, "input[0].role"),
         ({"tools": [{"type": "web_search"}]}, "tools[0].type"),
     ],
@@ -375,6 +380,7 @@ async def test_invalid_requests_name_the_field(
     body = refused.value.body
     assert isinstance(body, dict) and str(body["message"]).startswith(named + ":"), body
     assert refused.value.type == "invalid_request_error"
+    assert refused.value.param == named
 
 
 async def test_a_failure_mid_stream_is_a_failed_response(client: openai.AsyncOpenAI) -> None:

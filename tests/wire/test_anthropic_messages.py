@@ -5,13 +5,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import msgspec
 import pytest
 from anthropic.types import Message as AnthropicMessage
 from anthropic.types import RawMessageStreamEvent
 from pydantic import BaseModel, TypeAdapter
 
-from relay.vocabulary import Message
 from relay.wire import anthropic_messages as wire
 
 STREAM_EVENT: TypeAdapter[RawMessageStreamEvent] = TypeAdapter(RawMessageStreamEvent)
@@ -121,28 +119,21 @@ def test_event_frame_names_the_event() -> None:
     assert wire.event_frame(event, event_id=3).startswith(b"id: 3\nevent: content_block_delta\n")
 
 
-def test_request_ignores_unknown_fields_and_puts_system_first() -> None:
-    body = {
-        "model": "mock",
-        "max_tokens": 100,
-        "system": [{"type": "text", "text": "be brief", "cache_control": {"type": "ephemeral"}}],
-        "messages": [{"role": "user", "content": [{"type": "text", "text": "hello there"}]}],
-        "thinking": {"type": "enabled", "budget_tokens": 1024},
-        "top_k": 5,
-        "service_tier": "auto",
-    }
-    request = wire.decode_request(json.dumps(body).encode())
-    assert request.max_tokens == 100 and request.thinking is not None
-    messages = wire.to_relay_messages(request)
-    assert [(message.role, message.text()) for message in messages] == [
-        ("system", "be brief"),
-        ("user", "hello there"),
-    ]
-    plain = wire.decode_request(b'{"model": "m", "max_tokens": 5, "messages": []}')
-    assert wire.to_relay_messages(plain) == []
-    assert isinstance(wire.to_relay_messages(request)[0], Message)
-
-
-def test_request_errors_name_the_field() -> None:
-    with pytest.raises(msgspec.ValidationError, match="max_tokens"):
-        wire.decode_request(b'{"model": "mock", "messages": []}')
+@pytest.mark.parametrize(
+    ("arguments", "expected"),
+    [
+        ('{"q": "fox"}', {"q": "fox"}),
+        ('{"q": "fo', {"q": "fo"}),
+        ('{"q": "fox", "limit"', {"q": "fox"}),
+        ("", {}),
+        ("[1, 2]", {}),
+        ("not json", {}),
+    ],
+)
+def test_tool_input_of_cut_arguments_is_what_they_hold(
+    arguments: str, expected: dict[str, Any]
+) -> None:
+    block = wire.tool_use_block("toolu_1", "search", wire.tool_input(arguments))
+    assert block["input"] == expected
+    body = wire.message("msg_1", "mock", [block], "max_tokens", 1, 2)
+    assert AnthropicMessage.model_validate(body).content[0].type == "tool_use"

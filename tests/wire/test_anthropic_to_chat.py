@@ -12,8 +12,8 @@ from pydantic import TypeAdapter
 
 from relay.providers.anthropic import anthropic_messages, anthropic_tools, system_prompt
 from relay.vocabulary import Message
-from relay.wire import anthropic_messages as wire
-from relay.wire.anthropic_to_chat import chat_messages, chat_tools
+from relay.wire import anthropic_to_chat
+from relay.wire.messages_request import decode_request
 
 CHAT_MESSAGE: TypeAdapter[ChatCompletionMessageParam] = TypeAdapter(ChatCompletionMessageParam)
 CHAT_TOOL: TypeAdapter[ChatCompletionToolParam] = TypeAdapter(ChatCompletionToolParam)
@@ -45,6 +45,27 @@ HISTORY: list[dict[str, Any]] = [
         ],
     },
 ]
+
+
+def decoded(system: Any = None, messages: Any = (), **fields: Any) -> Any:
+    """A request body with these fields, decoded as the front door decodes it."""
+    body = {"model": "m", "max_tokens": 9, "messages": list(messages) or [USER], **fields}
+    if system is not None:
+        body["system"] = system
+    return decode_request(json.dumps(body).encode())
+
+
+USER = {"role": "user", "content": "hi"}
+
+
+def chat_messages(system: Any, messages: list[dict[str, Any]]) -> list[Message]:
+    """`system` and `messages`, as the client sent them, in relay's canonical shape."""
+    converted = anthropic_to_chat.to_relay_messages(decoded(system, messages))
+    return converted if messages else converted[:-1]  # without the stand-in user message
+
+
+def chat_tools(tools: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+    return anthropic_to_chat.chat_tools(decoded(tools=tools).tools)
 
 
 def as_chat(messages: list[Message]) -> list[dict[str, Any]]:
@@ -152,7 +173,8 @@ def test_an_assistant_turn_of_only_thinking_keeps_a_content_string() -> None:
 
 
 def test_blocks_without_a_chat_counterpart_pass_through() -> None:
-    document = {"type": "document", "source": {"type": "text", "media_type": "text/plain"}}
+    source = {"type": "text", "media_type": "text/plain", "data": "A plain document."}
+    document = {"type": "document", "source": source, "title": "notes"}
     file_image = {"type": "image", "source": {"type": "file", "file_id": "file_1"}}
     [message] = chat_messages(None, [{"role": "user", "content": [document, file_image]}])
     assert message.content == [document, file_image]
@@ -176,10 +198,20 @@ def test_tools_become_function_tools_and_server_tools_pass_through() -> None:
     assert chat_tools(None) is None and chat_tools([]) is None
 
 
-def test_the_request_decodes_to_the_canonical_shape() -> None:
-    body = {"model": "m", "max_tokens": 9, "system": "be brief", "messages": HISTORY}
-    request = wire.decode_request(json.dumps(body).encode())
-    assert wire.to_relay_messages(request) == chat_messages("be brief", HISTORY)
+def test_the_translation_holds_the_canonical_messages_and_tools() -> None:
+    body = {
+        "model": "m",
+        "max_tokens": 9,
+        "system": "be brief",
+        "messages": HISTORY,
+        "tools": [WEATHER_TOOL],
+    }
+    raw = json.dumps(body).encode()
+    request = decode_request(raw)
+    translated = anthropic_to_chat.generation_request(raw, request)
+    assert translated.messages == chat_messages("be brief", HISTORY)
+    assert translated.tools == chat_tools([WEATHER_TOOL])
+    assert (translated.model, translated.max_tokens) == ("m", 9)
 
 
 # --- the round trip: the Anthropic provider rebuilds the same Anthropic request ---------

@@ -4,10 +4,8 @@ the official SDK's own types (`Response`, `ResponseStreamEvent`)."""
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
-import msgspec
 import pytest
 from openai.types.responses import Response, ResponseStreamEvent
 from pydantic import BaseModel, TypeAdapter
@@ -26,7 +24,6 @@ from relay.events import (
     make_event,
 )
 from relay.subscribers.responses_format import ResponsesEventRenderer
-from relay.vocabulary import Message
 from relay.wire import openai_responses as wire
 from tests.sse_client import SseParser
 
@@ -62,10 +59,6 @@ def log(*items: tuple[EventType, EventData]) -> list[Event]:
     return [make_event(index, kind, data) for index, (kind, data) in enumerate(items, 1)]
 
 
-def request(**fields: Any) -> wire.ResponsesRequest:
-    return msgspec.convert({"model": "mock", **fields}, wire.ResponsesRequest)
-
-
 def render(events: list[Event]) -> tuple[ResponsesEventRenderer, list[dict[str, Any]]]:
     renderer = ResponsesEventRenderer(*HEAD)
     rendered = [item for event in events for item in renderer.stream_events(event)]
@@ -90,62 +83,6 @@ MIXED_LOG = log(
     (EventType.TOOL_CALL, ToolCallData(0, "call_1", "search", '{"q": "fox"}')),
     (EventType.DONE, DoneData("tool_calls", Usage(4, 9))),
 )
-
-
-# Requests.
-
-
-def test_string_input_and_instructions_are_messages() -> None:
-    messages = wire.to_messages(request(input="Hi", instructions="Be brief."))
-    assert messages == [Message(role="system", content="Be brief."), Message("user", "Hi")]
-
-
-def test_input_items_become_chat_messages() -> None:
-    items = [
-        {"role": "developer", "content": "Be brief."},
-        {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Hi"}]},
-        {"role": "assistant", "content": [{"type": "output_text", "text": "Hello"}]},
-        {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
-        {"type": "function_call", "call_id": "c2", "name": "g", "arguments": "[]"},
-        {"type": "function_call_output", "call_id": "c1", "output": "42"},
-    ]
-    messages = wire.to_messages(request(input=items))
-    assert [m.role for m in messages] == ["system", "user", "assistant", "assistant", "tool"]
-    assert messages[1].content == [{"type": "text", "text": "Hi"}]
-    calls = messages[3].tool_calls or []
-    assert [(c["id"], c["function"]["name"]) for c in calls] == [("c1", "f"), ("c2", "g")]
-    assert (messages[4].tool_call_id, messages[4].content) == ("c1", "42")
-
-
-@pytest.mark.parametrize(
-    ("item", "field"),
-    [
-        ({"content": "Hi"}, "input[0].role"),
-        ({"role": "user"}, "input[0].content"),
-        ({"type": "function_call", "name": "f", "arguments": "{}"}, "input[0].call_id"),
-        ({"type": "function_call_output", "call_id": "c1"}, "input[0].output"),
-    ],
-)
-def test_incomplete_input_items_name_the_field(item: dict[str, Any], field: str) -> None:
-    with pytest.raises(ValueError, match="^" + re.escape(field) + ": required"):
-        wire.to_messages(request(input=[item]))
-
-
-def test_function_tools_take_the_chat_shape() -> None:
-    tools = [{"type": "function", "name": "f", "description": "d", "parameters": {}, "strict": 1}]
-    assert wire.chat_tools(request(input="x", tools=tools).tools) == [
-        {"type": "function", "function": {"name": "f", "description": "d", "parameters": {}}}
-    ]
-    assert wire.chat_tools(None) is None
-
-
-def test_other_tools_are_refused_by_name() -> None:
-    with pytest.raises(ValueError, match=r"tools\[1\]\.type: only 'function' tools.*'web_search'"):
-        wire.chat_tools(
-            request(
-                input="x", tools=[{"type": "function", "name": "f"}, {"type": "web_search"}]
-            ).tools
-        )
 
 
 # Ids and shapes.
