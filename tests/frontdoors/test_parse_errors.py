@@ -1,4 +1,4 @@
-"""What relay answers for each kind of request aiohttp's parsers refuse (pure: no server).
+"""What relay answers for each kind of request aiohttp's parsers refuse (no server).
 
 The messages are built as aiohttp's C parser (llhttp layout: reason, then the quoted bytes)
 and its Python parser build them; each quotes MARK, which the answer must never repeat.
@@ -7,7 +7,12 @@ The same refusals over a real socket: tests/test_serve_process.py.
 
 from __future__ import annotations
 
+import asyncio
+import json
+from unittest import mock
+
 import pytest
+from aiohttp import web
 from aiohttp.http_exceptions import (
     BadHttpMessage,
     BadHttpMethod,
@@ -18,8 +23,9 @@ from aiohttp.http_exceptions import (
     LineTooLong,
     TransferEncodingError,
 )
+from aiohttp.test_utils import make_mocked_request
 
-from relay.frontdoors.parse_errors import parse_refusal
+from relay.frontdoors.parse_errors import JsonErrorRequestHandler, parse_refusal
 
 MARK = "Q7MARKQ7"
 
@@ -78,3 +84,20 @@ def test_a_refusal_names_the_fault_without_quoting_the_request(
     assert (refusal.status, refusal.message) == (status, message)
     assert refusal.code == ("headers_too_large" if status == 431 else "bad_request")
     assert MARK not in refusal.message
+
+
+async def test_an_error_raised_past_the_middleware_is_relays_json_500() -> None:
+    """What aiohttp answers itself when a handler's exception escapes every middleware."""
+
+    async def never_called(request: web.BaseRequest) -> web.StreamResponse:
+        raise AssertionError("not called")
+
+    server = web.Server(never_called)
+    handler = JsonErrorRequestHandler(server, loop=asyncio.get_running_loop())
+    request = make_mocked_request("GET", "/", writer=mock.Mock(output_size=0))
+    response = handler.handle_error(request, 500, RuntimeError(f"boom {MARK}"))
+    assert isinstance(response, web.Response) and response.body is not None
+    assert (response.status, response.content_type) == (500, "application/json")
+    assert json.loads(bytes(response.body)) == {
+        "error": {"code": "internal_error", "message": "relay failed to handle this request"}
+    }
