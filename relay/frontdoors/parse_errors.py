@@ -55,9 +55,6 @@ _DUPLICATE_HEADER = re.compile(r"Duplicate '([A-Za-z-]{1,40})' header found\.")
 # llhttp's reason, before the `:\n\n  b'<bytes>'\n  ^` that quotes the request.
 _LLHTTP_REASON = re.compile(r"([A-Za-z][\w '`-]{0,80}):\n\n")
 
-_SERVER_FAULTS = {504: ("timeout", "relay timed out handling this request")}
-_SERVER_FAULT = ("internal_error", "relay failed to handle this request")
-
 
 class JsonErrorRequestHandler(web.RequestHandler):
     """aiohttp's connection handler, with relay's error shape for what it answers itself."""
@@ -76,7 +73,7 @@ class JsonErrorRequestHandler(web.RequestHandler):
             log.info("refused a request from %s: %s", request.remote, refusal.message)
         else:  # raised past the error middleware: aiohttp logs it with its traceback
             super().handle_error(request, status, exc, message)
-            refusal = ApiError(status, *_SERVER_FAULTS.get(status, _SERVER_FAULT))
+            refusal = ApiError(status, "internal_error", "relay failed to handle this request")
         response = error_response(refusal.status, refusal.code, refusal.message)
         response.force_close()  # the connection's framing cannot be trusted any more
         return response
