@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
 import aiohttp
@@ -15,15 +16,17 @@ STARTUP_S = 20.0
 
 @contextlib.asynccontextmanager
 async def relay_process(
-    config: Path, port: int, log_path: Path, *args: str
+    config: Path, port: int, log_path: Path, *args: str, env: Mapping[str, str] | None = None
 ) -> AsyncIterator[asyncio.subprocess.Process]:
-    """A started and healthy `relay serve`; killed on exit if it is still running."""
+    """A started and healthy `relay serve` (`env` added to this process's environment);
+    killed on exit if it is still running."""
     with log_path.open("wb") as log_file:
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "relay", "serve", "--config", str(config),
             "--port", str(port), *args,
             stdout=log_file,
             stderr=log_file,
+            env={**os.environ, **(env or {})},
         )  # fmt: skip
     try:
         await wait_until_healthy(f"http://127.0.0.1:{port}", process, log_path)

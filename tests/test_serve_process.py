@@ -175,6 +175,38 @@ async def test_requests_the_http_parser_refuses_get_relays_json_error(tmp_path: 
     assert log.count("refused a request from 127.0.0.1") == len(MALFORMED_REQUESTS)
 
 
+async def test_a_body_that_breaks_after_the_headers_is_a_400(tmp_path: Path) -> None:
+    """The body's fault reaches the handler as it reads (aiohttp's Python parser; its C
+    parser, the default, leaves the handler waiting for the body instead)."""
+    port = free_port()
+    config = tmp_path / "relay.toml"
+    config.write_text("")
+    python_parser = {"AIOHTTP_NO_EXTENSIONS": "1"}
+    async with relay_process(config, port, tmp_path / "relay.log", env=python_parser):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            writer.write(
+                b"POST /v1/sessions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Transfer-Encoding: chunked\r\n\r\n1\r\n{\r\n"
+            )
+            await writer.drain()
+            await asyncio.sleep(0.3)  # the handler is reading the body by now
+            writer.write(MARK + b"\r\n\r\n")
+            async with asyncio.timeout(10):
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = int(re.search(rb"Content-Length: (\d+)", head)[1])  # type: ignore[index]
+                body = await reader.readexactly(length)
+        finally:
+            writer.close()
+    assert head.startswith(b"HTTP/1.1 400 ")
+    assert json.loads(body) == {
+        "error": {
+            "code": "bad_request",
+            "message": "malformed HTTP request: the body's chunked encoding or length is not valid",
+        }
+    }
+
+
 async def test_the_access_log_never_shows_a_read_token(tmp_path: Path) -> None:
     port = free_port()
     config = tmp_path / "relay.toml"

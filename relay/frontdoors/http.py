@@ -2,7 +2,8 @@
 
 Bodies must be JSON (`application/json`, with parameters, or any `+json` type: else
 415), at most `max_body_bytes` (else 413), and decode into the handler's struct; a
-decoding error names the field, the value's problem and what is allowed (400).
+decoding error names the field, the value's problem and what is allowed (400). A body
+whose chunked encoding or length breaks while it is read is a 400 too, never a 500.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any, TypeVar
 
 import msgspec
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from relay.errors import ApiError
 
@@ -58,11 +60,15 @@ async def read_json(request: web.Request, body_type: type[T], max_bytes: int) ->
 async def _read_limited(request: web.Request, max_bytes: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.content.iter_chunked(64 * 1024):
-        size += len(chunk)
-        if size > max_bytes:
-            raise _too_large(max_bytes)
-        chunks.append(chunk)
+    try:
+        async for chunk in request.content.iter_chunked(64 * 1024):
+            size += len(chunk)
+            if size > max_bytes:
+                raise _too_large(max_bytes)
+            chunks.append(chunk)
+    except (HttpProcessingError, web.RequestPayloadError) as exc:  # their text quotes the body
+        message = "malformed HTTP request: the body's chunked encoding or length is not valid"
+        raise ApiError(400, "bad_request", message) from exc
     return b"".join(chunks)
 
 
