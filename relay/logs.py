@@ -44,9 +44,10 @@ def configure_logging(settings: LogSettings) -> None:
 
 class AccessLog(AbstractAccessLogger):
     """`127.0.0.1 "GET /v1/sessions/s_…/events?token=*** HTTP/1.1" 200 1234 0.051234s`:
-    client, request line (secrets in the query redacted), status, body bytes, seconds."""
+    client, request line (secrets in the query redacted), status, bytes sent (headers
+    included), seconds."""
 
-    def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
+    def log(self, request: BaseRequest, response: StreamResponse, elapsed_s: float) -> None:
         version = request.version
         self.logger.info(
             '%s "%s %s HTTP/%d.%d" %d %d %.6fs',
@@ -57,7 +58,7 @@ class AccessLog(AbstractAccessLogger):
             version.minor,
             response.status,
             response.body_length,
-            time,
+            elapsed_s,
         )
 
     @property
