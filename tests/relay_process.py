@@ -12,6 +12,7 @@ from pathlib import Path
 import aiohttp
 
 STARTUP_S = 20.0
+STOP_S = 5.0
 
 
 @contextlib.asynccontextmanager
@@ -32,9 +33,21 @@ async def relay_process(
         await wait_until_healthy(f"http://127.0.0.1:{port}", process, log_path)
         yield process
     finally:
-        if process.returncode is None:
-            process.kill()
+        await stop(process)
+
+
+async def stop(process: asyncio.subprocess.Process) -> None:
+    """SIGTERM first: a `--workers` supervisor passes it on to its workers, which run in
+    their own sessions and would outlive a SIGKILL of the supervisor; SIGKILL if it lingers."""
+    if process.returncode is not None:
+        return
+    process.terminate()
+    try:
+        async with asyncio.timeout(STOP_S):
             await process.wait()
+    except TimeoutError:
+        process.kill()
+        await process.wait()
 
 
 async def wait_until_healthy(
