@@ -2,23 +2,31 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+RUN_STAMP := $(VENV)/.installed-run
+DEV_STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.bench-installed
+# `make run ARGS="--port 9000"`: more options for `relay serve`.
+ARGS ?=
 
 .PHONY: run test lint fmt install clean
 
-$(STAMP): pyproject.toml
+# Serving needs relay and uvloop (`fast`); the test and lint tools come with `make test`.
+$(RUN_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,lint]'
-	touch $(STAMP)
+	$(BIN)/pip install --quiet -e '.[fast]'
+	touch $(RUN_STAMP)
 
-install: $(STAMP)
+$(DEV_STAMP): $(RUN_STAMP)
+	$(BIN)/pip install --quiet -e '.[fast,test,lint]'
+	touch $(DEV_STAMP)
 
-run: $(STAMP)
-	$(BIN)/relay serve
+install: $(DEV_STAMP)
 
-lint: $(STAMP)
+run: $(RUN_STAMP)
+	$(BIN)/relay serve $(ARGS)
+
+lint: $(DEV_STAMP)
 	$(BIN)/ruff check relay tests bench
 	$(BIN)/ruff format --check relay tests bench
 	$(BIN)/mypy
@@ -26,14 +34,14 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/pytest
 
-fmt: $(STAMP)
+fmt: $(DEV_STAMP)
 	$(BIN)/ruff check --fix relay tests bench
 	$(BIN)/ruff format relay tests bench
 
 # Benchmarks (bench/): every part in its own process, on loopback; see docs/performance.md.
 .PHONY: bench bench-full
 
-$(BENCH_STAMP): $(STAMP) pyproject.toml
+$(BENCH_STAMP): $(RUN_STAMP)
 	$(BIN)/pip install --quiet -e '.[bench]'
 	touch $(BENCH_STAMP)
 

@@ -79,13 +79,7 @@ def _services_context(
         instance_id = "i_" + secrets.token_hex(6)
         runner = GenerationRunner(store, settings.generation, settings.store, instance_id)
         services = app[SERVICES] = Services(settings, store, router, runner, instance_id)
-        log.info(
-            "relay instance %s ready on %s:%d, store %s",
-            instance_id,
-            settings.server.host,
-            settings.server.port,
-            _safe_url(settings.store.url),
-        )
+        log.info("relay instance %s started, store %s", instance_id, _safe_url(settings.store.url))
         leases = LeaseKeeper(store, runner, settings)
         leases.start()
         services.sessions.start()

@@ -6,24 +6,29 @@ import argparse
 import asyncio
 import gc
 import logging
+import os
 import signal
+import socket
 import sys
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from aiohttp import web
+from yarl import URL
 
 from relay import __version__, mock_upstream
 from relay.app import create_app, drain
 from relay.config import Settings, dump_settings, load_settings
-from relay.errors import ConfigError
-from relay.logs import configure_logging
+from relay.errors import CannotListen, ConfigError
+from relay.frontdoors.parse_errors import JsonErrorRequestHandler
+from relay.logs import AccessLog, configure_logging
+from relay.services import SERVICES
 from relay.store import check_store_url
 from relay.workers import check_workers, supervise
 
 log = logging.getLogger(__name__)
 
-ACCESS_LOG_FORMAT = '%a "%r" %s %b %Tfs'
+LISTEN_BACKLOG = 128  # aiohttp's TCPSite default
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -33,6 +38,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"relay: configuration error: {exc}", file=sys.stderr)
         return 2
+    except CannotListen as exc:
+        print(f"relay: {exc}", file=sys.stderr)
+        return 1
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -67,6 +75,7 @@ def _serve(args: argparse.Namespace) -> int:
     check_workers(settings)
     configure_logging(settings.log)
     if settings.server.workers > 1:
+        check_can_listen(settings.server.host, settings.server.port)
         return supervise(settings.server.workers, _worker_argv(args, settings))
     run_event_loop(_serve_until_signalled(settings, reuse_port=args.reuse_port))
     return 0
@@ -85,23 +94,69 @@ def run_event_loop(main: Coroutine[Any, Any, None]) -> None:
 
 
 async def _serve_until_signalled(settings: Settings, *, reuse_port: bool) -> None:
-    """Serve until SIGTERM or SIGINT, then drain while still listening, so that
-    `/readyz` can tell the load balancer, and only then stop."""
+    """Bind first (a busy port stops everything before it starts), start the app, accept,
+    and serve until SIGTERM or SIGINT; then drain while still listening, so that `/readyz`
+    can tell the load balancer, and only then stop."""
     app = create_app(settings)
-    runner = web.AppRunner(
-        app, handle_signals=False, access_log_format=ACCESS_LOG_FORMAT, shutdown_timeout=5.0
-    )
-    await runner.setup()
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=5.0)
+    server = settings.server
+    listener = await listen(lambda: _connection(runner), server.host, server.port, reuse_port)
     try:
-        site = web.TCPSite(
-            runner, settings.server.host, settings.server.port, reuse_port=reuse_port
-        )
-        await site.start()
+        await runner.setup()
+        await listener.start_serving()
+        _log_ready(app, listener)
         freeze_startup_objects()
         await _signalled()
         await drain(app)
     finally:
+        listener.close()
         await runner.cleanup()
+
+
+async def listen(
+    connection: Callable[[], asyncio.Protocol], host: str, port: int, reuse_port: bool = False
+) -> asyncio.Server:
+    """A socket bound to host:port, not yet accepting (`start_serving()` does that)."""
+    loop = asyncio.get_running_loop()
+    try:
+        return await loop.create_server(
+            connection, host, port,
+            reuse_port=reuse_port or None, backlog=LISTEN_BACKLOG, start_serving=False,
+        )  # fmt: skip
+    except OSError as exc:
+        raise CannotListen(host, port, _os_reason(exc)) from exc
+
+
+def check_can_listen(host: str, port: int) -> None:
+    """Bind the address once and let it go, so that a busy port is named once, before the
+    processes that will listen on it (workers, the mock upstream) start."""
+
+    async def bind_and_release() -> None:
+        (await listen(asyncio.Protocol, host, port)).close()
+
+    asyncio.run(bind_and_release())
+
+
+def _os_reason(exc: OSError) -> str:
+    """`address already in use`, without the event loop's wording around it."""
+    if exc.errno and not isinstance(exc, socket.gaierror):
+        return os.strerror(exc.errno).lower()
+    return str(exc.strerror or exc).lower()
+
+
+def _connection(runner: web.AppRunner) -> web.RequestHandler:
+    """The handler of one accepted connection: aiohttp's, answering the requests its parser
+    refuses in relay's JSON error shape, with the access log that redacts read tokens."""
+    server = runner.server
+    assert server is not None, "connections are accepted only once the runner is set up"
+    loop = asyncio.get_running_loop()
+    return JsonErrorRequestHandler(server, loop=loop, access_log_class=AccessLog)
+
+
+def _log_ready(app: web.Application, listener: asyncio.Server) -> None:
+    addresses = (sock.getsockname() for sock in listener.sockets)
+    urls = ", ".join(str(URL.build(scheme="http", host=a[0], port=a[1])) for a in addresses)
+    log.info("relay instance %s ready on %s", app[SERVICES].instance_id, urls)
 
 
 def freeze_startup_objects() -> None:
@@ -136,5 +191,6 @@ def _check_config(args: argparse.Namespace) -> int:
 
 
 def _mock_upstream(args: argparse.Namespace) -> int:
+    check_can_listen(args.host, args.port)
     mock_upstream.serve(args.host, args.port)
     return 0

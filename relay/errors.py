@@ -3,6 +3,7 @@
     RelayError
     ├── ApiError             an error a client sees: HTTP status, code, message
     ├── ConfigError          a bad configuration file or environment override
+    ├── CannotListen         the server's address is taken or cannot be bound
     ├── UnknownModel         no upstream serves the requested model (a client error: 400)
     ├── UpstreamError        a model provider failed (translated at the provider boundary)
     └── StoreError           the event log refused or failed an operation
@@ -36,6 +37,15 @@ class ApiError(RelayError):
 
 class ConfigError(RelayError):
     """The configuration is invalid; the message names the key."""
+
+
+class CannotListen(RelayError):
+    """`cannot listen on 127.0.0.1:8080: address already in use`: the address, and the
+    operating system's reason."""
+
+    def __init__(self, host: str, port: int, reason: str) -> None:
+        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        super().__init__(f"cannot listen on {address}: {reason}")
 
 
 class UnknownModel(RelayError):

@@ -1,14 +1,20 @@
-"""Logging setup: plain text or one JSON object per line, through `logging`."""
+"""Logging setup: plain text or one JSON object per line, through `logging`; and the
+access log, one line per request, that never carries a read token."""
 
 from __future__ import annotations
 
 import logging
 import sys
 import time
+from urllib.parse import unquote_plus
 
 import msgspec
+from aiohttp.abc import AbstractAccessLogger
+from aiohttp.web import BaseRequest, StreamResponse
 
 from relay.config import LogSettings
+
+REDACTED = "***"
 
 
 class JsonFormatter(logging.Formatter):
@@ -34,3 +40,44 @@ def configure_logging(settings: LogSettings) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.level.value.upper())
+
+
+class AccessLog(AbstractAccessLogger):
+    """`127.0.0.1 "GET /v1/sessions/s_…/events?token=*** HTTP/1.1" 200 1234 0.051234s`:
+    client, request line (secrets in the query redacted), status, bytes sent (headers
+    included), seconds."""
+
+    def log(self, request: BaseRequest, response: StreamResponse, elapsed_s: float) -> None:
+        version = request.version
+        self.logger.info(
+            '%s "%s %s HTTP/%d.%d" %d %d %.6fs',
+            request.remote or "-",
+            request.method,
+            redact_secrets(request.raw_path),
+            version.major,
+            version.minor,
+            response.status,
+            response.body_length,
+            elapsed_s,
+        )
+
+    @property
+    def enabled(self) -> bool:
+        return self.logger.isEnabledFor(logging.INFO)
+
+
+def redact_secrets(target: str) -> str:
+    """A request target with the value of every query parameter whose name contains
+    `token` (any case, percent-decoded: `token`, `access_token`, …) replaced by `***`;
+    the rest is left as it was sent."""
+    path, mark, query = target.partition("?")
+    if "token" not in query.lower() and "%" not in query:
+        return target
+    return path + mark + "&".join(_redact_parameter(part) for part in query.split("&"))
+
+
+def _redact_parameter(parameter: str) -> str:
+    name, equals, _ = parameter.partition("=")
+    if equals and "token" in unquote_plus(name).lower():
+        return f"{name}={REDACTED}"
+    return parameter

@@ -4,34 +4,50 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
 import aiohttp
 
 STARTUP_S = 20.0
+STOP_S = 5.0
 
 
 @contextlib.asynccontextmanager
 async def relay_process(
-    config: Path, port: int, log_path: Path, *args: str
+    config: Path, port: int, log_path: Path, *args: str, env: Mapping[str, str] | None = None
 ) -> AsyncIterator[asyncio.subprocess.Process]:
-    """A started and healthy `relay serve`; killed on exit if it is still running."""
+    """A started and healthy `relay serve` (`env` added to this process's environment);
+    killed on exit if it is still running."""
     with log_path.open("wb") as log_file:
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "relay", "serve", "--config", str(config),
             "--port", str(port), *args,
             stdout=log_file,
             stderr=log_file,
+            env={**os.environ, **(env or {})},
         )  # fmt: skip
     try:
         await wait_until_healthy(f"http://127.0.0.1:{port}", process, log_path)
         yield process
     finally:
-        if process.returncode is None:
-            process.kill()
+        await stop(process)
+
+
+async def stop(process: asyncio.subprocess.Process) -> None:
+    """SIGTERM first: a `--workers` supervisor passes it on to its workers, which run in
+    their own sessions and would outlive a SIGKILL of the supervisor; SIGKILL if it lingers."""
+    if process.returncode is not None:
+        return
+    process.terminate()
+    try:
+        async with asyncio.timeout(STOP_S):
             await process.wait()
+    except TimeoutError:
+        process.kill()
+        await process.wait()
 
 
 async def wait_until_healthy(

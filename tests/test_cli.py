@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import gc
 import json
+import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from relay.cli import freeze_startup_objects
 
@@ -52,3 +56,37 @@ def test_serving_puts_the_startup_objects_out_of_the_collectors_reach() -> None:
         assert not gc.garbage
     finally:
         gc.unfreeze()
+
+
+@pytest.fixture
+def busy_port() -> Iterator[int]:
+    """A loopback port another program is listening on."""
+    with socket.create_server(("127.0.0.1", 0)) as holder:
+        yield holder.getsockname()[1]
+
+
+def assert_refused_in_one_line(result: subprocess.CompletedProcess[str], port: int) -> None:
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.splitlines()[-1] == (
+        f"relay: cannot listen on 127.0.0.1:{port}: address already in use"
+    )
+    assert "Traceback" not in result.stderr
+    assert "ready on" not in result.stderr and "started" not in result.stderr
+
+
+def test_serve_on_a_busy_port_names_the_address(busy_port: int) -> None:
+    assert_refused_in_one_line(relay("serve", "--port", str(busy_port)), busy_port)
+
+
+def test_workers_on_a_busy_port_are_not_started(tmp_path: Path, busy_port: int) -> None:
+    path = tmp_path / "relay.toml"
+    path.write_text('[store]\nurl = "redis://127.0.0.1:1"\n')  # never reached
+    result = relay("serve", "--config", str(path), "--port", str(busy_port), "--workers", "2")
+    assert_refused_in_one_line(result, busy_port)
+    assert "supervising" not in result.stderr
+
+
+def test_mock_upstream_on_a_busy_port_names_the_address(busy_port: int) -> None:
+    result = relay("mock-upstream", "--port", str(busy_port))
+    assert_refused_in_one_line(result, busy_port)
+    assert "Running on" not in result.stderr

@@ -1,11 +1,14 @@
 """`relay serve` as a real process: JSON logs, and a clean exit on SIGTERM that ends
-running generations with `cancelled` (reason `shutdown`), kept in Redis for resume."""
+running generations with `cancelled` (reason `shutdown`), kept in Redis for resume; what it
+answers to requests aiohttp's parser refuses; its access log; its ready line."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 import signal
+import sys
 from pathlib import Path
 
 import aiohttp
@@ -85,3 +88,190 @@ async def test_sigterm_drains_refuses_new_work_and_lets_generations_finish(
     assert events[-1].event == "done"  # the generation was allowed to finish
     text = "".join(json.loads(e.data)["text"] for e in events if e.event == "delta")
     assert len(text.split(" ")) == 60
+
+
+# What aiohttp's own parser refuses (it never reaches the app) still gets relay's error shape.
+# Each request carries MARK where it is malformed: the answer must not quote it back.
+MARK = b"Q7MARKQ7"
+MALFORMED_REQUESTS = {
+    "not a request line": (MARK + b"\r\n\r\n", 400),
+    "bad method": (b"G@T" + MARK + b" / HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+    "bad version": (b"GET /" + MARK + b" HTTP/9.x\r\nHost: x\r\n\r\n", 400),
+    "bad header name": (b"GET / HTTP/1.1\r\nHost: x\r\nBad " + MARK + b": y\r\n\r\n", 400),
+    "header too long": (b"GET / HTTP/1.1\r\nHost: x\r\nX-Long: " + MARK * 2000 + b"\r\n\r\n", 431),
+    "request line too long": (b"GET /" + MARK * 2000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 431),
+    "too many headers": (
+        b"GET / HTTP/1.1\r\nHost: x\r\n"
+        + b"".join(b"X-" + MARK + b"-%d: y\r\n" % i for i in range(200))
+        + b"\r\n",
+        431,
+    ),
+    "bad chunk size": (
+        b"POST /v1/sessions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n" + MARK + b"\r\n{}\r\n0\r\n\r\n",
+        400,
+    ),
+    "bad content-length": (
+        b"POST /v1/sessions HTTP/1.1\r\nHost: x\r\nContent-Length: " + MARK + b"\r\n\r\n",
+        400,
+    ),
+    "content-length and chunked": (
+        b"POST /v1/sessions HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n{}",
+        400,
+    ),
+    "bad URL": (b"GET http://[" + MARK + b" HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+    "TLS on the plain port": (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + MARK, 400),
+}
+
+
+async def exchange(port: int, request: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Send raw bytes; the answer's status, headers and body, read until relay closes."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        async with asyncio.timeout(10):
+            answer = await reader.read()  # relay closes the connection after the answer
+    finally:
+        writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.lower().split(": ", 1) for line in header_lines)
+    return int(status_line.split(" ")[1]), headers, body
+
+
+async def test_requests_the_http_parser_refuses_get_relays_json_error(tmp_path: Path) -> None:
+    port = free_port()
+    config = tmp_path / "relay.toml"
+    config.write_text("")
+    log_path = tmp_path / "relay.log"
+    messages = {}
+    async with relay_process(config, port, log_path):
+        for name, (request, expected_status) in MALFORMED_REQUESTS.items():
+            status, headers, body = await exchange(port, request)
+            assert status == expected_status, (name, status, body)
+            assert headers["content-type"] == "application/json", (name, headers)
+            assert MARK.decode() not in body.decode(), (name, body)
+            error = json.loads(body)["error"]
+            assert set(error) == {"code", "message"}, (name, error)
+            code = "headers_too_large" if expected_status == 431 else "bad_request"
+            assert error["code"] == code, (name, error)
+            messages[name] = error["message"]
+    assert messages["bad chunk size"] == "malformed HTTP request: invalid character in chunk size"
+    assert messages["header too long"] == (
+        "the request line or a header field is longer than 8190 bytes"
+    )
+    assert messages["too many headers"] == "the request has more than 128 header fields"
+    assert messages["bad method"] == (
+        "malformed HTTP request: the request line does not start with a valid method"
+    )
+    assert messages["TLS on the plain port"] == (
+        "malformed HTTP request: this port speaks plain HTTP, and this looks like HTTPS (TLS)"
+    )
+    # One log line each, without aiohttp's traceback.
+    log = log_path.read_text()
+    assert "Traceback" not in log
+    assert log.count("refused a request from 127.0.0.1") == len(MALFORMED_REQUESTS)
+
+
+async def test_a_body_that_breaks_after_the_headers_is_a_400(tmp_path: Path) -> None:
+    """The body's fault reaches the handler as it reads (aiohttp's Python parser; its C
+    parser, the default, leaves the handler waiting for the body instead)."""
+    port = free_port()
+    config = tmp_path / "relay.toml"
+    config.write_text("")
+    python_parser = {"AIOHTTP_NO_EXTENSIONS": "1"}
+    async with relay_process(config, port, tmp_path / "relay.log", env=python_parser):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            writer.write(
+                b"POST /v1/sessions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Transfer-Encoding: chunked\r\n\r\n1\r\n{\r\n"
+            )
+            await writer.drain()
+            await asyncio.sleep(0.3)  # the handler is reading the body by now
+            writer.write(MARK + b"\r\n\r\n")
+            async with asyncio.timeout(10):
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = int(re.search(rb"Content-Length: (\d+)", head)[1])  # type: ignore[index]
+                body = await reader.readexactly(length)
+        finally:
+            writer.close()
+    assert head.startswith(b"HTTP/1.1 400 ")
+    assert json.loads(body) == {
+        "error": {
+            "code": "bad_request",
+            "message": "malformed HTTP request: the body's chunked encoding or length is not valid",
+        }
+    }
+
+
+async def test_the_access_log_never_shows_a_read_token(tmp_path: Path) -> None:
+    port = free_port()
+    config = tmp_path / "relay.toml"
+    config.write_text("")
+    log_path = tmp_path / "relay.log"
+    base = f"http://127.0.0.1:{port}"
+    body = {
+        "model": "mock:tokens=3,tps=0,ttft_ms=0",
+        "messages": [{"role": "user", "content": "hi"}],
+    }
+    async with relay_process(config, port, log_path), aiohttp.ClientSession() as http:
+        async with http.post(base + "/v1/sessions", json=body) as response:
+            created = await response.json()
+        token, session_id = created["token"], created["id"]
+        events_url = f"{base}/v1/sessions/{session_id}/events?token={token}&last_event_id=0"
+        async with http.get(events_url) as stream:
+            assert stream.status == 200
+            await stream.read()
+        async with http.get(f"{base}/v1/sessions/{session_id}?access_token=rt_secret") as snapshot:
+            assert snapshot.status == 200
+        # A request is logged once its answer is sent: wait for the last one's line.
+        await log_line_containing(log_path, f"{session_id}?access_token=")
+    log = log_path.read_text()
+    assert token not in log and "rt_secret" not in log
+    # The line is still the request line, status, size and time, with only the value hidden.
+    line = await log_line_containing(log_path, "/events?")
+    assert (
+        f'127.0.0.1 "GET /v1/sessions/{session_id}/events?token=***&last_event_id=0 HTTP/1.1" 200 '
+        in line
+    )
+    assert re.search(r" 200 \d+ \d+\.\d{6}s$", line), line
+    assert f'"GET /v1/sessions/{session_id}?access_token=*** HTTP/1.1" 200' in log
+
+
+async def log_line_containing(log_path: Path, text: str) -> str:
+    async with asyncio.timeout(10):
+        while not (found := [line for line in log_path.read_text().splitlines() if text in line]):
+            await asyncio.sleep(0.02)
+    return found[0]
+
+
+async def test_the_ready_line_names_the_bound_address(tmp_path: Path) -> None:
+    """`--port 0` binds a free port: the ready line can name it only once the socket is bound."""
+    log_path = tmp_path / "relay.log"
+    with log_path.open("wb") as log_file:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "relay", "serve", "--port", "0",
+            stdout=log_file, stderr=log_file,
+        )  # fmt: skip
+    try:
+        async with asyncio.timeout(20):
+            while not (
+                found := re.search(r"ready on http://127\.0\.0\.1:(\d+)", log_path.read_text())
+            ):
+                assert process.returncode is None, log_path.read_text()
+                await asyncio.sleep(0.05)
+        port = int(found.group(1))
+        assert port != 0
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"http://127.0.0.1:{port}/healthz") as health,
+        ):
+            assert health.status == 200
+        log = log_path.read_text()
+        assert log.index("started, store memory://") < log.index("ready on")
+    finally:
+        process.kill()
+        await process.wait()

@@ -35,7 +35,13 @@ async def test_workers_share_the_port_and_the_sessions(tmp_path: Path, redis_url
     config.write_text(f'[store]\nurl = "{redis_url}"\n')
     base = f"http://127.0.0.1:{port}"
     args = ("--workers", str(WORKERS))
-    async with relay_process(config, port, tmp_path / "relay.log", *args) as supervisor:
+    log_path = tmp_path / "relay.log"
+    async with relay_process(config, port, log_path, *args) as supervisor:
+        # Each worker logs its ready line once it accepts; the first one answering /healthz
+        # says nothing of the others.
+        async with asyncio.timeout(20):
+            while log_path.read_text().count(" ready on ") < WORKERS:
+                await asyncio.sleep(0.05)
         # The kernel spreads new connections over the workers (SO_REUSEPORT); 2^-39 odds
         # that 40 connections all reach one of two.
         assert len(await instances_seen(base, 40)) == WORKERS

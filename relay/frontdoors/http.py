@@ -3,7 +3,8 @@
 Bodies must be JSON (`application/json`, with parameters, or any `+json` type: else
 415), at most `max_body_bytes` (else 413), and decode into the handler's struct
 (`relay.wire.decoding`); a decoding error names the field, the value's problem and what
-is allowed (400 `invalid_request`, or `invalid_json` for what is not JSON). The
+is allowed (400 `invalid_request`, or `invalid_json` for what is not JSON). A body whose
+chunked encoding or length breaks while it is read is a 400 too, never a 500. The
 provider-format front doors answer errors in their format's shape (`with_openai_errors`,
 `with_anthropic_errors`); the error middleware answers the rest in relay's.
 """
@@ -16,6 +17,7 @@ from typing import Any, TypeVar
 
 import msgspec
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler
 
 from relay.errors import ApiError, UnknownModel
@@ -79,11 +81,15 @@ async def read_body(request: web.Request, max_bytes: int) -> bytes:
 async def _read_limited(request: web.Request, max_bytes: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.content.iter_chunked(64 * 1024):
-        size += len(chunk)
-        if size > max_bytes:
-            raise _too_large(max_bytes)
-        chunks.append(chunk)
+    try:
+        async for chunk in request.content.iter_chunked(64 * 1024):
+            size += len(chunk)
+            if size > max_bytes:
+                raise _too_large(max_bytes)
+            chunks.append(chunk)
+    except (HttpProcessingError, web.RequestPayloadError) as exc:  # their text quotes the body
+        message = "malformed HTTP request: the body's chunked encoding or length is not valid"
+        raise ApiError(400, "bad_request", message) from exc
     return b"".join(chunks)
 
 
