@@ -147,7 +147,7 @@ class ChatChunkRenderer(WireRenderer):
 def _openai_error(kind: EventType, data: dict[str, object]) -> dict[str, object]:
     if kind is EventType.CANCELLED:
         return openai.error_body(f"the generation was cancelled ({data['reason']})", "cancelled")
-    return openai.error_body(str(data["message"]), "upstream_error", str(data["code"]))
+    return openai.error_event_body(500, data)
 
 
 class MessagesEventRenderer(WireRenderer):

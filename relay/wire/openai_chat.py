@@ -217,8 +217,11 @@ def error_body(
 
 def error_event_body(status: int, data: Mapping[str, object]) -> dict[str, Any]:
     """A failed session's `error` event `data` as OpenAI's error body, for an answer with
-    HTTP `status` (which OpenAI's body does not repeat); relay's code is `code`."""
-    return error_body(str(data.get("message", "")), "upstream_error", str(data.get("code")))
+    HTTP `status` (which OpenAI's body does not repeat) or a stream; relay's code is `code`,
+    and `type` tells relay's own failures (`server_error`) from the upstream's."""
+    code = str(data.get("code"))
+    kind = "server_error" if code == "internal_error" else "upstream_error"
+    return error_body(str(data.get("message", "")), kind, code)
 
 
 def model_list(model_ids: Sequence[str], created: int, owned_by: str = "relay") -> dict[str, Any]:

@@ -5,6 +5,7 @@ calls in the snapshot, and cancels that cross instances."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import AsyncGenerator, Sequence
@@ -27,6 +28,7 @@ from tests.frontdoors.test_native_api import (
     of_type,
     read_until,
 )
+from tests.sse_client import SseReader
 
 # The built-in mock stays routable beside `scripted`, the upstream whose provider a
 # test injects.
@@ -308,3 +310,30 @@ async def test_a_cancel_on_another_instance_of_an_ended_session_changes_nothing(
     before = await owner.wait_until_ended(created["id"])
     assert await delete_answer(other, created["id"]) == {"id": created["id"], "status": "completed"}
     assert await owner.snapshot(created["id"]) == before
+
+
+@pytest.mark.parametrize(
+    ("failure", "error_type", "code"),
+    [
+        pytest.param(KeyError("choices"), "server_error", "internal_error", id="relay-bug"),
+        pytest.param(
+            UpstreamError("upstream_error", "the upstream broke", retryable=True),
+            "upstream_error",
+            "upstream_error",
+            id="upstream-failure",
+        ),
+    ],
+)
+async def test_a_chat_stream_tells_relays_failures_from_the_upstreams(
+    start_relay: StartRelay, failure: Exception, error_type: str, code: str
+) -> None:
+    relay = await relay_with(start_relay, Scripted(TextDelta("some"), failure))
+    body = {"model": "scripted", "messages": MESSAGES, "stream": True}
+    async with relay.http.post(relay.url("/v1/chat/completions"), json=body) as response:
+        assert response.status == 200
+        reader = SseReader(response)
+        events = await reader.read_all()
+    assert not reader.aborted
+    last = json.loads(events[-1].data)
+    assert last["error"]["type"] == error_type
+    assert last["error"]["code"] == code
