@@ -81,7 +81,13 @@ async def ended_with(relay: Relay, model: str = "scripted") -> tuple[list[Any], 
 
 
 def bug_reports(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
-    return [record for record in caplog.records if record.exc_info is not None]
+    """relay's log records with a traceback (asyncio's reports of other tests' leftover
+    tasks, collected by the garbage collector meanwhile, are not relay's)."""
+    return [
+        record
+        for record in caplog.records
+        if record.exc_info is not None and record.name.startswith("relay")
+    ]
 
 
 # --- relay's own failures are not upstream errors -----------------------------------
