@@ -107,16 +107,16 @@ MALFORMED_REQUESTS = {
         431,
     ),
     "bad chunk size": (
-        b"POST /v1/sessions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"POST /v1/sessions HTTP/1.1\r\nHost: [::1]\r\nContent-Type: application/json\r\n"
         b"Transfer-Encoding: chunked\r\n\r\n" + MARK + b"\r\n{}\r\n0\r\n\r\n",
         400,
     ),
     "bad content-length": (
-        b"POST /v1/sessions HTTP/1.1\r\nHost: x\r\nContent-Length: " + MARK + b"\r\n\r\n",
+        b"POST /v1/sessions HTTP/1.1\r\nHost: [::1]\r\nContent-Length: " + MARK + b"\r\n\r\n",
         400,
     ),
     "content-length and chunked": (
-        b"POST /v1/sessions HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n"
+        b"POST /v1/sessions HTTP/1.1\r\nHost: [::1]\r\nContent-Length: 2\r\n"
         b"Transfer-Encoding: chunked\r\n\r\n{}",
         400,
     ),
@@ -186,7 +186,7 @@ async def test_a_body_that_breaks_after_the_headers_is_a_400(tmp_path: Path) -> 
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         try:
             writer.write(
-                b"POST /v1/sessions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"POST /v1/sessions HTTP/1.1\r\nHost: [::1]\r\nContent-Type: application/json\r\n"
                 b"Transfer-Encoding: chunked\r\n\r\n1\r\n{\r\n"
             )
             await writer.drain()
