@@ -37,9 +37,10 @@ from relay.providers.base import Provider, ProviderItem, TextDelta
 from relay.providers.failures import SECRET_PIECE_CHARS
 from relay.services import SERVICES
 from relay.session import SessionRecord, hash_token, new_session_id, new_token
+from relay.store import Store
 from relay.store.memory import MemoryStore
 from relay.vocabulary import READ_TOKEN_PREFIX, GenerationRequest, session_suffix
-from tests.providers.stub_upstream import StubUpstream, stub_upstream
+from tests.providers.stub_upstream import Handler, StubUpstream, stub_upstream
 
 MESSAGES = [{"role": "user", "content": "hello"}]
 # Each way an upstream fails, and the error code a client must get for it.
@@ -106,8 +107,9 @@ class Sweep:
         ]
 
 
-def upstream_key(name: str) -> str:
-    return f"sk-{name}-" + new_token("")
+def upstream_key() -> str:
+    """Random throughout: a piece of a readable prefix could match the upstream's name."""
+    return "sk-" + new_token("")
 
 
 # --- the stub upstreams ---------------------------------------------------------------
@@ -121,7 +123,7 @@ def sse(*frames: str) -> web.Response:
     return web.Response(body="".join(frames).encode(), content_type="text/event-stream")
 
 
-def failing_upstream(elsewhere: StubUpstream) -> Any:
+def failing_upstream(elsewhere: StubUpstream) -> Handler:
     async def answer(request: web.Request) -> web.StreamResponse:
         failure, kind = request.path.split("/")[1:3]
         key = presented_key(request)
@@ -135,7 +137,8 @@ def failing_upstream(elsewhere: StubUpstream) -> Any:
             case "prefix":
                 return error_json(403, f"key {key[:14]}… has no access")
             case "malformed":
-                return sse(f'data: {{"type": "{key}", "choices": [{{"index": "{key}"}}]}}\n\n')
+                fields = f'"type": "{key}", "index": "{key}", "choices": [{{"index": "{key}"}}]'
+                return sse(f"data: {{{fields}}}\n\n")
             case "in_stream":
                 return sse(*stream_error(kind, key))
             case _:
@@ -206,7 +209,7 @@ async def sweep_env(
 ) -> AsyncIterator[tuple[Sweep, Settings, dict[str, str], StubUpstream]]:
     caplog.set_level(logging.DEBUG)
     sweep = Sweep()
-    keys = {f"{f}-{kind}": upstream_key(f"{f}{kind}") for f in FAILURES for kind in KINDS}
+    keys = {f"{failure}-{kind}": upstream_key() for failure in FAILURES for kind in KINDS}
     for name, key in keys.items():
         failure, kind = name.split("-")
         monkeypatch.setenv(f"SWEEP_KEY_{failure}_{kind}".upper(), key)
@@ -218,7 +221,7 @@ async def sweep_env(
         overrides = {
             "upstreams": upstreams(upstream.url().rstrip("/"), keys),
             "server": {"drain_timeout_s": 0},
-            "store": {"lease_ttl_s": 0.4},
+            "store": {"lease_ttl_s": 2.0},  # a cancel waits 1 s for a generator
         }
         settings = load_settings(None, environ={}, overrides=overrides)
         yield sweep, settings, keys, elsewhere
@@ -231,8 +234,8 @@ async def nothing(request: web.Request) -> web.Response:
 async def start(settings: Settings, store: MemoryStore) -> Instance:
     app = create_app(settings, store=store, providers={"buggy": BuggyProvider()})
     # The access log `relay serve` uses, not aiohttp's (which logs request lines as sent).
-    server = TestServer(app, host="127.0.0.1", access_log_class=AccessLog)
-    await server.start_server()
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server(access_log_class=AccessLog)
     return Instance(server, str(server.make_url("")).rstrip("/"))
 
 
@@ -338,7 +341,7 @@ async def cancels_leases_and_bugs(client: Client, here: Instance, there: Instanc
     assert (await client.ended(here.url, buggy["id"]))["error"]["code"] == "internal_error"
 
 
-async def orphan(store: Any) -> str:
+async def orphan(store: Store) -> str:
     """A running session whose generator is gone: no instance runs it."""
     now = time.time()
     session_id = new_session_id()
@@ -351,7 +354,9 @@ async def orphan(store: Any) -> str:
     return session_id
 
 
-def check_config_output(sweep: Sweep, settings: Settings, tmp_path: Path, capsys: Any) -> None:
+def check_config_output(
+    sweep: Sweep, settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = tmp_path / "relay.toml"
     lines = []
     for upstream in settings.upstreams:
