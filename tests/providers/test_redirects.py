@@ -25,7 +25,7 @@ from tests.providers.stub_upstream import Handler, StubUpstream, sse_answer, stu
 Kind = Literal["openai", "anthropic"]
 MakeProvider = Callable[[UpstreamSettings, str], Provider]
 
-API_KEY = "sk-redirect-test-0123456789abcdefghij"
+API_KEY = "sk-Zr4kQ9mW2pT7vX1nB8cL5dF3hJ6s"  # random: a word in it would be redacted
 REQUEST = GenerationRequest(model="m", messages=[Message(role="user", content="hi")])
 KINDS: dict[Kind, tuple[str, MakeProvider]] = {
     "openai": ("/v1", OpenAIProvider),
@@ -65,6 +65,7 @@ async def test_a_redirect_to_another_origin_is_not_followed(
         stub_upstream(redirecting_to(second, status)) as first,
     ):
         assert first.server.port != second.server.port
+        elsewhere = f"127.0.0.1:{second.server.port}"
         with caplog.at_level(logging.WARNING, "relay.providers.sse_client"):
             error = await stream_error(kind, first.url().rstrip("/"))
     assert second.requests == []  # nothing reached the other origin, key or not
@@ -73,9 +74,9 @@ async def test_a_redirect_to_another_origin_is_not_followed(
     assert (error.code, error.status, error.retryable) == ("upstream_redirect", status, False)
     assert f"redirect (HTTP {status})" in error.message
     assert "fix the upstream's base_url" in error.message
-    assert second.url() not in error.message  # where it points is the operator's business
+    assert elsewhere not in error.message  # where it points is the operator's business
     [warning] = [r.getMessage() for r in caplog.records]
-    assert f"to http://127.0.0.1:{second.server.port}" in warning
+    assert f"to http://{elsewhere};" in warning
     assert API_KEY not in warning
 
 
