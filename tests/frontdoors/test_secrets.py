@@ -1,5 +1,5 @@
-"""Secrets never leak: every error path reachable here is exercised, then every sink is
-searched for every secret.
+"""Secrets never leak: every error path reachable here is exercised, on two instances of
+relay (one memory store, or one redis-server), then every sink is searched for every secret.
 
 Secrets: each upstream's API key (read from `api_key_env`; the stub upstreams echo the key
 they were sent back in every way they fail), each session's read token, and each
@@ -205,7 +205,7 @@ class Instance:
 
 @pytest.fixture
 async def sweep_env(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, store_url: str
 ) -> AsyncIterator[tuple[Sweep, Settings, dict[str, str], StubUpstream]]:
     caplog.set_level(logging.DEBUG)
     sweep = Sweep()
@@ -221,7 +221,7 @@ async def sweep_env(
         overrides = {
             "upstreams": upstreams(upstream.url().rstrip("/"), keys),
             "server": {"drain_timeout_s": 0},
-            "store": {"lease_ttl_s": 2.0},  # a cancel waits 1 s for a generator
+            "store": {"url": store_url, "lease_ttl_s": 2.0},  # a cancel waits 1 s
         }
         settings = load_settings(None, environ={}, overrides=overrides)
         yield sweep, settings, keys, elsewhere
@@ -231,7 +231,7 @@ async def nothing(request: web.Request) -> web.Response:
     return web.Response()
 
 
-async def start(settings: Settings, store: MemoryStore) -> Instance:
+async def start(settings: Settings, store: Store | None) -> Instance:
     app = create_app(settings, store=store, providers={"buggy": BuggyProvider()})
     # The access log `relay serve` uses, not aiohttp's (which logs request lines as sent).
     server = TestServer(app, host="127.0.0.1")
@@ -382,8 +382,9 @@ async def test_no_secret_reaches_any_sink(
     tmp_path: Path,
 ) -> None:
     sweep, settings, keys, elsewhere = sweep_env
-    store = MemoryStore(settings.store)
-    here, there = await start(settings, store), await start(settings, store)
+    # Two instances: on one memory store, or each with its own connections to Redis.
+    shared = MemoryStore(settings.store) if settings.store.url == "memory://" else None
+    here, there = await start(settings, shared), await start(settings, shared)
     http = aiohttp.ClientSession()
     try:
         client = Client(sweep, http)
