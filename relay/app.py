@@ -28,6 +28,7 @@ from relay.frontdoors import (
     openai_responses,
 )
 from relay.frontdoors.errors import error_middleware
+from relay.frontdoors.hosts import AllowedHosts, host_check
 from relay.leases import LeaseKeeper
 from relay.providers.base import Provider
 from relay.providers.router import ModelRouter
@@ -48,7 +49,7 @@ def create_app(
     providers: Mapping[str, Provider] | None = None,
 ) -> web.Application:
     app = web.Application(
-        middlewares=[error_middleware],
+        middlewares=[host_check(AllowedHosts.of(settings.server)), error_middleware],
         client_max_size=settings.server.max_body_bytes,
     )
     app.add_routes(health.routes)

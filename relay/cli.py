@@ -20,6 +20,7 @@ from relay import __version__, mock_upstream
 from relay.app import create_app, drain
 from relay.config import Settings, dump_settings, load_settings
 from relay.errors import CannotListen, ConfigError
+from relay.frontdoors import hosts
 from relay.frontdoors.parse_errors import JsonErrorRequestHandler
 from relay.logs import AccessLog, configure_logging
 from relay.services import SERVICES
@@ -105,6 +106,7 @@ async def _serve_until_signalled(settings: Settings, *, reuse_port: bool) -> Non
         await runner.setup()
         await listener.start_serving()
         _log_ready(app, listener)
+        log.log(*hosts.exposure(server))  # beyond loopback, and to which Host names
         freeze_startup_objects()
         await _signalled()
         await drain(app)

@@ -7,6 +7,7 @@ and its default is documented in config.example.toml and docs/configuration.md.
 from __future__ import annotations
 
 import enum
+import ipaddress
 import os
 import re
 import typing
@@ -48,6 +49,48 @@ class ServerSettings(Section):
     # On SIGTERM: how long running generations may go on before they are cancelled.
     drain_timeout_s: Annotated[float, Meta(ge=0)] = 30.0
     demo_page: bool = True
+    # The Host headers answered (others get 421, `relay.frontdoors.hosts`). Unset: the
+    # loopback names when `host` is a loopback address, else `*` (with a startup warning).
+    allowed_hosts: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        if self.allowed_hosts is None:
+            self.allowed_hosts = default_allowed_hosts(self.host)
+        if not self.allowed_hosts:
+            raise ConfigError("server.allowed_hosts is empty: no browser could reach relay")
+        for index, pattern in enumerate(self.allowed_hosts):
+            if not HOST_PATTERN.fullmatch(pattern):
+                raise ConfigError(
+                    f"server.allowed_hosts[{index}] {pattern!r} is not a host: write `*`, a "
+                    "name (relay.example.com), `*.example.com` for its subdomains, or an IP "
+                    "address ([::1] for IPv6), without a port (any port is allowed)"
+                )
+
+
+# What `allowed_hosts` lists: `*`, a name, `*.` and a domain, an IPv4 or a bracketed IPv6.
+HOST_PATTERN = re.compile(r"\*|(\*\.)?[^:/\s\[\]*]+|\[[0-9A-Fa-f:.]+\]")
+LOOPBACK_NAMES = ["localhost", "127.0.0.1", "[::1]"]
+
+
+def default_allowed_hosts(host: str) -> list[str]:
+    """On loopback, the names a local client sends (and `host` itself, e.g. 127.0.0.2):
+    a page on another site that rebinds its DNS name to 127.0.0.1 sends its own name,
+    and is refused. Beyond loopback the names clients use are not known here."""
+    if not is_loopback(host):
+        return ["*"]
+    own = f"[{host.strip('[]')}]" if ":" in host else host.lower()
+    return LOOPBACK_NAMES + ([own] if own not in LOOPBACK_NAMES else [])
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a listen address is loopback only; "" and 0.0.0.0 (every interface) or a
+    name other than `localhost` (not resolved here) count as reachable from elsewhere."""
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 class StoreSettings(Section):

@@ -20,6 +20,7 @@ from relay.events import ErrorData, EventType
 from relay.runner import GenerationRunner
 from relay.store import Store
 from relay.tasks import cancel_and_wait
+from relay.vocabulary import session_tag
 from relay.writer import end_from_outside
 
 log = logging.getLogger(__name__)
@@ -76,7 +77,8 @@ class LeaseKeeper:
             max_events=self._settings.store.max_events_per_session,
         )
         if wrote:
-            log.warning("session %s lost its generator %s", session_id, record.owner or "?")
+            owner = record.owner or "?"
+            log.warning("session %s lost its generator %s", session_tag(session_id), owner)
         return wrote
 
     @staticmethod

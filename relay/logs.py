@@ -1,20 +1,26 @@
 """Logging setup: plain text or one JSON object per line, through `logging`; and the
-access log, one line per request, that never carries a read token."""
+access log, one line per request, that never carries a read token or a session id."""
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import time
-from urllib.parse import unquote_plus
+from urllib.parse import unquote, unquote_plus
 
 import msgspec
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web import BaseRequest, StreamResponse
 
 from relay.config import LogSettings
+from relay.vocabulary import SESSION_ID_PREFIX, session_tag
 
 REDACTED = "***"
+
+# A path segment that is a session's id, `s_…`, or a wire id made from its random part:
+# `resp_…`, `msg_…`, `chatcmpl-…`. Ids are capabilities: logs name them by their tag.
+_SESSION_ID_SEGMENT = re.compile(r"[a-z]+[_-]([A-Za-z0-9_-]{22})")
 
 
 class JsonFormatter(logging.Formatter):
@@ -43,9 +49,9 @@ def configure_logging(settings: LogSettings) -> None:
 
 
 class AccessLog(AbstractAccessLogger):
-    """`127.0.0.1 "GET /v1/sessions/s_…/events?token=*** HTTP/1.1" 200 1234 0.051234s`:
-    client, request line (secrets in the query redacted), status, bytes sent (headers
-    included), seconds."""
+    """`127.0.0.1 "GET /v1/sessions/#3f9a…/events?token=*** HTTP/1.1" 200 1234 0.051234s`:
+    client, request line (session ids tagged, secrets in the query redacted), status,
+    bytes sent (headers included), seconds."""
 
     def log(self, request: BaseRequest, response: StreamResponse, elapsed_s: float) -> None:
         version = request.version
@@ -67,13 +73,21 @@ class AccessLog(AbstractAccessLogger):
 
 
 def redact_secrets(target: str) -> str:
-    """A request target with the value of every query parameter whose name contains
-    `token` (any case, percent-decoded: `token`, `access_token`, …) replaced by `***`;
-    the rest is left as it was sent."""
+    """A request target (or path) as logs may hold it: every path segment that is a
+    session id replaced by the session's tag, and the value of every query parameter
+    whose name contains `token` (any case, percent-decoded: `token`, `access_token`, …)
+    replaced by `***`; the rest is left as it was sent."""
     path, mark, query = target.partition("?")
+    path = "/".join(_tag_session_id(segment) for segment in path.split("/"))
     if "token" not in query.lower() and "%" not in query:
-        return target
+        return path + mark + query
     return path + mark + "&".join(_redact_parameter(part) for part in query.split("&"))
+
+
+def _tag_session_id(segment: str) -> str:
+    """Decoded first: `s%5F…` reaches the same session as `s_…`."""
+    match = _SESSION_ID_SEGMENT.fullmatch(unquote(segment))
+    return session_tag(SESSION_ID_PREFIX + match[1]) if match else segment
 
 
 def _redact_parameter(parameter: str) -> str:

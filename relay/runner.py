@@ -49,7 +49,7 @@ from relay.providers.router import Route
 from relay.session import SessionRecord, hash_token, new_session_id, new_token
 from relay.store import Store
 from relay.tasks import cancel_and_wait
-from relay.vocabulary import READ_TOKEN_PREFIX, GenerationRequest
+from relay.vocabulary import READ_TOKEN_PREFIX, GenerationRequest, session_tag
 from relay.writer import EVENT_LIMIT_ERROR, SessionWriter
 
 log = logging.getLogger(__name__)
@@ -166,7 +166,8 @@ class GenerationRunner:
             await generation.stop_upstream()
             raise
         self._start(generation)
-        log.info("session %s created model=%s upstream=%s", record.id, model, route.upstream)
+        tag = session_tag(record.id)
+        log.info("session %s created model=%s upstream=%s", tag, model, route.upstream)
         return CreatedSession(record, token)
 
     def cancel(self, session_id: str, reason: str) -> bool:
@@ -203,14 +204,14 @@ class GenerationRunner:
         generation = Generation(session_id)
         generation.pump = asyncio.create_task(
             self._pump(session_id, route.provider.stream(request), generation.inbox),
-            name=f"relay-pump-{session_id}",
+            name=f"relay-pump-{session_tag(session_id)}",
         )
         return generation
 
     def _start(self, generation: Generation) -> None:
         session_id = generation.session_id
         generation.task = asyncio.create_task(
-            self._run(generation), name=f"relay-generation-{session_id}"
+            self._run(generation), name=f"relay-generation-{session_tag(session_id)}"
         )
         self._generations[session_id] = generation
         generation.task.add_done_callback(lambda _: self._generations.pop(session_id, None))
@@ -229,7 +230,7 @@ class GenerationRunner:
         except UpstreamError as exc:
             inbox.put_nowait(StreamFailed(upstream_failure(exc)))
         except Exception:
-            log.exception("session %s: the provider stream raised", session_id)
+            log.exception("session %s: the provider stream raised", session_tag(session_id))
             inbox.put_nowait(StreamFailed(INTERNAL_ERROR))
 
     async def _run(self, generation: Generation) -> None:
@@ -247,13 +248,14 @@ class GenerationRunner:
         except EventLimitReached:  # the writer fits batches under the cap; this is a backstop
             await writer.append([(EventType.ERROR, EVENT_LIMIT_ERROR)])
         except SessionEnded:
-            log.info("session %s was ended by another writer", generation.session_id)
+            log.info("session %s was ended by another writer", session_tag(generation.session_id))
         except StoreError:
             log.exception(
-                "session %s: the store failed; generation abandoned", generation.session_id
+                "session %s: the store failed; generation abandoned",
+                session_tag(generation.session_id),
             )
         except Exception:
-            log.exception("session %s: generation failed", generation.session_id)
+            log.exception("session %s: generation failed", session_tag(generation.session_id))
             await self._end_after_bug(writer)
         finally:
             await generation.stop_upstream()
@@ -314,7 +316,7 @@ class GenerationRunner:
         ending = writer.last_type.value if writer.ended and writer.last_type else "abandoned"
         log.info(
             "session %s ended with %s events=%d seconds=%.3f",
-            generation.session_id,
+            session_tag(generation.session_id),
             ending,
             writer.last_event_id,
             seconds,

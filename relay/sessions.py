@@ -30,7 +30,7 @@ from relay.runner import CreatedSession, GenerationRunner
 from relay.session import SessionRecord, Snapshot, snapshot
 from relay.store import Store
 from relay.tasks import cancel_and_wait
-from relay.vocabulary import GenerationRequest
+from relay.vocabulary import GenerationRequest, session_tag
 from relay.writer import end_from_outside
 
 log = logging.getLogger(__name__)
@@ -155,7 +155,8 @@ class Sessions:
             max_events=self._settings.store.max_events_per_session,
         )
         if wrote:
-            log.info("session %s cancelled from this instance: no generator answered", record.id)
+            tag = session_tag(record.id)
+            log.info("session %s cancelled from this instance: no generator answered", tag)
             return SessionStatus.CANCELLED
         return (await self.find(record.id)).status  # another writer ended it first
 

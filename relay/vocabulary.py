@@ -9,6 +9,7 @@ one home. relay's canonical conversation is OpenAI Chat-shaped (roles `system`, 
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any, Literal
 
 import msgspec
@@ -19,9 +20,21 @@ SESSION_ID_PREFIX = "s_"
 READ_TOKEN_PREFIX = "rt_"
 
 
+SESSION_TAG_HEX = 12
+
+
 def session_suffix(session_id: str) -> str:
     """The random part of a session id, from which wire formats derive their ids."""
     return session_id.removeprefix(SESSION_ID_PREFIX)
+
+
+def session_tag(session_id: str) -> str:
+    """How logs name a session: `#` and the first 12 hex digits of the SHA-256 of the
+    id's random part (which its wire ids share: the access log tags `resp_…` alike).
+    Logs must not hold ids, which are capabilities; a plain hash of 128 random bits
+    cannot be reversed, and an operator holding an id computes its tag to find its lines."""
+    digest = hashlib.sha256(session_suffix(session_id).encode()).hexdigest()
+    return "#" + digest[:SESSION_TAG_HEX]
 
 
 # Messages and the request a provider is handed.

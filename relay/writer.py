@@ -16,6 +16,7 @@ from relay.errors import AppendConflict, SessionEnded, StoreUnavailable
 from relay.events import TERMINAL_TYPES, ErrorData, Event, EventData, EventType, make_event
 from relay.session import SessionRecord
 from relay.store import Store
+from relay.vocabulary import session_tag
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,9 @@ class SessionWriter:
             except StoreUnavailable:
                 if time.monotonic() + backoff > deadline:
                     raise
-                log.warning("store unavailable, retrying append for %s", self.session_id)
+                log.warning(
+                    "store unavailable, retrying append for %s", session_tag(self.session_id)
+                )
             except AppendConflict:
                 if attempt == 0 or not await self._landed(events[-1].id):
                     raise

@@ -42,6 +42,7 @@ http {{
             proxy_pass http://relay;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
+            proxy_set_header Host $host;
             proxy_buffering off;
             proxy_cache off;
             gzip off;

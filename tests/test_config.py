@@ -114,3 +114,42 @@ def test_lower_case_proxy_variables_win_and_blank_ones_do_not_count() -> None:
 def test_no_proxy_names_hosts_and_domains_that_go_direct(no_proxy: str, bypassed: bool) -> None:
     proxy = proxy_for("https://api.example.com/v1", HTTPS_PROXY="http://p:1", NO_PROXY=no_proxy)
     assert (proxy is None) == bypassed
+
+
+@pytest.mark.parametrize(
+    ("host", "allowed"),
+    [
+        ("127.0.0.1", ["localhost", "127.0.0.1", "[::1]"]),
+        ("localhost", ["localhost", "127.0.0.1", "[::1]"]),
+        ("::1", ["localhost", "127.0.0.1", "[::1]"]),
+        ("127.0.0.2", ["localhost", "127.0.0.1", "[::1]", "127.0.0.2"]),
+        ("0.0.0.0", ["*"]),
+        ("", ["*"]),
+        ("10.0.0.5", ["*"]),
+        ("relay.internal", ["*"]),  # a name is not resolved: it may be reachable
+    ],
+)
+def test_allowed_hosts_default_to_the_loopback_names_on_loopback(
+    host: str, allowed: list[str]
+) -> None:
+    settings = load_settings(None, environ={}, overrides={"server": {"host": host}})
+    assert settings.server.allowed_hosts == allowed
+
+
+def test_allowed_hosts_from_the_file_replace_the_default(tmp_path: Path) -> None:
+    path = write(tmp_path, '[server]\nhost = "0.0.0.0"\nallowed_hosts = ["relay.example.com"]\n')
+    assert load_settings(path, environ={}).server.allowed_hosts == ["relay.example.com"]
+
+
+@pytest.mark.parametrize("entry", ["relay.example.com:443", "[::1]:8080", "a/b", "", "*x", "a.*"])
+def test_an_allowed_host_with_a_port_or_not_a_host_names_the_entry(
+    tmp_path: Path, entry: str
+) -> None:
+    path = write(tmp_path, f'[server]\nallowed_hosts = ["*", {entry!r}]\n'.replace("'", '"'))
+    with pytest.raises(ConfigError, match=r"server\.allowed_hosts\[1\] .* without a port"):
+        load_settings(path, environ={})
+
+
+def test_no_allowed_hosts_at_all_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"server\.allowed_hosts is empty"):
+        load_settings(write(tmp_path, "[server]\nallowed_hosts = []\n"), environ={})

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import aiohttp
 
+from relay.vocabulary import session_suffix, session_tag
 from tests.redis_server import free_port
 from tests.relay_process import relay_process
 from tests.sse_client import SseParser
@@ -52,8 +53,10 @@ async def test_sigterm_cancels_generations_that_outlast_the_drain(
     lines = [json.loads(line) for line in log_path.read_text().splitlines() if line.startswith("{")]
     assert len(lines) == len([line for line in log_path.read_text().splitlines() if line.strip()])
     messages = [line["message"] for line in lines]
-    assert any(f"session {session_id} created" in m for m in messages)
-    assert any(f"session {session_id} ended with cancelled" in m for m in messages)
+    tag = session_tag(session_id)  # logs name a session by its tag, never by its id
+    assert any(f"session {tag} created" in m for m in messages)
+    assert any(f"session {tag} ended with cancelled" in m for m in messages)
+    assert not any(session_suffix(session_id) in m for m in messages)
     assert any('"POST /v1/sessions HTTP/1.1" 201' in m for m in messages)
 
 
@@ -107,16 +110,16 @@ MALFORMED_REQUESTS = {
         431,
     ),
     "bad chunk size": (
-        b"POST /v1/sessions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"POST /v1/sessions HTTP/1.1\r\nHost: [::1]\r\nContent-Type: application/json\r\n"
         b"Transfer-Encoding: chunked\r\n\r\n" + MARK + b"\r\n{}\r\n0\r\n\r\n",
         400,
     ),
     "bad content-length": (
-        b"POST /v1/sessions HTTP/1.1\r\nHost: x\r\nContent-Length: " + MARK + b"\r\n\r\n",
+        b"POST /v1/sessions HTTP/1.1\r\nHost: [::1]\r\nContent-Length: " + MARK + b"\r\n\r\n",
         400,
     ),
     "content-length and chunked": (
-        b"POST /v1/sessions HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n"
+        b"POST /v1/sessions HTTP/1.1\r\nHost: [::1]\r\nContent-Length: 2\r\n"
         b"Transfer-Encoding: chunked\r\n\r\n{}",
         400,
     ),
@@ -186,7 +189,7 @@ async def test_a_body_that_breaks_after_the_headers_is_a_400(tmp_path: Path) -> 
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         try:
             writer.write(
-                b"POST /v1/sessions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"POST /v1/sessions HTTP/1.1\r\nHost: [::1]\r\nContent-Type: application/json\r\n"
                 b"Transfer-Encoding: chunked\r\n\r\n1\r\n{\r\n"
             )
             await writer.drain()
@@ -207,7 +210,7 @@ async def test_a_body_that_breaks_after_the_headers_is_a_400(tmp_path: Path) -> 
     }
 
 
-async def test_the_access_log_never_shows_a_read_token(tmp_path: Path) -> None:
+async def test_the_access_log_never_shows_a_read_token_or_a_session_id(tmp_path: Path) -> None:
     port = free_port()
     config = tmp_path / "relay.toml"
     config.write_text("")
@@ -228,17 +231,17 @@ async def test_the_access_log_never_shows_a_read_token(tmp_path: Path) -> None:
         async with http.get(f"{base}/v1/sessions/{session_id}?access_token=rt_secret") as snapshot:
             assert snapshot.status == 200
         # A request is logged once its answer is sent: wait for the last one's line.
-        await log_line_containing(log_path, f"{session_id}?access_token=")
+        tag = session_tag(session_id)
+        await log_line_containing(log_path, f"{tag}?access_token=")
     log = log_path.read_text()
     assert token not in log and "rt_secret" not in log
+    assert session_suffix(session_id) not in log  # the session is named by its tag
     # The line is still the request line, status, size and time, with only the value hidden.
     line = await log_line_containing(log_path, "/events?")
-    assert (
-        f'127.0.0.1 "GET /v1/sessions/{session_id}/events?token=***&last_event_id=0 HTTP/1.1" 200 '
-        in line
-    )
+    request_line = f"GET /v1/sessions/{tag}/events?token=***&last_event_id=0 HTTP/1.1"
+    assert f'127.0.0.1 "{request_line}" 200 ' in line
     assert re.search(r" 200 \d+ \d+\.\d{6}s$", line), line
-    assert f'"GET /v1/sessions/{session_id}?access_token=*** HTTP/1.1" 200' in log
+    assert f'"GET /v1/sessions/{tag}?access_token=*** HTTP/1.1" 200' in log
 
 
 async def log_line_containing(log_path: Path, text: str) -> str:

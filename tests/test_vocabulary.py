@@ -1,6 +1,9 @@
-"""The shared vocabulary: finish reasons across formats, and session id prefixes."""
+"""The shared vocabulary: finish reasons across formats, session id prefixes and tags."""
 
 from __future__ import annotations
+
+import hashlib
+import re
 
 import pytest
 
@@ -11,6 +14,7 @@ from relay.vocabulary import (
     finish_from_anthropic,
     openai_finish_reason,
     session_suffix,
+    session_tag,
 )
 
 
@@ -72,3 +76,13 @@ def test_session_ids_carry_the_prefix_and_a_random_suffix() -> None:
     assert session_id.startswith(SESSION_ID_PREFIX)
     assert SESSION_ID_PREFIX + session_suffix(session_id) == session_id
     assert len(session_suffix(session_id)) == 22
+
+
+def test_a_session_tag_is_a_short_hash_of_the_ids_random_part() -> None:
+    session_id = new_session_id()
+    tag = session_tag(session_id)
+    assert re.fullmatch(r"#[0-9a-f]{12}", tag)
+    assert tag == "#" + hashlib.sha256(session_suffix(session_id).encode()).hexdigest()[:12]
+    assert session_tag(session_id) == tag  # an operator holding the id finds its lines
+    assert session_suffix(session_id)[:6] not in tag
+    assert len({session_tag(new_session_id()) for _ in range(1000)}) == 1000

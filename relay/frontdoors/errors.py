@@ -21,6 +21,7 @@ from aiohttp.typedefs import Handler
 
 from relay.errors import ApiError, StoreFull, StoreUnavailable, UnknownModel
 from relay.frontdoors.http import error_response
+from relay.logs import redact_secrets
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +45,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     except Exception as exc:
         if response_started(request):
-            log.error("%s %s failed after its response started", request.method, request.path)
-            raise ResponseStarted(f"{request.method} {request.path}") from exc
+            path = redact_secrets(request.path)
+            log.error("%s %s failed after its response started", request.method, path)
+            raise ResponseStarted(f"{request.method} {path}") from exc
         if isinstance(exc, web.HTTPException) and exc.status < 400:
             raise
         return error_answer(request, exc)
@@ -68,7 +70,8 @@ def error_answer(request: web.Request, exc: Exception) -> web.Response:
         return error_response(503, "capacity", str(exc))
     if isinstance(exc, StoreUnavailable):
         return error_response(503, "store_unavailable", "the event store is unreachable; retry")
-    log.error("unhandled error in %s %s", request.method, request.path, exc_info=exc)
+    path = redact_secrets(request.path)
+    log.error("unhandled error in %s %s", request.method, path, exc_info=exc)
     return error_response(500, "internal_error", "relay failed to handle this request")
 
 

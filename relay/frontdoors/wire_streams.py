@@ -95,7 +95,7 @@ def failure_response(
     status = (transcript.error or {}).get("upstream_status")
     if transcript.cancelled:
         status = 499
-    elif not isinstance(status, int):
+    elif not isinstance(status, int) or status < 400:  # a redirect is not the client's
         status = 502
     body = error_body(status, transcript.error or {"message": "the generation was cancelled"})
     return json_response(body, status, {SESSION_HEADER: session_id})

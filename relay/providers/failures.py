@@ -4,8 +4,11 @@ The upstream boundary (`sse_client`) and the providers' stream readers describe 
 wrong with these helpers and raise it as `UpstreamFailed`, so every upstream answers the
 same way: an HTTP status becomes a code (`upstream_bad_request`, `upstream_auth`,
 `upstream_rate_limited`, …) with the upstream's own message, 429 and 5xx are retryable
-and carry their `Retry-After`, and transport errors (refused, reset, timed out, an event
-that cannot be read) are retryable. Pure: no I/O.
+and carry their `Retry-After`, a redirect is `upstream_redirect` (not followed), and
+transport errors (refused, reset, timed out, an event that cannot be read) are retryable.
+
+Messages are kept whole here; `scrubbed` makes them fit for clients and logs, in that
+order: the API key redacted, then the message cut to `MAX_MESSAGE_CHARS`. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -23,6 +26,12 @@ from relay.errors import UpstreamError
 
 MAX_MESSAGE_CHARS = 1000
 REDACTED = "[redacted]"
+# Any run of this many characters of the key is redacted, not only the whole key: an
+# upstream that cut its own message, or echoed part of the key, leaks at most 7 in a row
+# (OpenAI's own messages show the key's last 4).
+SECRET_PIECE_CHARS = 8
+
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
 _STATUS_CODES = {
     400: "upstream_bad_request",
@@ -88,9 +97,21 @@ def status_failure(status: int, body: object, headers: Mapping[str, str]) -> Fai
     return Failure(error, parse_retry_after(headers) if retryable else None)
 
 
+def redirect_failure(status: int) -> Failure:
+    """A redirect, which relay does not follow: an API that answers a POST with one is
+    misconfigured (`http://` for `https://`, a moved host or path), and following it
+    would carry the key to wherever it points (aiohttp drops `Authorization` on the way
+    to another origin, not Anthropic's `x-api-key`)."""
+    message = (
+        f"the upstream answered a redirect (HTTP {status}) to another location; "
+        "relay does not follow redirects: fix the upstream's base_url"
+    )
+    return Failure(UpstreamError("upstream_redirect", message, retryable=False, status=status))
+
+
 def stream_error_failure(error_type: str | None, message: str | None) -> Failure:
     """An error the upstream reported inside a stream it had answered with 200."""
-    text = _clip(message or "") or "the upstream reported an error in the stream"
+    text = (message or "").strip() or "the upstream reported an error in the stream"
     code = _CALLER_ERROR_TYPES.get(error_type or "")
     if code is not None:
         return Failure(UpstreamError(code, text, retryable=False))
@@ -121,7 +142,7 @@ def bad_response_failure(exc: msgspec.DecodeError) -> Failure:
         message = f"the upstream sent an event relay cannot read: {exc}"
     else:
         message = "the upstream sent an event that is not valid JSON"
-    return Failure(UpstreamError("upstream_bad_response", _clip(message), retryable=True))
+    return Failure(UpstreamError("upstream_bad_response", message, retryable=True))
 
 
 def incomplete_stream() -> UpstreamError:
@@ -139,16 +160,16 @@ def upstream_message(body: object) -> str | None:
     """The message in an error body: `{"error": {"message"}}`, `{"message"}`, `{"error":
     "…"}`, `{"detail": "…"}` (FastAPI servers) or plain text."""
     if isinstance(body, str):
-        return _clip(body) or None
+        return body.strip() or None
     if not isinstance(body, Mapping):
         return None
     for candidate in (body.get("error"), body):
         if isinstance(candidate, str) and candidate:
-            return _clip(candidate)
+            return candidate.strip()
         if isinstance(candidate, Mapping):
             for key in ("message", "detail"):
                 if isinstance(candidate.get(key), str) and candidate[key]:
-                    return _clip(candidate[key])
+                    return str(candidate[key]).strip()
     return None
 
 
@@ -185,14 +206,41 @@ def _seconds_until(http_date: str, now: float | None) -> float | None:
     return moment.timestamp() - (time.time() if now is None else now)
 
 
-def redacted(error: UpstreamError, secret: str | None) -> UpstreamError:
-    """`error`, or a copy without `secret` when the upstream echoed it (some proxies echo
-    the key they rejected). The copy must not be chained to the exception it came from,
+def scrubbed(error: UpstreamError, secret: str | None) -> UpstreamError:
+    """`error` as clients and logs may see it: `error` itself, or a copy whose message
+    has `secret` redacted (some proxies echo the key they rejected) and is then cut to
+    `MAX_MESSAGE_CHARS`. Redacting first: a cut through the key would leave a piece that
+    no longer matches it. The copy must not be chained to the exception it came from,
     which may quote the same answer."""
-    if not secret or secret not in error.message:
+    message = _clip(without_secret(error.message, secret) if secret else error.message)
+    if message == error.message:
         return error
-    message = error.message.replace(secret, REDACTED)
     return UpstreamError(error.code, message, retryable=error.retryable, status=error.status)
+
+
+def without_secret(text: str, secret: str) -> str:
+    """`text` with each run that is a piece of `secret` at least `SECRET_PIECE_CHARS`
+    long (all of a shorter secret) replaced by `REDACTED`."""
+    width = min(SECRET_PIECE_CHARS, len(secret))
+    pieces = {secret[start : start + width] for start in range(len(secret) - width + 1)}
+    if not any(piece in text for piece in pieces):  # the usual case, at C speed
+        return text
+    hidden = [False] * len(text)
+    for start in range(len(text) - width + 1):
+        if text[start : start + width] in pieces:
+            hidden[start : start + width] = [True] * width
+    return "".join(_shown_chars(text, hidden))
+
+
+def _shown_chars(text: str, hidden: list[bool]) -> list[str]:
+    """The characters that are not hidden, and one `REDACTED` per hidden run."""
+    shown = []
+    for index, char in enumerate(text):
+        if not hidden[index]:
+            shown.append(char)
+        elif index == 0 or not hidden[index - 1]:
+            shown.append(REDACTED)
+    return shown
 
 
 def _clip(text: str) -> str:

@@ -33,7 +33,7 @@ import msgspec
 from relay.config import UpstreamSettings
 from relay.errors import UpstreamError
 from relay.providers.base import ProviderItem
-from relay.providers.failures import Failure, first_token_timeout, redacted
+from relay.providers.failures import Failure, first_token_timeout, scrubbed
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,8 @@ class RetryPolicy(msgspec.Struct, frozen=True, kw_only=True):
 async def stream_with_retries(
     attempt: Attempt, translate: Translate, policy: RetryPolicy, *, secret: str | None
 ) -> AsyncGenerator[ProviderItem, None]:
-    """The items of the first attempt that yields one; `secret` never appears in errors."""
+    """The items of the first attempt that yields one. Every error leaves `scrubbed`:
+    `secret` never appears in it, and its message is cut to a bounded length."""
     stream, first = await _start(attempt, translate, policy, secret)
     async with contextlib.aclosing(stream):
         if first is None:
@@ -150,7 +151,7 @@ def _retryable(error: UpstreamError) -> UpstreamError:
 
 
 def _raise(error: UpstreamError, exc: Exception, secret: str | None) -> NoReturn:
-    clean = redacted(error, secret)
+    clean = scrubbed(error, secret)
     if clean is not error:
         raise clean from None  # the chained exception may quote the same answer
     if error is exc:
@@ -161,7 +162,7 @@ def _raise(error: UpstreamError, exc: Exception, secret: str | None) -> NoReturn
 def _log_retry(
     policy: RetryPolicy, failure: Failure, retry: int, delay: float, secret: str | None
 ) -> None:
-    error = redacted(failure.error, secret)
+    error = scrubbed(failure.error, secret)
     log.warning(
         "upstream %s: %s (%s); retry %d of %d in %.2f s",
         policy.upstream,

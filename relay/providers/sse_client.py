@@ -7,10 +7,12 @@ relay reaches upstreams:
 - only connecting is bounded (`connect_timeout_s`, waiting for a free pool slot not
   included): the first item is bounded by `retry.py`'s `first_token_timeout_s`, and the
   silence between items by the runner's `idle_timeout_s`, so a long answer is never cut;
-- redirects are followed; requests go through `proxy` when the environment names one
-  for the upstream (`relay.config.upstream_proxy`, read once). aiohttp's own `trust_env`
-  is off: it would look the proxy up again on every request, in a thread, and it also
-  reads `~/.netrc`, whose entries clash with the upstream's own credentials.
+- redirects are not followed: a redirect is an `upstream_redirect` failure, so the
+  upstream's key never travels to another origin (docs/security.md says why);
+- requests go through `proxy` when the environment names one for the upstream
+  (`relay.config.upstream_proxy`, read once). aiohttp's own `trust_env` is off: it would
+  look the proxy up again on every request, in a thread, and it also reads `~/.netrc`,
+  whose entries clash with the upstream's own credentials.
 
 aiohttp's exceptions are translated here, once, into `UpstreamFailed` (chained with
 `raise … from exc`), as are non-2xx answers, with the upstream's own message and its
@@ -20,6 +22,7 @@ answer's connection is closed, so the upstream stops generating, not returned to
 
 from __future__ import annotations
 
+import logging
 import ssl
 from collections.abc import AsyncGenerator, Mapping
 
@@ -29,14 +32,18 @@ from yarl import URL
 
 from relay.config import UpstreamSettings
 from relay.providers.failures import (
+    REDIRECT_STATUSES,
     ConnectionFault,
     Failure,
     UpstreamFailed,
     connection_failure,
+    redirect_failure,
     status_failure,
     timeout_failure,
 )
 from relay.providers.sse_decoder import SSEDecoder, SSEMessage
+
+log = logging.getLogger(__name__)
 
 MAX_ERROR_BODY_BYTES = 64 * 1024  # of an error answer: enough for any message worth showing
 
@@ -96,15 +103,38 @@ class SSEClient:
         if self._session is None:
             self._session = client_session(self._upstream, self._proxy)
         try:
-            response = await self._session.post(self._url, data=body, headers=self._headers)
+            response = await self._session.post(
+                self._url, data=body, headers=self._headers, allow_redirects=False
+            )
         except _TRANSPORT_ERRORS as exc:
             raise UpstreamFailed(transport_failure(exc)) from exc
+        if response.status in REDIRECT_STATUSES:
+            response.close()
+            self._log_redirect(response)
+            raise UpstreamFailed(redirect_failure(response.status))
         if not 200 <= response.status < 300:
             try:
                 raise UpstreamFailed(await _status_failure(response))
             finally:
                 response.close()
         return response
+
+    def _log_redirect(self, response: aiohttp.ClientResponse) -> None:
+        log.warning(
+            "upstream %s answered a redirect (HTTP %d) to %s; relay does not follow "
+            "redirects: fix its base_url",
+            self._upstream.name,
+            response.status,
+            redirect_origin(response.url, response.headers.get("Location", "")),
+        )
+
+
+def redirect_origin(url: URL, location: str) -> str:
+    """Where a redirect points, for the operator: only its origin, which holds no secret."""
+    try:
+        return str(url.join(URL(location)).origin())
+    except ValueError:
+        return "an unreadable location"
 
 
 def transport_failure(exc: Exception) -> Failure:

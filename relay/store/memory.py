@@ -27,6 +27,7 @@ from relay.errors import (
 from relay.events import Event
 from relay.session import SessionRecord
 from relay.store.base import Store, check_batch
+from relay.vocabulary import session_tag
 
 
 class _SessionLog:
@@ -72,7 +73,7 @@ class MemoryStore(Store):
         check_batch(events)
         log = self._live(session_id)
         if log is None:
-            raise SessionNotFound(session_id)
+            raise SessionNotFound(f"session {session_tag(session_id)}")
         self._check_append(log, events)
         log.events.extend(events)
         log.record = log.record.after_append(list(events), self._clock())
@@ -86,16 +87,16 @@ class MemoryStore(Store):
     def _check_append(self, log: _SessionLog, events: Sequence[Event]) -> None:
         record = log.record
         if record.status.is_final:
-            raise SessionEnded(f"session {record.id} has ended")
+            raise SessionEnded(f"session {session_tag(record.id)} has ended")
         if events[0].id != record.last_event_id + 1:
             raise AppendConflict(
-                f"session {record.id}: expected event {record.last_event_id + 1}, "
+                f"session {session_tag(record.id)}: expected event {record.last_event_id + 1}, "
                 f"got {events[0].id}"
             )
         cap = self._settings.max_events_per_session
         last = events[-1]
         if last.id > cap or (not last.is_terminal and last.id > cap - 1):
-            raise EventLimitReached(f"session {record.id} reached {cap} events")
+            raise EventLimitReached(f"session {session_tag(record.id)} reached {cap} events")
 
     async def read(self, session_id: str, after: int, limit: int) -> list[Event]:
         log = self._live(session_id)

@@ -36,6 +36,7 @@ from relay.subscribers.follow import Outage, follow
 from relay.subscribers.formats import WireRenderer
 from relay.subscribers.sse import EventEncoder, native_frame
 from relay.tasks import cancel_and_wait
+from relay.vocabulary import session_tag
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +191,8 @@ class Feed:
         }
         for inbox in list(self._inboxes):
             if inbox.full:
-                log.debug("a subscriber of %s fell behind at %d", self.session_id, inbox.position)
+                tag = session_tag(self.session_id)
+                log.debug("a subscriber of %s fell behind at %d", tag, inbox.position)
                 inbox.overflow()
                 self.detach(inbox)
             elif inbox.key is not None:
@@ -348,7 +350,9 @@ class Feeds:
 
     def _start(self, session_id: str, after: int) -> Feed:
         feed = self._feeds[session_id] = Feed(session_id, after)
-        feed.task = asyncio.create_task(self._run(feed), name=f"relay-feed-{session_id}")
+        feed.task = asyncio.create_task(
+            self._run(feed), name=f"relay-feed-{session_tag(session_id)}"
+        )
         self._tasks.add(feed.task)
         feed.task.add_done_callback(self._tasks.discard)
         return feed
@@ -369,7 +373,7 @@ class Feeds:
                     break
             feed.end()
         except StoreError as exc:
-            log.warning("live feed of %s ended early: %s", feed.session_id, exc)
+            log.warning("live feed of %s ended early: %s", session_tag(feed.session_id), exc)
             feed.end(exc)
         except Exception as exc:  # relay's own failure: each of its streams reports it
             feed.end(exc)

@@ -32,6 +32,7 @@ from relay import sse
 from relay.errors import StoreError
 from relay.events import ErrorData, Event, EventType
 from relay.subscribers.formats import WireRenderer
+from relay.vocabulary import session_tag
 
 log = logging.getLogger(__name__)
 
@@ -99,9 +100,11 @@ class SseSubscription:
         except ConnectionResetError:
             return self._gone(response)
         except StoreError as exc:
-            log.warning("stream of %s ended early: %s", self.session_id, exc)
+            log.warning("stream of %s ended early: %s", session_tag(self.session_id), exc)
         except Exception:
-            log.exception("stream of %s failed after its headers were sent", self.session_id)
+            log.exception(
+                "stream of %s failed after its headers were sent", session_tag(self.session_id)
+            )
             await self._write_failure(response)
         with contextlib.suppress(ConnectionResetError):
             await response.write_eof()
@@ -119,5 +122,5 @@ class SseSubscription:
             await response.write(in_band_error(self.encode, STREAM_FAILED))
 
     def _gone(self, response: web.StreamResponse) -> web.StreamResponse:
-        log.debug("subscriber of %s went away", self.session_id)
+        log.debug("subscriber of %s went away", session_tag(self.session_id))
         return response

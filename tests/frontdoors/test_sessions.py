@@ -19,7 +19,7 @@ from relay.events import EventType, StatusData, Usage, make_event
 from relay.providers.base import Finish, Provider, ProviderItem, TextDelta, ToolCall, UsageReport
 from relay.session import SessionRecord, hash_token, new_session_id
 from relay.store import open_store
-from relay.vocabulary import GenerationRequest
+from relay.vocabulary import GenerationRequest, session_tag
 from tests.frontdoors.conftest import FAST_MOCK, MESSAGES, Relay, StartRelay
 from tests.frontdoors.test_native_api import (
     REDIS_ONLY,
@@ -121,7 +121,8 @@ async def test_a_bug_ends_the_session_with_internal_error(
     expected_text = "".join(s.text for s in script if isinstance(s, TextDelta))
     assert snapshot["text"] == expected_text
     [report] = bug_reports(caplog)  # logged once, with its traceback, on the server
-    assert snapshot["id"] in report.getMessage()
+    assert session_tag(snapshot["id"]) in report.getMessage()  # by its tag, not its id
+    assert snapshot["id"] not in report.getMessage()
 
 
 async def test_an_upstream_error_keeps_its_own_code(

@@ -355,7 +355,7 @@ async def test_a_finished_answer_gives_its_connection_back_to_the_pool() -> None
     assert len(set(stub.client_ports)) == 1
 
 
-async def test_redirects_are_followed() -> None:
+async def test_redirects_are_not_followed_even_to_the_same_origin() -> None:
     async def moved(request: web.Request) -> web.StreamResponse:
         if request.path.startswith("/old/"):
             raise web.HTTPPermanentRedirect(request.path.removeprefix("/old"))
@@ -364,13 +364,11 @@ async def test_redirects_are_followed() -> None:
     async with stub_upstream(moved) as stub:
         provider = stub_provider(stub.url("/old/v1"))
         try:
-            assert (await collect(provider, "any"))[-1] == Finish("stop")
+            _, error = await collect_until_error(provider, "any")
         finally:
             await provider.close()
-    assert [path for path, _ in stub.requests] == [
-        "/old/v1/chat/completions",
-        "/v1/chat/completions",
-    ]
+    assert (error.code, error.status, error.retryable) == ("upstream_redirect", 308, False)
+    assert [path for path, _ in stub.requests] == ["/old/v1/chat/completions"]
 
 
 async def test_the_connection_pool_bounds_only_connecting_and_ignores_netrc() -> None:

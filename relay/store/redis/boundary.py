@@ -28,6 +28,7 @@ from relay.errors import (
     StoreError,
     StoreUnavailable,
 )
+from relay.vocabulary import session_tag
 
 __all__ = [
     "AppendRefusals",
@@ -150,10 +151,11 @@ def _append_refusal(
     code, _, detail = str(exc).partition(" ")
     if code not in _SCRIPT_REFUSALS:
         return StoreError(f"redis failed: {exc}")
+    session = f"session {session_tag(session_id)}"  # messages are logged: no ids
     if code == "RELAY_NOT_FOUND":
-        return SessionNotFound(session_id)
+        return SessionNotFound(session)
     if code == "RELAY_ENDED":
-        return SessionEnded(f"session {session_id} has ended")
+        return SessionEnded(f"{session} has ended")
     if code == "RELAY_CONFLICT":
-        return AppendConflict(f"session {session_id}: expected event {detail}, got {first_id}")
-    return EventLimitReached(f"session {session_id} reached {detail} events")
+        return AppendConflict(f"{session}: expected event {detail}, got {first_id}")
+    return EventLimitReached(f"{session} reached {detail} events")

@@ -14,6 +14,7 @@ import msgspec
 from relay.errors import StoreError
 from relay.events import Event, EventType
 from relay.session import SessionRecord
+from relay.vocabulary import session_tag
 
 __all__ = [
     "Entries",
@@ -41,7 +42,8 @@ def decode_record(fields: Fields) -> SessionRecord:
         # strict=False parses the numbers that a hash can only hold as strings.
         return msgspec.convert(text, SessionRecord, strict=False)
     except msgspec.ValidationError as exc:
-        raise StoreError(f"session record {text.get('id')!r} in redis is malformed: {exc}") from exc
+        tag = session_tag(text.get("id", ""))
+        raise StoreError(f"session record {tag} in redis is malformed: {exc}") from exc
 
 
 def decode_entries(entries: Entries) -> list[Event]:

@@ -21,6 +21,7 @@ from redis.asyncio.cluster import RedisCluster
 from relay.events import Event
 from relay.store.redis.connect import RedisClient
 from relay.tasks import cancel_and_wait
+from relay.vocabulary import session_tag
 
 __all__ = [
     "APPEND_QUIET_S",
@@ -140,7 +141,9 @@ class SessionTail:
         waiter = Waiter(after, limit)
         self._waiters.add(waiter)
         if self._task is None:
-            self._task = asyncio.create_task(self._run(), name=f"relay tail {self.session_id}")
+            self._task = asyncio.create_task(
+                self._run(), name=f"relay tail {session_tag(self.session_id)}"
+            )
         return waiter
 
     def leave(self, waiter: Waiter) -> None:
