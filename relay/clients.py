@@ -36,13 +36,16 @@ class Client(msgspec.Struct, frozen=True):
     def from_settings(cls, settings: ClientSettings) -> Client:
         return cls(settings.name, tuple(settings.models), settings.max_tokens)
 
-    def allows(self, model: str, routed_as: str) -> bool:
-        """Whether a pattern matches the model as the client named it, or as
-        `UPSTREAM/MODEL` (the upstream that serves it and the name it is sent)."""
-        return any(fnmatch.fnmatchcase(name, p) for p in self.models for name in (model, routed_as))
+    def allows(self, upstream: str, model: str) -> bool:
+        """Whether the client may have `upstream` generate with `model` (the name it is
+        sent). A pattern matches the model, whichever upstream serves it; one written
+        `UPSTREAM/MODEL` also matches the upstream and the model each on its own, so that
+        no `*` stretches over the `/`: `gpt-*` does not let `gpt-proxy/claude-opus` through."""
+        return any(_matches(pattern, upstream, model) for pattern in self.models)
 
-    def check_model(self, model: str, routed_as: str) -> None:
-        if not self.allows(model, routed_as):
+    def check_model(self, model: str, upstream: str, sent_as: str) -> None:
+        """Refuse `model` (as the request names it) unless the client may use its route."""
+        if not self.allows(upstream, sent_as):
             allowed = ", ".join(self.models)
             raise ApiError(
                 403,
@@ -58,6 +61,16 @@ class Client(msgspec.Struct, frozen=True):
 
 
 ANONYMOUS = Client("")
+
+
+def _matches(pattern: str, upstream: str, model: str) -> bool:
+    if fnmatch.fnmatchcase(model, pattern):
+        return True
+    upstream_pattern, slash, model_pattern = pattern.partition("/")
+    return bool(slash) and (
+        fnmatch.fnmatchcase(upstream, upstream_pattern)
+        and fnmatch.fnmatchcase(model, model_pattern)
+    )
 
 
 class Caller(msgspec.Struct, frozen=True):

@@ -38,7 +38,7 @@ class Services:
         clients: Clients | None = None,
     ) -> None:
         self.settings = settings
-        self.clients = clients or Clients()
+        self.clients = clients if clients is not None else Clients()
         self.store = store
         self.router = router
         self.runner = runner

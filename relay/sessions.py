@@ -92,7 +92,7 @@ class Sessions:
         the client's `max_tokens` (a request asking more is capped, not refused)."""
         self.refuse_when_draining()
         route = self._router.resolve(model)
-        client.check_model(model, f"{route.upstream}/{route.model}")
+        client.check_model(model, route.upstream, route.model)
         upstream_request = msgspec.structs.replace(
             request, model=route.model, max_tokens=client.capped(request.max_tokens)
         )

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +18,7 @@ from relay.errors import ApiError, ConfigError
 WEB_KEY = "web-key-0123456789abcdef"
 WEB_NEXT_KEY = "web-key-next-0123456789"
 MOBILE_KEY = "mobile-key-0123456789ab"
+TOML_LINE = re.compile(r"^# (\[\[clients\]\]$|\w+ = )")
 
 
 def sha256(key: str) -> str:
@@ -105,22 +108,34 @@ def test_the_startup_line_says_which_mode_relay_runs_in() -> None:
 # --- models and max_tokens --------------------------------------------------------------
 
 
-def test_models_are_glob_patterns_on_the_name_or_on_upstream_slash_model() -> None:
-    client = Client("web", models=("mock:*", "openai/*"))
-    assert client.allows("mock:tokens=3", "mock/mock:tokens=3")
-    assert client.allows("gpt-4o", "openai/gpt-4o")
-    assert not client.allows("mock", "mock/mock")
-    assert not client.allows("claude-3", "anthropic/claude-3")
+def test_models_are_glob_patterns_on_the_model_or_on_upstream_slash_model() -> None:
+    client = Client("web", models=("mock:*", "openai/*", "meta-llama/*"))
+    assert client.allows("mock", "mock:tokens=3")
+    assert client.allows("openai", "gpt-4o")
+    assert client.allows("openrouter", "meta-llama/llama-3")  # a model name with a slash
+    assert not client.allows("mock", "mock")
+    assert not client.allows("anthropic", "claude-3")
+
+
+def test_no_star_stretches_over_the_slash() -> None:
+    client = Client("web", models=("gpt-*", "claude/claude-3-*"))
+    assert client.allows("openai", "gpt-4o")
+    assert client.allows("any-upstream", "gpt-4o")  # a model pattern: whichever upstream
+    # What `gpt-proxy/claude-opus` routes to: upstream gpt-proxy, sent claude-opus.
+    assert not client.allows("gpt-proxy", "claude-opus")
+    assert client.allows("claude", "claude-3-haiku")
+    assert not client.allows("claude", "claude-opus")
+    assert not client.allows("claude-eu", "claude-3-haiku")
 
 
 def test_by_default_a_client_may_use_every_model() -> None:
-    assert Client("web").allows("anything", "up/anything")
-    assert ANONYMOUS.allows("anything", "up/anything")
+    assert Client("web").allows("up", "anything")
+    assert ANONYMOUS.allows("up", "any/thing")
 
 
 def test_a_model_not_allowed_is_a_403_naming_the_model_and_the_patterns() -> None:
     with pytest.raises(ApiError) as raised:
-        Client("web", models=("mock:*",)).check_model("gpt-4o", "openai/gpt-4o")
+        Client("web", models=("mock:*",)).check_model("gpt-4o", "openai", "gpt-4o")
     error = raised.value
     assert (error.status, error.code) == (403, "model_not_allowed")
     assert error.message == "model 'gpt-4o' is not allowed for client 'web'; allowed: mock:*"
@@ -130,7 +145,9 @@ def test_a_model_not_allowed_is_a_403_naming_the_model_and_the_patterns() -> Non
     ("cap", "asked", "sent"),
     [(None, None, None), (None, 500, 500), (100, None, 100), (100, 500, 100), (100, 20, 20)],
 )
-def test_max_tokens_is_capped_never_refused(cap: int | None, asked: int | None, sent: int) -> None:
+def test_max_tokens_is_capped_never_refused(
+    cap: int | None, asked: int | None, sent: int | None
+) -> None:
     assert Client("web", max_tokens=cap).capped(asked) == sent
 
 
@@ -217,7 +234,7 @@ def test_client_names_are_unique() -> None:
         settings({"name": "web", "api_key_env": "A"}, {"name": "web", "api_key_env": "B"})
 
 
-def test_the_toml_file_reads_a_two_client_setup(tmp_path: Any) -> None:
+def test_the_toml_file_reads_a_two_client_setup(tmp_path: Path) -> None:
     path = tmp_path / "relay.toml"
     path.write_text(
         "[server]\nallow_anonymous = false\n"
@@ -227,3 +244,17 @@ def test_the_toml_file_reads_a_two_client_setup(tmp_path: Any) -> None:
     loaded = load_settings(path, environ={})
     assert [client.name for client in loaded.clients] == ["web", "mobile"]
     assert loaded.clients[1].models == ["mock:*"]
+
+
+def test_the_example_config_shows_a_two_client_setup_that_loads(tmp_path: Path) -> None:
+    """config.example.toml keeps the defaults, so its clients are commented out: uncommented,
+    they are a valid two-client setup."""
+    example = (Path(__file__).parent.parent / "config.example.toml").read_text()
+    _, _, setup = example.partition("a two-client setup:\n")
+    toml = [line[2:] for line in setup.splitlines() if TOML_LINE.match(line)]
+    path = tmp_path / "clients.toml"
+    path.write_text("\n".join(toml) + "\n")
+    loaded = load_settings(path, environ={})
+    assert [client.name for client in loaded.clients] == ["web", "mobile"]
+    registry = Clients.from_settings(loaded, {"RELAY_MOBILE_KEY": MOBILE_KEY})
+    assert registry.names == ["web", "mobile"]

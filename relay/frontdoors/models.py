@@ -23,7 +23,7 @@ routes = web.RouteTableDef()
 async def list_models(request: web.Request) -> web.Response:
     client = client_of(request)
     entries = request.app[SERVICES].router.list_models()
-    allowed = [e for e in entries if client.allows(e.id, f"{e.upstream}/{e.id}")]
+    allowed = [e for e in entries if client.allows(e.upstream, e.id)]
     return json_response({"object": "list", "data": [model_object(e) for e in allowed]})
 
 

@@ -244,7 +244,7 @@ async def test_a_session_made_through_a_provider_front_door_is_its_clients(relay
 
 
 @REDIS_ONLY
-async def test_isolation_holds_on_every_instance(start_relay: StartRelay) -> None:
+async def test_isolation_holds_on_every_instance(start_relay: StartRelay, store_url: str) -> None:
     one = await start_relay(clients=CLIENTS)
     two = await start_relay(clients=CLIENTS)
     created = await create(one, WEB_KEY, SLOW_MOCK)
@@ -350,7 +350,7 @@ async def test_a_read_token_opens_nothing_but_reading(relay: Relay) -> None:
 
 
 async def test_a_token_is_revoked_when_its_session_expires(start_relay: StartRelay) -> None:
-    relay = await start_relay(clients=CLIENTS, store={"retention_s": 0.3})
+    relay = await start_relay(clients=CLIENTS, store={"retention_s": 1.0})
     created = await create(relay, WEB_KEY)
     sid, token = created["id"], created["token"]
     await ended(relay, WEB_KEY, sid)
