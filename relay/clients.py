@@ -22,7 +22,18 @@ import msgspec
 from relay.config import ClientSettings, ServerSettings, Settings, read_client_keys
 from relay.errors import ApiError, ConfigError
 
-__all__ = ["ANONYMOUS", "Caller", "Client", "Clients", "check_exposure", "is_loopback"]
+__all__ = [
+    "ANONYMOUS",
+    "CHALLENGE",
+    "Caller",
+    "Client",
+    "Clients",
+    "check_exposure",
+    "is_loopback",
+]
+
+# The header of every 401 (RFC 6750): the scheme relay wants.
+CHALLENGE = {"WWW-Authenticate": 'Bearer realm="relay"'}
 
 
 class Client(msgspec.Struct, frozen=True):

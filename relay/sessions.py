@@ -22,7 +22,7 @@ import logging
 
 import msgspec
 
-from relay.clients import ANONYMOUS, Caller, Client
+from relay.clients import ANONYMOUS, CHALLENGE, Caller, Client
 from relay.config import Settings
 from relay.errors import ApiError, StoreError
 from relay.events import STATUS_AFTER_TERMINAL, CancelledData, Event, EventType, SessionStatus
@@ -121,7 +121,7 @@ class Sessions:
         record = None if session_id is None else await self._store.get(session_id)
         if caller.read_token is not None:
             if record is None or not token_matches(caller.read_token, record.token_sha256):
-                raise ApiError(401, "invalid_token", INVALID_TOKEN)
+                raise ApiError(401, "invalid_token", INVALID_TOKEN, headers=CHALLENGE)
             return record
         if record is None or caller.client is None or record.client != caller.client.name:
             raise not_found or session_not_found(session_id)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from relay.clients import ANONYMOUS, Caller, Client
+from relay.clients import ANONYMOUS, CHALLENGE, Caller, Client
 from relay.errors import ApiError
 from relay.services import SERVICES
 
@@ -27,10 +27,11 @@ def client_of(request: web.Request, *, x_api_key: bool = False) -> Client:
     key = presented_key(request, x_api_key=x_api_key)
     if key is None:
         header = "Authorization: Bearer <key>" + (" or x-api-key: <key>" if x_api_key else "")
-        raise ApiError(401, "missing_api_key", f"this request needs an API key: send {header}")
+        message = f"this request needs an API key: send {header}"
+        raise ApiError(401, "missing_api_key", message, headers=CHALLENGE)
     client = clients.authenticate(key)
     if client is None:
-        raise ApiError(401, "invalid_api_key", "the API key is not valid")
+        raise ApiError(401, "invalid_api_key", "the API key is not valid", headers=CHALLENGE)
     return client
 
 
@@ -52,7 +53,8 @@ def presented_key(request: web.Request, *, x_api_key: bool = False) -> str | Non
     if authorization is not None:
         scheme, _, key = authorization.strip().partition(" ")
         if scheme.lower() != "bearer" or not key.strip():
-            raise ApiError(401, "invalid_api_key", "Authorization must be 'Bearer <key>'")
+            message = "Authorization must be 'Bearer <key>'"
+            raise ApiError(401, "invalid_api_key", message, headers=CHALLENGE)
         return key.strip()
     if x_api_key:
         return request.headers.get("x-api-key", "").strip() or None

@@ -49,9 +49,10 @@ def bearer(key: str) -> dict[str, str]:
 
 
 class Answer:
-    def __init__(self, status: int, text: str) -> None:
+    def __init__(self, status: int, text: str, headers: Mapping[str, str]) -> None:
         self.status = status
         self.text = text
+        self.headers = headers
 
     def json(self) -> Any:
         return json.loads(self.text)
@@ -65,7 +66,7 @@ async def call(
     body: Any = None,
 ) -> Answer:
     async with relay.http.request(method, relay.url(path), headers=headers, json=body) as response:
-        return Answer(response.status, await response.text())
+        return Answer(response.status, await response.text(), response.headers)
 
 
 async def create(relay: Relay, key: str, model: str = FAST_MOCK, **fields: Any) -> dict[str, Any]:
@@ -120,6 +121,7 @@ ROUTES = [
 
 def assert_unauthenticated(answer: Answer, shape: str, code: str) -> None:
     assert answer.status == 401, answer.text
+    assert answer.headers["WWW-Authenticate"] == 'Bearer realm="relay"'
     body = answer.json()
     if shape == "relay":
         assert body["error"]["code"] == code
@@ -330,6 +332,7 @@ async def test_forged_and_other_sessions_tokens_are_401(relay: Relay) -> None:
             answer = await call(relay, "GET", f"{path}?token={token}")
             assert answer.status == 401, answer.text
             assert answer.json()["error"]["code"] == "invalid_token"
+            assert answer.headers["WWW-Authenticate"] == 'Bearer realm="relay"'
 
 
 async def test_a_read_token_opens_nothing_but_reading(relay: Relay) -> None:
