@@ -3,8 +3,11 @@ front door, wherever the generation runs.
 
 Front doors call it and never touch the store or the runner themselves: a front door
 may translate its own id (`resp_…`) and choose its own not-found error, but the lookup
-and the 404 are here. Streaming a session's log to clients (feeds, follow, SSE,
-subscriber tracking) is `relay.services.Services`'s plumbing, not a lifecycle step.
+and the 404 are here. So is who may see a session: `find` answers only the client that
+created it (or, where a front door takes one, a caller with that session's read token),
+and `create` holds a client to its models and its `max_tokens` cap. Streaming a
+session's log to clients (feeds, follow, SSE, subscriber tracking) is
+`relay.services.Services`'s plumbing, not a lifecycle step.
 
 Cancel works wherever the generation runs. Here: the runner stops it at once. On
 another instance: the request is published on the store's cancel bus, whose listener

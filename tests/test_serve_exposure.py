@@ -91,3 +91,22 @@ async def test_on_loopback_the_log_says_anonymous(tmp_path: Path) -> None:
     async with relay_process(config, port, log_path):
         pass
     assert "access: anonymous (no [[clients]]), on loopback only" in log_path.read_text()
+
+
+def test_check_config_shows_digests_but_never_a_key_from_the_environment(tmp_path: Path) -> None:
+    config = tmp_path / "relay.toml"
+    digest = "ab" * 32
+    config.write_text(
+        f'[[clients]]\nname = "web"\napi_key_sha256 = "{digest}"\n'
+        '[[clients]]\nname = "mobile"\napi_key_env = "RELAY_TEST_MOBILE_KEY"\n'
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "relay", "check-config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "RELAY_TEST_MOBILE_KEY": KEY},
+    )
+    assert result.returncode == 0, result.stderr
+    assert digest in result.stdout and "RELAY_TEST_MOBILE_KEY" in result.stdout
+    assert KEY not in result.stdout + result.stderr
