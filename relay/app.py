@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 
 from aiohttp import web
 
+from relay.clients import Clients
 from relay.config import Settings
 from relay.frontdoors import (
     anthropic_messages,
@@ -60,7 +61,8 @@ def create_app(
     app.add_routes(models.routes)
     if settings.server.demo_page:
         app.add_routes([health.demo_page_route()])
-    app.cleanup_ctx.append(_services_context(settings, store, providers))
+    clients = Clients.from_settings(settings)  # a key variable that is not set stops here
+    app.cleanup_ctx.append(_services_context(settings, store, providers, clients))
     app.on_response_prepare.append(_name_instance)
     app.on_shutdown.append(drain)  # when embedded; `relay serve` drains before it stops
     return app
@@ -72,15 +74,19 @@ async def _name_instance(request: web.Request, response: web.StreamResponse) -> 
 
 
 def _services_context(
-    settings: Settings, given_store: Store | None, providers: Mapping[str, Provider] | None
+    settings: Settings,
+    given_store: Store | None,
+    providers: Mapping[str, Provider] | None,
+    clients: Clients,
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     async def services_context(app: web.Application) -> AsyncIterator[None]:
         store = given_store or open_store(settings.store)
         router = ModelRouter(settings.upstreams, providers)
         instance_id = "i_" + secrets.token_hex(6)
         runner = GenerationRunner(store, settings.generation, settings.store, instance_id)
-        services = app[SERVICES] = Services(settings, store, router, runner, instance_id)
+        services = app[SERVICES] = Services(settings, store, router, runner, instance_id, clients)
         log.info("relay instance %s started, store %s", instance_id, _safe_url(settings.store.url))
+        log.log(*clients.access_mode(settings.server))
         leases = LeaseKeeper(store, runner, settings)
         leases.start()
         services.sessions.start()

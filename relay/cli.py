@@ -18,6 +18,7 @@ from yarl import URL
 
 from relay import __version__, mock_upstream
 from relay.app import create_app, drain
+from relay.clients import Clients, check_exposure
 from relay.config import Settings, dump_settings, load_settings
 from relay.errors import CannotListen, ConfigError
 from relay.frontdoors import hosts
@@ -74,6 +75,7 @@ def _serve(args: argparse.Namespace) -> int:
     settings = load_settings(args.config, overrides=overrides)
     check_store_url(settings.store.url)
     check_workers(settings)
+    check_exposure(settings.server, Clients.from_settings(settings))
     configure_logging(settings.log)
     if settings.server.workers > 1:
         check_can_listen(settings.server.host, settings.server.port)

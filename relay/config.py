@@ -49,6 +49,9 @@ class ServerSettings(Section):
     # On SIGTERM: how long running generations may go on before they are cancelled.
     drain_timeout_s: Annotated[float, Meta(ge=0)] = 30.0
     demo_page: bool = True
+    # Serve without [[clients]] on an address other than loopback: anyone who can reach
+    # relay may then use it (see docs/security.md).
+    allow_anonymous: bool = False
     # The Host headers answered (others get 421, `relay.frontdoors.hosts`). Unset: the
     # loopback names when `host` is a loopback address, else `*` (with a startup warning).
     allowed_hosts: list[str] | None = None
@@ -139,6 +142,36 @@ class UpstreamSettings(Section):
     max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
 
 
+Sha256Hex = Annotated[str, Meta(pattern="^[0-9a-fA-F]{64}$")]
+EnvName = Annotated[str, Meta(pattern="^[A-Za-z_][A-Za-z0-9_]*$")]
+
+
+class ClientSettings(Section):
+    """One frontend. Its keys: the hex SHA-256 of each (`api_key_sha256`), or the names of
+    environment variables that hold one each (`api_key_env`); either may be one string or
+    a list, and every key listed is accepted, which is how a key is rotated."""
+
+    name: NonEmptyStr
+    api_key_sha256: Sha256Hex | list[Sha256Hex] = msgspec.field(default_factory=list)
+    api_key_env: EnvName | list[EnvName] = msgspec.field(default_factory=list)
+    origins: list[NonEmptyStr] = msgspec.field(default_factory=list)
+    models: list[NonEmptyStr] = msgspec.field(default_factory=lambda: ["*"])
+    max_concurrent_sessions: PositiveInt | None = None
+    requests_per_minute: PositiveInt | None = None
+    tokens_per_minute: PositiveInt | None = None
+    max_tokens: PositiveInt | None = None
+
+    @property
+    def key_digests(self) -> list[str]:
+        listed = self.api_key_sha256
+        return [d.lower() for d in ([listed] if isinstance(listed, str) else listed)]
+
+    @property
+    def key_variables(self) -> list[str]:
+        listed = self.api_key_env
+        return [listed] if isinstance(listed, str) else list(listed)
+
+
 def _default_upstreams() -> list[UpstreamSettings]:
     return [UpstreamSettings(name="mock", kind="mock", models=["mock", "mock:*"])]
 
@@ -149,6 +182,7 @@ class Settings(Section):
     generation: GenerationSettings = msgspec.field(default_factory=GenerationSettings)
     log: LogSettings = msgspec.field(default_factory=LogSettings)
     upstreams: list[UpstreamSettings] = msgspec.field(default_factory=_default_upstreams)
+    clients: list[ClientSettings] = msgspec.field(default_factory=list)
 
 
 # environment variable -> (section, key)
@@ -179,6 +213,7 @@ def load_settings(
             raw[section] = values
     settings = _convert(raw)
     _check_upstreams(settings.upstreams)
+    _check_clients(settings.clients)
     return settings
 
 
@@ -266,6 +301,33 @@ def _check_upstreams(upstreams: list[UpstreamSettings]) -> None:
     for index, upstream in enumerate(upstreams):
         if upstream.kind != "mock" and not upstream.base_url:
             raise ConfigError(f"upstreams[{index}].base_url is required for kind {upstream.kind!r}")
+
+
+def _check_clients(clients: list[ClientSettings]) -> None:
+    """Names are unique and every client has a key; that no two share one is checked
+    where the keys from the environment are known too (`relay.clients.Clients`)."""
+    names = [client.name for client in clients]
+    for index, client in enumerate(clients):
+        if names.index(client.name) != index:
+            raise ConfigError(f"clients[{index}].name {client.name!r} is used twice")
+        if not client.key_digests and not client.key_variables:
+            raise ConfigError(f"clients[{index}] needs api_key_sha256 or api_key_env")
+
+
+def read_client_keys(
+    client: ClientSettings, path: str, environ: Mapping[str, str] | None = None
+) -> list[str]:
+    """The keys held by the variables the client's `api_key_env` names (`path` is the
+    client's, e.g. `clients[0]`). Like upstream keys they are never part of the settings;
+    a variable that is unset or blank is an error: its client could not authenticate."""
+    environ = os.environ if environ is None else environ
+    keys: list[str] = []
+    for variable in client.key_variables:
+        key = environ.get(variable, "").strip()
+        if not key:
+            raise ConfigError(f"{path}.api_key_env: the variable {variable} is not set or empty")
+        keys.append(key)
+    return keys
 
 
 def read_api_key(

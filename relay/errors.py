@@ -26,13 +26,17 @@ class RelayError(Exception):
 
 
 class ApiError(RelayError):
-    """An error answered to a client as `{"error": {"code", "message"}}`."""
+    """An error answered to a client as `{"error": {"code", "message"}}`, with `headers`
+    (such as a 401's `WWW-Authenticate`) on the answer."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, *, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.headers = headers or {}
 
 
 class ConfigError(RelayError):

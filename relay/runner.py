@@ -145,8 +145,10 @@ class GenerationRunner:
         """The sessions generating on this instance."""
         return list(self._generations)
 
-    async def create(self, model: str, route: Route, request: GenerationRequest) -> CreatedSession:
-        """Create a session and start its generation in the background."""
+    async def create(
+        self, model: str, route: Route, request: GenerationRequest, *, client: str = ""
+    ) -> CreatedSession:
+        """Create a session of `client` and start its generation in the background."""
         now = time.time()
         token = new_token(READ_TOKEN_PREFIX)
         record = SessionRecord(
@@ -156,6 +158,7 @@ class GenerationRunner:
             updated_at=now,
             token_sha256=hash_token(token),
             owner=self.instance_id,
+            client=client,
         )
         # The upstream request starts while the session is stored: the first token
         # does not wait for the store's round trip.

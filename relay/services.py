@@ -3,7 +3,8 @@
 Owned by `create_app`, which opens them on startup and closes them on shutdown.
 Services holds the streaming plumbing (a session's log to clients: feeds, follow,
 SSE streams, and tracking open streams for shutdown); the session lifecycle (create,
-find, snapshot, cancel) is `sessions`, a `relay.sessions.Sessions`.
+find, snapshot, cancel) is `sessions`, a `relay.sessions.Sessions`; `clients` is the
+key registry that `relay.frontdoors.auth` authenticates requests with.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import AsyncIterator, Sequence
 
 from aiohttp import web
 
+from relay.clients import Clients
 from relay.config import Settings
 from relay.events import Event
 from relay.providers.router import ModelRouter
@@ -33,8 +35,10 @@ class Services:
         router: ModelRouter,
         runner: GenerationRunner,
         instance_id: str,
+        clients: Clients | None = None,
     ) -> None:
         self.settings = settings
+        self.clients = clients if clients is not None else Clients()
         self.store = store
         self.router = router
         self.runner = runner

@@ -52,7 +52,8 @@ class SessionRecord(msgspec.Struct):
     """What a store keeps about a session besides its events.
 
     Times are seconds since the epoch. `status` and `last_event_id` change only
-    through the store's append, which keeps them consistent with the log.
+    through the store's append, which keeps them consistent with the log. `client` is
+    whom the session belongs to: no other client can see it (`relay.sessions`).
     """
 
     id: str
@@ -62,7 +63,8 @@ class SessionRecord(msgspec.Struct):
     token_sha256: str
     status: SessionStatus = SessionStatus.RUNNING
     last_event_id: int = 0
-    owner: str = ""
+    owner: str = ""  # the instance generating it
+    client: str = ""  # the name of the client that created it ("" when anonymous)
 
     def after_append(self, events: list[Event], now: float) -> SessionRecord:
         """The record once `events` are appended (they are assumed valid)."""

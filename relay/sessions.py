@@ -3,8 +3,11 @@ front door, wherever the generation runs.
 
 Front doors call it and never touch the store or the runner themselves: a front door
 may translate its own id (`resp_…`) and choose its own not-found error, but the lookup
-and the 404 are here. Streaming a session's log to clients (feeds, follow, SSE,
-subscriber tracking) is `relay.services.Services`'s plumbing, not a lifecycle step.
+and the 404 are here. So is who may see a session: `find` answers only the client that
+created it (or, where a front door takes one, a caller with that session's read token),
+and `create` holds a client to its models and its `max_tokens` cap. Streaming a
+session's log to clients (feeds, follow, SSE, subscriber tracking) is
+`relay.services.Services`'s plumbing, not a lifecycle step.
 
 Cancel works wherever the generation runs. Here: the runner stops it at once. On
 another instance: the request is published on the store's cancel bus, whose listener
@@ -22,12 +25,13 @@ import logging
 
 import msgspec
 
+from relay.clients import ANONYMOUS, CHALLENGE, Caller, Client
 from relay.config import Settings
 from relay.errors import ApiError, StoreError
 from relay.events import STATUS_AFTER_TERMINAL, CancelledData, Event, EventType, SessionStatus
 from relay.providers.router import ModelRouter
 from relay.runner import CreatedSession, GenerationRunner
-from relay.session import SessionRecord, Snapshot, snapshot
+from relay.session import SessionRecord, Snapshot, snapshot, token_matches
 from relay.store import Store
 from relay.tasks import cancel_and_wait
 from relay.vocabulary import GenerationRequest, session_tag
@@ -35,10 +39,21 @@ from relay.writer import end_from_outside
 
 log = logging.getLogger(__name__)
 
+ANONYMOUS_CALLER = Caller(ANONYMOUS)
+INVALID_TOKEN = (
+    "token is not a read token of this session (forged, another session's, or revoked: "
+    "the session has expired)"
+)
+
 # How long a cancel waits for the generation to write its terminal event.
 CANCEL_WAIT_S = 1.0
 # How long the cancel listener waits for the store before it listens again.
 RELISTEN_AFTER_S = 1.0
+
+
+def session_not_found(session_id: str | None) -> ApiError:
+    message = f"session {session_id!r} does not exist or has expired"
+    return ApiError(404, "session_not_found", message)
 
 
 class Sessions:
@@ -72,28 +87,47 @@ class Sessions:
 
     # --- create, find, snapshot --------------------------------------------------------
 
-    async def create(self, model: str, request: GenerationRequest) -> CreatedSession:
-        """A new session for `model` (as the client named it), generating in the
-        background; the upstream is sent the model name its route gives."""
+    async def create(
+        self, model: str, request: GenerationRequest, client: Client = ANONYMOUS
+    ) -> CreatedSession:
+        """A new session of `client` for `model` (as the client named it), generating in
+        the background; the upstream is sent the model name its route gives, and at most
+        the client's `max_tokens` (a request asking more is capped, not refused)."""
         self.refuse_when_draining()
         route = self._router.resolve(model)
-        upstream_request = msgspec.structs.replace(request, model=route.model)
-        return await self._runner.create(model, route, upstream_request)
+        client.check_model(model, route.upstream, route.model)
+        upstream_request = msgspec.structs.replace(
+            request, model=route.model, max_tokens=client.capped(request.max_tokens)
+        )
+        return await self._runner.create(model, route, upstream_request, client=client.name)
 
     def refuse_when_draining(self) -> None:
         if self.draining:
             raise ApiError(503, "draining", "this instance is shutting down; retry on another")
 
     async def find(
-        self, session_id: str | None, not_found: ApiError | None = None
+        self,
+        session_id: str | None,
+        not_found: ApiError | None = None,
+        *,
+        caller: Caller = ANONYMOUS_CALLER,
     ) -> SessionRecord:
-        """The session's record, else `not_found` (by default 404 `session_not_found`).
-        None is an id that a front door could not translate: not found, without a lookup."""
+        """The session's record if `caller` may see it, else `not_found` (by default 404
+        `session_not_found`). None is an id that a front door could not translate: not
+        found, without a lookup.
+
+        A session is the client's that created it: any other client gets exactly the
+        answer an unknown id gets, so ids cannot be probed. A caller that shows a read
+        token is let in by that token alone: one that is not this session's (forged,
+        another session's, or revoked: its session has expired) is a 401, whether the
+        session exists or not."""
         record = None if session_id is None else await self._store.get(session_id)
-        if record is None:
-            raise not_found or ApiError(
-                404, "session_not_found", f"session {session_id!r} does not exist or has expired"
-            )
+        if caller.read_token is not None:
+            if record is None or not token_matches(caller.read_token, record.token_sha256):
+                raise ApiError(401, "invalid_token", INVALID_TOKEN, headers=CHALLENGE)
+            return record
+        if record is None or caller.client is None or record.client != caller.client.name:
+            raise not_found or session_not_found(session_id)
         return record
 
     async def snapshot(self, record: SessionRecord) -> Snapshot:
@@ -158,7 +192,10 @@ class Sessions:
             tag = session_tag(record.id)
             log.info("session %s cancelled from this instance: no generator answered", tag)
             return SessionStatus.CANCELLED
-        return (await self.find(record.id)).status  # another writer ended it first
+        ended = await self._store.get(record.id)  # another writer ended it first
+        if ended is None:
+            raise session_not_found(record.id)
+        return ended.status
 
     async def _obey_cancels(self) -> None:
         """Cancel the generations here that another instance was asked to cancel."""

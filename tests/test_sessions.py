@@ -14,6 +14,7 @@ import msgspec
 import pytest
 
 from relay import sessions as sessions_module
+from relay.clients import ANONYMOUS, Caller, Client
 from relay.config import Settings
 from relay.errors import ApiError, StoreUnavailable
 from relay.events import (
@@ -161,6 +162,65 @@ async def test_find_raises_the_front_doors_own_error(instance: Instance) -> None
         with pytest.raises(ApiError) as raised:
             await sessions.find(untranslatable_or_unknown, not_found)
         assert raised.value is not_found
+
+
+async def test_a_session_is_found_only_by_its_client(instance: Instance) -> None:
+    store = Bus()
+    sessions = instance(store, Talker(finish=True))
+    created = await sessions.create("mock", REQUEST, Client("web"))
+    assert created.record.client == "web" and (await store.get(created.record.id)) is not None
+    assert await sessions.find(created.record.id, caller=Caller(Client("web"))) == created.record
+    # Another client, a caller with no client, and one that names none (the default: the
+    # anonymous client) get the error an unknown id gets.
+    for caller in (Caller(Client("mobile")), Caller(None), Caller(ANONYMOUS)):
+        with pytest.raises(ApiError) as raised:
+            await sessions.find(created.record.id, caller=caller)
+        assert (raised.value.status, raised.value.code) == (404, "session_not_found")
+    with pytest.raises(ApiError):
+        await sessions.find(created.record.id)
+
+
+async def test_a_read_token_alone_finds_its_session_and_nothing_else(instance: Instance) -> None:
+    sessions = instance(Bus(), Talker(finish=True))
+    first = await sessions.create("mock", REQUEST, Client("web"))
+    second = await sessions.create("mock", REQUEST, Client("web"))
+    found = await sessions.find(first.record.id, caller=Caller(None, first.token))
+    assert found == first.record
+    for session_id, token in [
+        (second.record.id, first.token),
+        (first.record.id, "rt_forged"),
+        ("s_AAAAAAAAAAAAAAAAAAAAAA", first.token),
+        (None, first.token),
+    ]:
+        with pytest.raises(ApiError) as raised:
+            await sessions.find(session_id, caller=Caller(None, token))
+        assert (raised.value.status, raised.value.code) == (401, "invalid_token")
+
+
+class LimitRecorder(Talker):
+    """A Talker that records the output limit each request is sent with."""
+
+    def __init__(self) -> None:
+        super().__init__(finish=True)
+        self.max_tokens: list[int | None] = []
+
+    async def stream(self, request: GenerationRequest) -> AsyncGenerator[ProviderItem, None]:
+        self.max_tokens.append(request.max_tokens)
+        async for item in super().stream(request):
+            yield item
+
+
+async def test_create_checks_the_clients_models_and_caps_max_tokens(instance: Instance) -> None:
+    store, provider = Bus(), LimitRecorder()
+    sessions = instance(store, provider)
+    client = Client("web", models=("mock/inner",), max_tokens=7)
+    with pytest.raises(ApiError) as raised:
+        await sessions.create("mock:other", REQUEST, client)
+    assert (raised.value.status, raised.value.code) == (403, "model_not_allowed")
+    asking = msgspec.structs.replace(REQUEST, max_tokens=100)
+    created = await sessions.create("mock/inner", asking, client)
+    await until(store, created.record.id, ended)
+    assert provider.max_tokens == [7]
 
 
 async def test_create_sends_the_model_its_route_names(instance: Instance) -> None:

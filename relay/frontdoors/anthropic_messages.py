@@ -14,6 +14,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from relay.frontdoors import wire_streams
+from relay.frontdoors.auth import client_of
 from relay.frontdoors.http import (
     decode_json,
     json_response,
@@ -40,10 +41,11 @@ def anthropic_error(status: int, data: dict[str, object]) -> dict[str, object]:
 @with_anthropic_errors
 async def messages(request: web.Request) -> web.StreamResponse:
     services = request.app[SERVICES]
+    client = client_of(request, x_api_key=True)
     raw = await read_body(request, services.settings.server.max_body_bytes)
     body = decode_json(raw, messages_request.MessagesRequest)
     generation = translated(anthropic_to_chat.generation_request, raw, body)
-    record = await wire_streams.start_session(services, body.model, generation)
+    record = await wire_streams.start_session(services, body.model, generation, client)
     if body.stream:
         renderer = messages_renderer(record)
         return await wire_streams.stream_answer(

@@ -61,7 +61,7 @@ def response_started(request: web.Request) -> bool:
 def error_answer(request: web.Request, exc: Exception) -> web.Response:
     """The JSON error answer to `exc`, raised before any response started."""
     if isinstance(exc, ApiError):
-        return error_response(exc.status, exc.code, exc.message)
+        return error_response(exc.status, exc.code, exc.message, exc.headers)
     if isinstance(exc, UnknownModel):
         return error_response(400, exc.code, exc.message)
     if isinstance(exc, web.HTTPException):

@@ -43,8 +43,10 @@ def error_body(code: str, message: str) -> dict[str, dict[str, str]]:
     return {"error": {"code": code, "message": message}}
 
 
-def error_response(status: int, code: str, message: str) -> web.Response:
-    return json_response(error_body(code, message), status=status)
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> web.Response:
+    return json_response(error_body(code, message), status=status, headers=headers)
 
 
 def is_json_content_type(content_type: str) -> bool:
@@ -137,7 +139,7 @@ def answering_errors(shape: ErrorShape) -> Callable[[Handler], Handler]:
             except ApiError as exc:
                 param = exc.param if isinstance(exc, InvalidRequest) else None
                 body = shape(exc.status, exc.code, exc.message, param)
-                return json_response(body, exc.status)
+                return json_response(body, exc.status, exc.headers)
             except UnknownModel as exc:
                 return json_response(shape(400, exc.code, exc.message, "model"), 400)
 

@@ -1,8 +1,8 @@
 """`GET /v1/models`: the models a client can name, in OpenAI's list format.
 
 OpenAI-compatible clients (SDKs, chat UIs) call it to fill their model pickers. It lists
-every model an upstream names literally; glob patterns (`gpt-4o*`) and the explicit
-`NAME/MODEL` form route too, but cannot be enumerated.
+every model an upstream names literally that the client may use; glob patterns
+(`gpt-4o*`) and the explicit `NAME/MODEL` form route too, but cannot be enumerated.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
+from relay.frontdoors.auth import client_of
 from relay.frontdoors.http import json_response
 from relay.providers.router import ModelEntry
 from relay.services import SERVICES
@@ -20,8 +21,10 @@ routes = web.RouteTableDef()
 
 @routes.get("/v1/models")
 async def list_models(request: web.Request) -> web.Response:
+    client = client_of(request)
     entries = request.app[SERVICES].router.list_models()
-    return json_response({"object": "list", "data": [model_object(e) for e in entries]})
+    allowed = [e for e in entries if client.allows(e.upstream, e.id)]
+    return json_response({"object": "list", "data": [model_object(e) for e in allowed]})
 
 
 def model_object(entry: ModelEntry) -> dict[str, Any]:

@@ -10,9 +10,10 @@ from aiohttp import web
 
 from relay.errors import ApiError
 from relay.events import SessionStatus
+from relay.frontdoors.auth import caller_of, client_of
 from relay.frontdoors.http import json_response, read_json
 from relay.services import SERVICES, Services
-from relay.session import SessionRecord, rfc3339, token_matches
+from relay.session import SessionRecord, rfc3339
 from relay.subscribers.formats import WireRenderer, chat_renderer, messages_renderer
 from relay.subscribers.resume import parse_resume_id
 from relay.vocabulary import GenerationRequest, ToolChoice
@@ -55,8 +56,11 @@ def events_path(session_id: str) -> str:
 @routes.post("/v1/sessions")
 async def create_session(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
+    client = client_of(request)
     body = await read_json(request, CreateSessionBody, services.settings.server.max_body_bytes)
-    created = await services.sessions.create(body.model, body.generation_request(body.model))
+    created = await services.sessions.create(
+        body.model, body.generation_request(body.model), client
+    )
     record = created.record
     payload = {
         "id": record.id,
@@ -72,15 +76,16 @@ async def create_session(request: web.Request) -> web.Response:
 @routes.get("/v1/sessions/{session_id}")
 async def get_session(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
-    record = await services.sessions.find(request.match_info["session_id"])
+    caller = caller_of(request, read_token=True)
+    record = await services.sessions.find(request.match_info["session_id"], caller=caller)
     return json_response(await services.sessions.snapshot(record))
 
 
 @routes.get("/v1/sessions/{session_id}/events")
 async def session_events(request: web.Request) -> web.StreamResponse:
     services = request.app[SERVICES]
-    record = await services.sessions.find(request.match_info["session_id"])
-    check_read_token(request, record)
+    caller = caller_of(request, read_token=True)
+    record = await services.sessions.find(request.match_info["session_id"], caller=caller)
     # No event id exceeds the cap, so a larger resume id means the same as the cap.
     after = min(resume_point(request), services.settings.store.max_events_per_session)
     if record.status.is_final and after >= record.last_event_id:
@@ -123,16 +128,10 @@ async def cancel_session(request: web.Request) -> web.Response:
     """202 with the status once the cancel is through: the session's final one, or
     `cancelling` while its generation is still writing its last events."""
     sessions = request.app[SERVICES].sessions
-    record = await sessions.find(request.match_info["session_id"])
+    record = await sessions.find(request.match_info["session_id"], caller=caller_of(request))
     status = await sessions.cancel(record)
     shown = "cancelling" if status is SessionStatus.RUNNING else status.value
     return json_response({"id": record.id, "status": shown}, status=202)
-
-
-def check_read_token(request: web.Request, record: SessionRecord) -> None:
-    token = request.query.get("token")
-    if token is not None and not token_matches(token, record.token_sha256):
-        raise ApiError(403, "invalid_token", "token does not grant access to this session")
 
 
 def resume_point(request: web.Request) -> int:

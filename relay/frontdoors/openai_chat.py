@@ -13,6 +13,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from relay.frontdoors import wire_streams
+from relay.frontdoors.auth import client_of
 from relay.frontdoors.http import (
     decode_json,
     json_response,
@@ -34,10 +35,11 @@ routes = web.RouteTableDef()
 @with_openai_errors
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     services = request.app[SERVICES]
+    client = client_of(request)
     raw = await read_body(request, services.settings.server.max_body_bytes)
     body = decode_json(raw, chat_request.ChatCompletionRequest)
     generation = translated(chat_request.generation_request, raw, body)
-    record = await wire_streams.start_session(services, body.model, generation)
+    record = await wire_streams.start_session(services, body.model, generation, client)
     if body.stream:
         renderer = chat_renderer(record, include_usage=body.include_usage)
         return await wire_streams.stream_answer(

@@ -19,6 +19,7 @@ from aiohttp import web
 from relay.errors import ApiError
 from relay.events import Event
 from relay.frontdoors import wire_streams
+from relay.frontdoors.auth import caller_of, client_of
 from relay.frontdoors.http import (
     decode_json,
     json_response,
@@ -66,10 +67,11 @@ def session_headers(record: SessionRecord) -> dict[str, str]:
 @with_openai_errors
 async def create_response(request: web.Request) -> web.StreamResponse:
     services = request.app[SERVICES]
+    client = client_of(request)
     raw = await read_body(request, services.settings.server.max_body_bytes)
     body = decode_json(raw, responses_request.ResponsesRequest)
     generation = translated(responses_request.generation_request, raw, body)
-    record = await wire_streams.start_session(services, body.model, generation)
+    record = await wire_streams.start_session(services, body.model, generation, client)
     if body.stream:
         return await stream_response(request, services, record, background=bool(body.background))
     if body.background:
@@ -115,7 +117,7 @@ async def log_until_end(services: Services, session_id: str) -> list[Event]:
 @with_openai_errors
 async def retrieve_response(request: web.Request) -> web.StreamResponse:
     services = request.app[SERVICES]
-    record = await find_response(services, request.match_info["response_id"])
+    record = await find_response(request, services)
     if request.query.get("stream", "").lower() in _TRUE:
         return await stream_again(request, services, record)
     events = await services.read_all(record.id)
@@ -158,7 +160,7 @@ async def cancel_response(request: web.Request) -> web.Response:
     """Cancel as `DELETE /v1/sessions/{id}` does; the Response object once it has ended
     (or, should that take over `CANCEL_WAIT_S`, as it is then)."""
     services = request.app[SERVICES]
-    record = await find_response(services, request.match_info["response_id"])
+    record = await find_response(request, services)
     await services.sessions.cancel(record)
     try:
         async with asyncio.timeout(CANCEL_WAIT_S):
@@ -168,7 +170,10 @@ async def cancel_response(request: web.Request) -> web.Response:
     return json_response(response_object(record, events), headers=session_headers(record))
 
 
-async def find_response(services: Services, response_id: str) -> SessionRecord:
+async def find_response(request: web.Request, services: Services) -> SessionRecord:
+    """The response the path names, if it is the caller's: else 404, as for an unknown id."""
+    response_id = request.match_info["response_id"]
     message = f"response {response_id!r} does not exist or has expired"
     not_found = ApiError(404, "response_not_found", message)
-    return await services.sessions.find(wire.session_id(response_id), not_found)
+    session_id = wire.session_id(response_id)
+    return await services.sessions.find(session_id, not_found, caller=caller_of(request))

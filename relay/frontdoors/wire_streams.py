@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from relay.clients import Client
 from relay.events import Event, EventType
 from relay.frontdoors.http import json_response
 from relay.services import Services
@@ -26,9 +27,9 @@ ErrorBody = Callable[[int, dict[str, object]], dict[str, object]]
 
 
 async def start_session(
-    services: Services, model: str, request: GenerationRequest
+    services: Services, model: str, request: GenerationRequest, client: Client
 ) -> SessionRecord:
-    created = await services.sessions.create(model, request)
+    created = await services.sessions.create(model, request, client)
     return created.record
 
 

@@ -382,7 +382,7 @@ async def test_heartbeat_comments_while_idle(start_relay: StartRelay) -> None:
 async def test_read_token_in_the_query(relay_server: Relay) -> None:
     created = await relay_server.create()
     status, body = await status_of(relay_server, created["id"], params={"token": "rt_wrong"})
-    assert status == 403
+    assert status == 401  # was 403 before issue 11: a token that is not valid is a 401
     assert_error_body(body)
     events = await relay_server.events(created["id"], params={"token": created["token"]})
     assert_well_formed(events)
@@ -392,7 +392,7 @@ async def test_a_token_is_for_one_session(relay_server: Relay) -> None:
     first = await relay_server.create()
     second = await relay_server.create()
     status, _ = await status_of(relay_server, second["id"], params={"token": first["token"]})
-    assert status == 403
+    assert status == 401
 
 
 # --- unknown sessions ----------------------------------------------------------------

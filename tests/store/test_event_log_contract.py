@@ -37,6 +37,15 @@ async def test_get_returns_the_created_record(store: Store) -> None:
     assert await store.get(record.id) == record
 
 
+async def test_the_client_a_session_belongs_to_round_trips(store: Store) -> None:
+    record = msgspec.structs.replace(new_record(), client="web-frontend")
+    await store.create(record)
+    assert await store.get(record.id) == record
+    appended = await store.append(record.id, [delta(1), terminal(2)])
+    assert appended.client == "web-frontend"
+    assert (await store.get(record.id)) == appended
+
+
 async def test_get_of_an_unknown_session_is_none(store: Store) -> None:
     assert await store.get(new_session_id()) is None
 
