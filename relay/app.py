@@ -29,6 +29,7 @@ from relay.frontdoors import (
 )
 from relay.frontdoors.errors import error_middleware
 from relay.leases import LeaseKeeper
+from relay.openapi.routes import routes as openapi_routes
 from relay.providers.base import Provider
 from relay.providers.router import ModelRouter
 from relay.runner import GenerationRunner
@@ -57,6 +58,7 @@ def create_app(
     app.add_routes(anthropic_messages.routes)
     app.add_routes(openai_responses.routes)
     app.add_routes(models.routes)
+    app.add_routes(openapi_routes)
     if settings.server.demo_page:
         app.add_routes([health.demo_page_route()])
     app.cleanup_ctx.append(_services_context(settings, store, providers))
