@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from relay import __version__
 from relay.frontdoors.native import WIRE_FORMATS, CreateSessionBody
 from relay.frontdoors.wire_streams import SESSION_HEADER
 from relay.openapi import schemas
@@ -80,7 +81,7 @@ def build() -> Schema:
     found["SessionEvent"] = schemas.session_event(refs)
     return {
         "openapi": "3.1.0",
-        "info": {"title": "relay", "version": "0.1.0", "description": DESCRIPTION},
+        "info": {"title": "relay", "version": __version__, "description": DESCRIPTION},
         "tags": TAGS,
         "paths": native_paths(refs) | openai_paths(refs) | anthropic_paths(refs) | ops_paths(refs),
         "components": {"schemas": found},
@@ -238,9 +239,10 @@ def create_session(refs: Refs) -> Schema:
 
 def session_links() -> Schema:
     session = {"session_id": "$response.body#/id"}
+    readable = session | {"token": "$response.body#/token"}
     return {
         "snapshot": {"operationId": "getSession", "parameters": session},
-        "events": {"operationId": "getSessionEvents", "parameters": session},
+        "events": {"operationId": "getSessionEvents", "parameters": readable},
         "cancel": {"operationId": "cancelSession", "parameters": session},
     }
 
@@ -275,7 +277,7 @@ def session_events() -> Schema:
     stream = {
         "description": "`retry: <ms>`, then the events after the resume point, then live, "
         "until the terminal one; `: ping` comments while idle",
-        "content": {"text/event-stream": event_stream(ref("SessionEvent"))},
+        "content": {"text/event-stream": event_stream(session_stream_event())},
         "headers": {
             "Cache-Control": header("`no-cache`"),
             "X-Accel-Buffering": header("`no`: proxies must not buffer the stream"),
@@ -297,6 +299,11 @@ def session_events() -> Schema:
         "start; the header wins. Values are decimal digits; empty counts as absent.",
         parameters=events_parameters(),
     )
+
+
+def session_stream_event() -> Schema:
+    """relay's events, or with `?format=` the provider format's."""
+    return {"anyOf": [ref("SessionEvent"), CHAT_EVENT, MESSAGES_EVENT]}
 
 
 def events_parameters() -> list[Schema]:

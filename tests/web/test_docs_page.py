@@ -70,7 +70,7 @@ async def test_the_docs_page_shows_every_operation_from_itself_alone(
     ids = [op["operationId"] for _, _, op in operations(document)]
     assert (
         await page.eval_on_selector_all(
-            "main article[id]:not([id^=schema-])", "els => els.map(e => e.id)"
+            "main article[id]:not([id^='schema-'])", "els => els.map(e => e.id)"
         )
         == ids
     )
