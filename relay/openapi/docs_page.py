@@ -54,6 +54,8 @@ def render(spec: Schema) -> str:
     ]
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        # An empty icon: else the browser asks relay for /favicon.ico.
+        '<link rel="icon" href="data:,">'
         f"<title>{_text(info['title'])} API</title><style>{STYLE}</style></head>"
         f"<body>{''.join(body)}</body></html>"
     )
@@ -162,6 +164,9 @@ def _schema(name: str, schema: Schema) -> str:
         parts.append(f"<p>{_prose(schema['description'])}</p>")
     if "properties" in schema:
         parts.append(_fields(schema))
+    elif union := schema.get("anyOf") or schema.get("oneOf"):
+        items = "".join(f"<li>{type_label(member)}</li>" for member in union)
+        parts.append(f"<h4>One of</h4><ul>{items}</ul>")
     else:
         parts.append(f"<p>{type_label(schema)}</p>")
     return f'<article id="schema-{_text(name)}">{"".join(parts)}</article>'

@@ -32,8 +32,13 @@ SESSION_ID = r"^s_[A-Za-z0-9_-]{22}$"
 RESPONSE_ID = r"^resp_[A-Za-z0-9_-]{22}$"
 RESUME_ID = r"^ *[0-9]* *$"
 
-BODIES = (CreateSessionBody, ChatCompletionRequest, MessagesRequest, ResponsesRequest)
-ANSWERS = (
+BODIES: tuple[type[Any], ...] = (
+    CreateSessionBody,
+    ChatCompletionRequest,
+    MessagesRequest,
+    ResponsesRequest,
+)
+ANSWERS: tuple[type[Any], ...] = (
     Snapshot,
     schemas.AnswerCreatedSession,
     schemas.AnswerCancel,
