@@ -31,7 +31,7 @@ from tests.redis_server import free_port
 from tests.relay_process import relay_process
 
 QUICK_MODEL = "mock:tokens=5,tps=0,ttft_ms=0"
-MAX_EXAMPLES = 25
+MAX_EXAMPLES = 50
 REQUEST_TIMEOUT_S = 10.0
 CHECKS = [
     not_a_server_error,
