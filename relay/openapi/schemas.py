@@ -47,18 +47,45 @@ def ref(name: str) -> Schema:
 
 def components(types: Sequence[type[Any]]) -> tuple[dict[type[Any], Schema], dict[str, Schema]]:
     """A `$ref` schema for each of `types`, and every component they need."""
-    families = block_families()
-    members = [member for family in families for member in family_members(family)[0].values()]
-    every = [*types, *members]
-    schemas, found = msgspec.json.schema_components(
-        every, schema_hook=_family_ref, ref_template=REF
-    )
+    families = _FamiliesSeen()
+    every: list[type[Any]] = list(types)
+    while True:  # members of a family may hold others (a tool result holds blocks)
+        schemas, found = msgspec.json.schema_components(
+            every, schema_hook=families, ref_template=REF
+        )
+        described = [*types, *families.members()]
+        if len(described) == len(every):
+            break
+        every = described
     refs = dict(zip(every, schemas, strict=True))
-    for family in families:
+    for family in families.seen:
         found[family_name(family)] = family_schema(family, refs, found)
     names = {name: short_name(name) for name in found}
     refs = {kind: _renamed(refs[kind], names) for kind in types}
     return refs, {names[name]: _renamed(schema, names) for name, schema in found.items()}
+
+
+class _FamiliesSeen:
+    """msgspec's `schema_hook`: a block family is a reference to its schema (written by
+    `family_schema`), and is remembered, so that its members are described too."""
+
+    def __init__(self) -> None:
+        self.seen: list[type[Block]] = []
+
+    def __call__(self, kind: type[Any]) -> Schema:
+        if not (isinstance(kind, type) and issubclass(kind, Block)):
+            raise NotImplementedError(f"no JSON Schema for {kind!r}")
+        if kind not in self.seen:
+            self.seen.append(kind)
+        return ref(family_name(kind))
+
+    def members(self) -> list[type[Any]]:
+        return [member for family in self.seen for member in family_members(family)[0].values()]
+
+
+def family_name(family: type[Block]) -> str:
+    """`chat_request.ChatPart`: families of different formats share short names."""
+    return f"{family.__module__.rsplit('.', 1)[-1]}.{family.__name__}"
 
 
 def short_name(name: str) -> str:
@@ -79,22 +106,6 @@ def _renamed(node: Any, names: dict[str, str]) -> Any:
     if isinstance(node, str) and node.startswith(_REF_PREFIX):
         return _REF_PREFIX + names[node.removeprefix(_REF_PREFIX)]
     return node
-
-
-def block_families() -> list[type[Block]]:
-    """Every family: the direct subclasses of `Block` (their members subclass them)."""
-    return Block.__subclasses__()
-
-
-def family_name(family: type[Block]) -> str:
-    """`chat_request.ChatPart`: families of different formats share short names."""
-    return f"{family.__module__.rsplit('.', 1)[-1]}.{family.__name__}"
-
-
-def _family_ref(kind: type[Any]) -> Schema:
-    if isinstance(kind, type) and issubclass(kind, Block):
-        return ref(family_name(kind))
-    raise NotImplementedError(f"no JSON Schema for {kind!r}")
 
 
 def family_schema(
