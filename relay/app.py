@@ -31,6 +31,7 @@ from relay.frontdoors import (
 from relay.frontdoors.errors import error_middleware
 from relay.frontdoors.hosts import AllowedHosts, host_check
 from relay.leases import LeaseKeeper
+from relay.openapi.routes import routes as openapi_routes
 from relay.providers.base import Provider
 from relay.providers.router import ModelRouter
 from relay.runner import GenerationRunner
@@ -59,6 +60,7 @@ def create_app(
     app.add_routes(anthropic_messages.routes)
     app.add_routes(openai_responses.routes)
     app.add_routes(models.routes)
+    app.add_routes(openapi_routes)
     if settings.server.demo_page:
         app.add_routes([health.demo_page_route()])
     clients = Clients.from_settings(settings)  # a key variable that is not set stops here

@@ -1,0 +1,538 @@
+"""The OpenAPI 3.1 document of relay's HTTP API. Pure code, no I/O.
+
+It describes every route `create_app` serves (except the optional demo page), with the
+error shape each part answers in: relay's on the native API and health, OpenAI's on Chat
+Completions and Responses, Anthropic's on Messages. Request bodies are the structs the
+front doors decode (`relay.openapi.schemas`); tests/openapi/ checks that the paths match
+the router and that answers match the document.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from relay import __version__
+from relay.frontdoors.native import WIRE_FORMATS, CreateSessionBody
+from relay.frontdoors.wire_streams import SESSION_HEADER
+from relay.openapi import schemas
+from relay.openapi.schemas import Schema, ref
+from relay.session import Snapshot
+from relay.wire.chat_request import ChatCompletionRequest
+from relay.wire.messages_request import MessagesRequest
+from relay.wire.responses_request import ResponsesRequest
+
+Refs = dict[type[Any], Schema]
+Operations = dict[str, Schema]
+
+# A quick mock model, so that the examples (and a fuzzer using them) end at once.
+EXAMPLE_MODEL = "mock:tokens=5,tps=0,ttft_ms=0"
+EXAMPLE_MESSAGES = [{"role": "user", "content": "Hello"}]
+SESSION_ID = r"^s_[A-Za-z0-9_-]{22}$"
+RESPONSE_ID = r"^resp_[A-Za-z0-9_-]{22}$"
+RESUME_ID = r"^ *[0-9]* *$"
+
+BODIES: tuple[type[Any], ...] = (
+    CreateSessionBody,
+    ChatCompletionRequest,
+    MessagesRequest,
+    ResponsesRequest,
+)
+ANSWERS: tuple[type[Any], ...] = (
+    Snapshot,
+    schemas.AnswerCreatedSession,
+    schemas.AnswerCancel,
+    schemas.AnswerHealth,
+    schemas.AnswerReadiness,
+    schemas.AnswerModelList,
+    schemas.AnswerChatCompletion,
+    schemas.AnswerMessage,
+    schemas.AnswerResponse,
+    schemas.RelayErrorBody,
+    schemas.OpenAIErrorBody,
+    schemas.AnthropicErrorBody,
+    *schemas.EVENT_DATA.values(),
+)
+
+TAGS = [
+    {
+        "name": "sessions",
+        "description": "The native API: start a generation, follow its "
+        "events over SSE (resumable with Last-Event-ID), snapshot it, cancel it.",
+    },
+    {
+        "name": "openai",
+        "description": "OpenAI's Chat Completions and Responses APIs; "
+        "every answer is a resumable session.",
+    },
+    {
+        "name": "anthropic",
+        "description": "Anthropic's Messages API; every answer is a resumable session.",
+    },
+    {"name": "operations", "description": "Health probes and this description."},
+]
+
+DESCRIPTION = (
+    "A streaming relay for LLM responses: generations run in the background and are "
+    "written to a durable per-session event log that clients read over Server-Sent "
+    "Events and resume with `Last-Event-ID`. See docs/api.md for the events, the error "
+    "codes and the resume rules."
+)
+
+
+def build() -> Schema:
+    """The whole document."""
+    refs, found = schemas.components([*BODIES, *ANSWERS])
+    found["SessionEvent"] = schemas.session_event(refs)
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "relay", "version": __version__, "description": DESCRIPTION},
+        "tags": TAGS,
+        "paths": native_paths(refs) | openai_paths(refs) | anthropic_paths(refs) | ops_paths(refs),
+        "components": {"schemas": found},
+    }
+
+
+# --- building blocks ----------------------------------------------------------------------
+
+
+def operation(
+    operation_id: str,
+    tag: str,
+    summary: str,
+    answers: Mapping[str, Schema],
+    **more: Any,
+) -> Schema:
+    """An operation; `more` adds `description`, `parameters`, `requestBody`."""
+    return {"operationId": operation_id, "tags": [tag], "summary": summary, **more} | {
+        "responses": dict(answers)
+    }
+
+
+def json_body(schema: Schema, example: Mapping[str, Any]) -> Schema:
+    content = {"schema": schema, "example": dict(example)}
+    return {"required": True, "content": {"application/json": content}}
+
+
+def answer(description: str, schema: Schema | None = None, **headers: Schema) -> Schema:
+    """An answer with a JSON body (if `schema`) and the named headers."""
+    answered: Schema = {"description": description}
+    if schema is not None:
+        answered["content"] = {"application/json": {"schema": schema}}
+    if headers:
+        answered["headers"] = headers
+    return answered
+
+
+def header(description: str) -> Schema:
+    """A header every such answer carries."""
+    return {"description": description, "required": True, "schema": {"type": "string"}}
+
+
+def event_stream(event: Schema) -> Schema:
+    """An SSE body; `event` is the schema of each of its events (OpenAPI 3.1's reading)."""
+    return {"schema": event}
+
+
+def with_stream(answered: Schema, event: Schema) -> Schema:
+    """`answered`, whose body is an SSE stream instead when the request asked for one."""
+    answered["content"]["text/event-stream"] = event_stream(event)
+    return answered
+
+
+CHAT_EVENT = schemas.wire_event(
+    "a `chat.completion.chunk` with `id: N`; last `[DONE]`", {"const": "message"}
+)
+MESSAGES_EVENT = schemas.wire_event(
+    "`message_start`, content block events, `message_delta`, `message_stop`, with `id: N`",
+    {"type": "string"},
+)
+RESPONSES_EVENT = schemas.wire_event(
+    "`response.*` events; `id:` repeats their `sequence_number`", {"type": "string"}
+)
+
+
+def errors(error: Schema, statuses: Mapping[int | str, str]) -> dict[str, Schema]:
+    """Error answers in one shape; every operation may answer 500 (a bug)."""
+    answers = {str(status): answer(text, error) for status, text in statuses.items()}
+    answers["500"] = answer("relay failed (a bug); details are in relay's log", relay_error())
+    return answers
+
+
+def relay_error() -> Schema:
+    return ref("RelayErrorBody")
+
+
+def path_id(name: str, pattern: str, description: str) -> Schema:
+    schema = {"type": "string", "pattern": pattern}
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "description": description,
+        "schema": schema,
+    }
+
+
+def query(name: str, schema: Schema, description: str) -> Schema:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": schema,
+    }
+
+
+def last_event_id_header(description: str) -> Schema:
+    schema = {"type": "string", "pattern": RESUME_ID}
+    return {
+        "name": "Last-Event-ID",
+        "in": "header",
+        "required": False,
+        "description": description,
+        "schema": schema,
+    }
+
+
+BODY_ERRORS: dict[int | str, str] = {
+    400: "the body is not JSON (`invalid_json`), a field is missing, wrong or unknown "
+    "(`invalid_request`), no upstream serves the model (`unknown_model`, `invalid_model`)",
+    413: "the body exceeds `server.max_body_bytes` (`body_too_large`)",
+    415: "the body is not `application/json` (`unsupported_media_type`)",
+}
+UNAVAILABLE = "`store_unavailable`, `capacity` (the memory store is full) or `draining`"
+SESSION_ERRORS: dict[int | str, str] = {
+    404: "unknown or expired (`session_not_found`)",
+    503: UNAVAILABLE,
+}
+
+
+# --- the native API -----------------------------------------------------------------------
+
+
+def native_paths(refs: Refs) -> dict[str, Operations]:
+    return {
+        "/v1/sessions": {"post": create_session(refs)},
+        "/v1/sessions/{session_id}": {"get": snapshot(refs), "delete": cancel_session(refs)},
+        "/v1/sessions/{session_id}/events": {"get": session_events()},
+    }
+
+
+def session_id_parameter() -> Schema:
+    return path_id("session_id", SESSION_ID, "the session's id, `s_` + 22 base64url characters")
+
+
+def create_session(refs: Refs) -> Schema:
+    created = answer(
+        "the session exists; its generation runs in the background",
+        refs[schemas.AnswerCreatedSession],
+        Location=header("`/v1/sessions/{id}`"),
+    )
+    created["links"] = session_links()
+    example = {"model": EXAMPLE_MODEL, "messages": EXAMPLE_MESSAGES}
+    return operation(
+        "createSession",
+        "sessions",
+        "Start a generation",
+        {"201": created} | errors(relay_error(), BODY_ERRORS | {503: UNAVAILABLE}),
+        description="Messages and tools are Chat Completions'. Unknown top-level fields are "
+        "refused; the answer returns as soon as the session exists.",
+        requestBody=json_body(refs[CreateSessionBody], example),
+    )
+
+
+def session_links() -> Schema:
+    session = {"session_id": "$response.body#/id"}
+    readable = session | {"token": "$response.body#/token"}
+    return {
+        "snapshot": {"operationId": "getSession", "parameters": session},
+        "events": {"operationId": "getSessionEvents", "parameters": readable},
+        "cancel": {"operationId": "cancelSession", "parameters": session},
+    }
+
+
+def snapshot(refs: Refs) -> Schema:
+    return operation(
+        "getSession",
+        "sessions",
+        "Snapshot a session",
+        {"200": answer("the session as of now", refs[Snapshot])}
+        | errors(relay_error(), SESSION_ERRORS),
+        description="`text` is all delta text so far, `usage` the latest usage, `error` the "
+        "error event's data or null; times are RFC 3339 UTC.",
+        parameters=[session_id_parameter()],
+    )
+
+
+def cancel_session(refs: Refs) -> Schema:
+    return operation(
+        "cancelSession",
+        "sessions",
+        "Cancel a session",
+        {"202": answer("cancelled, or the status it had ended with", refs[schemas.AnswerCancel])}
+        | errors(relay_error(), SESSION_ERRORS),
+        description="Idempotent. Stops the generation wherever it runs and appends one "
+        "`cancelled` event; on a session that already ended, changes nothing.",
+        parameters=[session_id_parameter()],
+    )
+
+
+def session_events() -> Schema:
+    stream = {
+        "description": "`retry: <ms>`, then the events after the resume point, then live, "
+        "until the terminal one; `: ping` comments while idle",
+        "content": {"text/event-stream": event_stream(session_stream_event())},
+        "headers": {
+            "Cache-Control": header("`no-cache`"),
+            "X-Accel-Buffering": header("`no`: proxies must not buffer the stream"),
+        },
+    }
+    statuses: dict[int | str, str] = {
+        400: "a resume id that is not a non-negative integer (`invalid_last_event_id`), "
+        "or an unknown `format` (`invalid_format`)",
+        403: "`token` does not belong to this session (`invalid_token`)",
+        **SESSION_ERRORS,
+    }
+    ended = answer("the client already has the terminal event: nothing more will come")
+    return operation(
+        "getSessionEvents",
+        "sessions",
+        "Follow a session (SSE)",
+        {"200": stream, "204": ended} | errors(relay_error(), statuses),
+        description="The resume point is `Last-Event-ID`, else `?last_event_id=`, else the "
+        "start; the header wins. Values are decimal digits; empty counts as absent.",
+        parameters=events_parameters(),
+    )
+
+
+def session_stream_event() -> Schema:
+    """relay's events, or with `?format=` the provider format's."""
+    return {"anyOf": [ref("SessionEvent"), CHAT_EVENT, MESSAGES_EVENT]}
+
+
+def events_parameters() -> list[Schema]:
+    formats = {"type": "string", "enum": list(WIRE_FORMATS), "default": "native"}
+    return [
+        session_id_parameter(),
+        last_event_id_header("resume after this event id (wins over `last_event_id`)"),
+        query(
+            "last_event_id",
+            {"type": "string", "pattern": RESUME_ID},
+            "resume after this event id (for EventSource on a new page)",
+        ),
+        query("format", formats, "the wire format of the stream"),
+        query("include_usage", {"type": "boolean"}, "with `format=openai`: the usage chunk"),
+        query("token", {"type": "string"}, "the session's read token (browsers)"),
+    ]
+
+
+# --- the provider-format front doors --------------------------------------------------------
+
+
+def openai_paths(refs: Refs) -> dict[str, Operations]:
+    return {
+        "/v1/chat/completions": {"post": chat_completions(refs)},
+        "/v1/responses": {"post": create_response(refs)},
+        "/v1/responses/{response_id}": {"get": retrieve_response(refs)},
+        "/v1/responses/{response_id}/cancel": {"post": cancel_response(refs)},
+        "/v1/models": {"get": list_models(refs)},
+    }
+
+
+def anthropic_paths(refs: Refs) -> dict[str, Operations]:
+    return {"/v1/messages": {"post": messages(refs)}}
+
+
+def generation_errors(error: Schema) -> dict[str, Schema]:
+    """What a provider-format door answers when a generation cannot start or finish."""
+    statuses = BODY_ERRORS | {
+        "4XX": "the upstream refused the request before any output (its status)",
+        499: "(`stream: false`) the session was cancelled meanwhile",
+        502: "(`stream: false`) the generation failed (`upstream_*`)",
+    }
+    answers = errors(error, statuses)
+    # The store's failures come from relay's error middleware, in relay's shape.
+    answers["503"] = answer(UNAVAILABLE, {"anyOf": [error, relay_error()]})
+    return answers
+
+
+def session_answer(description: str, schema: Schema, stream: Schema) -> Schema:
+    session = header("the session behind the answer, for `/v1/sessions/{id}/events`")
+    return with_stream(answer(description, schema, **{SESSION_HEADER: session}), stream)
+
+
+def chat_completions(refs: Refs) -> Schema:
+    completed = session_answer(
+        "the completion (`stream: false`) or its chunks (`stream: true`)",
+        refs[schemas.AnswerChatCompletion],
+        CHAT_EVENT,
+    )
+    return operation(
+        "createChatCompletion",
+        "openai",
+        "Chat Completions",
+        {"200": completed} | generation_errors(ref("OpenAIErrorBody")),
+        description="`n` other than 1 is refused (`unsupported_parameter`); fields relay "
+        "does not interpret reach an `openai` upstream as sent.",
+        requestBody=json_body(
+            refs[ChatCompletionRequest], {"model": EXAMPLE_MODEL, "messages": EXAMPLE_MESSAGES}
+        ),
+    )
+
+
+def messages(refs: Refs) -> Schema:
+    completed = session_answer(
+        "the message (`stream: false`) or its events (`stream: true`)",
+        refs[schemas.AnswerMessage],
+        MESSAGES_EVENT,
+    )
+    example = {"model": EXAMPLE_MODEL, "max_tokens": 50, "messages": EXAMPLE_MESSAGES}
+    return operation(
+        "createMessage",
+        "anthropic",
+        "Anthropic Messages",
+        {"200": completed} | generation_errors(ref("AnthropicErrorBody")),
+        description="Converted once into relay's canonical (Chat) shape, so any upstream "
+        "kind answers; block types relay does not model reach an `anthropic` upstream.",
+        requestBody=json_body(refs[MessagesRequest], example),
+    )
+
+
+def response_id_parameter() -> Schema:
+    return path_id("response_id", RESPONSE_ID, "`resp_` + the session id without `s_`")
+
+
+def create_response(refs: Refs) -> Schema:
+    created = session_answer(
+        "the Response object (whole, or at once with `background`) or its events",
+        refs[schemas.AnswerResponse],
+        RESPONSES_EVENT,
+    )
+    created["links"] = response_links()
+    return operation(
+        "createResponse",
+        "openai",
+        "Create a response (Responses API)",
+        {"200": created} | generation_errors(ref("OpenAIErrorBody")),
+        description="relay keeps no conversation state: `previous_response_id`, "
+        "`conversation`, `prompt` and `item_reference` items are refused "
+        "(`unsupported_parameter`); send the earlier turns in `input`.",
+        requestBody=json_body(refs[ResponsesRequest], {"model": EXAMPLE_MODEL, "input": "Hi"}),
+    )
+
+
+def response_links() -> Schema:
+    response = {"response_id": "$response.body#/id"}
+    return {
+        "retrieve": {"operationId": "getResponse", "parameters": response},
+        "cancel": {"operationId": "cancelResponse", "parameters": response},
+    }
+
+
+def not_found_response() -> dict[int | str, str]:
+    return {404: "unknown or expired (`response_not_found`)"}
+
+
+def retrieve_response(refs: Refs) -> Schema:
+    retrieved = session_answer(
+        "the Response object as of now, or (`stream=true`) its events again",
+        refs[schemas.AnswerResponse],
+        RESPONSES_EVENT,
+    )
+    statuses = not_found_response() | {
+        400: "`starting_after` is not digits (`invalid_starting_after`)"
+    }
+    return operation(
+        "getResponse",
+        "openai",
+        "Retrieve a response, or stream it again",
+        {"200": retrieved}
+        | errors(ref("OpenAIErrorBody"), statuses)
+        | {"503": answer(UNAVAILABLE, relay_error())},
+        parameters=[
+            response_id_parameter(),
+            query("stream", {"type": "boolean"}, "stream the events instead"),
+            query(
+                "starting_after",
+                {"type": "string", "pattern": RESUME_ID},
+                "with `stream`: only the events after this sequence number",
+            ),
+            last_event_id_header("with `stream`: wins over `starting_after`"),
+        ],
+    )
+
+
+def cancel_response(refs: Refs) -> Schema:
+    cancelled = answer(
+        "the Response object once it has ended (`cancelled`, or `completed` if it had finished)",
+        refs[schemas.AnswerResponse],
+        **{SESSION_HEADER: header("the session behind the response")},
+    )
+    return operation(
+        "cancelResponse",
+        "openai",
+        "Cancel a response",
+        {"200": cancelled}
+        | errors(ref("OpenAIErrorBody"), not_found_response())
+        | {"503": answer(UNAVAILABLE, relay_error())},
+        parameters=[response_id_parameter()],
+    )
+
+
+def list_models(refs: Refs) -> Schema:
+    return operation(
+        "listModels",
+        "openai",
+        "List the models named literally in the upstreams",
+        {"200": answer("OpenAI's model list", refs[schemas.AnswerModelList])}
+        | errors(relay_error(), {}),
+        description="Glob patterns cannot be listed; any model is also reachable as "
+        "`UPSTREAM/MODEL`.",
+    )
+
+
+# --- operations ----------------------------------------------------------------------------
+
+
+def ops_paths(refs: Refs) -> dict[str, Operations]:
+    document = {"application/json": {"schema": {"type": "object"}}}
+    page = {"text/html": {"schema": {"type": "string"}}}
+    return {
+        "/healthz": {"get": healthz(refs)},
+        "/readyz": {"get": readyz(refs)},
+        "/openapi.json": {
+            "get": operation(
+                "getOpenApi",
+                "operations",
+                "This document",
+                {"200": {"description": "OpenAPI 3.1", "content": document}},
+            )
+        },
+        "/docs": {
+            "get": operation(
+                "getDocs",
+                "operations",
+                "This document as a web page",
+                {"200": {"description": "a self-contained HTML page", "content": page}},
+            )
+        },
+    }
+
+
+def healthz(refs: Refs) -> Schema:
+    alive = answer("the process runs; `instance` names it", refs[schemas.AnswerHealth])
+    return operation("getHealth", "operations", "Liveness", {"200": alive})
+
+
+def readyz(refs: Refs) -> Schema:
+    readiness = refs[schemas.AnswerReadiness]
+    return operation(
+        "getReadiness",
+        "operations",
+        "Readiness",
+        {
+            "200": answer("the store answers and the instance is not draining", readiness),
+            "503": answer("`draining` or `store_unavailable`", readiness),
+        },
+    )
