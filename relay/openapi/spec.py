@@ -80,6 +80,27 @@ DESCRIPTION = (
 )
 
 
+SECURITY_SCHEMES = {
+    "clientKey": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "a `[[clients]]` API key, as `Authorization: Bearer <key>`",
+    },
+    "anthropicKey": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "x-api-key",
+        "description": "a `[[clients]]` API key, as the Anthropic SDK sends it (`/v1/messages`)",
+    },
+    "readToken": {
+        "type": "apiKey",
+        "in": "query",
+        "name": "token",
+        "description": "the read token a session's creation returned (events and snapshot)",
+    },
+}
+
+
 def build() -> Schema:
     """The whole document."""
     refs, found = schemas.components([*BODIES, *ANSWERS])
@@ -89,7 +110,9 @@ def build() -> Schema:
         "info": {"title": "relay", "version": __version__, "description": DESCRIPTION},
         "tags": TAGS,
         "paths": native_paths(refs) | openai_paths(refs) | anthropic_paths(refs) | ops_paths(refs),
-        "components": {"schemas": found},
+        "components": {"schemas": found, "securitySchemes": SECURITY_SCHEMES},
+        # A key is needed only when `[[clients]]` are configured: no key is also allowed.
+        "security": [{}, {"clientKey": []}],
     }
 
 
@@ -103,10 +126,26 @@ def operation(
     answers: Mapping[str, Schema],
     **more: Any,
 ) -> Schema:
-    """An operation; `more` adds `description`, `parameters`, `requestBody`."""
+    """An operation; `more` adds `description`, `parameters`, `requestBody`. Every
+    operation answers 421 to a `Host` that `[server] allowed_hosts` does not list."""
+    answered = dict(answers) | {"421": answer(HOST_NOT_ALLOWED, relay_error())}
+    ordered = {status: answered[status] for status in sorted(answered, key=_status_order)}
     return {"operationId": operation_id, "tags": [tag], "summary": summary, **more} | {
-        "responses": dict(answers)
+        "responses": ordered
     }
+
+
+def _status_order(status: str) -> int:
+    """`400` < `401` < `4XX` < `500`: a range after the statuses it covers."""
+    return int(status) if status.isdigit() else int(status[0]) * 100 + 99
+
+
+# Who may call: by default anyone when no `[[clients]]` are configured, else a client key;
+# the events endpoint and the snapshot also take a session's read token; probes are open.
+OPEN: list[Schema] = []
+READABLE: list[Schema] = [{}, {"clientKey": []}, {"readToken": []}]
+
+HOST_NOT_ALLOWED = "the `Host` is not in `[server] allowed_hosts` (`host_not_allowed`)"
 
 
 def json_body(schema: Schema, example: Mapping[str, Any]) -> Schema:
@@ -152,9 +191,17 @@ RESPONSES_EVENT = schemas.wire_event(
 )
 
 
+UNAUTHENTICATED = (
+    "with `[[clients]]`: no key (`missing_api_key`) or a key no client has "
+    "(`invalid_api_key`); the answer carries `WWW-Authenticate: Bearer`"
+)
+
+
 def errors(error: Schema, statuses: Mapping[int | str, str]) -> dict[str, Schema]:
-    """Error answers in one shape; every operation may answer 500 (a bug)."""
-    answers = {str(status): answer(text, error) for status, text in statuses.items()}
+    """Error answers in one shape; every such operation needs a client's key when
+    `[[clients]]` are configured (401) and may answer 500 (a bug)."""
+    answers = {"401": answer(UNAUTHENTICATED, error)}
+    answers |= {str(status): answer(text, error) for status, text in statuses.items()}
     answers["500"] = answer("relay failed (a bug); details are in relay's log", relay_error())
     return answers
 
@@ -200,6 +247,7 @@ BODY_ERRORS: dict[int | str, str] = {
     "(`invalid_request`), no upstream serves the model (`unknown_model`, `invalid_model`)",
     413: "the body exceeds `server.max_body_bytes` (`body_too_large`)",
     415: "the body is not `application/json` (`unsupported_media_type`)",
+    403: "with `[[clients]]`: the client's `models` do not include the model (`model_not_allowed`)",
 }
 UNAVAILABLE = "`store_unavailable`, `capacity` (the memory store is full) or `draining`"
 SESSION_ERRORS: dict[int | str, str] = {
@@ -261,6 +309,7 @@ def snapshot(refs: Refs) -> Schema:
         | errors(relay_error(), SESSION_ERRORS),
         description="`text` is all delta text so far, `usage` the latest usage, `error` the "
         "error event's data or null; times are RFC 3339 UTC.",
+        security=READABLE,
         parameters=[session_id_parameter()],
     )
 
@@ -291,7 +340,9 @@ def session_events() -> Schema:
     statuses: dict[int | str, str] = {
         400: "a resume id that is not a non-negative integer (`invalid_last_event_id`), "
         "or an unknown `format` (`invalid_format`)",
-        403: "`token` does not belong to this session (`invalid_token`)",
+        401: "with `[[clients]]`: no key, a key no client has (`missing_api_key`, "
+        "`invalid_api_key`); any store: `token` is not this session's read token "
+        "(`invalid_token`)",
         **SESSION_ERRORS,
     }
     ended = answer("the client already has the terminal event: nothing more will come")
@@ -303,6 +354,7 @@ def session_events() -> Schema:
         description="The resume point is `Last-Event-ID`, else `?last_event_id=`, else the "
         "start; the header wins. Values are decimal digits; empty counts as absent.",
         parameters=events_parameters(),
+        security=READABLE,
     )
 
 
@@ -396,6 +448,7 @@ def messages(refs: Refs) -> Schema:
         description="Converted once into relay's canonical (Chat) shape, so any upstream "
         "kind answers; block types relay does not model reach an `anthropic` upstream.",
         requestBody=json_body(refs[MessagesRequest], example),
+        security=[{}, {"clientKey": []}, {"anthropicKey": []}],
     )
 
 
@@ -507,6 +560,7 @@ def ops_paths(refs: Refs) -> dict[str, Operations]:
                 "operations",
                 "This document",
                 {"200": {"description": "OpenAPI 3.1", "content": document}},
+                security=OPEN,
             )
         },
         "/docs": {
@@ -515,6 +569,7 @@ def ops_paths(refs: Refs) -> dict[str, Operations]:
                 "operations",
                 "This document as a web page",
                 {"200": {"description": "a self-contained HTML page", "content": page}},
+                security=OPEN,
             )
         },
     }
@@ -522,7 +577,7 @@ def ops_paths(refs: Refs) -> dict[str, Operations]:
 
 def healthz(refs: Refs) -> Schema:
     alive = answer("the process runs; `instance` names it", refs[schemas.AnswerHealth])
-    return operation("getHealth", "operations", "Liveness", {"200": alive})
+    return operation("getHealth", "operations", "Liveness", {"200": alive}, security=OPEN)
 
 
 def readyz(refs: Refs) -> Schema:
@@ -535,4 +590,5 @@ def readyz(refs: Refs) -> Schema:
             "200": answer("the store answers and the instance is not draining", readiness),
             "503": answer("`draining` or `store_unavailable`", readiness),
         },
+        security=OPEN,
     )
