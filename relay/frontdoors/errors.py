@@ -20,7 +20,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from relay.errors import ApiError, StoreFull, StoreUnavailable, UnknownModel
-from relay.frontdoors.http import error_response
+from relay.frontdoors.http import client_error, error_response
 from relay.logs import redact_secrets
 
 log = logging.getLogger(__name__)
@@ -60,16 +60,11 @@ def response_started(request: web.Request) -> bool:
 
 def error_answer(request: web.Request, exc: Exception) -> web.Response:
     """The JSON error answer to `exc`, raised before any response started."""
-    if isinstance(exc, ApiError):
-        return error_response(exc.status, exc.code, exc.message, exc.headers)
-    if isinstance(exc, UnknownModel):
-        return error_response(400, exc.code, exc.message)
+    if isinstance(exc, ApiError | UnknownModel | StoreFull | StoreUnavailable):
+        error = client_error(exc)
+        return error_response(error.status, error.code, error.message, error.headers)
     if isinstance(exc, web.HTTPException):
         return _http_error(request, exc)
-    if isinstance(exc, StoreFull):
-        return error_response(503, "capacity", str(exc))
-    if isinstance(exc, StoreUnavailable):
-        return error_response(503, "store_unavailable", "the event store is unreachable; retry")
     path = redact_secrets(request.path)
     log.error("unhandled error in %s %s", request.method, path, exc_info=exc)
     return error_response(500, "internal_error", "relay failed to handle this request")

@@ -20,7 +20,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler
 
-from relay.errors import ApiError, UnknownModel
+from relay.errors import ApiError, StoreFull, StoreUnavailable, UnknownModel
 from relay.vocabulary import GenerationRequest
 from relay.wire import anthropic_messages, openai_chat
 from relay.wire.decoding import InvalidBody, NotJson, decode
@@ -125,6 +125,28 @@ def translated(
 
 # Errors in a provider's shape.
 
+
+def client_error(exc: ApiError | UnknownModel | StoreFull | StoreUnavailable) -> ApiError:
+    """What a client is answered for one of relay's errors: one translation, used by the
+    error middleware (relay's shape) and by the provider-format front doors (theirs)."""
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, UnknownModel):
+        return InvalidModel(exc)
+    if isinstance(exc, StoreFull):
+        return ApiError(503, "capacity", str(exc))
+    return ApiError(503, "store_unavailable", "the event store is unreachable; retry")
+
+
+class InvalidModel(ApiError):
+    """No upstream serves the requested model (400); `param` is `model`."""
+
+    param = "model"
+
+    def __init__(self, unknown: UnknownModel) -> None:
+        super().__init__(400, unknown.code, unknown.message)
+
+
 ErrorShape = Callable[[int, str, str, str | None], dict[str, Any]]
 
 
@@ -136,12 +158,11 @@ def answering_errors(shape: ErrorShape) -> Callable[[Handler], Handler]:
         async def handle(request: web.Request) -> web.StreamResponse:
             try:
                 return await handler(request)
-            except ApiError as exc:
-                param = exc.param if isinstance(exc, InvalidRequest) else None
-                body = shape(exc.status, exc.code, exc.message, param)
-                return json_response(body, exc.status, exc.headers)
-            except UnknownModel as exc:
-                return json_response(shape(400, exc.code, exc.message, "model"), 400)
+            except (ApiError, UnknownModel, StoreFull, StoreUnavailable) as exc:
+                error = client_error(exc)
+                param = error.param if isinstance(error, InvalidRequest | InvalidModel) else None
+                body = shape(error.status, error.code, error.message, param)
+                return json_response(body, error.status, error.headers)
 
         return handle
 

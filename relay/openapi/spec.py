@@ -403,10 +403,7 @@ def generation_errors(error: Schema) -> dict[str, Schema]:
         499: "(`stream: false`) the session was cancelled meanwhile",
         502: "(`stream: false`) the generation failed (`upstream_*`)",
     }
-    answers = errors(error, statuses)
-    # The store's failures come from relay's error middleware, in relay's shape.
-    answers["503"] = answer(UNAVAILABLE, {"anyOf": [error, relay_error()]})
-    return answers
+    return errors(error, statuses | {503: UNAVAILABLE})
 
 
 def session_answer(description: str, schema: Schema, stream: Schema) -> Schema:
