@@ -21,6 +21,7 @@ the log may yet give to a real event.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncGenerator, Callable
@@ -67,6 +68,22 @@ def in_band_error(encode: EventEncoder, error: ErrorData) -> bytes:
     if isinstance(encode, WireRenderer):
         return encode.error_frame(error)
     return native_error_frame(error)
+
+
+class ResponseConnection:
+    """The connection of a streaming response, as its feed sees it
+    (`relay.subscribers.feeds.Connection`): what its transport has not sent yet, and
+    dropping it (an abort: what is unsent is discarded, so nothing more is written)."""
+
+    def __init__(self, transport: asyncio.Transport | None) -> None:
+        self._transport = transport
+
+    def unsent(self) -> int:
+        return self._transport.get_write_buffer_size() if self._transport is not None else 0
+
+    def drop(self) -> None:
+        if self._transport is not None:
+            self._transport.abort()
 
 
 class SseSubscription:
