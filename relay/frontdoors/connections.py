@@ -135,7 +135,7 @@ class LimitedRequestHandler(JsonErrorRequestHandler):
             self._stop_head_timer()
 
     def _refuse(self, transport: asyncio.BaseTransport, ip: str, setting: str) -> None:
-        transport.abort()
+        transport.close()  # nothing was written: it closes at once
         if refused := self._gate.refused(time.monotonic()):
             log.warning(
                 "refused %d connection(s) at the limit %s (now from %s; %d open)",
