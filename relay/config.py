@@ -115,9 +115,11 @@ class LimitsSettings(Section):
     max_connections: PositiveInt = 10_000
     max_connections_per_ip: PositiveInt = 1000
     # Per instance: a session's SSE streams, and the bytes one may have waiting for its
-    # socket before it is disconnected (it resumes with Last-Event-ID).
+    # socket before it is disconnected (it resumes with Last-Event-ID), or the time its
+    # socket may take nothing while bytes wait.
     max_subscribers_per_session: PositiveInt = 1000
     subscriber_buffer_bytes: Annotated[int, Meta(ge=4096)] = 1 << 20
+    send_timeout_s: PositiveSeconds = 60.0
 
 
 def _default_upstreams() -> list[UpstreamSettings]:

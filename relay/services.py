@@ -112,6 +112,8 @@ class Services:
             self.feeds.frames(session_id, after, encode, read_ahead, connection),
             encode,
             retry_ms=retry_ms,
+            connection=connection,
+            send_timeout_s=self.settings.limits.send_timeout_s,
         )
         async with self._counted_stream(session_id), self.subscriber(request):
             return await subscription.respond(request, headers)

@@ -24,6 +24,7 @@ def test_the_defaults_are_safe_for_real_chats() -> None:
     assert (limits.max_connections, limits.max_connections_per_ip) == (10_000, 1000)
     assert limits.max_subscribers_per_session == 1000
     assert limits.subscriber_buffer_bytes == 1 << 20
+    assert limits.send_timeout_s == 60.0
 
 
 @pytest.mark.parametrize(

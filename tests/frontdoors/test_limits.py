@@ -1,7 +1,8 @@
 """`[limits]` that the app enforces, over real sockets, on both stores: the size of a
 request after translation (every front door, in its own error shape), the time to send
-a body, and subscribers per session. The write buffer of a subscriber that stops
-reading (disconnected, then it resumes with Last-Event-ID and loses nothing):
+a body, subscribers per session, and a reader that takes nothing while it replays
+(disconnected after `send_timeout_s`, then it resumes with Last-Event-ID and loses
+nothing). The write buffer of a live subscriber that stops reading:
 tests/frontdoors/test_feeds.py.
 
 The limits on connections and request heads belong to `relay serve`'s connection
@@ -11,13 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import time
 from typing import Any
 
 import pytest
 
+from relay.subscribers import sse
 from tests.frontdoors.conftest import FAST_MOCK, READ_TIMEOUT_S, StartRelay
+from tests.frontdoors.test_feeds import StalledClient, shrink_send_buffer, until
 
 USER = {"role": "user", "content": "hi"}
 # path, a valid body given its messages, and how to read the code out of an error body
@@ -117,3 +121,25 @@ async def test_one_subscriber_more_than_a_session_allows_gets_a_503(
         assert time.monotonic() < deadline, "the closed stream was never counted out"
         await asyncio.sleep(0.05)
     second.close()
+
+
+async def test_a_reader_that_takes_nothing_while_it_replays_is_let_go_and_resumes(
+    start_relay: StartRelay, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No feed bounds a replay of an ended session: `send_timeout_s` does."""
+    relay = await start_relay(limits={"send_timeout_s": 0.5})
+    caplog.set_level(logging.INFO, logger=sse.__name__)
+    session_id = (await relay.create("mock:tokens=30000,tps=0,ttft_ms=0"))["id"]
+    await relay.wait_until_ended(session_id)
+    stalled = StalledClient(relay, f"/v1/sessions/{session_id}/events")
+    await stalled.request()
+    await shrink_send_buffer(relay, stalled)
+    await until(lambda: "disconnected a subscriber that read nothing" in caplog.text)
+    got = await stalled.read_events()
+    assert got and not got[-1].is_terminal
+    rest = await relay.events(session_id, last_event_id=got[-1].id)
+    whole = await relay.events(session_id)
+    assert [event.key() for event in got + rest] == [event.key() for event in whole]
+    # A reader that keeps reading, however slowly its stream goes, is not let go.
+    async with relay.subscribe(session_id) as reader:
+        assert (await reader.read_all())[-1].event == "done"
