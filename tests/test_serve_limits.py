@@ -243,8 +243,8 @@ async def ended(base: str, http: aiohttp.ClientSession, session_id: str, seconds
 
 
 # A long session, as fast as the mock goes: 5.7 MB of text in about 2,900 events. Its
-# first token waits until every subscriber follows it live: the bound acts on live
-# streams (one that stops reading while it replays holds at most one read batch).
+# first token waits until every subscriber follows it live, where the byte bound acts
+# (one that stops reading while it replays is let go after send_timeout_s).
 LONG_SESSION = "mock:tokens=1000000,tps=0,ttft_ms=8000"
 SUBSCRIBERS = 1000
 # Measured: about 27 KiB per open stream, plus, per stream that stops reading, what its

@@ -13,9 +13,10 @@ encodes for, not the feed: the frames of the events before the one it failed on 
 out, then the stream raises what it raised, and its SSE response ends with an in-band
 error (`relay.subscribers.sse`). The subscribers of other encoders go on.
 
-The feed never waits for a subscriber, and no subscriber makes relay hold more than
-`buffer_bytes` for it (`limits.subscriber_buffer_bytes`): what its inbox holds plus what
-its connection has not sent yet. Past that, when its socket is backed up (its client
+A replay is written a piece (about 64 KiB) at a time. The feed never waits for a
+subscriber, and no subscriber makes relay hold more than `buffer_bytes` for it
+(`limits.subscriber_buffer_bytes`): what its inbox holds plus what its connection has
+not sent yet. Past that, when its socket is backed up (its client
 stopped reading, or reads too slowly), the connection is dropped at once; every frame
 relay wrote to it was whole, so its client's Last-Event-ID is the last event it got
 entire (an SSE parser drops an event the connection cut short) and it resumes from
@@ -31,7 +32,7 @@ import asyncio
 import contextlib
 import copy
 import logging
-from collections.abc import AsyncGenerator, Hashable, Iterable, Sequence
+from collections.abc import AsyncGenerator, Hashable, Iterable, Iterator, Sequence
 from typing import NamedTuple, NoReturn, Protocol
 
 from relay import sse
@@ -47,6 +48,8 @@ log = logging.getLogger(__name__)
 
 # What relay may hold for one subscriber (`limits.subscriber_buffer_bytes`'s default).
 BUFFER_BYTES = 1 << 20
+# A replay's writes: about what a transport buffers before it pauses.
+PIECE_BYTES = 64 * 1024
 
 
 class Connection(Protocol):
@@ -95,6 +98,30 @@ def encode_batch(encode: EventEncoder, events: Iterable[Event], after: int) -> E
             return Encoded(b"".join(frames), last_id, exc)
         last_id = event.id
     return Encoded(b"".join(frames), last_id)
+
+
+def replay_frames(
+    encode: EventEncoder, events: Iterable[Event], piece_bytes: int = PIECE_BYTES
+) -> Iterator[bytes]:
+    """The frames of `events`, about `piece_bytes` at a time: a client that stops reading
+    during a replay holds up one piece, not a whole read batch. Raises what `encode`
+    raised, after the frames of the events before."""
+    frames: list[bytes] = []
+    size = 0
+    for event in events:
+        try:
+            frame = encode(event)
+        except Exception:
+            if frames:
+                yield b"".join(frames)
+            raise
+        frames.append(frame)
+        size += len(frame)
+        if size >= piece_bytes:
+            yield b"".join(frames)
+            frames, size = [], 0
+    if frames:
+        yield b"".join(frames)
 
 
 class Inbox:
@@ -325,9 +352,8 @@ class Feeds:
         and what `encode` raised when it failed (after the frames it did make). The
         stream ends early when its `connection` is dropped (see the module docstring)."""
         if read_ahead:
-            encoded = encode_batch(encode, read_ahead, after)
-            yield encoded.frames
-            encoded.raise_error()
+            for chunk in replay_frames(encode, read_ahead):
+                yield chunk
             if read_ahead[-1].is_terminal:
                 return
             after = read_ahead[-1].id
@@ -335,10 +361,8 @@ class Feeds:
             feed = None
             while feed is None:
                 events = await self._read(session_id, after)
-                encoded = encode_batch(encode, events, after)
-                if encoded.frames:
-                    yield encoded.frames
-                encoded.raise_error()
+                for chunk in replay_frames(encode, events):
+                    yield chunk
                 if events and events[-1].is_terminal:
                     return
                 after = events[-1].id if events else after

@@ -348,3 +348,24 @@ async def test_a_subscriber_whose_socket_is_backed_up_is_dropped_after_whole_eve
     received += [chunk async for chunk in stalling]  # what it held is gone: the stream ends
     assert ids(b"".join(received)) == [1]
     assert ids(await keeping_up) == list(range(1, 31))  # the others go on
+
+
+def test_a_replay_is_written_in_pieces_of_whole_frames() -> None:
+    events = [delta(event_id) for event_id in range(1, 101)]
+    pieces = list(feeds.replay_frames(native_frame, events, piece_bytes=500))
+    assert len(pieces) > 5
+    assert all(len(piece) < 500 + len(native_frame(events[0])) * 2 for piece in pieces)
+    assert [ids(piece)[0] for piece in pieces] == sorted({ids(piece)[0] for piece in pieces})
+    assert b"".join(pieces) == b"".join(native_frame(event) for event in events)
+
+
+def test_a_replay_raises_what_its_encoder_raised_after_the_frames_before() -> None:
+    def failing_on_3(event: Event) -> bytes:
+        if event.id == 3:
+            raise KeyError("choices")
+        return native_frame(event)
+
+    replay = feeds.replay_frames(failing_on_3, [delta(1), delta(2), delta(3), delta(4)])
+    assert ids(next(replay)) == [1, 2]
+    with pytest.raises(KeyError):
+        next(replay)
