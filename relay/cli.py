@@ -22,7 +22,7 @@ from relay.clients import Clients, check_exposure
 from relay.config import Settings, dump_settings, load_settings
 from relay.errors import CannotListen, ConfigError
 from relay.frontdoors import hosts
-from relay.frontdoors.parse_errors import JsonErrorRequestHandler
+from relay.frontdoors.connections import ConnectionGate, LimitedRequestHandler
 from relay.logs import AccessLog, configure_logging
 from relay.services import SERVICES
 from relay.store import check_store_url
@@ -102,8 +102,11 @@ async def _serve_until_signalled(settings: Settings, *, reuse_port: bool) -> Non
     can tell the load balancer, and only then stop."""
     app = create_app(settings)
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=5.0)
-    server = settings.server
-    listener = await listen(lambda: _connection(runner), server.host, server.port, reuse_port)
+    server, limits = settings.server, settings.limits
+    gate = ConnectionGate(limits.max_connections, limits.max_connections_per_ip)
+    listener = await listen(
+        lambda: _connection(runner, settings, gate), server.host, server.port, reuse_port
+    )
     try:
         await runner.setup()
         await listener.start_serving()
@@ -148,13 +151,18 @@ def _os_reason(exc: OSError) -> str:
     return str(exc.strerror or exc).lower()
 
 
-def _connection(runner: web.AppRunner) -> web.RequestHandler:
+def _connection(
+    runner: web.AppRunner, settings: Settings, gate: ConnectionGate
+) -> web.RequestHandler:
     """The handler of one accepted connection: aiohttp's, answering the requests its parser
-    refuses in relay's JSON error shape, with the access log that redacts read tokens."""
+    refuses in relay's JSON error shape, within the `[limits]` on connections (`gate`
+    counts them), with the access log that redacts read tokens."""
     server = runner.server
     assert server is not None, "connections are accepted only once the runner is set up"
     loop = asyncio.get_running_loop()
-    return JsonErrorRequestHandler(server, loop=loop, access_log_class=AccessLog)
+    return LimitedRequestHandler(
+        server, limits=settings.limits, gate=gate, loop=loop, access_log_class=AccessLog
+    )
 
 
 def _log_ready(app: web.Application, listener: asyncio.Server) -> None:

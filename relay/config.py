@@ -172,6 +172,32 @@ class ClientSettings(Section):
         return [listed] if isinstance(listed, str) else list(listed)
 
 
+class LimitsSettings(Section):
+    """Bounds on what one client may make relay hold: a hostile or broken client meets
+    them, a real chat never does."""
+
+    # One request, counted after translation, whatever the front door. Agent loops send
+    # thousands of messages; 100,000 is the Anthropic API's own ceiling, and 4,000,000
+    # characters fill the largest context windows (1M tokens).
+    max_messages: PositiveInt = 100_000
+    max_prompt_chars: PositiveInt = 4_000_000
+    # `relay serve` only: what its HTTP parser reads of a request's head, and how long
+    # a client may take to send the head and then the body.
+    max_request_line_bytes: PositiveInt = 8190
+    max_header_bytes: PositiveInt = 8190
+    max_headers: PositiveInt = 128
+    header_timeout_s: PositiveSeconds = 10.0
+    body_timeout_s: PositiveSeconds = 30.0
+    max_connections: PositiveInt = 10_000
+    max_connections_per_ip: PositiveInt = 1000
+    # Per instance: a session's SSE streams, and the bytes one may have waiting for its
+    # socket before it is disconnected (it resumes with Last-Event-ID), or the time its
+    # socket may take nothing while bytes wait.
+    max_subscribers_per_session: PositiveInt = 1000
+    subscriber_buffer_bytes: Annotated[int, Meta(ge=4096)] = 1 << 20
+    send_timeout_s: PositiveSeconds = 60.0
+
+
 def _default_upstreams() -> list[UpstreamSettings]:
     return [UpstreamSettings(name="mock", kind="mock", models=["mock", "mock:*"])]
 
@@ -181,6 +207,7 @@ class Settings(Section):
     store: StoreSettings = msgspec.field(default_factory=StoreSettings)
     generation: GenerationSettings = msgspec.field(default_factory=GenerationSettings)
     log: LogSettings = msgspec.field(default_factory=LogSettings)
+    limits: LimitsSettings = msgspec.field(default_factory=LimitsSettings)
     upstreams: list[UpstreamSettings] = msgspec.field(default_factory=_default_upstreams)
     clients: list[ClientSettings] = msgspec.field(default_factory=list)
 

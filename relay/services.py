@@ -10,6 +10,7 @@ key registry that `relay.frontdoors.auth` authenticates requests with.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 from collections.abc import AsyncIterator, Sequence
 
@@ -17,6 +18,7 @@ from aiohttp import web
 
 from relay.clients import Clients
 from relay.config import Settings
+from relay.errors import ApiError
 from relay.events import Event
 from relay.providers.router import ModelRouter
 from relay.runner import GenerationRunner
@@ -24,7 +26,19 @@ from relay.sessions import Sessions
 from relay.store import Store
 from relay.subscribers.feeds import Feeds
 from relay.subscribers.follow import follow
-from relay.subscribers.sse import EventEncoder, SseSubscription, native_frame
+from relay.subscribers.sse import EventEncoder, ResponseConnection, SseSubscription, native_frame
+
+
+class TooManySubscribers(ApiError):
+    """503: the session has `limits.max_subscribers_per_session` open streams here."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            503,
+            "too_many_subscribers",
+            f"this session already has {limit} open streams on this instance, the most"
+            " allowed (limits.max_subscribers_per_session); retry later",
+        )
 
 
 class Services:
@@ -49,8 +63,11 @@ class Services:
             heartbeat_s=settings.server.heartbeat_s,
             batch=settings.store.read_batch,
             outage_s=settings.generation.store_retry_s,
+            buffer_bytes=settings.limits.subscriber_buffer_bytes,
         )
         self._subscribers: set[asyncio.Task[object]] = set()
+        # Open streams per session on this instance (`limits.max_subscribers_per_session`).
+        self._streams: collections.Counter[str] = collections.Counter()
 
     @property
     def draining(self) -> bool:
@@ -93,14 +110,31 @@ class Services:
         Live events come from the session's one feed on this instance."""
         retry_ms = self.settings.server.retry_ms if encode is None else None
         encode = encode or native_frame
+        connection = ResponseConnection(request.transport)
         subscription = SseSubscription(
             session_id,
-            self.feeds.frames(session_id, after, encode, read_ahead),
+            self.feeds.frames(session_id, after, encode, read_ahead, connection),
             encode,
             retry_ms=retry_ms,
+            connection=connection,
+            send_timeout_s=self.settings.limits.send_timeout_s,
         )
-        async with self.subscriber(request):
+        async with self._counted_stream(session_id), self.subscriber(request):
             return await subscription.respond(request, headers)
+
+    @contextlib.asynccontextmanager
+    async def _counted_stream(self, session_id: str) -> AsyncIterator[None]:
+        """One more stream of the session, or a 503 once it has as many as allowed."""
+        limit = self.settings.limits.max_subscribers_per_session
+        if self._streams[session_id] >= limit:
+            raise TooManySubscribers(limit)
+        self._streams[session_id] += 1
+        try:
+            yield
+        finally:
+            self._streams[session_id] -= 1
+            if not self._streams[session_id]:
+                del self._streams[session_id]
 
     @contextlib.asynccontextmanager
     async def subscriber(self, request: web.Request) -> AsyncIterator[None]:

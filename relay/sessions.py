@@ -26,7 +26,7 @@ import logging
 import msgspec
 
 from relay.clients import ANONYMOUS, CHALLENGE, Caller, Client
-from relay.config import Settings
+from relay.config import LimitsSettings, Settings
 from relay.errors import ApiError, StoreError
 from relay.events import STATUS_AFTER_TERMINAL, CancelledData, Event, EventType, SessionStatus
 from relay.providers.router import ModelRouter
@@ -34,7 +34,7 @@ from relay.runner import CreatedSession, GenerationRunner
 from relay.session import SessionRecord, Snapshot, snapshot, token_matches
 from relay.store import Store
 from relay.tasks import cancel_and_wait
-from relay.vocabulary import GenerationRequest, session_tag
+from relay.vocabulary import GenerationRequest, Message, session_tag
 from relay.writer import end_from_outside
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,44 @@ RELISTEN_AFTER_S = 1.0
 def session_not_found(session_id: str | None) -> ApiError:
     message = f"session {session_id!r} does not exist or has expired"
     return ApiError(404, "session_not_found", message)
+
+
+def refuse_oversized(request: GenerationRequest, limits: LimitsSettings) -> None:
+    """A 400 naming the setting when a request has more messages or prompt text than
+    `[limits]` allows (`max_body_bytes` bounds the bytes; this bounds what they hold)."""
+    if len(request.messages) > limits.max_messages:
+        raise ApiError(
+            400,
+            "too_many_messages",
+            f"messages has {len(request.messages)} entries; at most {limits.max_messages}"
+            " are allowed (limits.max_messages)",
+        )
+    chars = prompt_chars(request)
+    if chars > limits.max_prompt_chars:
+        raise ApiError(
+            400,
+            "prompt_too_long",
+            f"the messages hold {chars} characters of text; at most {limits.max_prompt_chars}"
+            " are allowed (limits.max_prompt_chars)",
+        )
+
+
+def prompt_chars(request: GenerationRequest) -> int:
+    """The characters of text in the messages: string contents, the `text` of content
+    parts, and tool-call arguments (not images or other binary parts)."""
+    return sum(_message_chars(message) for message in request.messages)
+
+
+def _message_chars(message: Message) -> int:
+    content = message.content
+    chars = len(content) if isinstance(content, str) else 0
+    for part in content if isinstance(content, list) else ():
+        chars += len(text) if isinstance(text := part.get("text"), str) else 0
+    for call in message.tool_calls or ():
+        function = call.get("function")
+        arguments = function.get("arguments") if isinstance(function, dict) else None
+        chars += len(arguments) if isinstance(arguments, str) else 0
+    return chars
 
 
 class Sessions:
@@ -94,6 +132,7 @@ class Sessions:
         the background; the upstream is sent the model name its route gives, and at most
         the client's `max_tokens` (a request asking more is capped, not refused)."""
         self.refuse_when_draining()
+        refuse_oversized(request, self._settings.limits)
         route = self._router.resolve(model)
         client.check_model(model, route.upstream, route.model)
         upstream_request = msgspec.structs.replace(

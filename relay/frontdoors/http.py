@@ -11,6 +11,7 @@ provider-format front doors answer errors in their format's shape (`with_openai_
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -20,7 +21,9 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler
 
+from relay.config import LimitsSettings
 from relay.errors import ApiError, StoreFull, StoreUnavailable, UnknownModel
+from relay.services import SERVICES
 from relay.vocabulary import GenerationRequest
 from relay.wire import anthropic_messages, openai_chat
 from relay.wire.decoding import InvalidBody, NotJson, decode
@@ -77,7 +80,19 @@ async def read_body(request: web.Request, max_bytes: int) -> bytes:
         )
     if request.content_length is not None and request.content_length > max_bytes:
         raise _too_large(max_bytes)
-    return await _read_limited(request, max_bytes)
+    timeout_s = _body_timeout_s(request)
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await _read_limited(request, max_bytes)
+    except TimeoutError as exc:  # a stalled body must not hold the handler
+        message = f"the request body did not arrive within limits.body_timeout_s={timeout_s:g} s"
+        raise ApiError(408, "request_timeout", message) from exc
+
+
+def _body_timeout_s(request: web.Request) -> float:
+    services = request.config_dict.get(SERVICES)
+    limits = services.settings.limits if services is not None else LimitsSettings()
+    return limits.body_timeout_s
 
 
 async def _read_limited(request: web.Request, max_bytes: int) -> bytes:

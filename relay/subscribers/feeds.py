@@ -13,9 +13,16 @@ encodes for, not the feed: the frames of the events before the one it failed on 
 out, then the stream raises what it raised, and its SSE response ends with an in-band
 error (`relay.subscribers.sse`). The subscribers of other encoders go on.
 
-The feed never waits for a subscriber. A subscriber whose inbox holds `INBOX_LIMIT`
-bytes or more (its client stopped reading) is dropped from the feed: it writes what its
-inbox holds, then catches up from the store like a resuming client and joins again.
+A replay is written a piece (about 64 KiB) at a time. The feed never waits for a
+subscriber, and no subscriber makes relay hold more than `buffer_bytes` for it
+(`limits.subscriber_buffer_bytes`): what its inbox holds plus what its connection has
+not sent yet. Past that, when its socket is backed up (its client
+stopped reading, or reads too slowly), the connection is dropped at once; every frame
+relay wrote to it was whole, so its client's Last-Event-ID is the last event it got
+entire (an SSE parser drops an event the connection cut short) and it resumes from
+there, losing nothing. When the socket is not backed up (the subscriber's task lags,
+not its client), it leaves the feed instead: it writes what its inbox holds, then
+catches up from the store like a resuming client and joins again.
 `Feeds` owns every feed task: `close()` ends the streams and awaits the tasks.
 """
 
@@ -25,8 +32,8 @@ import asyncio
 import contextlib
 import copy
 import logging
-from collections.abc import AsyncGenerator, Hashable, Iterable, Sequence
-from typing import NamedTuple, NoReturn
+from collections.abc import AsyncGenerator, Hashable, Iterable, Iterator, Sequence
+from typing import NamedTuple, NoReturn, Protocol
 
 from relay import sse
 from relay.errors import StoreError, StoreUnavailable
@@ -40,8 +47,22 @@ from relay.vocabulary import session_tag
 
 log = logging.getLogger(__name__)
 
-# What a subscriber's inbox may hold before it is left to catch up from the store.
-INBOX_LIMIT = 1 << 20
+# What relay may hold for one subscriber (`limits.subscriber_buffer_bytes`'s default).
+BUFFER_BYTES = 1 << 20
+# A replay's writes: about what a transport buffers before it pauses.
+PIECE_BYTES = 64 * 1024
+
+
+class Connection(Protocol):
+    """A subscriber's connection, as far as its feed needs to know it."""
+
+    def unsent(self) -> int:
+        """Bytes written to it that its socket has not taken yet."""
+        ...
+
+    def drop(self) -> None:
+        """Close it at once, without sending what is still unsent."""
+        ...
 
 
 def share_key(encode: EventEncoder) -> Hashable | None:
@@ -80,12 +101,39 @@ def encode_batch(encode: EventEncoder, events: Iterable[Event], after: int) -> E
     return Encoded(b"".join(frames), last_id)
 
 
+def replay_frames(
+    encode: EventEncoder, events: Iterable[Event], piece_bytes: int = PIECE_BYTES
+) -> Iterator[bytes]:
+    """The frames of `events`, about `piece_bytes` at a time: a client that stops reading
+    during a replay holds up one piece, not a whole read batch. Raises what `encode`
+    raised, after the frames of the events before."""
+    frames: list[bytes] = []
+    size = 0
+    for event in events:
+        try:
+            frame = encode(event)
+        except Exception:
+            if frames:
+                yield b"".join(frames)
+            raise
+        frames.append(frame)
+        size += len(frame)
+        if size >= piece_bytes:
+            yield b"".join(frames)
+            frames, size = [], 0
+    if frames:
+        yield b"".join(frames)
+
+
 class Inbox:
     """What the feed has put out for one subscriber that it has not written yet."""
 
-    def __init__(self, position: int, encode: EventEncoder) -> None:
+    def __init__(
+        self, position: int, encode: EventEncoder, connection: Connection | None = None
+    ) -> None:
         self.position = position  # the id of the last event put here
         self.encode = encode
+        self.connection = connection
         self.key: Hashable | None = None  # the key of the shared encoder it gets bytes from
         self.shared_since: int | None = None  # its position when it began to
         self.overflowed = False
@@ -95,9 +143,13 @@ class Inbox:
         self._size = 0
         self._wake: asyncio.Future[None] | None = None
 
+    def unsent(self) -> int:
+        """What waits for its client beyond the inbox: the connection's unsent bytes."""
+        return self.connection.unsent() if self.connection is not None else 0
+
     @property
-    def full(self) -> bool:
-        return self._size >= INBOX_LIMIT
+    def size(self) -> int:
+        return self._size
 
     def put(self, frames: bytes, last_id: int) -> None:
         self.position = last_id
@@ -117,6 +169,13 @@ class Inbox:
         """Its client reads too slowly to follow live: it catches up from the store."""
         self.overflowed = True
         self._notify()
+
+    def drop(self) -> None:
+        """Its client stopped reading: its connection is closed, what it holds freed."""
+        self._chunks, self._size = [], 0
+        if self.connection is not None:
+            self.connection.drop()
+        self.end()
 
     def end(self, error: Exception | None = None) -> None:
         self.ended, self.error = True, error
@@ -146,9 +205,10 @@ class Inbox:
 class Feed:
     """A session's live events, read once and handed to its subscribers' inboxes."""
 
-    def __init__(self, session_id: str, position: int) -> None:
+    def __init__(self, session_id: str, position: int, buffer_bytes: int = BUFFER_BYTES) -> None:
         self.session_id = session_id
         self.position = position  # the id of the last event handed out
+        self.buffer_bytes = buffer_bytes
         self.ended = False
         self.task: asyncio.Task[None] | None = None
         self._inboxes: set[Inbox] = set()
@@ -159,9 +219,11 @@ class Feed:
     def idle(self) -> bool:
         return not self._inboxes
 
-    def attach(self, after: int, encode: EventEncoder) -> Inbox:
+    def attach(
+        self, after: int, encode: EventEncoder, connection: Connection | None = None
+    ) -> Inbox:
         """An inbox for a subscriber that has every event up to `after` (>= position)."""
-        inbox = Inbox(after, encode)
+        inbox = Inbox(after, encode, connection)
         self._inboxes.add(inbox)
         if after == self.position:
             self._share(inbox)
@@ -190,15 +252,33 @@ class Feed:
             key: encode_batch(encode, events, before) for key, (encode, _) in self._encoders.items()
         }
         for inbox in list(self._inboxes):
-            if inbox.full:
-                tag = session_tag(self.session_id)
-                log.debug("a subscriber of %s fell behind at %d", tag, inbox.position)
-                inbox.overflow()
-                self.detach(inbox)
-            elif inbox.key is not None:
+            if inbox.size and self._left_behind(inbox):
+                continue
+            if inbox.key is not None:
                 self._put(inbox, encoded[inbox.key])
             else:
                 self._deliver_ahead(inbox, events)
+
+    def _left_behind(self, inbox: Inbox) -> bool:
+        """Whether the inbox holds too much to get more: its connection is dropped when
+        its socket is backed up, else it leaves to catch up from the store."""
+        unsent = inbox.unsent()
+        if inbox.size + unsent < self.buffer_bytes:
+            return False
+        if unsent:
+            log.info(
+                "disconnected a subscriber that reads too slowly: %d bytes waited for it"
+                " after event %d (limits.subscriber_buffer_bytes)",
+                inbox.size + unsent,
+                inbox.position,
+            )
+            inbox.drop()
+        else:
+            tag = session_tag(self.session_id)
+            log.debug("a subscriber of %s fell behind at %d", tag, inbox.position)
+            inbox.overflow()
+        self.detach(inbox)
+        return True
 
     def _deliver_ahead(self, inbox: Inbox, events: list[Event]) -> None:
         """An inbox that joined ahead of the feed (it read events the feed had not yet):
@@ -238,8 +318,17 @@ class Feed:
 class Feeds:
     """This instance's feeds, by session id."""
 
-    def __init__(self, store: Store, *, heartbeat_s: float, batch: int, outage_s: float) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        heartbeat_s: float,
+        batch: int,
+        outage_s: float,
+        buffer_bytes: int = BUFFER_BYTES,
+    ) -> None:
         self._store = store
+        self._buffer_bytes = buffer_bytes
         self._heartbeat_s = heartbeat_s
         self._batch = batch
         self._outage_s = outage_s
@@ -257,15 +346,16 @@ class Feeds:
         after: int,
         encode: EventEncoder,
         read_ahead: Sequence[Event] = (),
+        connection: Connection | None = None,
     ) -> AsyncGenerator[bytes, None]:
         """The session after event `after` as SSE bytes (`: ping` while idle): replayed,
         then live, until the end. The caller's `read_ahead` (the events right after
         `after`, already read) go first. Raises `StoreError` when the stream cannot go on,
-        and what `encode` raised when it failed (after the frames it did make)."""
+        and what `encode` raised when it failed (after the frames it did make). The
+        stream ends early when its `connection` is dropped (see the module docstring)."""
         if read_ahead:
-            encoded = encode_batch(encode, read_ahead, after)
-            yield encoded.frames
-            encoded.raise_error()
+            for chunk in replay_frames(encode, read_ahead):
+                yield chunk
             if read_ahead[-1].is_terminal:
                 return
             after = read_ahead[-1].id
@@ -273,15 +363,13 @@ class Feeds:
             feed = None
             while feed is None:
                 events = await self._read(session_id, after)
-                encoded = encode_batch(encode, events, after)
-                if encoded.frames:
-                    yield encoded.frames
-                encoded.raise_error()
+                for chunk in replay_frames(encode, events):
+                    yield chunk
                 if events and events[-1].is_terminal:
                     return
                 after = events[-1].id if events else after
                 feed = self._joinable(session_id, after) if len(events) < self._batch else None
-            inbox = feed.attach(after, encode)
+            inbox = feed.attach(after, encode, connection)
             try:
                 while chunks := await inbox.take():
                     yield b"".join(chunks)
@@ -349,7 +437,7 @@ class Feeds:
         return feed if feed.position <= after else None
 
     def _start(self, session_id: str, after: int) -> Feed:
-        feed = self._feeds[session_id] = Feed(session_id, after)
+        feed = self._feeds[session_id] = Feed(session_id, after, self._buffer_bytes)
         feed.task = asyncio.create_task(
             self._run(feed), name=f"relay-feed-{session_tag(session_id)}"
         )

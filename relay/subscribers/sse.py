@@ -4,7 +4,9 @@ Headers make proxies pass events through at once (`X-Accel-Buffering: no`, no
 caching, never compressed). The frames come ready to write (see
 `relay.subscribers.feeds`): each chunk is one write, idle periods bring a `: ping`
 comment so intermediaries keep the connection open. A client that goes away ends only
-this response; the generation goes on.
+this response; the generation goes on. A client whose socket takes nothing for
+`send_timeout_s` while bytes wait for it is disconnected (`StallWatch`): it resumes
+with Last-Event-ID.
 
 A started response is a different world: once its headers are sent, no status can be
 answered any more. A failure then ends the body cleanly with an in-band error in the
@@ -21,6 +23,7 @@ the log may yet give to a real event.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncGenerator, Callable
@@ -70,6 +73,56 @@ def in_band_error(encode: EventEncoder, error: ErrorData) -> bytes:
     return native_error_frame(error)
 
 
+class ResponseConnection:
+    """The connection of a streaming response, as its feed sees it
+    (`relay.subscribers.feeds.Connection`): what its transport has not sent yet, and
+    dropping it (an abort: what is unsent is discarded, so nothing more is written)."""
+
+    def __init__(self, transport: asyncio.Transport | None) -> None:
+        self._transport = transport
+
+    def unsent(self) -> int:
+        return self._transport.get_write_buffer_size() if self._transport is not None else 0
+
+    def drop(self) -> None:
+        if self._transport is not None:
+            self._transport.abort()
+
+
+class StallWatch:
+    """Drops a connection whose socket took nothing for a whole `period_s` while bytes
+    waited for it (`limits.send_timeout_s`): a client that never reads is let go even
+    where no feed bounds it (while it replays, or after the session ended). One timer
+    per stream, armed once a period; a write that completes, or unsent bytes that
+    shrink, is progress."""
+
+    def __init__(self, connection: ResponseConnection, period_s: float) -> None:
+        self._connection = connection
+        self._period_s = period_s
+        self._writes = 0
+        self._seen: tuple[int, int] = (0, 0)  # writes done, bytes unsent: at the last check
+        self._timer = asyncio.get_running_loop().call_later(period_s, self._check)
+
+    def wrote(self) -> None:
+        self._writes += 1
+
+    def stop(self) -> None:
+        self._timer.cancel()
+
+    def _check(self) -> None:
+        unsent = self._connection.unsent()
+        writes, unsent_before = self._seen
+        if unsent and writes == self._writes and unsent >= unsent_before:
+            log.info(
+                "disconnected a subscriber that read nothing for %g s (limits.send_timeout_s)",
+                self._period_s,
+            )
+            self._connection.drop()
+            return
+        self._seen = (self._writes, unsent)
+        self._timer = asyncio.get_running_loop().call_later(self._period_s, self._check)
+
+
 class SseSubscription:
     """One SSE response: a `retry:` line (optional), then the session's frames, which
     `encode` made (it also makes the in-band error, should the stream fail)."""
@@ -81,11 +134,16 @@ class SseSubscription:
         encode: EventEncoder = native_frame,
         *,
         retry_ms: int | None,
+        connection: ResponseConnection | None = None,
+        send_timeout_s: float | None = None,
     ) -> None:
         self.session_id = session_id
         self.frames = frames
         self.encode = encode
         self.retry_ms = retry_ms
+        self.connection = connection
+        self.send_timeout_s = send_timeout_s
+        self._watch: StallWatch | None = None
 
     async def respond(
         self, request: web.Request, headers: dict[str, str] | None = None
@@ -111,11 +169,19 @@ class SseSubscription:
         return response
 
     async def _write_stream(self, response: web.StreamResponse) -> None:
-        if self.retry_ms is not None:
-            await response.write(sse.retry_frame(self.retry_ms))
-        async with contextlib.aclosing(self.frames) as frames:
-            async for chunk in frames:
-                await response.write(chunk)
+        if self.connection is not None and self.send_timeout_s is not None:
+            self._watch = StallWatch(self.connection, self.send_timeout_s)
+        try:
+            if self.retry_ms is not None:
+                await response.write(sse.retry_frame(self.retry_ms))
+            async with contextlib.aclosing(self.frames) as frames:
+                async for chunk in frames:
+                    await response.write(chunk)
+                    if self._watch is not None:
+                        self._watch.wrote()
+        finally:
+            if self._watch is not None:
+                self._watch.stop()
 
     async def _write_failure(self, response: web.StreamResponse) -> None:
         with contextlib.suppress(ConnectionResetError):

@@ -103,13 +103,20 @@ async def test_a_feed_builds_each_frame_once_for_all_its_subscribers(
     assert sorted(built) == list(range(1, 11))
 
 
+@pytest.fixture
+async def small_inboxes(store: MemoryStore) -> AsyncIterator[Feeds]:
+    running = Feeds(store, heartbeat_s=5.0, batch=1000, outage_s=1.0, buffer_bytes=200)
+    yield running  # 200 bytes: a few frames
+    await running.close()
+    assert len(running) == 0
+
+
 async def test_a_subscriber_that_falls_behind_a_shared_renderer_resumes_with_its_own(
-    store: MemoryStore,
-    live: Feeds,
-    monkeypatch: pytest.MonkeyPatch,
-    caplog: pytest.LogCaptureFixture,
+    store: MemoryStore, small_inboxes: Feeds, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(feeds, "INBOX_LIMIT", 200)  # a few frames
+    """Without a connection that is backed up, a subscriber whose inbox fills lags on its
+    own (its task, not its client): it catches up from the store."""
+    live = small_inboxes
     caplog.set_level(logging.DEBUG, logger=feeds.__name__)
 
     def renderer() -> MessagesEventRenderer:
@@ -305,3 +312,60 @@ async def test_a_feed_that_fails_of_relays_own_bug_ends_its_streams_with_it() ->
     assert isinstance(error, LookupError)
     assert len(live) == 0  # the feed ended
     await live.close()
+
+
+class BackedUpConnection:
+    """A connection whose socket takes nothing (`feeds.Connection`)."""
+
+    def __init__(self) -> None:
+        self.dropped = False
+
+    def unsent(self) -> int:
+        return 0 if self.dropped else 64 * 1024
+
+    def drop(self) -> None:
+        self.dropped = True
+
+
+async def test_a_subscriber_whose_socket_is_backed_up_is_dropped_after_whole_events(
+    store: MemoryStore, small_inboxes: Feeds, caplog: pytest.LogCaptureFixture
+) -> None:
+    live = small_inboxes
+    caplog.set_level(logging.INFO, logger=feeds.__name__)
+    connection = BackedUpConnection()
+    stalling = live.frames(SESSION, 0, native_frame, connection=connection)
+    joined = asyncio.create_task(anext(stalling))
+    keeping_up = asyncio.create_task(stream(live, 0))
+    await asyncio.sleep(0.01)
+    await store.append(SESSION, [delta(1)])
+    received = [await joined]  # then it reads nothing
+    for event_id in range(2, 30):
+        await store.append(SESSION, [delta(event_id)])
+        await asyncio.sleep(0.001)
+    await store.append(SESSION, [done(30)])
+    assert connection.dropped
+    assert "disconnected a subscriber that reads too slowly" in caplog.text
+    received += [chunk async for chunk in stalling]  # what it held is gone: the stream ends
+    assert ids(b"".join(received)) == [1]
+    assert ids(await keeping_up) == list(range(1, 31))  # the others go on
+
+
+def test_a_replay_is_written_in_pieces_of_whole_frames() -> None:
+    events = [delta(event_id) for event_id in range(1, 101)]
+    pieces = list(feeds.replay_frames(native_frame, events, piece_bytes=500))
+    assert len(pieces) > 5
+    assert all(len(piece) < 500 + len(native_frame(events[0])) * 2 for piece in pieces)
+    assert [ids(piece)[0] for piece in pieces] == sorted({ids(piece)[0] for piece in pieces})
+    assert b"".join(pieces) == b"".join(native_frame(event) for event in events)
+
+
+def test_a_replay_raises_what_its_encoder_raised_after_the_frames_before() -> None:
+    def failing_on_3(event: Event) -> bytes:
+        if event.id == 3:
+            raise KeyError("choices")
+        return native_frame(event)
+
+    replay = feeds.replay_frames(failing_on_3, [delta(1), delta(2), delta(3), delta(4)])
+    assert ids(next(replay)) == [1, 2]
+    with pytest.raises(KeyError):
+        next(replay)
