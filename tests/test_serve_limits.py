@@ -24,6 +24,8 @@ from tests.test_serve_process import exchange
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 
+HEALTHZ_HEAD = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n"
+
 
 @contextlib.asynccontextmanager
 async def serving(tmp_path: Path, limits: str) -> AsyncIterator[tuple[int, Path, int]]:
@@ -41,7 +43,7 @@ async def healthy_within(port: int, seconds: float) -> float:
     started = time.monotonic()
     async with asyncio.timeout(seconds):
         status, _, _ = await exchange(
-            port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            port, b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
         )
     assert status == 200
     return time.monotonic() - started
@@ -51,8 +53,8 @@ async def test_the_request_head_limits_are_settings(tmp_path: Path) -> None:
     limits = "max_request_line_bytes = 200\nmax_header_bytes = 300\nmax_headers = 10"
     async with serving(tmp_path, limits) as (port, _, _):
         cases = [
-            (b"GET /healthz?" + b"q" * 300 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 200),
-            (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"v" * 400 + b"\r\n\r\n", 300),
+            (b"GET /healthz?" + b"q" * 300 + b" HTTP/1.1\r\nHost: localhost\r\n\r\n", 200),
+            (HEALTHZ_HEAD + b"X-Big: " + b"v" * 400 + b"\r\n\r\n", 300),
         ]
         for request, limit in cases:
             status, headers, body = await exchange(port, request)
@@ -63,12 +65,12 @@ async def test_the_request_head_limits_are_settings(tmp_path: Path) -> None:
             }
         many = b"".join(b"X-H%d: v\r\n" % i for i in range(11))
         status, _, body = await exchange(
-            port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + many + b"\r\n"
+            port, b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n" + many + b"\r\n"
         )
         assert status == 431
         assert json.loads(body)["error"]["message"] == "the request has more than 10 header fields"
         fits = b"".join(b"X-H%d: v\r\n" % i for i in range(8))
-        request = b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" + fits + b"\r\n"
+        request = HEALTHZ_HEAD + b"Connection: close\r\n" + fits + b"\r\n"
         assert (await exchange(port, request))[0] == 200
 
 
@@ -89,8 +91,8 @@ async def test_a_head_sent_too_slowly_is_cut_with_a_408_and_silence_is_closed(
         silent_reader, silent = await asyncio.open_connection("127.0.0.1", port)
         kept_reader, kept = await asyncio.open_connection("127.0.0.1", port)
         started = time.monotonic()
-        slow.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # and never the blank line
-        kept.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")  # a whole request, in time
+        slow.write(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n")  # and never the blank line
+        kept.write(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")  # a whole request, in time
         answered = await kept_reader.readuntil(b"\r\n\r\n")
         assert answered.startswith(b"HTTP/1.1 200 ")
         answer = await read_all(slow_reader, 5)
@@ -118,7 +120,7 @@ async def slowloris(port: int, stop_after_s: float) -> bool:
     """One connection that sends its head a byte every 0.2 s and never finishes it; True
     when relay cuts it (a 408, a close or a reset) before `stop_after_s`."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    head = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 1000
+    head = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Slow: " + b"a" * 1000
     try:
         for byte in head[: int(stop_after_s / 0.2)]:
             writer.write(bytes([byte]))
@@ -166,7 +168,7 @@ async def refused(address: str, port: int) -> bool:
     reader, writer = await connect_from(address, port)
     try:
         with contextlib.suppress(ConnectionError):
-            writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            writer.write(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
             await writer.drain()
         return await read_all(reader, 5) == b""
     finally:
@@ -210,7 +212,7 @@ async def never_reader(port: int, path: str) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.setblocking(False)
     await loop.sock_connect(sock, ("127.0.0.1", port))
-    await loop.sock_sendall(sock, f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    await loop.sock_sendall(sock, f"GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
     return sock
 
 

@@ -244,9 +244,11 @@ def last_event_id_header(description: str) -> Schema:
 
 BODY_ERRORS: dict[int | str, str] = {
     400: "the body is not JSON (`invalid_json`), a field is missing, wrong or unknown "
-    "(`invalid_request`), no upstream serves the model (`unknown_model`, `invalid_model`)",
+    "(`invalid_request`), no upstream serves the model (`unknown_model`, `invalid_model`), "
+    "or the request is over `[limits]` (`too_many_messages`, `prompt_too_long`)",
     413: "the body exceeds `server.max_body_bytes` (`body_too_large`)",
     415: "the body is not `application/json` (`unsupported_media_type`)",
+    408: "the body did not arrive within `limits.body_timeout_s` (`request_timeout`)",
     403: "with `[[clients]]`: the client's `models` do not include the model (`model_not_allowed`)",
 }
 UNAVAILABLE = "`store_unavailable`, `capacity` (the memory store is full) or `draining`"
@@ -344,6 +346,8 @@ def session_events() -> Schema:
         "`invalid_api_key`); any store: `token` is not this session's read token "
         "(`invalid_token`)",
         **SESSION_ERRORS,
+        503: f"{UNAVAILABLE}, or the session has `limits.max_subscribers_per_session` streams "
+        "here (`too_many_subscribers`)",
     }
     ended = answer("the client already has the terminal event: nothing more will come")
     return operation(

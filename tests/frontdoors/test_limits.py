@@ -68,7 +68,7 @@ async def test_a_body_that_stalls_is_cut_with_a_408(start_relay: StartRelay) -> 
     started = time.monotonic()
     try:
         writer.write(
-            b"POST /v1/sessions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"POST /v1/sessions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
             b'Content-Length: 100\r\n\r\n{"model": '
         )
         await writer.drain()
