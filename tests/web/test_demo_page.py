@@ -10,56 +10,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestServer
 
-from relay.app import create_app
-from relay.config import load_settings
 from tests.redis_server import free_port
-from tests.system_programs import missing, require_program
 
-CHROMIUM_FLAGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 MODEL = "mock:tokens=60,tps=30,ttft_ms=0"
 STATE_TIMEOUT_MS = 20_000
 
 
 @pytest.fixture
-async def relay_url() -> AsyncIterator[str]:
-    server = TestServer(create_app(load_settings(None, environ={})), host="127.0.0.1")
-    await server.start_server()
-    try:
-        yield str(server.make_url("/")).rstrip("/")
-    finally:
-        await server.close()
-
-
-@pytest.fixture
-async def page(tmp_path):  # type: ignore[no-untyped-def]
-    executable = require_program("chromium", "chromium-browser", env="CHROMIUM")
-    try:
-        from playwright.async_api import async_playwright
-    except ImportError:
-        missing("playwright is not installed (pip install -e '.[test]')")
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
-        try:
-            yield await browser.new_page()
-        finally:
-            await browser.close()
+async def page(browser):  # type: ignore[no-untyped-def]
+    return await browser.new_page()
 
 
 async def generate(page, base_url: str, model: str) -> None:  # type: ignore[no-untyped-def]

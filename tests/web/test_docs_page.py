@@ -8,46 +8,13 @@ Chromium comes from Debian (`apt-get install chromium`), driven by Playwright th
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
-from aiohttp.test_utils import TestServer
-
-from relay.app import create_app
-from relay.config import load_settings
 from relay.openapi import spec
 from relay.openapi.docs_page import operations
-from tests.system_programs import missing, require_program
-from tests.web.test_demo_page import CHROMIUM_FLAGS
 
 # Where the last run leaves its screenshot, for a person to look at.
 SCREENSHOT = Path("/tmp/relay-docs-page.png")
-
-
-@pytest.fixture
-async def relay_url() -> AsyncIterator[str]:
-    server = TestServer(create_app(load_settings(None, environ={})), host="127.0.0.1")
-    await server.start_server()
-    try:
-        yield str(server.make_url("/")).rstrip("/")
-    finally:
-        await server.close()
-
-
-@pytest.fixture
-async def browser():  # type: ignore[no-untyped-def]
-    executable = require_program("chromium", "chromium-browser", env="CHROMIUM")
-    try:
-        from playwright.async_api import async_playwright
-    except ImportError:
-        missing("playwright is not installed (pip install -e '.[test]')")
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
-        try:
-            yield browser
-        finally:
-            await browser.close()
 
 
 async def test_the_docs_page_shows_every_operation_from_itself_alone(
