@@ -41,14 +41,16 @@ class RedisCancelBus(CancelBus):
             return
         heard: asyncio.Queue[_Heard] = asyncio.Queue()
         subscription = asyncio.create_task(self._subscribe(heard), name="relay cancel requests")
+        # The bus owns it until it has ended: a listener cancelled again while it waits
+        # for its subscription below would otherwise leave it running, owned by no one.
         self._subscriptions.add(subscription)
+        subscription.add_done_callback(self._subscriptions.discard)
         try:
             while (item := await heard.get()) is not None:
                 if isinstance(item, Exception):
                     raise item
                 yield item
         finally:
-            self._subscriptions.discard(subscription)
             await cancel_and_wait([subscription])
 
     async def _subscribe(self, heard: asyncio.Queue[_Heard]) -> None:
