@@ -69,6 +69,12 @@ idle_timeout_s = 7200
 [log]
 level = "info"
 
+[limits]
+# Every load-generator connection comes from 127.0.0.1: the per-address limit (1,000)
+# would refuse the idle and throughput runs' connections.
+max_connections = 100000
+max_connections_per_ip = 100000
+
 [[upstreams]]
 name = "mock"
 kind = "openai"
