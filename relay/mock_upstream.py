@@ -235,7 +235,7 @@ class OpenAIRenderer:
         self._head = (openai.new_completion_id(), created, model)
         self._plan = plan
         self._include_usage = include_usage
-        self._first_fragment = len(plan.reasoning)
+        self._first_fragment = plan.reasoning
 
     def opening(self) -> list[bytes]:
         content = None if self._plan.tool_call else ""

@@ -14,6 +14,7 @@ from relay.frontdoors.auth import caller_of, client_of
 from relay.frontdoors.http import json_response, read_json
 from relay.services import SERVICES, Services
 from relay.session import SessionRecord, rfc3339
+from relay.subscribers import slices
 from relay.subscribers.formats import WireRenderer, chat_renderer, messages_renderer
 from relay.subscribers.resume import parse_resume_id
 from relay.vocabulary import GenerationRequest, ToolChoice
@@ -119,7 +120,7 @@ async def resume_renderer(
         raise ApiError(
             400, "invalid_format", f"format must be one of {allowed}, got {wire_format!r}"
         )
-    renderer.prime(await services.read_all(record.id, upto=after))
+    await slices.prime(renderer, await services.read_all(record.id, upto=after))
     return renderer
 
 
