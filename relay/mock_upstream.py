@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import functools
 import hashlib
 import json
 import math
@@ -44,15 +45,18 @@ from aiohttp import web
 
 from relay.config import MOCK_MAX_TOKENS
 from relay.errors import UpstreamError
+from relay.off_loop import off_loop
 from relay.providers.base import ToolCall
 from relay.providers.mock import (
     MOCK_MODEL,
     MockPlan,
     TokenCap,
+    large_prompt,
     mock_words,
     pace_tokens,
     plan_generation,
     spaced,
+    words_seed,
 )
 from relay.vocabulary import GenerationRequest, Message, anthropic_stop_reason
 from relay.wire import anthropic_messages as anthropic
@@ -151,6 +155,7 @@ class UpstreamPlan(msgspec.Struct):
 
     mock: MockPlan
     reasoning: int  # reasoning words
+    reasoning_seed: bytes
     tool_call: ToolCall | None
     fragments: list[str]  # the tool call's arguments, cut into pieces
 
@@ -164,7 +169,7 @@ class UpstreamPlan(msgspec.Struct):
 
     def pieces(self) -> Iterator[Piece]:
         """Reasoning words, then the answer's words or the arguments' fragments."""
-        reasoning = mock_words(-1 - self.mock.options.seed, self.mock.messages)
+        reasoning = mock_words(self.reasoning_seed)
         for text in islice(spaced(reasoning), self.reasoning):
             yield Piece(PieceKind.REASONING, text)
         if self.tool_call is not None:
@@ -183,11 +188,18 @@ async def plan_upstream(
     """The reasoning has a seed no answer uses, so it is not a copy of the answer's
     first words."""
     request = GenerationRequest(mock_model, call.messages, max_tokens=call.max_tokens)
-    mock = plan_generation(request, cap)
+    mock, reasoning_seed = await off_loop(
+        functools.partial(_plan_words, request, cap), large=large_prompt(call.messages)
+    )
     cap.check("reasoning", options.reasoning)
     tool_call = await mock.tool_call() if mock.options.tools else None
     fragments = argument_fragments(tool_call) if tool_call is not None else []
-    return UpstreamPlan(mock, options.reasoning, tool_call, fragments)
+    return UpstreamPlan(mock, options.reasoning, reasoning_seed, tool_call, fragments)
+
+
+def _plan_words(request: GenerationRequest, cap: TokenCap) -> tuple[MockPlan, bytes]:
+    mock = plan_generation(request, cap)
+    return mock, words_seed(-1 - mock.options.seed, request.messages)
 
 
 class Answer:

@@ -21,10 +21,9 @@ from relay.events import Event
 from relay.frontdoors import wire_streams
 from relay.frontdoors.auth import caller_of, client_of
 from relay.frontdoors.http import (
-    decode_json,
+    decode_request,
     json_response,
     read_body,
-    translated,
     with_openai_errors,
 )
 from relay.services import SERVICES, Services
@@ -70,8 +69,9 @@ async def create_response(request: web.Request) -> web.StreamResponse:
     services = request.app[SERVICES]
     client = client_of(request)
     raw = await read_body(request, services.settings.server.max_body_bytes)
-    body = decode_json(raw, responses_request.ResponsesRequest)
-    generation = translated(responses_request.generation_request, raw, body)
+    body, generation = await decode_request(
+        raw, responses_request.ResponsesRequest, responses_request.generation_request
+    )
     record = await wire_streams.start_session(services, body.model, generation, client)
     if body.stream:
         return await stream_response(request, services, record, background=bool(body.background))

@@ -12,6 +12,7 @@ two awaits does not grow with the number it asks for.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import itertools
 import json
@@ -23,6 +24,7 @@ import msgspec
 
 from relay.config import MOCK_MAX_TOKENS
 from relay.errors import UpstreamError
+from relay.off_loop import off_loop
 from relay.providers.base import (
     Finish,
     Provider,
@@ -61,6 +63,9 @@ _OPTION_NAMES = tuple(MockOptions.__struct_fields__)
 
 # Words made between two awaits when a whole answer is needed at once (a tool call).
 WORDS_PER_SLICE = 4096
+# A prompt this large is planned (its words counted, it is hashed) off the event loop.
+LARGE_PROMPT_MESSAGES = 1000
+LARGE_PROMPT_CHARS = 256 * 1024
 
 
 class TokenCap(msgspec.Struct, frozen=True):
@@ -125,13 +130,24 @@ def count_words(messages: Sequence[Message]) -> int:
     return sum(len(message.text().split()) for message in messages)
 
 
-def mock_words(seed: int, messages: Sequence[Message]) -> Iterator[str]:
-    """The mock's words, without end, made as they are taken: a pure function of the
-    seed and the messages."""
+def words_seed(seed: int, messages: Sequence[Message]) -> bytes:
+    """What the mock's words are a pure function of: the seed and the messages."""
     material = json.dumps([seed, [m.role + ":" + m.text() for m in messages]])
-    rng = random.Random(hashlib.sha256(material.encode()).digest())
+    return hashlib.sha256(material.encode()).digest()
+
+
+def mock_words(seed: bytes) -> Iterator[str]:
+    """The mock's words from `words_seed`, without end, made as they are taken."""
+    rng = random.Random(seed)
     while True:
         yield rng.choice(WORDS)
+
+
+def large_prompt(messages: Sequence[Message]) -> bool:
+    """Whether counting and hashing the messages is worth a worker thread."""
+    if len(messages) > LARGE_PROMPT_MESSAGES:
+        return True
+    return sum(len(message.text()) for message in messages) > LARGE_PROMPT_CHARS
 
 
 def spaced(words: Iterator[str]) -> Iterator[str]:
@@ -160,14 +176,14 @@ class MockPlan(msgspec.Struct):
     are made as they are sent)."""
 
     options: MockOptions
-    messages: Sequence[Message]
+    seed: bytes  # of its words (`words_seed`)
     count: int  # the words it sends
     input_tokens: int
     finish_reason: str
 
     def words(self) -> Iterator[str]:
         """Its words from the first: the first `count` are what it sends."""
-        return mock_words(self.options.seed, self.messages)
+        return mock_words(self.seed)
 
     async def tool_call(self) -> ToolCall:
         """The tool call it makes instead of text (`tools`), all its words in one."""
@@ -180,7 +196,8 @@ def plan_generation(request: GenerationRequest, cap: TokenCap = DEFAULT_CAP) -> 
     finish = "tool_calls" if options.tools else "stop"
     if request.max_tokens is not None and request.max_tokens < count:
         count, finish = request.max_tokens, "length"
-    return MockPlan(options, request.messages, count, count_words(request.messages), finish)
+    seed = words_seed(options.seed, request.messages)
+    return MockPlan(options, seed, count, count_words(request.messages), finish)
 
 
 async def pace_tokens(options: MockOptions, count: int) -> AsyncIterator[int]:
@@ -218,7 +235,10 @@ class MockProvider(Provider):
         parse_mock_model(model, self._cap)
 
     async def stream(self, request: GenerationRequest) -> AsyncGenerator[ProviderItem, None]:
-        plan = plan_generation(request, self._cap)
+        plan = await off_loop(
+            functools.partial(plan_generation, request, self._cap),
+            large=large_prompt(request.messages),
+        )
         if plan.options.tools:
             async for _ in pace_tokens(plan.options, 1 if plan.count else 0):
                 pass
