@@ -24,7 +24,7 @@ import msgspec
 
 from relay.config import MOCK_MAX_TOKENS
 from relay.errors import UpstreamError
-from relay.off_loop import off_loop
+from relay.off_loop import MANY_MESSAGES, off_loop
 from relay.providers.base import (
     Finish,
     Provider,
@@ -63,8 +63,7 @@ _OPTION_NAMES = tuple(MockOptions.__struct_fields__)
 
 # Words made between two awaits when a whole answer is needed at once (a tool call).
 WORDS_PER_SLICE = 4096
-# A prompt this large is planned (its words counted, it is hashed) off the event loop.
-LARGE_PROMPT_MESSAGES = 1000
+# A prompt this long is planned (its words counted, it is hashed) off the event loop.
 LARGE_PROMPT_CHARS = 256 * 1024
 
 
@@ -145,7 +144,7 @@ def mock_words(seed: bytes) -> Iterator[str]:
 
 def large_prompt(messages: Sequence[Message]) -> bool:
     """Whether counting and hashing the messages is worth a worker thread."""
-    if len(messages) > LARGE_PROMPT_MESSAGES:
+    if len(messages) > MANY_MESSAGES:
         return True
     return sum(len(message.text()) for message in messages) > LARGE_PROMPT_CHARS
 
