@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 
 import msgspec
@@ -29,6 +30,7 @@ from relay.clients import ANONYMOUS, CHALLENGE, Caller, Client
 from relay.config import LimitsSettings, Settings
 from relay.errors import ApiError, StoreError
 from relay.events import STATUS_AFTER_TERMINAL, CancelledData, Event, EventType, SessionStatus
+from relay.off_loop import MANY_MESSAGES, off_loop
 from relay.providers.router import ModelRouter
 from relay.runner import CreatedSession, GenerationRunner
 from relay.session import SessionRecord, Snapshot, snapshot, token_matches
@@ -132,7 +134,8 @@ class Sessions:
         the background; the upstream is sent the model name its route gives, and at most
         the client's `max_tokens` (a request asking more is capped, not refused)."""
         self.refuse_when_draining()
-        refuse_oversized(request, self._settings.limits)
+        refusal = functools.partial(refuse_oversized, request, self._settings.limits)
+        await off_loop(refusal, large=len(request.messages) > MANY_MESSAGES)
         route = self._router.resolve(model)
         client.check_model(model, route.upstream, route.model)
         upstream_request = msgspec.structs.replace(
