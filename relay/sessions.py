@@ -33,8 +33,9 @@ from relay.events import STATUS_AFTER_TERMINAL, CancelledData, Event, EventType,
 from relay.off_loop import MANY_MESSAGES, off_loop
 from relay.providers.router import ModelRouter
 from relay.runner import CreatedSession, GenerationRunner
-from relay.session import SessionRecord, Snapshot, snapshot, token_matches
+from relay.session import SessionRecord, Snapshot, token_matches
 from relay.store import Store
+from relay.subscribers import slices
 from relay.tasks import cancel_and_wait
 from relay.vocabulary import GenerationRequest, Message, session_tag
 from relay.writer import end_from_outside
@@ -173,7 +174,7 @@ class Sessions:
         return record
 
     async def snapshot(self, record: SessionRecord) -> Snapshot:
-        return snapshot(record, await self.read_all(record.id))
+        return await slices.snapshot(record, await self.read_all(record.id))
 
     async def read_all(self, session_id: str, upto: int | None = None) -> list[Event]:
         """Every event of a session (or those with id <= `upto`), read in batches."""

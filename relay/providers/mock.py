@@ -63,8 +63,10 @@ _OPTION_NAMES = tuple(MockOptions.__struct_fields__)
 
 # Words made between two awaits when a whole answer is needed at once (a tool call).
 WORDS_PER_SLICE = 4096
-# A prompt this long is planned (its words counted, it is hashed) off the event loop.
+# A prompt this long is planned (its words counted, it is hashed) off the event loop,
+# and its text split into words a piece of this many characters at a time.
 LARGE_PROMPT_CHARS = 256 * 1024
+SPLIT_CHARS = 64 * 1024
 
 
 class TokenCap(msgspec.Struct, frozen=True):
@@ -126,7 +128,19 @@ def _check_ranges(options: MockOptions) -> None:
 
 def count_words(messages: Sequence[Message]) -> int:
     """The mock's input token count: words in all messages."""
-    return sum(len(message.text().split()) for message in messages)
+    return sum(words_in(message.text()) for message in messages)
+
+
+def words_in(text: str) -> int:
+    """`len(text.split())`, a piece at a time: splitting a long text at once is one C
+    call that no other thread (the event loop's) can interrupt."""
+    count = 0
+    for start in range(0, len(text), SPLIT_CHARS):
+        piece = text[start : start + SPLIT_CHARS]
+        count += len(piece.split())
+        if start and not text[start - 1].isspace() and not piece[0].isspace():
+            count -= 1  # a word across the cut, counted in both pieces
+    return count
 
 
 def words_seed(seed: int, messages: Sequence[Message]) -> bytes:

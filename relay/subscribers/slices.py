@@ -1,6 +1,6 @@
 """Work over a session's log done a slice at a time, letting other tasks run between.
 
-Rendering a log in a wire format, or folding it into an answer, costs CPU in
+Rendering a log in a wire format, or folding it into an answer or a snapshot, costs CPU in
 proportion to its length (a few µs an event), and a store read that finds its events
 at hand (the memory store, a backlog) returns without waiting: a 50,000-event log
 rendered in one go held the event loop for 0.1-0.5 s, and every other client with it.
@@ -14,6 +14,7 @@ import asyncio
 from collections.abc import Callable, Iterator, Sequence
 
 from relay.events import Event
+from relay.session import SessionRecord, Snapshot, SnapshotFold
 from relay.subscribers.formats import WireRenderer
 from relay.subscribers.transcript import Transcript, TranscriptFold
 
@@ -48,3 +49,10 @@ async def fold_transcript(events: Sequence[Event]) -> Transcript:
     fold = TranscriptFold()
     await in_slices(events, fold.add)
     return fold.result()
+
+
+async def snapshot(record: SessionRecord, events: Sequence[Event]) -> Snapshot:
+    """`relay.session.snapshot(record, events)`, in slices."""
+    fold = SnapshotFold()
+    await in_slices(events, fold.add)
+    return fold.snapshot(record)

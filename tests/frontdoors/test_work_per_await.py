@@ -91,6 +91,7 @@ def replay_paths(session_id: str) -> dict[str, tuple[str, dict[str, str]]]:
         "responses": (response + "?stream=true", {}),
         "responses resumed": (response + f"?stream=true&starting_after={EVENTS * 2}", {}),
         "responses retrieve": (response, {}),
+        "snapshot": (f"/v1/sessions/{session_id}", {}),
     }
 
 
@@ -110,6 +111,7 @@ async def long_relay(start_relay: StartRelay) -> tuple[Relay, str]:
         "responses",
         "responses resumed",
         "responses retrieve",
+        "snapshot",
     ],
 )
 async def test_a_long_replay_does_not_hold_up_other_clients(

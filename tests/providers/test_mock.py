@@ -18,6 +18,7 @@ from relay.providers.mock import (
     MockProvider,
     mock_words,
     parse_mock_model,
+    words_in,
     words_seed,
 )
 from relay.vocabulary import GenerationRequest, Message
@@ -141,3 +142,12 @@ async def test_a_large_prompt_is_planned_off_the_loop_with_the_same_words() -> N
     assert items[-2] == UsageReport(input_tokens=2004, output_tokens=5)
     words = itertools.islice(mock_words(words_seed(0, many)), 5)
     assert text_of(items) == " ".join(words)
+
+
+@pytest.mark.parametrize("cut", [1, 2, 3, 5, 64])
+def test_words_are_counted_a_piece_at_a_time_as_in_one_split(
+    cut: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("relay.providers.mock.SPLIT_CHARS", cut)
+    for text in ("", " ", "one", "two words", "  spaced\tout\n words  ", "a b\u3000c", "abcdef"):
+        assert words_in(text) == len(text.split()), (text, cut)
