@@ -185,8 +185,7 @@ async def plan_upstream(
     call: UpstreamCall,
     cap: TokenCap,
 ) -> UpstreamPlan:
-    """The reasoning has a seed no answer uses, so it is not a copy of the answer's
-    first words."""
+    """What the response to `call` will hold; a large prompt is planned off the loop."""
     request = GenerationRequest(mock_model, call.messages, max_tokens=call.max_tokens)
     mock, reasoning_seed = await off_loop(
         functools.partial(_plan_words, request, cap), large=large_prompt(call.messages)
@@ -198,6 +197,8 @@ async def plan_upstream(
 
 
 def _plan_words(request: GenerationRequest, cap: TokenCap) -> tuple[MockPlan, bytes]:
+    """The answer's plan, and the reasoning's seed: one no answer uses, so that the
+    reasoning is not a copy of the answer's first words."""
     mock = plan_generation(request, cap)
     return mock, words_seed(-1 - mock.options.seed, request.messages)
 
