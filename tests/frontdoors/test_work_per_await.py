@@ -175,6 +175,19 @@ async def test_the_mock_refuses_more_tokens_than_its_cap_at_once(relay_server: R
     assert lag.worst_s < 1.0  # generous: the refusal does no work at all
 
 
+async def test_the_cap_is_the_upstreams_mock_max_tokens(start_relay: StartRelay) -> None:
+    mock = {"name": "mock", "kind": "mock", "models": ["mock:*"], "mock_max_tokens": 50}
+    relay = await start_relay(upstreams=[mock])
+    assert (await relay.create("mock:tokens=50,tps=0,ttft_ms=0"))["status"] == "running"
+    body = {"model": "mock:tokens=51", "messages": [{"role": "user", "content": "hi"}]}
+    async with await relay.post_session(body) as response:
+        assert response.status == 400
+        error = (await response.json())["error"]
+    assert error["message"] == (
+        "model 'mock:tokens=51': mock option tokens must be at most 50 (mock_max_tokens), got 51"
+    )
+
+
 @pytest.mark.parametrize(
     "door", ["/v1/sessions", "/v1/chat/completions", "/v1/messages", "/v1/responses"]
 )
