@@ -13,8 +13,10 @@ the rest:
   session); an origin its client does not list is a 403 `origin_not_allowed`.
 - Every answer to an origin that some client lists carries `Access-Control-Allow-Origin`
   with that origin (never `*`) and exposes relay's headers, errors included, so the page
-  can read why it failed: an answer with data is only ever made once the request's own
-  client has allowed the origin. `Vary: Origin` is on every answer, for caches.
+  can read why it failed: an answer with a session's data is only ever made once the
+  request's own client has allowed the origin. The routes that take no key (`/healthz`,
+  `/openapi.json`, `/docs` …) answer every origin, readable only by the listed ones.
+  `Vary: Origin` is on every answer, for caches.
 
 `Access-Control-Allow-Credentials` is never sent: relay authenticates with a header or
 a read token, never a cookie, so a page has no reason to send credentials.

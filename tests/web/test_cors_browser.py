@@ -2,7 +2,8 @@
 server, another port) creates a session with `fetch` and a client key, then reads it
 with `EventSource` and the read token, as a frontend does. It works on the client's
 origin; on any other the browser blocks it, and the page sees that. A read token that
-leaked to another site's page does not open the stream there either."""
+leaked to another site's page does not open the stream there either, even on the site of
+another client (whose pages may read relay's answers)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import hashlib
 import json
 import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import aiohttp
 import pytest
@@ -20,6 +22,7 @@ from relay.app import create_app
 from relay.config import load_settings
 
 KEY = "rk_web_Zx3Cv6Bn9Mq2We5Rt8Yu"
+ADMIN_KEY = "rk_admin_Lk8Jh5Gf2Ds4Aq7Wz1Xc"
 MODEL = "mock:tokens=12,tps=0,ttft_ms=0"
 STATE_TIMEOUT_MS = 15_000
 
@@ -87,10 +90,14 @@ def page_app() -> web.Application:
     return app
 
 
-async def relay_for(start_server: StartServer, origin: str) -> str:
-    """A relay with one client, `web`, whose pages are on `origin`."""
-    client = {"name": "web", "api_key_sha256": hashlib.sha256(KEY.encode()).hexdigest()}
-    overrides = {"clients": [client | {"origins": [origin]}]}
+def client(name: str, key: str, origin: str) -> dict[str, Any]:
+    digest = hashlib.sha256(key.encode()).hexdigest()
+    return {"name": name, "api_key_sha256": digest, "origins": [origin]}
+
+
+async def relay_for(start_server: StartServer, origin: str, *others: dict[str, Any]) -> str:
+    """A relay with the client `web`, whose pages are on `origin`, and `others`."""
+    overrides = {"clients": [client("web", KEY, origin), *others]}
     return await start_server(create_app(load_settings(None, environ={}, overrides=overrides)))
 
 
@@ -133,7 +140,8 @@ async def test_a_leaked_read_token_does_not_open_the_stream_on_another_site(  # 
 ) -> None:
     frontend = await start_server(page_app())
     elsewhere = await start_server(page_app())
-    relay = await relay_for(start_server, frontend)
+    # Another client's site: the browser would let its pages read relay's answers.
+    relay = await relay_for(start_server, frontend, client("admin", ADMIN_KEY, elsewhere))
     body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}
     async with (
         aiohttp.ClientSession() as http,
