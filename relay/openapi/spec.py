@@ -76,7 +76,9 @@ DESCRIPTION = (
     "A streaming relay for LLM responses: generations run in the background and are "
     "written to a durable per-session event log that clients read over Server-Sent "
     "Events and resume with `Last-Event-ID`. See docs/api.md for the events, the error "
-    "codes and the resume rules."
+    "codes and the resume rules. Browsers on other sites may call relay when their origin "
+    "is listed (CORS): per client in `[[clients]] origins`, or in `[server] cors_origins` "
+    "without clients; preflights (`OPTIONS`) are answered for those origins."
 )
 
 
@@ -197,11 +199,20 @@ UNAUTHENTICATED = (
 )
 
 
+ORIGIN_NOT_ALLOWED = (
+    "a page on another site whose origin the client's `origins` (without `[[clients]]`: "
+    "`[server] cors_origins`) do not list (`origin_not_allowed`)"
+)
+
+
 def errors(error: Schema, statuses: Mapping[int | str, str]) -> dict[str, Schema]:
     """Error answers in one shape; every such operation needs a client's key when
-    `[[clients]]` are configured (401) and may answer 500 (a bug)."""
+    `[[clients]]` are configured (401), refuses pages on origins its client does not
+    list (403) and may answer 500 (a bug)."""
+    forbidden = "; or ".join([*([statuses[403]] if 403 in statuses else []), ORIGIN_NOT_ALLOWED])
     answers = {"401": answer(UNAUTHENTICATED, error)}
     answers |= {str(status): answer(text, error) for status, text in statuses.items()}
+    answers["403"] = answer(forbidden, error)
     answers["500"] = answer("relay failed (a bug); details are in relay's log", relay_error())
     return answers
 
