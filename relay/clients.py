@@ -1,8 +1,9 @@
 """Client keys: which frontend a request comes from, and what that frontend may do.
 
 `Clients` is the registry built from `[[clients]]`: the SHA-256 digests of every key,
-compared in constant time. A `Client` knows the models it may use and its `max_tokens`
-cap; a `Caller` is who asks about a session: a client, or only a session's read token.
+compared in constant time. A `Client` knows the models it may use, its `max_tokens`
+cap and its quotas (relay/quotas.py); a `Caller` is who asks about a session: a
+client, or only a session's read token.
 With no clients configured relay is anonymous: every request is `ANONYMOUS`, and it may
 serve only on a loopback address unless `[server] allow_anonymous` says otherwise
 (`check_exposure`). Pure: no I/O (the keys in the environment are read by relay.config).
@@ -20,6 +21,7 @@ import msgspec
 
 from relay.config import ClientSettings, ServerSettings, Settings, is_loopback, read_client_keys
 from relay.errors import ApiError, ConfigError
+from relay.quotas import QuotaLimits
 
 __all__ = [
     "ANONYMOUS",
@@ -40,10 +42,16 @@ class Client(msgspec.Struct, frozen=True):
     name: str
     models: tuple[str, ...] = ("*",)
     max_tokens: int | None = None
+    quota: QuotaLimits = QuotaLimits()
 
     @classmethod
     def from_settings(cls, settings: ClientSettings) -> Client:
-        return cls(settings.name, tuple(settings.models), settings.max_tokens)
+        quota = QuotaLimits(
+            settings.max_concurrent_sessions,
+            settings.requests_per_minute,
+            settings.tokens_per_minute,
+        )
+        return cls(settings.name, tuple(settings.models), settings.max_tokens, quota)
 
     def allows(self, upstream: str, model: str) -> bool:
         """Whether the client may have `upstream` generate with `model` (the name it is
