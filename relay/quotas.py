@@ -101,14 +101,26 @@ class Window(msgspec.Struct, frozen=True):
 
     def retry_after(self, limit: int, need: int) -> int:
         """Whole seconds (at least 1) until the window, if nothing more is counted, admits."""
-        bound = limit - need  # the estimate must fall to it (below it, for need 0)
+        wait = max(1, math.ceil(self._admits_from(limit - need) - self.now))
+        # Where the estimate only reaches the bound, `admits` may still refuse (below it,
+        # for need 0; or by a rounding): then the second after.
+        return wait if self.later(self.now + wait).admits(limit, need) else wait + 1
+
+    def _admits_from(self, bound: int) -> float:
+        """When the estimate falls to `bound`, if nothing more is counted."""
         minute_start = minute_of(self.now) * WINDOW_S
         if self.current <= bound and self.previous > 0:
-            at = minute_start + WINDOW_S * (1 - (bound - self.current) / self.previous)
-        else:  # only next minute, once this minute's count weighs little enough
-            fraction = 1.0 if self.current <= 0 else 1 - max(bound, 0) / self.current
-            at = minute_start + WINDOW_S * (1 + fraction)
-        return max(1, math.ceil(at - self.now + 1e-6))
+            return minute_start + WINDOW_S * (1 - (bound - self.current) / self.previous)
+        # Only next minute, once this minute's count weighs little enough.
+        fraction = 1.0 if self.current <= 0 else 1 - max(bound, 0) / self.current
+        return minute_start + WINDOW_S * (1 + fraction)
+
+    def later(self, at: float) -> Window:
+        """The window at `at` (not before `now`), if nothing more is counted."""
+        shift = minute_of(at) - minute_of(self.now)
+        if shift == 0:
+            return Window(self.previous, self.current, at)
+        return Window(self.current if shift == 1 else 0, 0, at)
 
 
 def weight_at(now: float) -> float:

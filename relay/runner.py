@@ -309,12 +309,13 @@ class GenerationRunner:
                 pending = _flushes(coalescer.take()) + [(EventType.ERROR, self._idle_error())]
             else:
                 pending = _flushes(coalescer.due(now))
-            await writer.append(pending)
             await self._count_tokens(generation, progress)
+            await writer.append(pending)
 
     async def _count_tokens(self, generation: Generation, progress: GenerationProgress) -> None:
-        """Count new output tokens against the client's `tokens_per_minute`; best effort
-        (a count the store missed must not end the generation)."""
+        """Count new output tokens against the client's `tokens_per_minute`, before the
+        usage that reports them is written (so a client that saw it finds it counted);
+        best effort (a count the store missed must not end the generation)."""
         if generation.client.quota.tokens_per_minute is None:
             return
         tokens = progress.tokens_to_count()
