@@ -132,8 +132,11 @@ class GenerationProgress:
     def tokens_to_count(self) -> int:
         """The output tokens reported since the last count; counted from now on."""
         total = self.usage.output_tokens if self.usage is not None else 0
-        new, self.tokens_counted = total - self.tokens_counted, max(total, self.tokens_counted)
-        return max(new, 0)
+        new = total - self.tokens_counted
+        if new <= 0:
+            return 0
+        self.tokens_counted = total
+        return new
 
 
 class GenerationRunner:
