@@ -7,6 +7,7 @@ span instances and survive a restart (a new app on the same Redis)."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,6 +16,9 @@ import openai
 import pytest
 
 from relay.config import StoreSettings
+from relay.events import EventType, StatusData, make_event
+from relay.quotas import QuotaLimits
+from relay.session import SessionRecord, hash_token, new_session_id
 from relay.store import Store
 from relay.store.memory import MemoryStore
 from relay.store.redis import RedisStore
@@ -124,6 +128,58 @@ async def test_over_max_concurrent_sessions_is_429_with_a_short_retry(
         await call(relay, "DELETE", f"/v1/sessions/{session['id']}", bearer(KEY))
 
 
+class RecordingReleases:
+    """A store that notes each slot given back (self-healing would hide a missed one),
+    and renews leases only while `renews` (False: as if its generator had died)."""
+
+    released: list[str]
+    renews = True
+
+    async def release(self, client: str, session_id: str) -> None:
+        self.released.append(session_id)
+        await super().release(client, session_id)  # type: ignore[misc]
+
+    async def renew_leases(self, owner: str, session_ids: Sequence[str]) -> None:
+        if self.renews:
+            await super().renew_leases(owner, session_ids)  # type: ignore[misc]
+
+    async def was_released(self, session_id: str) -> bool:
+        """Whether the slot was given back, within a second (it follows the end)."""
+        for _ in range(50):
+            if session_id in self.released:
+                return True
+            await asyncio.sleep(0.02)
+        return False
+
+
+class RecordingMemory(RecordingReleases, MemoryStore):
+    pass
+
+
+class RecordingRedis(RecordingReleases, RedisStore):
+    pass
+
+
+def recording(store_url: str, *, renews: bool = True, **settings: Any) -> RecordingReleases:
+    store_settings = StoreSettings(url=store_url, **settings)
+    store: RecordingReleases
+    if store_url == "memory://":
+        store = RecordingMemory(store_settings)
+    else:
+        store = RecordingRedis.from_url(store_url, store_settings)
+    store.released, store.renews = [], renews
+    return store
+
+
+async def start_recording(
+    start_relay: StartRelay, recorder: RecordingReleases, **overrides: Any
+) -> Relay:
+    """A relay on `recorder`, whose client web may run one session at a time."""
+    assert isinstance(recorder, Store)
+    quotas = clients(max_concurrent_sessions=1)
+    return await start_relay(with_store=recorder, clients=quotas, **overrides)
+
+
 @pytest.mark.parametrize(
     ("model", "status"),
     [
@@ -132,59 +188,61 @@ async def test_over_max_concurrent_sessions_is_429_with_a_short_retry(
     ],
 )
 async def test_a_session_that_ends_gives_its_slot_back(
-    start_relay: StartRelay, model: str, status: str
+    start_relay: StartRelay, store_url: str, model: str, status: str
 ) -> None:
-    relay = await start_relay(clients=clients(max_concurrent_sessions=1))
+    store = recording(store_url)
+    relay = await start_recording(start_relay, store)
     first = await create(relay, KEY, model)
     assert (await ended(relay, KEY, first["id"]))["status"] == status
+    assert await store.was_released(first["id"])
     second = await create(relay, KEY, SLOW_MOCK)
     assert_rate_limited(await post_session(relay), "max_concurrent_sessions", 1)
     await call(relay, "DELETE", f"/v1/sessions/{second['id']}", bearer(KEY))
 
 
-async def test_a_cancelled_session_gives_its_slot_back(start_relay: StartRelay) -> None:
-    relay = await start_relay(clients=clients(max_concurrent_sessions=1))
+async def test_a_cancelled_session_gives_its_slot_back(
+    start_relay: StartRelay, store_url: str
+) -> None:
+    store = recording(store_url)
+    relay = await start_recording(start_relay, store)
     first = await create(relay, KEY, SLOW_MOCK)
     assert_rate_limited(await post_session(relay), "max_concurrent_sessions", 1)
     cancel = await call(relay, "DELETE", f"/v1/sessions/{first['id']}", bearer(KEY))
     assert cancel.status == 202 and cancel.json()["status"] == "cancelled"
+    assert await store.was_released(first["id"])
     assert (await post_session(relay)).status == 201
-
-
-class NeverRenewing:
-    """A store whose instance never renews its leases: as if its generator had died."""
-
-    async def renew_leases(self, owner: str, session_ids: Sequence[str]) -> None:
-        return None
-
-
-class NeverRenewingMemory(NeverRenewing, MemoryStore):
-    pass
-
-
-class NeverRenewingRedis(NeverRenewing, RedisStore):
-    pass
-
-
-def never_renewing(store_url: str, lease_ttl_s: float) -> Store:
-    settings = StoreSettings(url=store_url, lease_ttl_s=lease_ttl_s)
-    if store_url == "memory://":
-        return NeverRenewingMemory(settings)
-    return NeverRenewingRedis.from_url(store_url, settings)
 
 
 async def test_a_session_ended_as_generation_lost_gives_its_slot_back(
     start_relay: StartRelay, store_url: str
 ) -> None:
-    store = never_renewing(store_url, lease_ttl_s=0.6)
-    relay = await start_relay(
-        with_store=store,
-        store={"url": store_url, "lease_ttl_s": 0.6},
-        clients=clients(max_concurrent_sessions=1),
-    )
+    store = recording(store_url, renews=False, lease_ttl_s=0.6)
+    relay = await start_recording(start_relay, store, store={"url": store_url, "lease_ttl_s": 0.6})
     lost = await create(relay, KEY, HANGING_MOCK)
     snapshot = await ended(relay, KEY, lost["id"])
     assert snapshot["error"]["code"] == "generation_lost"
+    assert await store.was_released(lost["id"])
+    assert (await post_session(relay)).status == 201
+
+
+async def test_a_session_without_a_generator_cancelled_gives_its_slot_back(
+    start_relay: StartRelay, store_url: str
+) -> None:
+    """No instance answers the cancel: relay ends the log itself, and frees the slot."""
+    store = recording(store_url)
+    relay = await start_recording(start_relay, store)
+    # A session of web's, which took web's slot on an instance now gone.
+    now = time.time()
+    orphan = SessionRecord(
+        new_session_id(), "mock", now, now, hash_token("t"), owner="i_gone", client="web"
+    )
+    assert await store.admit("web", orphan.id, QuotaLimits(1), now) is None
+    await store.create(orphan)
+    await store.append(orphan.id, [make_event(1, EventType.STATUS, StatusData("generating"))])
+    assert_rate_limited(await post_session(relay), "max_concurrent_sessions", 1)
+    cancel = await call(relay, "DELETE", f"/v1/sessions/{orphan.id}", bearer(KEY))
+    assert cancel.json()["status"] == "cancelled"
+    assert await store.was_released(orphan.id)
     assert (await post_session(relay)).status == 201
 
 
