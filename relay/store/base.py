@@ -5,7 +5,7 @@ Every implementation behaves identically where a caller can observe it: one cont
 suite per interface in tests/store/ runs against each store on each backend. Times are
 the caller's clock, in seconds since the epoch.
 
-`ping` and `close` belong to `Store`, not to one of its parts: the three share one
+`ping` and `close` belong to `Store`, not to one of its parts: the four share one
 backend (one Redis client, one process's memory), so whether it can serve and when it
 is released are questions about the whole; closing it ends each part's waiting (see
 `EventLog.wait` and `CancelBus.cancel_requests`). Code that only uses a part takes
