@@ -2,11 +2,11 @@
 
 `Clients` is the registry built from `[[clients]]`: the SHA-256 digests of every key,
 compared in constant time. A `Client` knows the models it may use, its `max_tokens`
-cap and the browser origins whose pages may call relay for it (CORS,
-`relay.frontdoors.cors`); a `Caller` is who asks about a session: a client, or only a
-session's read token. With no clients configured relay is anonymous: every request is
-the anonymous client's (its origins are `[server] cors_origins`), and it may serve
-only on a loopback address unless `[server] allow_anonymous` says otherwise
+cap, its quotas (relay/quotas.py) and the browser origins whose pages may call relay
+for it (CORS, `relay.frontdoors.cors`); a `Caller` is who asks about a session: a client,
+or only a session's read token. With no clients configured relay is anonymous: every
+request is the anonymous client's (its origins are `[server] cors_origins`), and it may
+serve only on a loopback address unless `[server] allow_anonymous` says otherwise
 (`check_exposure`). Pure: no I/O (the keys in the environment are read by relay.config).
 """
 
@@ -22,6 +22,7 @@ import msgspec
 
 from relay.config import ClientSettings, ServerSettings, Settings, is_loopback, read_client_keys
 from relay.errors import ApiError, ConfigError
+from relay.quotas import QuotaLimits
 
 __all__ = [
     "ANONYMOUS",
@@ -44,11 +45,17 @@ class Client(msgspec.Struct, frozen=True):
     max_tokens: int | None = None
     # As browsers send them in `Origin` (relay.config normalises the configured ones).
     origins: frozenset[str] = frozenset()
+    quota: QuotaLimits = QuotaLimits()
 
     @classmethod
     def from_settings(cls, settings: ClientSettings) -> Client:
+        quota = QuotaLimits(
+            settings.max_concurrent_sessions,
+            settings.requests_per_minute,
+            settings.tokens_per_minute,
+        )
         origins = frozenset(settings.origins)
-        return cls(settings.name, tuple(settings.models), settings.max_tokens, origins)
+        return cls(settings.name, tuple(settings.models), settings.max_tokens, origins, quota)
 
     def allows_origin(self, origin: str) -> bool:
         """Whether a page on `origin` may call relay as this client."""

@@ -221,6 +221,27 @@ def relay_error() -> Schema:
     return ref("RelayErrorBody")
 
 
+RATE_LIMITED = (
+    "with `[[clients]]`: the client is over `max_concurrent_sessions`, "
+    "`requests_per_minute` or `tokens_per_minute` (`rate_limited`); the message names the "
+    "limit and the client"
+)
+
+
+def rate_limited(error: Schema, *, upstream_too: bool = False) -> dict[str, Schema]:
+    """The 429 of an operation that starts a session (relay/quotas.py); a provider-format
+    door also answers an upstream's own 429 before any output (`upstream_too`), which
+    need not carry `Retry-After`."""
+    retry_after = {
+        "description": "whole seconds until the quota would admit the request"
+        + (" (on relay's own `rate_limited`)" if upstream_too else ""),
+        "required": not upstream_too,
+        "schema": {"type": "string", "pattern": "^[1-9][0-9]*$"},
+    }
+    text = RATE_LIMITED + (", or the upstream's own 429 before any output" if upstream_too else "")
+    return {"429": answer(text, error, **{"Retry-After": retry_after})}
+
+
 def path_id(name: str, pattern: str, description: str) -> Schema:
     schema = {"type": "string", "pattern": pattern}
     return {
@@ -296,7 +317,9 @@ def create_session(refs: Refs) -> Schema:
         "createSession",
         "sessions",
         "Start a generation",
-        {"201": created} | errors(relay_error(), BODY_ERRORS | {503: UNAVAILABLE}),
+        {"201": created}
+        | errors(relay_error(), BODY_ERRORS | {503: UNAVAILABLE})
+        | rate_limited(relay_error()),
         description="Messages and tools are Chat Completions'. Unknown top-level fields are "
         "refused; the answer returns as soon as the session exists.",
         requestBody=json_body(refs[CreateSessionBody], example),
@@ -418,7 +441,7 @@ def generation_errors(error: Schema) -> dict[str, Schema]:
         499: "(`stream: false`) the session was cancelled meanwhile",
         502: "(`stream: false`) the generation failed (`upstream_*`)",
     }
-    return errors(error, statuses | {503: UNAVAILABLE})
+    return errors(error, statuses | {503: UNAVAILABLE}) | rate_limited(error, upstream_too=True)
 
 
 def session_answer(description: str, schema: Schema, stream: Schema) -> Schema:

@@ -5,8 +5,8 @@ ones are evicted first, and creating a session fails with `StoreFull` when all a
 running) and `max_events_per_session` events each. Finished sessions expire
 `retention_s` after they end.
 
-Its cancel bus reaches the listeners of this store object: in one process it is the
-whole backend.
+Its cancel bus reaches the listeners of this store object, and its quotas
+(memory_quotas.py) count for it alone: in one process it is the whole backend.
 """
 
 from __future__ import annotations
@@ -25,8 +25,10 @@ from relay.errors import (
     StoreFull,
 )
 from relay.events import Event
+from relay.quotas import QuotaLimits, QuotaRefusal
 from relay.session import SessionRecord
 from relay.store.base import Store, check_batch
+from relay.store.memory_quotas import MemoryQuotas
 from relay.vocabulary import session_tag
 
 
@@ -57,6 +59,7 @@ class MemoryStore(Store):
         self._leases: dict[str, float] = {}
         # One queue per cancel listener; None ends it.
         self._cancel_listeners: set[asyncio.Queue[str | None]] = set()
+        self._quotas = MemoryQuotas(self._record_of)
 
     async def create(self, record: SessionRecord) -> None:
         self._expire_finished()
@@ -145,6 +148,21 @@ class MemoryStore(Store):
                 yield session_id
         finally:
             self._cancel_listeners.discard(listener)
+
+    async def admit(
+        self, client: str, session_id: str, limits: QuotaLimits, now: float
+    ) -> QuotaRefusal | None:
+        return await self._quotas.admit(client, session_id, limits, now)
+
+    async def release(self, client: str, session_id: str) -> None:
+        await self._quotas.release(client, session_id)
+
+    async def count_tokens(self, client: str, tokens: int, now: float) -> None:
+        await self._quotas.count_tokens(client, tokens, now)
+
+    def _record_of(self, session_id: str) -> SessionRecord | None:
+        log = self._live(session_id)
+        return log.record if log else None
 
     async def ping(self) -> None:
         return None
