@@ -105,7 +105,7 @@ async def _serve_until_signalled(settings: Settings, *, reuse_port: bool) -> Non
     server, limits = settings.server, settings.limits
     gate = ConnectionGate(limits.max_connections, limits.max_connections_per_ip)
     listener = await listen(
-        lambda: _connection(runner, settings, gate), server.host, server.port, reuse_port
+        lambda: connection_handler(runner, settings, gate), server.host, server.port, reuse_port
     )
     try:
         await runner.setup()
@@ -151,7 +151,7 @@ def _os_reason(exc: OSError) -> str:
     return str(exc.strerror or exc).lower()
 
 
-def _connection(
+def connection_handler(
     runner: web.AppRunner, settings: Settings, gate: ConnectionGate
 ) -> web.RequestHandler:
     """The handler of one accepted connection: aiohttp's, answering the requests its parser

@@ -38,8 +38,7 @@ from aiohttp import web
 from yarl import URL
 
 from relay.app import create_app
-from relay.cli import _connection as relay_serve_connection
-from relay.cli import main
+from relay.cli import connection_handler, main
 from relay.config import Settings, load_settings
 from relay.frontdoors.connections import ConnectionGate
 from relay.providers.base import Provider, ProviderItem, TextDelta
@@ -308,7 +307,7 @@ async def start(settings: Settings, store: Store | None) -> Instance:
     limits = settings.limits
     gate = ConnectionGate(limits.max_connections, limits.max_connections_per_ip)
     listener = await asyncio.get_running_loop().create_server(
-        lambda: relay_serve_connection(runner, settings, gate), "127.0.0.1", 0
+        lambda: connection_handler(runner, settings, gate), "127.0.0.1", 0
     )
     port = listener.sockets[0].getsockname()[1]
     return Instance(runner, listener, f"http://127.0.0.1:{port}")
