@@ -22,7 +22,7 @@ from relay.clients import Clients, check_exposure
 from relay.config import Settings, dump_settings, load_settings
 from relay.errors import CannotListen, ConfigError
 from relay.frontdoors import hosts
-from relay.frontdoors.connections import ConnectionGate, LimitedRequestHandler
+from relay.frontdoors.connections import ConnectionGate, LimitedRequestHandler, OutOfDescriptors
 from relay.logs import AccessLog, configure_logging
 from relay.services import SERVICES
 from relay.store import check_store_url
@@ -104,6 +104,7 @@ async def _serve_until_signalled(settings: Settings, *, reuse_port: bool) -> Non
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=5.0)
     server, limits = settings.server, settings.limits
     gate = ConnectionGate(limits.max_connections, limits.max_connections_per_ip)
+    asyncio.get_running_loop().set_exception_handler(OutOfDescriptors(gate))
     listener = await listen(
         lambda: _connection(runner, settings, gate), server.host, server.port, reuse_port
     )
