@@ -11,6 +11,7 @@ import signal
 import socket
 import sys
 from collections.abc import Callable, Coroutine, Sequence
+from types import ModuleType
 from typing import Any
 
 from aiohttp import web
@@ -86,14 +87,24 @@ def _serve(args: argparse.Namespace) -> int:
 
 def run_event_loop(main: Coroutine[Any, Any, None]) -> None:
     """Run `main` on uvloop when it is installed (`pip install relay[fast]`), else asyncio."""
-    try:
-        import uvloop
-    except ImportError:
+    uvloop = _uvloop()
+    if uvloop is None:
         log.info("event loop: asyncio (install relay[fast] for uvloop)")
         asyncio.run(main)
         return
     log.info("event loop: uvloop")
     uvloop.run(main)
+
+
+def _uvloop() -> ModuleType | None:
+    """The uvloop module, or None. Not imported where the loop runs: everything run
+    inside an `except ImportError` would carry that ImportError, chained into every
+    traceback it logs."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop
 
 
 async def _serve_until_signalled(settings: Settings, *, reuse_port: bool) -> None:
