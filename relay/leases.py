@@ -100,8 +100,8 @@ class LeaseKeeper:
     def _report_lateness(self, late_s: float, sessions: int) -> None:
         if late_s >= self._renew_every_s:  # leases came within a period of lapsing, or lapsed
             log.warning(
-                "lease renewal ran %.1f s late (the event loop was blocked); renewing the "
-                "leases of %d session(s) now; lease_ttl_s is %g s",
+                "lease renewal ran %.1f s late (a blocked event loop, or a slow store); "
+                "renewing the leases of %d session(s) now; lease_ttl_s is %g s",
                 late_s, sessions, self._settings.store.lease_ttl_s,
             )  # fmt: skip
         else:

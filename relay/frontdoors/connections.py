@@ -112,7 +112,7 @@ class OutOfDescriptors:
     are accepted on a descriptor kept spare for that, and closed at once, so their
     clients hear at once (a load balancer tries another instance) and asyncio's next
     accept finds the backlog empty; one warning per REFUSALS_LOGGED_EVERY_S counts them.
-    Open connections are served throughout; new ones are again once descriptors free
+    Open connections are served throughout, and new ones again once descriptors free
     up. Every other report goes to the loop's default handler.
 
     uvloop never reports these: libuv refuses the connections the same way, silently.
