@@ -125,6 +125,9 @@ class OutOfDescriptors:
 
     def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         error, listener = context.get("exception"), context.get("socket")
+        if _is_stale_accept_retry(context):
+            log.debug("a retry of accepting ran after its server closed: nothing to retry")
+            return
         if not (isinstance(error, OSError) and error.errno in _EXHAUSTED and listener is not None):
             loop.default_exception_handler(context)
             return
@@ -156,6 +159,14 @@ class OutOfDescriptors:
             listener.detach()
             self._spare = _spare_descriptor()
         return refused
+
+
+def _is_stale_accept_retry(context: dict[str, Any]) -> bool:
+    """asyncio's retry of a failed accept, due a second later, that ran after its server
+    closed (at shutdown): the closed socket's descriptor is -1 by then, which it cannot
+    watch. Known only by the callback named in the report."""
+    message = str(context.get("message", ""))
+    return isinstance(context.get("exception"), ValueError) and "._start_serving(" in message
 
 
 def _spare_descriptor() -> int | None:
