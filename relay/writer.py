@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 
-from relay.errors import AppendConflict, SessionEnded, StoreUnavailable
+from relay.errors import AppendConflict, SessionEnded, SessionNotFound, StoreUnavailable
 from relay.events import TERMINAL_TYPES, ErrorData, Event, EventData, EventType, make_event
 from relay.session import SessionRecord
 from relay.store import Store
@@ -112,7 +112,8 @@ async def end_from_outside(
 
     The store's id fence makes this safe against the generator (or another instance
     doing the same): whoever appends first wins; the others see a conflict, re-read, and
-    find the session ended. True when this call wrote the terminal event.
+    find the session ended. True when this call wrote the terminal event; False when the
+    session ended meanwhile, or vanished (there is no log left to end).
     """
     current: SessionRecord | None = record
     while current is not None and not current.status.is_final:
@@ -123,7 +124,7 @@ async def end_from_outside(
         try:
             await writer.append([terminal])
             return True
-        except SessionEnded:
+        except (SessionEnded, SessionNotFound):
             return False
         except AppendConflict:
             current = await store.get(current.id)
