@@ -33,9 +33,9 @@ MAX_BACKOFF_S = 1.0
 
 SESSION_LOST = ErrorData(
     "session_lost",
-    "the session's log vanished from the store before its end reached this stream"
-    " (store data loss: a Redis restarted without persistence, flushed, or evicting keys);"
-    " nothing more can be read or generated for it: start the generation again",
+    "this session's log vanished from the store before its end was read (store data loss:"
+    " a Redis restarted without persistence, flushed, or evicting keys); nothing more of it"
+    " can be read or generated: start the generation again",
     retryable=False,
 )
 
@@ -77,15 +77,15 @@ async def follow(
     while True:
         try:
             events = await store.wait(session_id, after, batch, heartbeat_s)
-            then = await _after_nothing(store, session_id, after) if not events else Next.WAIT
+            step = await _after_nothing(store, session_id, after) if not events else Next.WAIT
         except StoreUnavailable:
             await outage.wait_before_retry()
             yield []
             continue
         outage.over()
-        if then is Next.LOST:
+        if step is Next.LOST:
             yield [session_lost(after)]
-        if then is not Next.WAIT:
+        if step is not Next.WAIT:
             return
         yield events
         if events and events[-1].is_terminal:
