@@ -12,6 +12,11 @@ arrives (an increase of the totals so far; usage comes once or twice a generatio
 this costs no round trip per token), and its writer gives back the session's quota
 slot with the terminal event.
 
+A session whose log vanishes from the store (data loss: `SessionNotFound` on an append)
+cannot be ended, there is nothing left to append to: its generation stops (the upstream
+request is closed) with one warning; its readers end with `session_lost` on their own
+(`relay.subscribers.follow`).
+
 Only a provider's own failures (`UpstreamError`) end a session as upstream errors.
 Anything else raised while generating is a bug in relay (or a provider breaking its
 contract): the session ends with `internal_error`, not retryable, and the traceback is
@@ -31,7 +36,13 @@ import msgspec
 from relay.clients import ANONYMOUS, Client
 from relay.coalescer import Flush, TextCoalescer
 from relay.config import GenerationSettings, StoreSettings
-from relay.errors import EventLimitReached, SessionEnded, StoreError, UpstreamError
+from relay.errors import (
+    EventLimitReached,
+    SessionEnded,
+    SessionNotFound,
+    StoreError,
+    UpstreamError,
+)
 from relay.events import (
     CancelledData,
     DoneData,
@@ -262,6 +273,7 @@ class GenerationRunner:
 
     async def _run(self, generation: Generation) -> None:
         started = time.monotonic()
+        tag = session_tag(generation.session_id)
         writer = SessionWriter(
             self._store,
             generation.session_id,
@@ -276,14 +288,13 @@ class GenerationRunner:
         except EventLimitReached:  # the writer fits batches under the cap; this is a backstop
             await writer.append([(EventType.ERROR, EVENT_LIMIT_ERROR)])
         except SessionEnded:
-            log.info("session %s was ended by another writer", session_tag(generation.session_id))
+            log.info("session %s was ended by another writer", tag)
+        except SessionNotFound:  # store data loss, not relay's bug: no traceback
+            log.warning("session %s vanished from the store (data loss); generation stopped", tag)
         except StoreError:
-            log.exception(
-                "session %s: the store failed; generation abandoned",
-                session_tag(generation.session_id),
-            )
+            log.exception("session %s: the store failed; generation abandoned", tag)
         except Exception:
-            log.exception("session %s: generation failed", session_tag(generation.session_id))
+            log.exception("session %s: generation failed", tag)
             await self._end_after_bug(writer)
         finally:
             await generation.stop_upstream()

@@ -17,7 +17,13 @@ import asyncio
 import logging
 import time
 
-from relay.errors import AppendConflict, SessionEnded, StoreError, StoreUnavailable
+from relay.errors import (
+    AppendConflict,
+    SessionEnded,
+    SessionNotFound,
+    StoreError,
+    StoreUnavailable,
+)
 from relay.events import TERMINAL_TYPES, ErrorData, Event, EventData, EventType, make_event
 from relay.session import SessionRecord
 from relay.store import Store
@@ -131,7 +137,8 @@ async def end_from_outside(
     The store's id fence makes this safe against the generator (or another instance
     doing the same): whoever appends first wins; the others see a conflict, re-read, and
     find the session ended. True when this call wrote the terminal event (and gave back
-    the quota slot of the session's client).
+    the quota slot of the session's client); False when the session ended meanwhile, or
+    vanished (there is no log left to end).
     """
     current: SessionRecord | None = record
     while current is not None and not current.status.is_final:
@@ -142,7 +149,7 @@ async def end_from_outside(
         try:
             await writer.append([terminal])
             return True
-        except SessionEnded:
+        except (SessionEnded, SessionNotFound):
             return False
         except AppendConflict:
             current = await store.get(current.id)

@@ -441,7 +441,14 @@ def generation_errors(error: Schema) -> dict[str, Schema]:
         499: "(`stream: false`) the session was cancelled meanwhile",
         502: "(`stream: false`) the generation failed (`upstream_*`)",
     }
-    return errors(error, statuses | {503: UNAVAILABLE}) | rate_limited(error, upstream_too=True)
+    answers = errors(error, statuses | {503: UNAVAILABLE})
+    answers["500"] = answer(
+        "relay failed (a bug, in relay's shape; details are in relay's log), or "
+        "(`stream: false`) the session's log vanished from the store (`session_lost`, "
+        "in this front door's shape)",
+        {"anyOf": [relay_error(), error]},
+    )
+    return answers | rate_limited(error, upstream_too=True)
 
 
 def session_answer(description: str, schema: Schema, stream: Schema) -> Schema:

@@ -144,6 +144,7 @@ class RedisStore(Store):
                 reply = await self._appends.run([keys.meta, keys.log], args)
         except (SessionNotFound, SessionEnded):
             self._appending.forget(session_id)
+            self._tails.wake(session_id)  # its waiters here look again now: gone, or ended
             raise
         if known is None:
             record = decode_record(dict(zip(reply[::2], reply[1::2], strict=True)))
