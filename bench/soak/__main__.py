@@ -85,7 +85,7 @@ def soak(settings: LoadSettings, load_s: float, rss_bound: int) -> SoakRun:
 
 
 async def _drive(deployment: Deployment, settings: LoadSettings, run: SoakRun) -> None:
-    load = Load(deployment.base_url, deployment.instances, settings)
+    load = Load(deployment.base_url, deployment.instances, deployment.relay_addresses, settings)
     stop_watch = asyncio.Event()
     watch = asyncio.create_task(watch_memory(deployment, run.rss, stop_watch))
     print(f"soak: {run.load_s:.0f} s of load through {deployment.base_url}", flush=True)

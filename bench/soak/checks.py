@@ -195,7 +195,7 @@ def check_answer(answer: Answer, faults: Sequence[Fault]) -> Violation | None:
     if answer.expected_4xx and 400 <= answer.status < 500:
         return None
     what = f"{answer.route} → {answer.status} {answer.code}".rstrip()
-    where = f" from {answer.instance or 'nginx'}"
+    where = f" from {answer.instance or 'nginx'}" + (f": {answer.body!r}" if answer.body else "")
     if answer.expected_4xx:
         return Violation("bad body", answer.route, f"a bad body got {what}{where}", answer.at)
     kind = "no answer" if not answer.status else "5xx" if answer.status >= 500 else "4xx"

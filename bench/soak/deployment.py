@@ -52,6 +52,10 @@ class Deployment:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self._ports['nginx']}"
 
+    @property
+    def relay_addresses(self) -> list[tuple[str, int]]:
+        return [("127.0.0.1", self._ports[name]) for name in RELAYS]
+
     def start(self) -> None:
         nginx = find_nginx()  # before anything starts: a missing nginx stops the soak at once
         self._start_redis()

@@ -15,17 +15,33 @@ from bench.soak.deployment import Deployment
 from bench.soak.traces import Fault, RssSample
 
 FREEZE_S = 3.0
+# Between two faults: nginx takes an instance that failed back after fail_timeout (2 s), so
+# one relay is down at a time, never both.
+SETTLE_S = 5.0
 RSS_EVERY_S = 2.0
 
-# (fraction of the load's duration, fault, target)
-SCHEDULE: list[tuple[float, str, str]] = [
-    (0.12, "drain", "relay-a"),
-    (0.26, "kill", "relay-b"),
-    (0.40, "freeze", "redis"),
-    (0.54, "redis-restart", "redis"),
-    (0.68, "kill", "relay-a"),
-    (0.82, "drain", "relay-b"),
+# One cycle of faults (fault, target); a load longer than CYCLE_S repeats it, with a second
+# freeze instead of the Redis restart, which happens once.
+CYCLE: list[tuple[str, str]] = [
+    ("drain", "relay-a"),
+    ("kill", "relay-b"),
+    ("freeze", "redis"),
+    ("redis-restart", "redis"),
+    ("kill", "relay-a"),
+    ("drain", "relay-b"),
 ]
+CYCLE_S = 240.0
+
+
+def schedule(load_s: float) -> list[tuple[float, str, str]]:
+    """(seconds into the load, fault, target): the cycles spread evenly over the load."""
+    repeat = [
+        ("freeze", "redis") if kind == "redis-restart" else (kind, target) for kind, target in CYCLE
+    ]
+    plan = CYCLE + repeat * (max(1, int(load_s // CYCLE_S)) - 1)
+    return [
+        (load_s * (n + 1) / (len(plan) + 1), kind, target) for n, (kind, target) in enumerate(plan)
+    ]
 
 
 def _operation(deployment: Deployment, kind: str, target: str) -> Callable[[], Fault]:
@@ -45,13 +61,17 @@ async def inject(
     faults: list[Fault],
     say: Callable[[str], None],
 ) -> None:
-    """Every fault of SCHEDULE at its time (wall clock from `started_at`), in order; each
-    one is appended to `faults` once its target answers again."""
-    for fraction, kind, target in SCHEDULE:
-        await asyncio.sleep(max(0.0, started_at + fraction * load_s - time.time()))
+    """Every fault of the schedule at its time (wall clock from `started_at`), in order,
+    but never sooner than SETTLE_S after the one before it ended; each one is appended to
+    `faults` once its target answers again."""
+    settled_at = started_at
+    for offset, kind, target in schedule(load_s):
+        at = max(started_at + offset, settled_at + SETTLE_S)
+        await asyncio.sleep(max(0.0, at - time.time()))
         say(f"+{time.time() - started_at:5.0f} s  {kind} {target}")
         fault = await asyncio.to_thread(_operation(deployment, kind, target))
         faults.append(fault)
+        settled_at = fault.recovered_at
         took = fault.recovered_at - fault.started_at
         status = "" if fault.exit_status is None else f", exit status {fault.exit_status}"
         say(f"+{time.time() - started_at:5.0f} s  {target} back after {took:.1f} s{status}")

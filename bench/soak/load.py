@@ -1,4 +1,4 @@
-"""The soak's clients, all through nginx: each scenario creates a session (or sends a bad
+"""The soak's clients, all through nginx but one: each scenario creates a session (or sends a bad
 body) and reads it to its end the way one kind of client would, recording what it saw.
 
 Scenarios:
@@ -8,7 +8,7 @@ Scenarios:
 - `cancel`: a native reader, and a `DELETE` while it reads;
 - `slow`: a reader that takes 256 bytes at a time, with a pause between;
 - `stalled`: a client with a 4 KiB receive buffer that reads nothing, then hangs up, while
-  a native reader checks the session;
+  a native reader checks the session; it connects to a relay directly;
 - `bad`: a malformed or refused request, which must get a 4xx.
 Every wait is bounded: a read that gets nothing (not even a ping) for READ_TIMEOUT_S ends
 that connection, and a reader that has not reached the end in READER_LIMIT_S gives up.
@@ -20,7 +20,7 @@ import asyncio
 import random
 import socket
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -37,9 +37,10 @@ SETTLE_LIMIT_S = 30.0
 MAX_CONNECTIONS = 30
 MAX_HANG_UPS = 4  # deliberate hang-ups per reader
 RESUME_PAUSE_S = 0.2
-REFUSED_PAUSE_S = 1.0  # after a resume that got no stream (503 during a fault)
+REFUSED_PAUSE_S = 1.0  # after a request that got a 5xx (during a fault)
 SLOW_READ_BYTES, SLOW_PAUSE_S = 256, 0.05
 UNREAD_BUFFER_BYTES = 4096
+ANSWER_BODY_CHARS = 300  # of an answer that was not 2xx, kept to explain it
 MESSAGES = [{"role": "user", "content": "Tell me about rivers."}]
 
 SCENARIOS = {
@@ -57,7 +58,9 @@ SCENARIOS = {
 class LoadSettings:
     concurrency: int = 10
     model: str = "mock:tokens=200,tps=50"
-    stalled_model: str = "mock:tokens=2000,tps=400"
+    # Enough to fill the socket buffers of a client that reads nothing and relay's buffer
+    # for it (about 120 KiB in 10 s), so that relay's writes block.
+    stalled_model: str = "mock:tokens=20000,tps=2000"
     weights: Mapping[str, int] = field(default_factory=lambda: dict(SCENARIOS))
     seed: int = 0
 
@@ -65,8 +68,15 @@ class LoadSettings:
 class Load:
     """The clients, and what they recorded."""
 
-    def __init__(self, base_url: str, instances: Mapping[str, str], settings: LoadSettings) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        instances: Mapping[str, str],
+        relays: Sequence[tuple[str, int]],
+        settings: LoadSettings,
+    ) -> None:
         self.base = base_url
+        self.relays = relays  # their addresses, for the one client that goes around nginx
         self.settings = settings
         self._instances = instances  # X-Relay-Instance → relay name, kept current
         self.sessions: list[SessionTrace] = []
@@ -111,9 +121,10 @@ class Load:
     ) -> None:
         if 200 <= response.status < 300 and not bad:
             return
-        code = frames.error_code(await response.read())
+        body = await response.read()
         answer = Answer(time.time(), method, route, response.status, self.relay_of(response))
-        answer.code, answer.expected_4xx = code, bad
+        answer.code, answer.expected_4xx = frames.error_code(body), bad
+        answer.body = body[:ANSWER_BODY_CHARS].decode(errors="replace")
         self.answers.append(answer)
 
     def model(self, options: str = "") -> str:
@@ -129,6 +140,7 @@ class Load:
         async with self.http.post(self.base + "/v1/sessions", json=body) as response:
             await self.record("POST", "POST /v1/sessions", response)
             if response.status != 201:
+                await asyncio.sleep(REFUSED_PAUSE_S)  # as a client backs off
                 return None
             session_id = str((await response.json())["id"])
         trace = SessionTrace(session_id, scenario, time.time(), self.relay_of(response))
@@ -292,6 +304,7 @@ async def front_door(load: Load, kind: str) -> None:
     if response.status != 200:
         await load.record("POST", f"POST {path}", response)
         response.release()
+        await asyncio.sleep(REFUSED_PAUSE_S)
         return
     session_id = response.headers["X-Relay-Session-Id"]
     trace = SessionTrace(session_id, kind, opened_at, load.relay_of(response))
@@ -331,51 +344,55 @@ async def stalled(load: Load) -> None:
 
 
 async def _hold_unread(load: Load, trace: SessionTrace, kind: str, hold_s: float) -> None:
-    """A client that asks for the stream and then reads nothing, with a small receive
-    buffer (so relay and nginx soon have bytes they cannot send), then hangs up."""
-    url = load.events_url(trace.id, kind).removeprefix(load.base)
-    host_port = load.base.removeprefix("http://")
-    host, port = host_port.split(":")
+    """A client that asks a relay for the stream and then reads nothing, with a small
+    receive buffer, then hangs up: relay's writes to it block, and it goes away while they
+    do. It goes to a relay directly, since nginx would take what it does not read (a
+    300 KB stream went through whole into such a client)."""
+    host, port = load.rng.choice(load.relays)
+    request = f"GET {load.events_url(trace.id, kind).removeprefix(load.base)} HTTP/1.1\r\n"
+    request += f"Host: {host}:{port}\r\n\r\n"
     loop = asyncio.get_running_loop()
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UNREAD_BUFFER_BYTES)
         sock.setblocking(False)
-        request = f"GET {url} HTTP/1.1\r\nHost: {host_port}\r\n\r\n"
         try:
-            await loop.sock_connect(sock, (host, int(port)))
-            await loop.sock_sendall(sock, request.encode())
-        except OSError as exc:
-            load.answers.append(Answer(time.time(), "GET", f"GET (unread) {exc!r}", 0, ""))
+            await loop.sock_connect(sock, (host, port))
+        except ConnectionRefusedError:  # that relay is down (a fault): nothing to hold
             return
+        await loop.sock_sendall(sock, request.encode())
         await asyncio.sleep(hold_s)
 
 
 async def bad(load: Load) -> None:
-    method, path, content_type, body = load.rng.choice(BAD_REQUESTS)
+    wrong, method, path, content_type, body = load.rng.choice(BAD_REQUESTS)
     headers = {"Content-Type": content_type} if content_type else {}
     load.bad_bodies += 1
     async with load.http.request(method, load.base + path, data=body, headers=headers) as response:
-        await load.record(method, f"{method} {path}", response, bad=True)
+        await load.record(method, f"{method} {path} ({wrong})", response, bad=True)
+    if response.status >= 500:
+        await asyncio.sleep(REFUSED_PAUSE_S)
 
 
 JSON = "application/json"
 _encode = msgspec.json.encode
 _HI = [{"role": "user", "content": "hi"}]
+_MOCK_HI = {"model": "mock", "messages": _HI}
 _WIZARD = [{"role": "wizard", "content": "hi"}]
 _UNKNOWN = "/v1/sessions/s_AAAAAAAAAAAAAAAAAAAAAA"
-# (method, path, content type, body): each one refused with a 4xx.
-BAD_REQUESTS: list[tuple[str, str, str, bytes]] = [
-    ("POST", "/v1/sessions", JSON, b"{not json"),
-    ("POST", "/v1/sessions", JSON, _encode({"model": 5, "messages": []})),
-    ("POST", "/v1/sessions", JSON, _encode({"model": "nope", "messages": _HI})),
-    ("POST", "/v1/sessions", JSON, _encode({"model": "mock:bogus=1", "messages": _HI})),
-    ("POST", "/v1/sessions", "text/plain", b"hello"),
-    ("POST", "/v1/sessions", JSON, _encode({"model": "mock", "pad": "x" * (1 << 20)})),
-    ("POST", "/v1/chat/completions", JSON, b'{"model": "mock", "messages": [], "stream": true}'),
-    ("POST", "/v1/chat/completions", JSON, _encode({"model": "mock", "messages": _WIZARD})),
-    ("POST", "/v1/messages", JSON, b'{"model": "mock", "stream": true}'),
-    ("GET", _UNKNOWN + "/events", "", b""),
-    ("DELETE", _UNKNOWN, "", b""),
+_S, _CHAT, _MESSAGES = "/v1/sessions", "/v1/chat/completions", "/v1/messages"
+# (what is wrong, method, path, content type, body): each one refused with a 4xx.
+BAD_REQUESTS: list[tuple[str, str, str, str, bytes]] = [
+    ("not JSON", "POST", _S, JSON, b"{not json"),
+    ("model not a string", "POST", _S, JSON, _encode({"model": 5, "messages": []})),
+    ("unknown model", "POST", _S, JSON, _encode({"model": "nope", "messages": _HI})),
+    ("max_tokens 0", "POST", _S, JSON, _encode({**_MOCK_HI, "max_tokens": 0})),
+    ("text/plain", "POST", _S, "text/plain", b"hello"),
+    ("over 1 MiB", "POST", _S, JSON, _encode({"model": "mock", "pad": "x" * (1 << 20)})),
+    ("no messages", "POST", _CHAT, JSON, _encode({"model": "mock", "messages": []})),
+    ("unknown role", "POST", _CHAT, JSON, _encode({"model": "mock", "messages": _WIZARD})),
+    ("no messages", "POST", _MESSAGES, JSON, b'{"model": "mock", "stream": true}'),
+    ("unknown session", "GET", _UNKNOWN + "/events", "", b""),
+    ("unknown session", "DELETE", _UNKNOWN, "", b""),
 ]  # fmt: skip
 
 SCENARIO_RUNNERS: dict[str, Callable[[Load], Awaitable[None]]] = {

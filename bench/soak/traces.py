@@ -91,6 +91,7 @@ class Answer:
     instance: str  # "" when nginx answered itself
     code: str = ""  # relay's error code, when the body had one
     expected_4xx: bool = False  # a bad body sent on purpose
+    body: str = ""  # its start
 
 
 @dataclass
