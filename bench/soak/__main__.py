@@ -24,7 +24,8 @@ from bench.soak.deployment import Deployment, NginxMissing, find_nginx
 from bench.soak.faults import inject, watch_memory
 from bench.soak.load import Load, LoadSettings
 from bench.soak.logscan import count_levels, tracebacks_in
-from bench.soak.traces import SoakRun
+from bench.soak.traces import SoakRun, Violation
+from relay.vocabulary import session_tag
 
 RUN_DIR = Path(__file__).resolve().parent.parent / "results" / "soak"
 WIND_DOWN_S = 45.0  # of the time given: sessions in flight end, then every one is read back
@@ -47,10 +48,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = report.figures(run, violations, explained)
     print(report.text(rows, violations, run.started_at))
     _save(run, violations)
+    _write_log_lines(violations, run.started_at, RUN_DIR / "violations.txt")
     if not args.no_doc:
         report.write_doc(report.markdown(rows, violations, run.started_at))
         print(f"updated {report.DOC_PATH}")
-    print(f"logs and results: {RUN_DIR}")
+    print(f"logs, results.json and violations.txt (with their sessions' log lines): {RUN_DIR}")
     return 1 if violations else 0
 
 
@@ -106,11 +108,23 @@ def _say(line: str) -> None:
     print("  " + line, flush=True)
 
 
-def _save(run: SoakRun, violations: Sequence[object]) -> None:
+def _save(run: SoakRun, violations: Sequence[Violation]) -> None:
     """Everything recorded, for a closer look than the report's."""
     results = {"run": run, "violations": violations}
     path = RUN_DIR / "results.json"
     path.write_bytes(msgspec.json.encode(results))
+
+
+def _write_log_lines(violations: Sequence[Violation], started_at: float, path: Path) -> None:
+    """Each violation, and the lines of every log that name its session (by its tag)."""
+    logs = {log.name: log.read_text(errors="replace").splitlines() for log in RUN_DIR.glob("*.log")}
+    with path.open("w") as out:
+        for violation in violations:
+            out.write(report.violation_line(violation, started_at) + "\n")
+            if violation.subject.startswith("s_"):
+                tag = session_tag(violation.subject)
+                for name, lines in sorted(logs.items()):
+                    out.writelines(f"    {name}: {line}\n" for line in lines if tag in line)
 
 
 def _commit() -> str:

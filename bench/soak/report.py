@@ -30,6 +30,7 @@ def figures(run: SoakRun, violations: Sequence[Violation], explained: int) -> Ro
         *_session_rows(run),
         *_answer_rows(run),
         ("faults injected", _faults(run.faults, run.started_at)),
+        ("exit statuses at the end", _counts_in_order(run.exit_statuses) or "none"),
         ("tracebacks in logs", f"{len(run.tracebacks)}, {explained} explained by a Redis fault"),
         ("ERROR lines in logs", _counts(run.error_lines) or "none"),
         ("relay RSS, max", _rss(run)),
@@ -82,7 +83,7 @@ def _faults(faults: Iterable[Fault], started_at: float) -> str:
             f"{fault.kind}{note} {fault.target} at +{fault.started_at - started_at:.0f} s "
             f"(back in {fault.recovered_at - fault.started_at:.1f} s{status})"
         )
-    return "; ".join(described) or "none"
+    return f"{len(described)}: " + "; ".join(described) if described else "none"
 
 
 def _rss(run: SoakRun) -> str:
@@ -97,6 +98,10 @@ def _violation_counts(violations: Sequence[Violation]) -> str:
     if not violations:
         return "0"
     return f"{len(violations)}: {_counts(Counter(v.kind for v in violations))}"
+
+
+def _counts_in_order(values: dict[str, int | None]) -> str:
+    return ", ".join(f"{name} {value}" for name, value in values.items())
 
 
 def _counts(counter: Counter[str] | dict[str, int]) -> str:

@@ -49,6 +49,7 @@ def small_run() -> SoakRun:
     run.faults = [Fault("drain", "relay-a", T0 + 10, T0 + 17.5, exit_status=0)]
     run.rss = [RssSample("relay-a", T0, 80 * 2**20), RssSample("relay-a", T0 + 2, 90 * 2**20)]
     run.error_lines = {"relay-b.log": 2}
+    run.exit_statuses = {"nginx": 0, "relay-a": 0, "relay-b": -15}
     return run
 
 
@@ -65,7 +66,8 @@ def test_the_figures_count_what_the_run_recorded() -> None:
     )
     assert rows["bad bodies"] == "1 sent, 1 got a 4xx"
     assert rows["other non-2xx answers"] == "503 draining 1"
-    assert rows["faults injected"] == "drain relay-a at +10 s (back in 7.5 s, exit 0)"
+    assert rows["faults injected"] == "1: drain relay-a at +10 s (back in 7.5 s, exit 0)"
+    assert rows["exit statuses at the end"] == "nginx 0, relay-a 0, relay-b -15"
     assert rows["ERROR lines in logs"] == "relay-b.log 2"
     assert rows["relay RSS, max"] == "relay-a 90 MiB (bound 256 MiB)"
     assert rows["violations"] == "0"
