@@ -28,7 +28,7 @@ import msgspec
 
 from bench.soak import frames
 from bench.soak.configs import HEARTBEAT_S
-from bench.soak.traces import Answer, Connection, LogEvent, ReaderTrace, SessionTrace
+from bench.soak.traces import Answer, Connection, ReaderTrace, SessionTrace
 
 READ_TIMEOUT_S = 3 * HEARTBEAT_S + 5
 READER_LIMIT_S = 120.0
@@ -253,29 +253,25 @@ class Load:
         terminal event) and then its snapshot, into `trace`."""
         try:
             async with asyncio.timeout(SETTLE_LIMIT_S):
-                trace.log = await self._replay(trace)
-                async with self.http.get(f"{self.base}/v1/sessions/{trace.id}") as response:
-                    if response.status != 200:
-                        trace.fetch_error = f"the snapshot got {response.status}"
-                        return
-                    snapshot = await response.json()
+                trace.fetch_error = await self._read_back(trace)
         except TimeoutError:
             trace.fetch_error = f"the session had not ended {SETTLE_LIMIT_S:g} s after the load"
-            return
         except aiohttp.ClientError as exc:
             trace.fetch_error = f"the final replay failed: {exc!r}"
-            return
-        trace.snapshot_status, trace.snapshot_text = snapshot["status"], snapshot["text"]
-        trace.snapshot_last_event_id = snapshot["last_event_id"]
 
-    async def _replay(self, trace: SessionTrace) -> list[LogEvent]:
+    async def _read_back(self, trace: SessionTrace) -> str:
+        """Nothing once `trace` has the log and the snapshot, else why it has not."""
         async with self.http.get(self.events_url(trace.id, "native")) as response:
             if response.status != 200:
-                raise aiohttp.ClientResponseError(
-                    response.request_info, (), status=response.status, message="final replay"
-                )
-            body = await response.read()
-        return frames.log_events(body)
+                return f"the final replay got {response.status}"
+            trace.log = frames.log_events(await response.read())
+        async with self.http.get(f"{self.base}/v1/sessions/{trace.id}") as response:
+            if response.status != 200:
+                return f"the snapshot got {response.status}"
+            snapshot = await response.json()
+        trace.snapshot_status, trace.snapshot_text = snapshot["status"], snapshot["text"]
+        trace.snapshot_last_event_id = snapshot["last_event_id"]
+        return ""
 
 
 # --- scenarios -------------------------------------------------------------------------
