@@ -260,7 +260,7 @@ class Load:
             trace.fetch_error = f"the final replay failed: {exc!r}"
 
     async def _read_back(self, trace: SessionTrace) -> str:
-        """Nothing once `trace` has the log and the snapshot, else why it has not."""
+        """An empty string once `trace` has the log and the snapshot, else why not."""
         async with self.http.get(self.events_url(trace.id, "native")) as response:
             if response.status != 200:
                 return f"the final replay got {response.status}"
