@@ -50,7 +50,10 @@ fmt: $(DEV_STAMP)
 	$(BIN)/ruff format relay tests bench
 
 # Benchmarks (bench/): every part in its own process, on loopback; see docs/performance.md.
-.PHONY: bench bench-full
+# `make soak`: 10 minutes of load and faults on two relays behind nginx (docs/reliability.md);
+# `make soak SOAK_ARGS="--minutes 2"` for a shorter one. Not part of `make test`.
+SOAK_ARGS ?=
+.PHONY: bench bench-full soak
 
 $(BENCH_STAMP): $(RUN_STAMP)
 	$(BIN)/pip install --quiet -e '.[bench]'
@@ -61,6 +64,9 @@ bench: $(BENCH_STAMP)
 
 bench-full: $(BENCH_STAMP)
 	$(BIN)/python -m bench --full
+
+soak: $(BENCH_STAMP)
+	$(BIN)/python -m bench.soak $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(NODE_DIR)/node_modules
