@@ -32,7 +32,17 @@ lint: $(DEV_STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: lint
+# The npm packages the tests run in Node (tests/node/, see tests/node_scripts.py): installed
+# from the lock once per change of it, when npm is present (the suites skip without them).
+NODE_DIR := tests/node
+NODE_STAMP := $(NODE_DIR)/node_modules/.installed
+NODE_DEPS := $(if $(shell command -v npm 2>/dev/null),$(NODE_STAMP))
+
+$(NODE_STAMP): $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
+	cd $(NODE_DIR) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $(NODE_STAMP)
+
+test: lint $(NODE_DEPS)
 	$(BIN)/pytest
 
 fmt: $(DEV_STAMP)
@@ -40,7 +50,10 @@ fmt: $(DEV_STAMP)
 	$(BIN)/ruff format relay tests bench
 
 # Benchmarks (bench/): every part in its own process, on loopback; see docs/performance.md.
-.PHONY: bench bench-full
+# `make soak`: 10 minutes of load and faults on two relays behind nginx (docs/reliability.md);
+# `make soak SOAK_ARGS="--minutes 2"` for a shorter one. Not part of `make test`.
+SOAK_ARGS ?=
+.PHONY: bench bench-full soak
 
 $(BENCH_STAMP): $(RUN_STAMP)
 	$(BIN)/pip install --quiet -e '.[bench]'
@@ -52,5 +65,8 @@ bench: $(BENCH_STAMP)
 bench-full: $(BENCH_STAMP)
 	$(BIN)/python -m bench --full
 
+soak: $(BENCH_STAMP)
+	$(BIN)/python -m bench.soak $(SOAK_ARGS)
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(NODE_DIR)/node_modules

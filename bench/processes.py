@@ -104,6 +104,20 @@ class Child:
         except OSError:
             return False
 
+    def send_signal(self, signum: int) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.send_signal(signum)
+
+    def wait(self, timeout_s: float) -> int | None:
+        """The exit status once the process has ended; None if it still runs after
+        `timeout_s` (it is left running)."""
+        if self._process is None:
+            return None
+        try:
+            return self._process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            return None
+
     def stop(self) -> None:
         process, self._process = self._process, None
         if process is None or process.poll() is not None:

@@ -88,14 +88,20 @@ def sse_frames(reads: Iterable[tuple[float, bytes]]) -> Iterator[Frame]:
 
     Comments (`: ping`) and `retry:` lines make no message.
     """
-    buffer = b""
+    splitter = SseSplitter()
     for at, data in reads:
-        buffer += data
-        *complete, buffer = buffer.split(b"\n\n")
-        for block in complete:
-            frame = _frame(at, block)
-            if frame is not None:
-                yield frame
+        yield from splitter.feed(at, data)
+
+
+class SseSplitter:
+    """Incremental SSE splitting: `feed(at, bytes) -> the messages that bytes completed`."""
+
+    def __init__(self) -> None:
+        self._buffer = b""
+
+    def feed(self, at: float, data: bytes) -> list[Frame]:
+        *complete, self._buffer = (self._buffer + data).split(b"\n\n")
+        return [frame for block in complete if (frame := _frame(at, block)) is not None]
 
 
 def _frame(at: float, block: bytes) -> Frame | None:

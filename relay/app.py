@@ -22,6 +22,7 @@ from relay.clients import Clients
 from relay.config import Settings
 from relay.frontdoors import (
     anthropic_messages,
+    cors,
     health,
     models,
     native,
@@ -50,8 +51,10 @@ def create_app(
     store: Store | None = None,
     providers: Mapping[str, Provider] | None = None,
 ) -> web.Application:
+    clients = Clients.from_settings(settings)  # a key variable that is not set stops here
+    hosts = host_check(AllowedHosts.of(settings.server))
     app = web.Application(
-        middlewares=[host_check(AllowedHosts.of(settings.server)), error_middleware],
+        middlewares=[hosts, cors.preflight(clients), error_middleware],
         client_max_size=settings.server.max_body_bytes,
     )
     app.add_routes(health.routes)
@@ -63,9 +66,9 @@ def create_app(
     app.add_routes(openapi_routes)
     if settings.server.demo_page:
         app.add_routes([health.demo_page_route()])
-    clients = Clients.from_settings(settings)  # a key variable that is not set stops here
     app.cleanup_ctx.append(_services_context(settings, store, providers, clients))
     app.on_response_prepare.append(_name_instance)
+    app.on_response_prepare.append(cors.answer_headers(clients))
     app.on_shutdown.append(drain)  # when embedded; `relay serve` drains before it stops
     return app
 

@@ -11,6 +11,7 @@ import signal
 import socket
 import sys
 from collections.abc import Callable, Coroutine, Sequence
+from types import ModuleType
 from typing import Any
 
 from aiohttp import web
@@ -22,7 +23,7 @@ from relay.clients import Clients, check_exposure
 from relay.config import MOCK_MAX_TOKENS, Settings, dump_settings, load_settings
 from relay.errors import CannotListen, ConfigError
 from relay.frontdoors import hosts
-from relay.frontdoors.connections import ConnectionGate, LimitedRequestHandler
+from relay.frontdoors.connections import ConnectionGate, LimitedRequestHandler, OutOfDescriptors
 from relay.logs import AccessLog, configure_logging
 from relay.services import SERVICES
 from relay.store import check_store_url
@@ -92,14 +93,24 @@ def _serve(args: argparse.Namespace) -> int:
 
 def run_event_loop(main: Coroutine[Any, Any, None]) -> None:
     """Run `main` on uvloop when it is installed (`pip install relay[fast]`), else asyncio."""
-    try:
-        import uvloop
-    except ImportError:
+    uvloop = _uvloop()
+    if uvloop is None:
         log.info("event loop: asyncio (install relay[fast] for uvloop)")
         asyncio.run(main)
         return
     log.info("event loop: uvloop")
     uvloop.run(main)
+
+
+def _uvloop() -> ModuleType | None:
+    """The uvloop module, or None. Not imported where the loop runs: everything run
+    inside an `except ImportError` would carry that ImportError, chained into every
+    traceback it logs."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop
 
 
 async def _serve_until_signalled(settings: Settings, *, reuse_port: bool) -> None:
@@ -110,8 +121,9 @@ async def _serve_until_signalled(settings: Settings, *, reuse_port: bool) -> Non
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=5.0)
     server, limits = settings.server, settings.limits
     gate = ConnectionGate(limits.max_connections, limits.max_connections_per_ip)
+    asyncio.get_running_loop().set_exception_handler(OutOfDescriptors(gate))
     listener = await listen(
-        lambda: _connection(runner, settings, gate), server.host, server.port, reuse_port
+        lambda: connection_handler(runner, settings, gate), server.host, server.port, reuse_port
     )
     try:
         await runner.setup()
@@ -157,7 +169,7 @@ def _os_reason(exc: OSError) -> str:
     return str(exc.strerror or exc).lower()
 
 
-def _connection(
+def connection_handler(
     runner: web.AppRunner, settings: Settings, gate: ConnectionGate
 ) -> web.RequestHandler:
     """The handler of one accepted connection: aiohttp's, answering the requests its parser

@@ -1,9 +1,11 @@
 """Client keys: which frontend a request comes from, and what that frontend may do.
 
 `Clients` is the registry built from `[[clients]]`: the SHA-256 digests of every key,
-compared in constant time. A `Client` knows the models it may use and its `max_tokens`
-cap; a `Caller` is who asks about a session: a client, or only a session's read token.
-With no clients configured relay is anonymous: every request is `ANONYMOUS`, and it may
+compared in constant time. A `Client` knows the models it may use, its `max_tokens`
+cap, its quotas (relay/quotas.py) and the browser origins whose pages may call relay
+for it (CORS, `relay.frontdoors.cors`); a `Caller` is who asks about a session: a client,
+or only a session's read token. With no clients configured relay is anonymous: every
+request is the anonymous client's (its origins are `[server] cors_origins`), and it may
 serve only on a loopback address unless `[server] allow_anonymous` says otherwise
 (`check_exposure`). Pure: no I/O (the keys in the environment are read by relay.config).
 """
@@ -20,6 +22,7 @@ import msgspec
 
 from relay.config import ClientSettings, ServerSettings, Settings, is_loopback, read_client_keys
 from relay.errors import ApiError, ConfigError
+from relay.quotas import QuotaLimits
 
 __all__ = [
     "ANONYMOUS",
@@ -40,10 +43,23 @@ class Client(msgspec.Struct, frozen=True):
     name: str
     models: tuple[str, ...] = ("*",)
     max_tokens: int | None = None
+    # As browsers send them in `Origin` (relay.config normalises the configured ones).
+    origins: frozenset[str] = frozenset()
+    quota: QuotaLimits = QuotaLimits()
 
     @classmethod
     def from_settings(cls, settings: ClientSettings) -> Client:
-        return cls(settings.name, tuple(settings.models), settings.max_tokens)
+        quota = QuotaLimits(
+            settings.max_concurrent_sessions,
+            settings.requests_per_minute,
+            settings.tokens_per_minute,
+        )
+        origins = frozenset(settings.origins)
+        return cls(settings.name, tuple(settings.models), settings.max_tokens, origins, quota)
+
+    def allows_origin(self, origin: str) -> bool:
+        """Whether a page on `origin` may call relay as this client."""
+        return origin.lower() in self.origins
 
     def allows(self, upstream: str, model: str) -> bool:
         """Whether the client may have `upstream` generate with `model` (the name it is
@@ -97,9 +113,16 @@ def _digest(key: str) -> bytes:
 class Clients:
     """The key registry: each key's SHA-256 digest and the client it belongs to."""
 
-    def __init__(self, keys: Sequence[tuple[bytes, Client]] = ()) -> None:
+    def __init__(
+        self, keys: Sequence[tuple[bytes, Client]] = (), anonymous_origins: Sequence[str] = ()
+    ) -> None:
         self._keys = list(keys)
         self.names = list(dict.fromkeys(client.name for _, client in self._keys))
+        # Who a request is when no clients are configured: no key, the open origins.
+        self.anonymous_client = Client("", origins=frozenset(anonymous_origins))
+        self._by_name = {client.name: client for _, client in self._keys}
+        self._origins = frozenset().union(*(c.origins for c in self._by_name.values()))
+        self._origins |= self.anonymous_client.origins if self.anonymous else frozenset()
 
     @classmethod
     def from_settings(cls, settings: Settings, environ: Mapping[str, str] | None = None) -> Clients:
@@ -116,11 +139,22 @@ class Clients:
                     message = f"clients[{index}] has a key of clients[{owners[digest]}]"
                     raise ConfigError(message)
                 keys.append((digest, client))
-        return cls(keys)
+        return cls(keys, settings.server.cors_origins)
 
     @property
     def anonymous(self) -> bool:
         return not self._keys
+
+    def named(self, name: str) -> Client | None:
+        """The client that sessions recorded as `name` belong to (`""`: anonymous)."""
+        if self.anonymous:
+            return self.anonymous_client if name == "" else None
+        return self._by_name.get(name)
+
+    def any_allows_origin(self, origin: str) -> bool:
+        """Whether some client (or, anonymous, `cors_origins`) lists `origin`: all that
+        is known of a request before it has shown a key, such as a CORS preflight."""
+        return origin.lower() in self._origins
 
     def authenticate(self, key: str) -> Client | None:
         """The client whose key this is, else None. The presented key's digest is compared

@@ -58,8 +58,13 @@ class ServerSettings(Section):
     # The Host headers answered (others get 421, `relay.frontdoors.hosts`). Unset: the
     # loopback names when `host` is a loopback address, else `*` (with a startup warning).
     allowed_hosts: list[str] | None = None
+    # Without [[clients]]: the browser origins whose pages may call relay (CORS); none by
+    # default, so no page on another site can use an open relay. With clients, each
+    # client lists its own (`[[clients]] origins`).
+    cors_origins: list[str] = msgspec.field(default_factory=list)
 
     def __post_init__(self) -> None:
+        self.cors_origins = normal_origins(self.cors_origins, "server.cors_origins")
         if self.allowed_hosts is None:
             self.allowed_hosts = default_allowed_hosts(self.host)
         if not self.allowed_hosts:
@@ -86,6 +91,31 @@ def default_allowed_hosts(host: str) -> list[str]:
         return ["*"]
     own = f"[{host.strip('[]')}]" if ":" in host else host.lower()
     return LOOPBACK_NAMES + ([own] if own not in LOOPBACK_NAMES else [])
+
+
+# A browser's `Origin`: a scheme, a host and perhaps a port; no path, no `*`, not `null`.
+ORIGIN_PATTERN = re.compile(r"https?://(\[[0-9a-f:.]+\]|[^:/\s\[\]*?#@]+)(:[0-9]{1,5})?")
+
+
+def normal_origins(origins: list[str], path: str) -> list[str]:
+    """The origins as browsers send them (lower case, no trailing `/`, no default port),
+    each checked."""
+    normal = [_normal_origin(origin) for origin in origins]
+    for index, origin in enumerate(normal):
+        if not ORIGIN_PATTERN.fullmatch(origin):
+            raise ConfigError(
+                f"{path}[{index}] {origins[index]!r} is not an origin: write the scheme, the "
+                "host and the port if it is not the scheme's default, as the browser's address "
+                "bar shows them (https://chat.example.com, http://localhost:3000); no path, "
+                "no `*`, not `null`"
+            )
+    return normal
+
+
+def _normal_origin(origin: str) -> str:
+    normal = origin.strip().lower().removesuffix("/")
+    default_port = {"http": ":80", "https": ":443"}.get(normal.partition(":")[0], "")
+    return normal.removesuffix(default_port) if default_port else normal
 
 
 def is_loopback(host: str) -> bool:
@@ -246,6 +276,11 @@ def load_settings(
     settings = _convert(raw)
     _check_upstreams(settings.upstreams)
     _check_clients(settings.clients)
+    if settings.clients and settings.server.cors_origins:
+        raise ConfigError(
+            "server.cors_origins is for relay without [[clients]]: with clients, list each "
+            "one's browser origins in its own `origins`"
+        )
     return settings
 
 
@@ -344,6 +379,7 @@ def _check_clients(clients: list[ClientSettings]) -> None:
             raise ConfigError(f"clients[{index}].name {client.name!r} is used twice")
         if not client.key_digests and not client.key_variables:
             raise ConfigError(f"clients[{index}] needs api_key_sha256 or api_key_env")
+        client.origins = normal_origins(client.origins, f"clients[{index}].origins")
 
 
 def read_client_keys(

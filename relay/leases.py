@@ -6,6 +6,13 @@ lapsed (their generator was killed, or lost the store for longer than it retries
 ends each with an `error` event, code `generation_lost`, retryable. The store's id
 fence makes that safe when two instances race, or when the old generator comes back:
 exactly one terminal event is ever appended.
+
+A lease lapses by the clock, so an event loop blocked for longer than `lease_ttl_s`
+lapses the leases of the sessions it generates although they are alive. The reaper
+never ends those: a lapsed lease of a session that still generates here is renewed
+instead, and a renewal that is overdue (the loop was blocked) runs before any reaping.
+Each renewal measures how late it ran against its schedule, and warns when that was
+late enough for other instances to find these leases lapsed.
 """
 
 from __future__ import annotations
@@ -40,13 +47,16 @@ class LeaseKeeper:
         self._store = store
         self._runner = runner
         self._settings = settings
+        self._renew_every_s = settings.store.lease_ttl_s / 3
+        self._renew_due = 0.0  # loop time the next renewal is due
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
-        ttl = self._settings.store.lease_ttl_s
+        self._renew_due = asyncio.get_running_loop().time() + self._renew_every_s
+        reap_every_s = self._settings.store.lease_ttl_s / 4
         self._tasks = [
-            asyncio.create_task(self._every(ttl / 3, self.renew), name="relay-lease-renew"),
-            asyncio.create_task(self._every(ttl / 4, self.reap), name="relay-lease-reap"),
+            asyncio.create_task(self._renew_on_schedule(), name="relay-lease-renew"),
+            asyncio.create_task(self._every(reap_every_s, self.reap), name="relay-lease-reap"),
         ]
 
     async def stop(self) -> None:
@@ -54,16 +64,48 @@ class LeaseKeeper:
         self._tasks = []
 
     async def renew(self) -> None:
+        """Renew the lease of every session generating here, now; the next renewal is due
+        a period from now."""
+        loop = asyncio.get_running_loop()
+        late_s = loop.time() - self._renew_due
+        self._renew_due = loop.time() + self._renew_every_s  # before the await: one renewal
         running = self._runner.running_ids
+        self._report_lateness(late_s, len(running))
         if running:
             await self._store.renew_leases(self._runner.instance_id, running)
 
     async def reap(self) -> int:
-        """End the sessions whose lease lapsed; how many this instance ended."""
+        """End the sessions whose lease lapsed but that do not generate here; how many this
+        instance ended."""
+        if asyncio.get_running_loop().time() >= self._renew_due:  # after a stall: ours first
+            await self.renew()
+        lapsed = await self._store.lapsed_leases(REAP_BATCH)
+        running_here = set(self._runner.running_ids)
+        await self._keep_alive([sid for sid in lapsed if sid in running_here])
         ended = 0
-        for session_id in await self._store.lapsed_leases(REAP_BATCH):
-            ended += await self._end_lost(session_id)
+        for session_id in lapsed:
+            if session_id not in running_here:
+                ended += await self._end_lost(session_id)
         return ended
+
+    async def _keep_alive(self, session_ids: list[str]) -> None:
+        """Renew lapsed leases of sessions that still generate here (the loop was blocked
+        past their renewal, or the renewal failed): they are alive, not lost."""
+        if session_ids:
+            log.warning(
+                "renewing %d lapsed lease(s) of sessions still generating here", len(session_ids)
+            )
+            await self._store.renew_leases(self._runner.instance_id, session_ids)
+
+    def _report_lateness(self, late_s: float, sessions: int) -> None:
+        if late_s >= self._renew_every_s:  # leases came within a period of lapsing, or lapsed
+            log.warning(
+                "lease renewal ran %.1f s late (a blocked event loop, or a slow store); "
+                "renewing the leases of %d session(s) now; lease_ttl_s is %g s",
+                late_s, sessions, self._settings.store.lease_ttl_s,
+            )  # fmt: skip
+        else:
+            log.debug("lease renewal ran %.3f s late, %d session(s)", late_s, sessions)
 
     async def _end_lost(self, session_id: str) -> bool:
         record = await self._store.get(session_id)
@@ -81,13 +123,24 @@ class LeaseKeeper:
             log.warning("session %s lost its generator %s", session_tag(session_id), owner)
         return wrote
 
-    @staticmethod
-    async def _every(period_s: float, work: Callable[[], Awaitable[object]]) -> None:
+    async def _renew_on_schedule(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(max(0.0, self._renew_due - loop.time()))
+            if loop.time() >= self._renew_due:  # else the reaper renewed meanwhile
+                await self._guarded(self.renew)
+
+    @classmethod
+    async def _every(cls, period_s: float, work: Callable[[], Awaitable[object]]) -> None:
         while True:
             await asyncio.sleep(period_s)
-            try:
-                await work()
-            except StoreError as exc:  # the next round tries again
-                log.warning("lease %s failed: %s", work.__name__, exc)
-            except Exception:  # a bug must not stop the leases for good
-                log.exception("lease %s failed", work.__name__)
+            await cls._guarded(work)
+
+    @staticmethod
+    async def _guarded(work: Callable[[], Awaitable[object]]) -> None:
+        try:
+            await work()
+        except StoreError as exc:  # the next round tries again
+            log.warning("lease %s failed: %s", work.__name__, exc)
+        except Exception:  # a bug must not stop the leases for good
+            log.exception("lease %s failed", work.__name__)

@@ -1,5 +1,6 @@
 """Logging setup: plain text or one JSON object per line, through `logging`; and the
-access log, one line per request, that never carries a read token or a session id."""
+access log, one line per request, that never carries a read token, a key sent in the
+query or a session id."""
 
 from __future__ import annotations
 
@@ -17,6 +18,9 @@ from relay.config import LogSettings
 from relay.vocabulary import SESSION_ID_PREFIX, session_tag
 
 REDACTED = "***"
+# Query parameters whose value is hidden: read tokens, and keys sent where relay reads
+# none (`?api_key=`, `?key=`: a frontend's mistake, but still a client's key).
+_SECRET_PARAMETER_WORDS = ("token", "key")
 
 # A path segment that is a session's id, `s_…`, or a wire id made from its random part:
 # `resp_…`, `msg_…`, `chatcmpl-…`. Ids are capabilities: logs name them by their tag.
@@ -75,11 +79,11 @@ class AccessLog(AbstractAccessLogger):
 def redact_secrets(target: str) -> str:
     """A request target (or path) as logs may hold it: every path segment that is a
     session id replaced by the session's tag, and the value of every query parameter
-    whose name contains `token` (any case, percent-decoded: `token`, `access_token`, …)
-    replaced by `***`; the rest is left as it was sent."""
+    whose name contains `token` or `key` (any case, percent-decoded: `token`,
+    `access_token`, `api_key`, …) replaced by `***`; the rest is left as it was sent."""
     path, mark, query = target.partition("?")
     path = "/".join(_tag_session_id(segment) for segment in path.split("/"))
-    if "token" not in query.lower() and "%" not in query:
+    if not _names_a_secret(query) and "%" not in query:
         return path + mark + query
     return path + mark + "&".join(_redact_parameter(part) for part in query.split("&"))
 
@@ -92,6 +96,11 @@ def _tag_session_id(segment: str) -> str:
 
 def _redact_parameter(parameter: str) -> str:
     name, equals, _ = parameter.partition("=")
-    if equals and "token" in unquote_plus(name).lower():
+    if equals and _names_a_secret(unquote_plus(name)):
         return f"{name}={REDACTED}"
     return parameter
+
+
+def _names_a_secret(text: str) -> bool:
+    lowered = text.lower()
+    return any(word in lowered for word in _SECRET_PARAMETER_WORDS)

@@ -7,6 +7,16 @@ drains the inbox, coalesces text, and appends batches to the session log through
 stops a generation; only `cancel` (or shutdown) does, and text already received is
 written before the `cancelled` event, which carries the usage reported so far.
 
+The runner counts a client's output tokens for its `tokens_per_minute` quota as usage
+arrives (an increase of the totals so far; usage comes once or twice a generation, so
+this costs no round trip per token), and its writer gives back the session's quota
+slot with the terminal event.
+
+A session whose log vanishes from the store (data loss: `SessionNotFound` on an append)
+cannot be ended, there is nothing left to append to: its generation stops (the upstream
+request is closed) with one warning; its readers end with `session_lost` on their own
+(`relay.subscribers.follow`).
+
 Only a provider's own failures (`UpstreamError`) end a session as upstream errors.
 Anything else raised while generating is a bug in relay (or a provider breaking its
 contract): the session ends with `internal_error`, not retryable, and the traceback is
@@ -23,9 +33,16 @@ from collections.abc import AsyncGenerator
 
 import msgspec
 
+from relay.clients import ANONYMOUS, Client
 from relay.coalescer import Flush, TextCoalescer
 from relay.config import GenerationSettings, StoreSettings
-from relay.errors import EventLimitReached, SessionEnded, StoreError, UpstreamError
+from relay.errors import (
+    EventLimitReached,
+    SessionEnded,
+    SessionNotFound,
+    StoreError,
+    UpstreamError,
+)
 from relay.events import (
     CancelledData,
     DoneData,
@@ -86,10 +103,11 @@ class CreatedSession(msgspec.Struct):
 
 
 class Generation:
-    """One generation running on this instance."""
+    """One generation running on this instance, for `client`."""
 
-    def __init__(self, session_id: str) -> None:
+    def __init__(self, session_id: str, client: Client = ANONYMOUS) -> None:
         self.session_id = session_id
+        self.client = client
         self.inbox: asyncio.Queue[InboxItem] = asyncio.Queue()
         # Set by cancel: wakes the generation task while it holds text until its flush.
         self.interrupt = asyncio.Event()
@@ -120,6 +138,16 @@ class GenerationProgress:
         self.finish_reason = "stop"
         self.usage: Usage | None = None
         self.generating = False
+        self.tokens_counted = 0  # output tokens already counted for the client's quota
+
+    def tokens_to_count(self) -> int:
+        """The output tokens reported since the last count; counted from now on."""
+        total = self.usage.output_tokens if self.usage is not None else 0
+        new = total - self.tokens_counted
+        if new <= 0:
+            return 0
+        self.tokens_counted = total
+        return new
 
 
 class GenerationRunner:
@@ -146,23 +174,30 @@ class GenerationRunner:
         return list(self._generations)
 
     async def create(
-        self, model: str, route: Route, request: GenerationRequest, *, client: str = ""
+        self,
+        model: str,
+        route: Route,
+        request: GenerationRequest,
+        *,
+        client: Client = ANONYMOUS,
+        session_id: str | None = None,
     ) -> CreatedSession:
-        """Create a session of `client` and start its generation in the background."""
+        """Create a session of `client` (with `session_id`, when its quota slot was taken
+        under it) and start its generation in the background."""
         now = time.time()
         token = new_token(READ_TOKEN_PREFIX)
         record = SessionRecord(
-            id=new_session_id(),
+            id=session_id or new_session_id(),
             model=model,
             created_at=now,
             updated_at=now,
             token_sha256=hash_token(token),
             owner=self.instance_id,
-            client=client,
+            client=client.name,
         )
         # The upstream request starts while the session is stored: the first token
         # does not wait for the store's round trip.
-        generation = self._call_upstream(record.id, route, request)
+        generation = self._call_upstream(record.id, route, request, client)
         try:
             await self._store.create(record)
         except BaseException:
@@ -201,10 +236,10 @@ class GenerationRunner:
         await cancel_and_wait(late)
 
     def _call_upstream(
-        self, session_id: str, route: Route, request: GenerationRequest
+        self, session_id: str, route: Route, request: GenerationRequest, client: Client
     ) -> Generation:
         """A generation whose upstream request is under way; its own task starts later."""
-        generation = Generation(session_id)
+        generation = Generation(session_id, client)
         generation.pump = asyncio.create_task(
             self._pump(session_id, route.provider.stream(request), generation.inbox),
             name=f"relay-pump-{session_tag(session_id)}",
@@ -238,12 +273,14 @@ class GenerationRunner:
 
     async def _run(self, generation: Generation) -> None:
         started = time.monotonic()
+        tag = session_tag(generation.session_id)
         writer = SessionWriter(
             self._store,
             generation.session_id,
             last_event_id=0,
             retry_s=self._settings.store_retry_s,
             max_events=self._max_events,
+            slot_of=_slot_holder(generation.client),
         )
         try:
             await writer.append([(EventType.STATUS, StatusData("connecting", "calling the model"))])
@@ -251,14 +288,13 @@ class GenerationRunner:
         except EventLimitReached:  # the writer fits batches under the cap; this is a backstop
             await writer.append([(EventType.ERROR, EVENT_LIMIT_ERROR)])
         except SessionEnded:
-            log.info("session %s was ended by another writer", session_tag(generation.session_id))
+            log.info("session %s was ended by another writer", tag)
+        except SessionNotFound:  # store data loss, not relay's bug: no traceback
+            log.warning("session %s vanished from the store (data loss); generation stopped", tag)
         except StoreError:
-            log.exception(
-                "session %s: the store failed; generation abandoned",
-                session_tag(generation.session_id),
-            )
+            log.exception("session %s: the store failed; generation abandoned", tag)
         except Exception:
-            log.exception("session %s: generation failed", session_tag(generation.session_id))
+            log.exception("session %s: generation failed", tag)
             await self._end_after_bug(writer)
         finally:
             await generation.stop_upstream()
@@ -287,7 +323,23 @@ class GenerationRunner:
                 pending = _flushes(coalescer.take()) + [(EventType.ERROR, self._idle_error())]
             else:
                 pending = _flushes(coalescer.due(now))
+            await self._count_tokens(generation, progress)
             await writer.append(pending)
+
+    async def _count_tokens(self, generation: Generation, progress: GenerationProgress) -> None:
+        """Count new output tokens against the client's `tokens_per_minute`, before the
+        usage that reports them is written (so a client that saw it finds it counted);
+        best effort (a count the store missed must not end the generation)."""
+        if generation.client.quota.tokens_per_minute is None:
+            return
+        tokens = progress.tokens_to_count()
+        if not tokens:
+            return
+        try:
+            await self._store.count_tokens(generation.client.name, tokens, time.time())
+        except StoreError as exc:
+            tag = session_tag(generation.session_id)
+            log.warning("session %s: %d output tokens were not counted: %s", tag, tokens, exc)
 
     def _apply_all(
         self,
@@ -354,6 +406,11 @@ def _terminal(
     if isinstance(item, StreamFailed):
         return EventType.ERROR, item.error
     return EventType.CANCELLED, CancelledData(item.reason, progress.usage)
+
+
+def _slot_holder(client: Client) -> str | None:
+    """The client whose quota slot the session holds, if its concurrency is limited."""
+    return client.name if client.quota.max_concurrent_sessions is not None else None
 
 
 def upstream_failure(error: UpstreamError) -> ErrorData:

@@ -5,7 +5,9 @@ Front doors call it and never touch the store or the runner themselves: a front 
 may translate its own id (`resp_…`) and choose its own not-found error, but the lookup
 and the 404 are here. So is who may see a session: `find` answers only the client that
 created it (or, where a front door takes one, a caller with that session's read token),
-and `create` holds a client to its models and its `max_tokens` cap. Streaming a
+and `create` holds a client to its models, its `max_tokens` cap and its quotas
+(relay/quotas.py: a 429 with `Retry-After` naming the limit; admission is the store's,
+so the quotas span every instance on it). Streaming a
 session's log to clients (feeds, follow, SSE, subscriber tracking) is
 `relay.services.Services`'s plumbing, not a lifecycle step.
 
@@ -23,6 +25,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import time
 
 import msgspec
 
@@ -33,7 +36,7 @@ from relay.events import STATUS_AFTER_TERMINAL, CancelledData, Event, EventType,
 from relay.off_loop import MANY_MESSAGES, off_loop
 from relay.providers.router import ModelRouter
 from relay.runner import CreatedSession, GenerationRunner
-from relay.session import SessionRecord, Snapshot, token_matches
+from relay.session import SessionRecord, Snapshot, new_session_id, token_matches
 from relay.store import Store
 from relay.subscribers import slices
 from relay.tasks import cancel_and_wait
@@ -133,7 +136,8 @@ class Sessions:
     ) -> CreatedSession:
         """A new session of `client` for `model` (as the client named it), generating in
         the background; the upstream is sent the model name its route gives, and at most
-        the client's `max_tokens` (a request asking more is capped, not refused)."""
+        the client's `max_tokens` (a request asking more is capped, not refused). Only a
+        request that would otherwise start is held to the client's quotas."""
         self.refuse_when_draining()
         refusal = functools.partial(refuse_oversized, request, self._settings.limits)
         await off_loop(refusal, large=len(request.messages) > MANY_MESSAGES)
@@ -142,7 +146,29 @@ class Sessions:
         upstream_request = msgspec.structs.replace(
             request, model=route.model, max_tokens=client.capped(request.max_tokens)
         )
-        return await self._runner.create(model, route, upstream_request, client=client.name)
+        session_id = new_session_id()
+        await self._admit(client, session_id)
+        try:
+            return await self._runner.create(
+                model, route, upstream_request, client=client, session_id=session_id
+            )
+        except BaseException:
+            await self._give_back(client, session_id)
+            raise
+
+    async def _admit(self, client: Client, session_id: str) -> None:
+        """Take the client's quota for a new session, or refuse it with a 429."""
+        if not client.quota.any:
+            return  # no round trip for a client without quotas
+        refusal = await self._store.admit(client.name, session_id, client.quota, time.time())
+        if refusal is not None:
+            raise refusal.error(client.name)
+
+    async def _give_back(self, client: Client, session_id: str) -> None:
+        """The slot of a session that could not start (its request still counts)."""
+        if client.quota.max_concurrent_sessions is not None:
+            with contextlib.suppress(StoreError):
+                await self._store.release(client.name, session_id)
 
     def refuse_when_draining(self) -> None:
         if self.draining:

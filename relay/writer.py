@@ -4,6 +4,11 @@ It numbers events, encodes each once, and appends a whole batch in one store cal
 When the store is unreachable it retries with backoff for up to `retry_s`; a retry
 whose first attempt did land (the reply was lost) is recognised by the store's
 `last_event_id`, so nothing is written twice.
+
+Whoever writes a session's terminal event (the runner, a cancel from another instance,
+the lease reaper) gives back the session's quota slot, if it holds one (`slot_of`):
+writing the end and freeing the slot are one step, wherever it happens. Giving it back
+is best effort; a slot left behind is found stale by the store's next admission.
 """
 
 from __future__ import annotations
@@ -12,7 +17,13 @@ import asyncio
 import logging
 import time
 
-from relay.errors import AppendConflict, SessionEnded, StoreUnavailable
+from relay.errors import (
+    AppendConflict,
+    SessionEnded,
+    SessionNotFound,
+    StoreError,
+    StoreUnavailable,
+)
 from relay.events import TERMINAL_TYPES, ErrorData, Event, EventData, EventType, make_event
 from relay.session import SessionRecord
 from relay.store import Store
@@ -38,12 +49,14 @@ class SessionWriter:
         last_event_id: int,
         retry_s: float,
         max_events: int,
+        slot_of: str | None = None,
     ) -> None:
         self._store = store
         self.session_id = session_id
         self.last_event_id = last_event_id
         self._retry_s = retry_s
         self._max_events = max_events
+        self._slot_of = slot_of  # the client whose quota slot the session holds
         self.last_type: EventType | None = None
 
     @property
@@ -60,7 +73,18 @@ class SessionWriter:
         await self._append_with_retry(events)
         self.last_event_id = events[-1].id
         self.last_type = events[-1].type
+        if self.ended:
+            await self._release_slot()
         return events
+
+    async def _release_slot(self) -> None:
+        if self._slot_of is None:
+            return
+        try:
+            await self._store.release(self._slot_of, self.session_id)
+        except StoreError as exc:  # the next admission finds the slot stale
+            tag = session_tag(self.session_id)
+            log.warning("session %s: its quota slot was not given back: %s", tag, exc)
 
     def _fit(self, items: Items) -> Items:
         """What fits under the event cap; past it, what fits and then the cap's error.
@@ -112,18 +136,20 @@ async def end_from_outside(
 
     The store's id fence makes this safe against the generator (or another instance
     doing the same): whoever appends first wins; the others see a conflict, re-read, and
-    find the session ended. True when this call wrote the terminal event.
+    find the session ended. True when this call wrote the terminal event (and gave back
+    the quota slot of the session's client); False when the session ended meanwhile, or
+    vanished (there is no log left to end).
     """
     current: SessionRecord | None = record
     while current is not None and not current.status.is_final:
         writer = SessionWriter(
             store, current.id, last_event_id=current.last_event_id, retry_s=retry_s,
-            max_events=max_events,
+            max_events=max_events, slot_of=current.client or None,
         )  # fmt: skip
         try:
             await writer.append([terminal])
             return True
-        except SessionEnded:
+        except (SessionEnded, SessionNotFound):
             return False
         except AppendConflict:
             current = await store.get(current.id)

@@ -5,7 +5,9 @@ Tests are plain `async def` functions: pytest-asyncio runs in auto mode.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -82,3 +84,33 @@ async def mock_upstream() -> AsyncIterator[TestServer]:
     await server.start_server()
     yield server
     await server.close()
+
+
+# --- hygiene ----------------------------------------------------------------------
+
+SDK_CLIENTS = (("openai", "AsyncOpenAI"), ("anthropic", "AsyncAnthropic"))
+
+
+@pytest.fixture(autouse=True)
+def sdk_clients_are_closed(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A test that leaves an official SDK's async client open fails. The garbage collector
+    would close it later, in another test: the SDKs' `__del__` schedules `aclose()` on
+    whatever event loop runs then, the client's connections belong to a loop that has
+    ended, and asyncio logs "Task exception was never retrieved" where it is not the
+    culprit. (An SDK a test uses is imported when the test module is, before this runs.)"""
+    opened: list[Any] = []
+    for module, name in SDK_CLIENTS:
+        if module in sys.modules:
+            sdk_class = getattr(sys.modules[module], name)
+            monkeypatch.setattr(sdk_class, "__init__", recorded(sdk_class.__init__, opened))
+    yield
+    left_open = [type(client).__name__ for client in opened if not client.is_closed()]
+    assert not left_open, f"SDK clients left open (close them in the test): {left_open}"
+
+
+def recorded(init: Any, opened: list[Any]) -> Any:
+    def init_and_record(self: Any, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        opened.append(self)
+
+    return init_and_record

@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -179,6 +180,16 @@ class RedisServer:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+    def freeze(self) -> None:
+        """SIGSTOP: connections stay open and new ones are queued, but nothing is answered
+        (a hung host, a long pause) until `thaw()`."""
+        assert self._process is not None, "redis-server is not running"
+        self._process.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        assert self._process is not None, "redis-server is not running"
+        self._process.send_signal(signal.SIGCONT)
 
     def close(self) -> None:
         """Stop the server and remove its directory."""

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import os
 import sys
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 
 import aiohttp
@@ -17,23 +17,41 @@ STOP_S = 5.0
 
 @contextlib.asynccontextmanager
 async def relay_process(
-    config: Path, port: int, log_path: Path, *args: str, env: Mapping[str, str] | None = None
+    config: Path,
+    port: int,
+    log_path: Path,
+    *args: str,
+    env: Mapping[str, str] | None = None,
+    preexec_fn: Callable[[], None] | None = None,
+    unimportable: Sequence[str] = (),
 ) -> AsyncIterator[asyncio.subprocess.Process]:
-    """A started and healthy `relay serve` (`env` added to this process's environment);
-    killed on exit if it is still running."""
+    """A started and healthy `relay serve` (`env` added to this process's environment,
+    `preexec_fn` run in the child before it starts, the modules named `unimportable`
+    made so); killed on exit if it is still running."""
     with log_path.open("wb") as log_file:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "relay", "serve", "--config", str(config),
+            sys.executable, *_relay_command(unimportable), "serve", "--config", str(config),
             "--port", str(port), *args,
             stdout=log_file,
             stderr=log_file,
             env={**os.environ, **(env or {})},
+            preexec_fn=preexec_fn,
         )  # fmt: skip
     try:
         await wait_until_healthy(f"http://127.0.0.1:{port}", process, log_path)
         yield process
     finally:
         await stop(process)
+
+
+def _relay_command(unimportable: Sequence[str]) -> list[str]:
+    """`python -m relay`, or the same with these modules' imports failing (None in
+    `sys.modules` makes `import` raise ImportError)."""
+    if not unimportable:
+        return ["-m", "relay"]
+    blocked = ", ".join(repr(name) for name in unimportable)
+    return ["-c", f"import sys; sys.modules.update(dict.fromkeys([{blocked}])); "
+            "from relay.cli import main; raise SystemExit(main())"]  # fmt: skip
 
 
 async def stop(process: asyncio.subprocess.Process) -> None:

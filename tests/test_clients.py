@@ -256,5 +256,67 @@ def test_the_example_config_shows_a_two_client_setup_that_loads(tmp_path: Path) 
     path.write_text("\n".join(toml) + "\n")
     loaded = load_settings(path, environ={})
     assert [client.name for client in loaded.clients] == ["web", "mobile"]
+    assert loaded.clients[0].origins == ["https://chat.example.com", "http://localhost:3000"]
     registry = Clients.from_settings(loaded, {"RELAY_MOBILE_KEY": MOBILE_KEY})
     assert registry.names == ["web", "mobile"]
+
+
+# --- origins (CORS) ---------------------------------------------------------------------
+
+
+def test_origins_are_kept_as_browsers_send_them() -> None:
+    entry = {
+        "name": "web",
+        "api_key_sha256": sha256(WEB_KEY),
+        "origins": [
+            "HTTPS://Chat.Example.com/",
+            "https://chat.example.com:443",
+            "http://[::1]:3000",
+        ],
+    }
+    (client,) = settings(entry).clients
+    assert client.origins == ["https://chat.example.com"] * 2 + ["http://[::1]:3000"]
+    registered = Client.from_settings(client)
+    assert registered.allows_origin("https://chat.example.com")
+    assert registered.allows_origin("HTTPS://CHAT.EXAMPLE.COM")
+    assert not registered.allows_origin("https://chat.example.com:8443")
+    assert not registered.allows_origin("http://chat.example.com")
+
+
+@pytest.mark.parametrize(
+    "origin", ["*", "null", "chat.example.com", "https://chat.example.com/app", "ftp://a.b"]
+)
+def test_an_origin_that_is_not_one_names_its_toml_path(origin: str) -> None:
+    entry = {"name": "web", "api_key_env": "K", "origins": ["https://ok.example.com", origin]}
+    with pytest.raises(ConfigError, match=r"clients\[0\]\.origins\[1\] .* is not an origin"):
+        settings(entry)
+
+
+def test_any_client_listing_an_origin_is_all_a_preflight_can_know() -> None:
+    configured = settings(
+        {"name": "web", "api_key_sha256": sha256(WEB_KEY), "origins": ["https://a.example"]},
+        {"name": "mobile", "api_key_sha256": sha256(MOBILE_KEY), "origins": ["https://b.example"]},
+    )
+    clients = Clients.from_settings(configured)
+    assert clients.any_allows_origin("https://a.example")
+    assert clients.any_allows_origin("https://b.example")
+    assert not clients.any_allows_origin("https://c.example")
+    mobile = clients.named("mobile")
+    assert mobile is not None and mobile.origins == frozenset({"https://b.example"})
+    assert clients.named("") is None and clients.named("gone") is None
+
+
+def test_an_anonymous_relay_allows_the_cors_origins_only() -> None:
+    assert not Clients.from_settings(settings()).any_allows_origin("http://localhost:3000")
+    clients = Clients.from_settings(settings(cors_origins=["http://localhost:3000"]))
+    assert clients.any_allows_origin("http://localhost:3000")
+    anonymous = clients.named("")
+    assert anonymous is clients.anonymous_client and anonymous.name == ANONYMOUS.name
+    assert anonymous.allows_origin("http://localhost:3000")
+
+
+def test_cors_origins_are_refused_beside_clients() -> None:
+    with pytest.raises(ConfigError, match=r"server\.cors_origins is for relay without"):
+        settings({"name": "web", "api_key_env": "K"}, cors_origins=["http://localhost:3000"])
+    with pytest.raises(ConfigError, match=r"server\.cors_origins\[0\] 'null' is not an origin"):
+        settings(cors_origins=["null"])

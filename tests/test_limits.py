@@ -1,15 +1,26 @@
 """The `[limits]` settings and the pure checks behind them (no server): defaults, errors
-that name the key, the request-size check after translation, the connection gate."""
+that name the key, the request-size check after translation, the connection gate, and
+what `relay serve`'s event loop does with accepts that fail out of descriptors."""
 
 from __future__ import annotations
 
+import errno
+import logging
+import socket
+from asyncio import trsock
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from relay.config import LimitsSettings, load_settings
 from relay.errors import ApiError, ConfigError
-from relay.frontdoors.connections import REFUSALS_LOGGED_EVERY_S, ConnectionGate, timeout_answer
+from relay.frontdoors.connections import (
+    REFUSALS_LOGGED_EVERY_S,
+    ConnectionGate,
+    OutOfDescriptors,
+    timeout_answer,
+)
 from relay.sessions import prompt_chars, refuse_oversized
 from relay.vocabulary import GenerationRequest, Message
 
@@ -117,3 +128,51 @@ def test_the_timeout_answer_is_a_whole_json_408() -> None:
     assert f"Content-Length: {len(body)}".encode() in head
     assert b"Connection: close" in head
     assert body == b'{"error":{"code":"request_timeout","message":"too slow"}}'
+
+
+class ReportingLoop:
+    """What the handler needs of a loop: its default handler, recording what reaches it."""
+
+    def __init__(self) -> None:
+        self.reported: list[dict[str, Any]] = []
+
+    def default_exception_handler(self, context: dict[str, Any]) -> None:
+        self.reported.append(context)
+
+
+def test_accepts_out_of_descriptors_refuse_the_waiting_connections_in_one_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    loop, handler = ReportingLoop(), OutOfDescriptors(ConnectionGate(10, 10))
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.setblocking(False)  # as the event loop's listening sockets are
+        waiting = [socket.create_connection(listener.getsockname()) for _ in range(3)]
+        out = {"message": "socket.accept() out of system resource",
+               "exception": OSError(errno.EMFILE, "Too many open files"),
+               "socket": trsock.TransportSocket(listener)}  # fmt: skip
+        with caplog.at_level(logging.DEBUG, logger="relay.frontdoors.connections"):
+            handler(loop, out)  # type: ignore[arg-type]
+            handler(loop, out)  # type: ignore[arg-type]  # nothing waits now; reported later
+        assert listener.fileno() != -1  # the loop's socket is still open, still its own
+        for client in waiting:
+            client.settimeout(2)
+            assert client.recv(1) == b""  # closed by relay at once, not left to time out
+            client.close()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [
+        "refused 3 connection(s): out of file descriptors (EMFILE); "
+        "the 0 open connection(s) are still served"
+    ]
+    assert loop.reported == []
+
+
+def test_other_reports_reach_the_default_handler_and_a_stale_retry_none() -> None:
+    loop, handler = ReportingLoop(), OutOfDescriptors(ConnectionGate(10, 10))
+    bug = {"message": "Exception in callback print()", "exception": RuntimeError("bug")}
+    stale_retry = {
+        "message": "Exception in callback BaseSelectorEventLoop._start_serving(<function>)",
+        "exception": ValueError("Invalid file descriptor: -1"),
+    }
+    handler(loop, bug)  # type: ignore[arg-type]
+    handler(loop, stale_retry)  # type: ignore[arg-type]
+    assert loop.reported == [bug]

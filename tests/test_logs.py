@@ -1,4 +1,5 @@
-"""The access log's redaction of secrets in request targets: read tokens, session ids (pure)."""
+"""The access log's redaction of secrets in request targets: read tokens, keys, session ids
+(pure)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,9 @@ REDACTIONS = [
     ("/e?token=", "/e?token=***"),
     ("/e?token", "/e?token"),  # no value to hide
     ("/e?tokens_used=5", "/e?tokens_used=***"),  # any name containing `token`
+    ("/v1/models?api_key=rk_abc&x=1", "/v1/models?api_key=***&x=1"),  # a key, where none is read
+    ("/e?key=rk_abc", "/e?key=***"),
+    ("/e?X-API-KEY=rk_abc", "/e?X-API-KEY=***"),
     ("/v1/sessions/s_token/events?last_event_id=2", "/v1/sessions/s_token/events?last_event_id=2"),
     ("/v1/sessions", "/v1/sessions"),
     ("/e?x=%41&y=token", "/e?x=%41&y=token"),  # only names decide, not values
@@ -23,7 +27,7 @@ REDACTIONS = [
 
 
 @pytest.mark.parametrize(("target", "logged"), REDACTIONS)
-def test_query_values_of_token_parameters_are_redacted(target: str, logged: str) -> None:
+def test_query_values_of_token_and_key_parameters_are_redacted(target: str, logged: str) -> None:
     assert redact_secrets(target) == logged
 
 

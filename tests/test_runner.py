@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from collections.abc import AsyncGenerator, Sequence
 
 import pytest
 
 from relay.config import GenerationSettings, StoreSettings
-from relay.errors import StoreUnavailable, UpstreamError
-from relay.events import Event, EventType, SessionStatus
+from relay.errors import SessionNotFound, StoreUnavailable, UpstreamError
+from relay.events import ErrorData, Event, EventType, SessionStatus
 from relay.providers.base import (
     Finish,
     Provider,
@@ -22,7 +24,8 @@ from relay.providers.router import Route
 from relay.runner import GenerationRunner
 from relay.session import SessionRecord
 from relay.store.memory import MemoryStore
-from relay.vocabulary import GenerationRequest, Message
+from relay.vocabulary import GenerationRequest, Message, session_tag
+from relay.writer import end_from_outside
 
 REQUEST = GenerationRequest(model="scripted", messages=[Message(role="user", content="hi")])
 
@@ -403,3 +406,47 @@ async def test_a_session_the_store_cannot_create_closes_its_upstream_request() -
         await creating
     assert provider.closed.is_set()
     assert runner.running == 0
+
+
+class LosingStore(MemoryStore):
+    """Loses every session after its first `keep` appends: later appends find it gone,
+    as after a FLUSHALL."""
+
+    def __init__(self, keep: int) -> None:
+        super().__init__(StoreSettings())
+        self.keep = keep
+
+    async def append(self, session_id: str, events: Sequence[Event]) -> SessionRecord:
+        if self.keep <= 0:
+            raise SessionNotFound(f"session {session_tag(session_id)}")
+        self.keep -= 1
+        return await super().append(session_id, events)
+
+
+async def test_a_session_lost_from_the_store_stops_its_generation_with_one_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    store = LosingStore(keep=1)  # its `connecting` status
+    provider = ScriptedProvider([TextDelta("a"), None])  # then waits: it must be closed
+    runner = make_runner(store, flush_interval_ms=0)
+    created = await runner.create("scripted", Route("test", "scripted", provider), REQUEST)
+    async with asyncio.timeout(3):
+        await provider.closed.wait()
+        while runner.running:
+            await asyncio.sleep(0.01)
+    tag = session_tag(created.record.id)
+    reports = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [(r.levelno, r.exc_info) for r in reports] == [(logging.WARNING, None)]
+    assert (
+        reports[0].getMessage()
+        == f"session {tag} vanished from the store (data loss); generation stopped"
+    )
+
+
+async def test_ending_a_session_that_vanished_from_outside_writes_nothing() -> None:
+    store = MemoryStore(StoreSettings())
+    now = time.time()
+    never_stored = SessionRecord("s_vanishedvanishedvanish", "mock", now, now, "")
+    terminal = (EventType.ERROR, ErrorData("generation_lost", "gone", retryable=True))
+    assert not await end_from_outside(store, never_stored, terminal, retry_s=0, max_events=10)

@@ -1,6 +1,7 @@
 """`relay serve` as a real process: JSON logs, and a clean exit on SIGTERM that ends
 running generations with `cancelled` (reason `shutdown`), kept in Redis for resume; what it
-answers to requests aiohttp's parser refuses; its access log; its ready line."""
+answers to requests aiohttp's parser refuses; its access log; its ready line; its
+tracebacks without uvloop installed."""
 
 from __future__ import annotations
 
@@ -14,9 +15,11 @@ from pathlib import Path
 import aiohttp
 
 from relay.vocabulary import session_suffix, session_tag
-from tests.redis_server import free_port
+from tests.redis_server import RedisServer, free_port, require_redis_server
 from tests.relay_process import relay_process
 from tests.sse_client import SseParser
+
+MESSAGES = [{"role": "user", "content": "hi"}]
 
 
 async def test_sigterm_cancels_generations_that_outlast_the_drain(
@@ -278,3 +281,32 @@ async def test_the_ready_line_names_the_bound_address(tmp_path: Path) -> None:
     finally:
         process.kill()
         await process.wait()
+
+
+async def test_a_traceback_logged_without_uvloop_does_not_chain_its_import_error(
+    tmp_path: Path,
+) -> None:
+    redis = RedisServer(require_redis_server())
+    redis.start()
+    port, config, log_path = free_port(), tmp_path / "relay.toml", tmp_path / "relay.log"
+    config.write_text(f'[store]\nurl = "{redis.url}"\n[generation]\nstore_retry_s = 0.2\n')
+    body = {"model": "mock:tokens=100000,tps=50,ttft_ms=0", "messages": MESSAGES}
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with relay_process(config, port, log_path, unimportable=["uvloop"]):
+            async with (
+                aiohttp.ClientSession() as http,
+                http.post(base + "/v1/sessions", json=body) as created,
+            ):
+                assert created.status == 201  # its generation appends to Redis from now on
+            await asyncio.to_thread(redis.stop)  # the generation is abandoned, with a traceback
+            async with asyncio.timeout(10):
+                while "generation abandoned" not in log_path.read_text():
+                    await asyncio.sleep(0.1)
+    finally:
+        redis.close()
+    log = log_path.read_text()
+    assert "Traceback" in log
+    assert [line for line in log.splitlines() if "uvloop" in line] == [
+        line for line in log.splitlines() if "event loop: asyncio (install relay[fast]" in line
+    ]

@@ -8,22 +8,34 @@ both are sent. With `[[clients]]` configured a request without a key is a 401
 inside a provider-format handler, the 401 is in that format's error shape. With no
 clients every request is the anonymous client's. Whether the caller may see a session
 is decided in one place, `relay.sessions.Sessions.find`.
+
+Once the client is known, so is whether the request's page may call relay for it: a
+cross-origin request from an origin the client does not list is a 403
+`origin_not_allowed` (`relay.frontdoors.cors.check_origin`), raised here so that it
+too is in the front door's shape.
 """
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from relay.clients import ANONYMOUS, CHALLENGE, Caller, Client
+from relay.clients import CHALLENGE, Caller, Client
 from relay.errors import ApiError
+from relay.frontdoors.cors import check_origin
 from relay.services import SERVICES
 
 
 def client_of(request: web.Request, *, x_api_key: bool = False) -> Client:
     """The client whose key the request carries (`x_api_key`: also in that header)."""
+    client = _authenticated(request, x_api_key=x_api_key)
+    check_origin(request, client)
+    return client
+
+
+def _authenticated(request: web.Request, *, x_api_key: bool) -> Client:
     clients = request.app[SERVICES].clients
     if clients.anonymous:
-        return ANONYMOUS
+        return clients.anonymous_client
     key = presented_key(request, x_api_key=x_api_key)
     if key is None:
         header = "Authorization: Bearer <key>" + (" or x-api-key: <key>" if x_api_key else "")
@@ -37,13 +49,21 @@ def client_of(request: web.Request, *, x_api_key: bool = False) -> Client:
 
 def caller_of(request: web.Request, *, read_token: bool = False) -> Caller:
     """Who asks about a session: a client by its key, or (where `read_token` says the
-    endpoint takes one) whoever shows `?token=` and no key."""
+    endpoint takes one) whoever shows `?token=` and no key: the page's origin is then
+    checked once the session, and so its owner, is known (`check_owner_origin`)."""
     token = request.query.get("token") if read_token else None
-    if request.app[SERVICES].clients.anonymous:
-        return Caller(ANONYMOUS, token)
-    if token is not None and presented_key(request) is None:
+    clients = request.app[SERVICES].clients
+    if not clients.anonymous and token is not None and presented_key(request) is None:
         return Caller(None, token)
     return Caller(client_of(request), token)
+
+
+def check_owner_origin(request: web.Request, caller: Caller, owner: str) -> None:
+    """For a caller that only a read token let in: the page must be on an origin of the
+    client that owns the session (`owner`, its name), so that a leaked token cannot be
+    used by another site's page."""
+    if caller.client is None:
+        check_origin(request, request.app[SERVICES].clients.named(owner), by_token=True)
 
 
 def presented_key(request: web.Request, *, x_api_key: bool = False) -> str | None:

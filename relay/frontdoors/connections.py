@@ -12,7 +12,9 @@ the `[limits]` settings (an app served another way has aiohttp's defaults):
 - connections at once, in total and per client address (`ConnectionGate`): one past
   either limit is closed as soon as it is accepted, before a byte is read or written,
   which costs nothing however many come (an answer would have to read the request).
-  Behind a reverse proxy every client has the proxy's address.
+  Behind a reverse proxy every client has the proxy's address;
+- connections past the process's descriptor limit (`OutOfDescriptors`): refused at once,
+  counted in one warning every REFUSALS_LOGGED_EVERY_S, while the open ones are served.
 The body's time is `relay.frontdoors.http.read_body`'s.
 """
 
@@ -20,7 +22,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import errno
 import logging
+import os
+import socket
 import time
 from typing import Any
 
@@ -34,6 +39,34 @@ log = logging.getLogger(__name__)
 
 # At most one log line per this many seconds about refused connections (a flood).
 REFUSALS_LOGGED_EVERY_S = 10.0
+# The most waiting connections refused at once when out of descriptors (the backlog).
+REFUSED_AT_ONCE = 128
+
+# What an accept fails with when the process (EMFILE) or the system (ENFILE) is out of
+# descriptors, or the kernel out of memory: the accept errors asyncio retries later.
+_EXHAUSTED = {
+    errno.EMFILE: "out of file descriptors (EMFILE)",
+    errno.ENFILE: "the system is out of file descriptors (ENFILE)",
+    errno.ENOBUFS: "out of socket buffers (ENOBUFS)",
+    errno.ENOMEM: "out of memory (ENOMEM)",
+}
+
+
+class RefusalCount:
+    """Refusals counted between reports, reported at most once per REFUSALS_LOGGED_EVERY_S
+    (the first at once)."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._reported_at = -REFUSALS_LOGGED_EVERY_S
+
+    def add(self, count: int, now: float) -> int:
+        """Count `count` more; how many to report now (0: reported not long ago)."""
+        self._count += count
+        if now - self._reported_at < REFUSALS_LOGGED_EVERY_S:
+            return 0
+        total, self._count, self._reported_at = self._count, 0, now
+        return total
 
 
 class ConnectionGate:
@@ -44,8 +77,7 @@ class ConnectionGate:
         self.max_per_ip = max_per_ip
         self.total = 0
         self._per_ip: collections.Counter[str] = collections.Counter()
-        self._refused = 0
-        self._logged_at = -REFUSALS_LOGGED_EVERY_S
+        self._refusals = RefusalCount()
 
     def admit(self, ip: str) -> str | None:
         """Count a new connection from `ip`; or the setting it would exceed (not counted)."""
@@ -65,11 +97,84 @@ class ConnectionGate:
 
     def refused(self, now: float) -> int:
         """Note a refusal; how many to report now (0: it was reported not long ago)."""
-        self._refused += 1
-        if now - self._logged_at < REFUSALS_LOGGED_EVERY_S:
+        return self._refusals.add(1, now)
+
+
+class OutOfDescriptors:
+    """The event loop's exception handler in `relay serve`: accepts that fail for want of
+    descriptors (or kernel memory) refuse the connections waiting, quietly.
+
+    asyncio reports each such failed accept to the loop's exception handler, leaves the
+    connection waiting in the listen backlog, stops accepting for a second and tries
+    again (on Python 3.11 it also tries the whole backlog's worth of times, and schedules
+    as many retries). Its default handler logs a traceback each time: hundreds of MB of
+    log a minute, while clients wait until they time out. Here the connections waiting
+    are accepted on a descriptor kept spare for that, and closed at once, so their
+    clients hear at once (a load balancer tries another instance) and asyncio's next
+    accept finds the backlog empty; one warning per REFUSALS_LOGGED_EVERY_S counts them.
+    Open connections are served throughout, and new ones again once descriptors free
+    up. Every other report goes to the loop's default handler.
+
+    uvloop never reports these: libuv refuses the connections the same way, silently.
+    """
+
+    def __init__(self, gate: ConnectionGate) -> None:
+        self._gate = gate
+        self._refusals = RefusalCount()
+        self._spare = _spare_descriptor()  # held for the life of the process
+
+    def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        error, listener = context.get("exception"), context.get("socket")
+        if _is_stale_accept_retry(context):
+            log.debug("a retry of accepting ran after its server closed: nothing to retry")
+            return
+        if not (isinstance(error, OSError) and error.errno in _EXHAUSTED and listener is not None):
+            loop.default_exception_handler(context)
+            return
+        refused = self._refuse_waiting(listener.fileno())
+        if count := self._refusals.add(max(refused, 1), time.monotonic()):
+            log.warning(
+                "refused %d connection(s): %s; the %d open connection(s) are still served",
+                count, _EXHAUSTED[error.errno], self._gate.total,
+            )  # fmt: skip
+
+    def _refuse_waiting(self, listener_fd: int) -> int:
+        """Accept and close the connections waiting on the listening socket, on the spare
+        descriptor; how many."""
+        spare = self._spare if self._spare is not None else _spare_descriptor()
+        if spare is None:
             return 0
-        refused, self._refused, self._logged_at = self._refused, 0, now
+        os.close(spare)
+        listener = socket.socket(fileno=listener_fd)  # the loop's own socket: detached below
+        refused = 0
+        try:
+            for _ in range(REFUSED_AT_ONCE):
+                try:
+                    connection, _ = listener.accept()
+                except OSError:  # none left waiting (it is non-blocking), or still out
+                    break
+                connection.close()
+                refused += 1
+        finally:
+            listener.detach()
+            self._spare = _spare_descriptor()
         return refused
+
+
+def _is_stale_accept_retry(context: dict[str, Any]) -> bool:
+    """asyncio's retry of a failed accept, due a second later, that ran after its server
+    closed (at shutdown): the closed socket's descriptor is -1 by then, which it cannot
+    watch. Known only by the callback named in the report."""
+    message = str(context.get("message", ""))
+    return isinstance(context.get("exception"), ValueError) and "._start_serving(" in message
+
+
+def _spare_descriptor() -> int | None:
+    """A descriptor to give back when out of them; None when there is none to keep."""
+    try:
+        return os.open(os.devnull, os.O_RDONLY)
+    except OSError:
+        return None
 
 
 def client_ip(transport: asyncio.BaseTransport) -> str:

@@ -10,6 +10,13 @@ chunk). Streams end themselves with an in-band error (`relay.subscribers.sse`); 
 exception that still comes here after that goes on to aiohttp, which logs it with its
 traceback and, seeing output already sent, closes the connection: the client sees the
 stream cut, never a second response.
+
+A client that went away is not an error either: a `ConnectionError` with the
+connection closed (aiohttp's "Connection lost", a reset, a broken pipe, met while
+reading the body or writing the answer) is answered with a 499 that nobody reads, and a
+debug line. Raised on to aiohttp, it would be logged with its traceback and, before any
+output, answered as a 500 in the access log. A `ConnectionError` while the connection
+is still open is relay's own failure, handled as any other.
 """
 
 from __future__ import annotations
@@ -39,11 +46,18 @@ class ResponseStarted(Exception):
     cause): never an HTTP exception, which aiohttp would write as a second response."""
 
 
+# nginx's status for a request whose client closed the connection before the answer.
+CLIENT_CLOSED_REQUEST = 499
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except Exception as exc:
+        if isinstance(exc, ConnectionError) and client_left(request):
+            log.debug("%s %s: the client went away", request.method, redact_secrets(request.path))
+            return web.Response(status=CLIENT_CLOSED_REQUEST)
         if response_started(request):
             path = redact_secrets(request.path)
             log.error("%s %s failed after its response started", request.method, path)
@@ -56,6 +70,13 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 def response_started(request: web.Request) -> bool:
     """Whether bytes of a response went out: the test aiohttp's own error handler makes."""
     return request.writer.output_size > 0
+
+
+def client_left(request: web.Request) -> bool:
+    """Whether the request's connection is closed or closing (the client left, or relay
+    dropped it)."""
+    transport = request.transport
+    return transport is None or transport.is_closing()
 
 
 def error_answer(request: web.Request, exc: Exception) -> web.Response:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from importlib import resources
 
 from aiohttp import web
@@ -10,7 +12,14 @@ from relay.errors import StoreUnavailable
 from relay.frontdoors.http import json_response
 from relay.services import SERVICES
 
+log = logging.getLogger(__name__)
+
 routes = web.RouteTableDef()
+
+# How long `/readyz` waits for the store's answer: within the 1 s a probe usually allows,
+# with room to spare, whatever the store does (a frozen Redis holds a ping for as long as
+# the client's socket timeout).
+READINESS_PING_S = 0.5
 
 
 @routes.get("/healthz")
@@ -21,15 +30,24 @@ async def healthz(request: web.Request) -> web.Response:
 
 @routes.get("/readyz")
 async def readyz(request: web.Request) -> web.Response:
-    """This instance can serve: not draining, and its store answers."""
+    """This instance can serve: not draining, and its store answers within
+    READINESS_PING_S. The answer never names the store's address."""
     services = request.app[SERVICES]
     if services.draining:
         return json_response({"status": "draining"}, status=503)
     try:
-        await services.store.ping()
+        async with asyncio.timeout(READINESS_PING_S):
+            await services.store.ping()
+    except TimeoutError:
+        return _store_unavailable(f"the event store did not answer within {READINESS_PING_S:g} s")
     except StoreUnavailable as exc:
-        return json_response({"status": "store_unavailable", "message": str(exc)}, status=503)
+        log.debug("not ready: %s", exc)  # the reason may name the store's host
+        return _store_unavailable("the event store is unreachable")
     return json_response({"status": "ready"})
+
+
+def _store_unavailable(message: str) -> web.Response:
+    return json_response({"status": "store_unavailable", "message": message}, status=503)
 
 
 def demo_page_route() -> web.RouteDef:

@@ -10,7 +10,7 @@ from aiohttp import web
 
 from relay.errors import ApiError
 from relay.events import SessionStatus
-from relay.frontdoors.auth import caller_of, client_of
+from relay.frontdoors.auth import caller_of, check_owner_origin, client_of
 from relay.frontdoors.http import decode_request, json_response, read_body
 from relay.services import SERVICES, Services
 from relay.session import SessionRecord, rfc3339
@@ -77,19 +77,26 @@ async def create_session(request: web.Request) -> web.Response:
     return json_response(payload, status=201, headers={"Location": f"/v1/sessions/{record.id}"})
 
 
+async def readable_session(services: Services, request: web.Request) -> SessionRecord:
+    """The session the snapshot or the events endpoint shows: by the owner's key or by
+    its read token, on a page that its owner lists, if it comes from another site."""
+    caller = caller_of(request, read_token=True)
+    record = await services.sessions.find(request.match_info["session_id"], caller=caller)
+    check_owner_origin(request, caller, record.client)
+    return record
+
+
 @routes.get("/v1/sessions/{session_id}")
 async def get_session(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
-    caller = caller_of(request, read_token=True)
-    record = await services.sessions.find(request.match_info["session_id"], caller=caller)
+    record = await readable_session(services, request)
     return json_response(await services.sessions.snapshot(record))
 
 
 @routes.get("/v1/sessions/{session_id}/events")
 async def session_events(request: web.Request) -> web.StreamResponse:
     services = request.app[SERVICES]
-    caller = caller_of(request, read_token=True)
-    record = await services.sessions.find(request.match_info["session_id"], caller=caller)
+    record = await readable_session(services, request)
     # No event id exceeds the cap, so a larger resume id means the same as the cap.
     after = min(resume_point(request), services.settings.store.max_events_per_session)
     if record.status.is_final and after >= record.last_event_id:

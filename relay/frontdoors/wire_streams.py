@@ -18,6 +18,7 @@ from relay.frontdoors.http import json_response
 from relay.services import Services
 from relay.session import SessionRecord
 from relay.subscribers import slices
+from relay.subscribers.follow import SESSION_LOST
 from relay.subscribers.formats import WireRenderer
 from relay.subscribers.transcript import Transcript
 from relay.vocabulary import GenerationRequest
@@ -36,13 +37,13 @@ async def start_session(
 
 async def until_first_output(services: Services, session_id: str) -> list[Event]:
     """The session's log from its start up to the read that brought the first event that
-    is not a `status`, waiting for it; [] if the session vanished."""
+    is not a `status`, waiting for it (`session_lost` if the log vanished meanwhile)."""
     read: list[Event] = []
     async for events in services.follow(session_id):
         read += events
         if any(event.type is not EventType.STATUS for event in events):
-            return read
-    return []
+            break
+    return read
 
 
 def first_output(events: list[Event]) -> Event | None:
@@ -90,15 +91,18 @@ def failure_response(
 ) -> web.Response | None:
     """The error answer of a whole answer that did not complete, else None.
 
-    Its status: the upstream's when it gave one, 502 otherwise, and 499 (client closed
-    request) when the session was cancelled.
+    Its status: the upstream's when it gave one, 502 otherwise, 500 when the session's
+    log vanished from the store (`session_lost`: relay's failure, not the upstream's),
+    and 499 (client closed request) when the session was cancelled.
     """
     if transcript.error is None and not transcript.cancelled:
         return None
-    status = (transcript.error or {}).get("upstream_status")
+    error = transcript.error or {"message": "the generation was cancelled"}
+    status = error.get("upstream_status")
     if transcript.cancelled:
         status = 499
+    elif error.get("code") == SESSION_LOST.code:
+        status = 500
     elif not isinstance(status, int) or status < 400:  # a redirect is not the client's
         status = 502
-    body = error_body(status, transcript.error or {"message": "the generation was cancelled"})
-    return json_response(body, status, {SESSION_HEADER: session_id})
+    return json_response(error_body(status, error), status, {SESSION_HEADER: session_id})

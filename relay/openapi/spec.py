@@ -76,7 +76,9 @@ DESCRIPTION = (
     "A streaming relay for LLM responses: generations run in the background and are "
     "written to a durable per-session event log that clients read over Server-Sent "
     "Events and resume with `Last-Event-ID`. See docs/api.md for the events, the error "
-    "codes and the resume rules."
+    "codes and the resume rules. Browsers on other sites may call relay when their origin "
+    "is listed (CORS): per client in `[[clients]] origins`, or in `[server] cors_origins` "
+    "without clients; preflights (`OPTIONS`) are answered for those origins."
 )
 
 
@@ -197,17 +199,47 @@ UNAUTHENTICATED = (
 )
 
 
+ORIGIN_NOT_ALLOWED = (
+    "a page on another site whose origin the client's `origins` (without `[[clients]]`: "
+    "`[server] cors_origins`) do not list (`origin_not_allowed`)"
+)
+
+
 def errors(error: Schema, statuses: Mapping[int | str, str]) -> dict[str, Schema]:
     """Error answers in one shape; every such operation needs a client's key when
-    `[[clients]]` are configured (401) and may answer 500 (a bug)."""
+    `[[clients]]` are configured (401), refuses pages on origins its client does not
+    list (403) and may answer 500 (a bug)."""
+    forbidden = "; or ".join([*([statuses[403]] if 403 in statuses else []), ORIGIN_NOT_ALLOWED])
     answers = {"401": answer(UNAUTHENTICATED, error)}
     answers |= {str(status): answer(text, error) for status, text in statuses.items()}
+    answers["403"] = answer(forbidden, error)
     answers["500"] = answer("relay failed (a bug); details are in relay's log", relay_error())
     return answers
 
 
 def relay_error() -> Schema:
     return ref("RelayErrorBody")
+
+
+RATE_LIMITED = (
+    "with `[[clients]]`: the client is over `max_concurrent_sessions`, "
+    "`requests_per_minute` or `tokens_per_minute` (`rate_limited`); the message names the "
+    "limit and the client"
+)
+
+
+def rate_limited(error: Schema, *, upstream_too: bool = False) -> dict[str, Schema]:
+    """The 429 of an operation that starts a session (relay/quotas.py); a provider-format
+    door also answers an upstream's own 429 before any output (`upstream_too`), which
+    need not carry `Retry-After`."""
+    retry_after = {
+        "description": "whole seconds until the quota would admit the request"
+        + (" (on relay's own `rate_limited`)" if upstream_too else ""),
+        "required": not upstream_too,
+        "schema": {"type": "string", "pattern": "^[1-9][0-9]*$"},
+    }
+    text = RATE_LIMITED + (", or the upstream's own 429 before any output" if upstream_too else "")
+    return {"429": answer(text, error, **{"Retry-After": retry_after})}
 
 
 def path_id(name: str, pattern: str, description: str) -> Schema:
@@ -285,7 +317,9 @@ def create_session(refs: Refs) -> Schema:
         "createSession",
         "sessions",
         "Start a generation",
-        {"201": created} | errors(relay_error(), BODY_ERRORS | {503: UNAVAILABLE}),
+        {"201": created}
+        | errors(relay_error(), BODY_ERRORS | {503: UNAVAILABLE})
+        | rate_limited(relay_error()),
         description="Messages and tools are Chat Completions'. Unknown top-level fields are "
         "refused; the answer returns as soon as the session exists.",
         requestBody=json_body(refs[CreateSessionBody], example),
@@ -407,7 +441,14 @@ def generation_errors(error: Schema) -> dict[str, Schema]:
         499: "(`stream: false`) the session was cancelled meanwhile",
         502: "(`stream: false`) the generation failed (`upstream_*`)",
     }
-    return errors(error, statuses | {503: UNAVAILABLE})
+    answers = errors(error, statuses | {503: UNAVAILABLE})
+    answers["500"] = answer(
+        "relay failed (a bug, in relay's shape; details are in relay's log), or "
+        "(`stream: false`) the session's log vanished from the store (`session_lost`, "
+        "in this front door's shape)",
+        {"anyOf": [relay_error(), error]},
+    )
+    return answers | rate_limited(error, upstream_too=True)
 
 
 def session_answer(description: str, schema: Schema, stream: Schema) -> Schema:

@@ -1,11 +1,11 @@
-"""The store's interfaces: the event log, the leases and the cancel bus, and `Store`,
-which is all three on one backend.
+"""The store's interfaces: the event log, the leases, the cancel bus and the quotas, and
+`Store`, which is all four on one backend.
 
 Every implementation behaves identically where a caller can observe it: one contract
 suite per interface in tests/store/ runs against each store on each backend. Times are
 the caller's clock, in seconds since the epoch.
 
-`ping` and `close` belong to `Store`, not to one of its parts: the three share one
+`ping` and `close` belong to `Store`, not to one of its parts: the four share one
 backend (one Redis client, one process's memory), so whether it can serve and when it
 is released are questions about the whole; closing it ends each part's waiting (see
 `EventLog.wait` and `CancelBus.cancel_requests`). Code that only uses a part takes
@@ -19,9 +19,10 @@ import itertools
 from collections.abc import AsyncIterator, Sequence
 
 from relay.events import Event
+from relay.quotas import QuotaLimits, QuotaRefusal
 from relay.session import SessionRecord
 
-__all__ = ["CancelBus", "EventLog", "Leases", "Store", "check_batch"]
+__all__ = ["CancelBus", "EventLog", "Leases", "Quotas", "Store", "check_batch"]
 
 
 class EventLog(abc.ABC):
@@ -109,8 +110,39 @@ class CancelBus(abc.ABC):
         instance, as they come; ends when the store closes (at once if it has)."""
 
 
-class Store(EventLog, Leases, CancelBus):
-    """The event log, the leases and the cancel bus of one backend."""
+class Quotas(abc.ABC):
+    """Each client's quota counts (relay/quotas.py says what they mean), shared by every
+    instance on the backend.
+
+    A client's running sessions hold a slot each, from `admit` to `release`. Admission
+    is atomic: two instances admitting at once never both take the last slot, nor the
+    last request of a minute. A slot is self-healing: when the slots look full, those
+    whose session has ended, or whose record is gone after `STALE_SLOT_GRACE_S`
+    (its releaser crashed, or the record expired), are given back before the client
+    is refused. Times are the caller's clock (`now`), as everywhere in the store.
+    """
+
+    @abc.abstractmethod
+    async def admit(
+        self, client: str, session_id: str, limits: QuotaLimits, now: float
+    ) -> QuotaRefusal | None:
+        """Admit a new session of `client`, or say which limit refuses it (None: admitted).
+
+        Admitted, the request counts in `now`'s minute (with `requests_per_minute`) and
+        `session_id` holds a slot (with `max_concurrent_sessions`); a refused request
+        counts nowhere. `tokens_per_minute` refuses once the tokens counted reach it."""
+
+    @abc.abstractmethod
+    async def release(self, client: str, session_id: str) -> None:
+        """Give back the session's slot; nothing when it holds none."""
+
+    @abc.abstractmethod
+    async def count_tokens(self, client: str, tokens: int, now: float) -> None:
+        """Count `tokens` output tokens generated for `client` in `now`'s minute."""
+
+
+class Store(EventLog, Leases, CancelBus, Quotas):
+    """The event log, the leases, the cancel bus and the quotas of one backend."""
 
     @abc.abstractmethod
     async def ping(self) -> None:

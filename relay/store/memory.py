@@ -3,10 +3,11 @@
 For a single process. Bounded: at most `max_sessions` sessions (the oldest finished
 ones are evicted first, and creating a session fails with `StoreFull` when all are
 running) and `max_events_per_session` events each. Finished sessions expire
-`retention_s` after they end.
+`retention_s` after they end, freed by a timer (the store's own task, ended by `close`)
+as well as by the next create.
 
-Its cancel bus reaches the listeners of this store object: in one process it is the
-whole backend.
+Its cancel bus reaches the listeners of this store object, and its quotas
+(memory_quotas.py) count for it alone: in one process it is the whole backend.
 """
 
 from __future__ import annotations
@@ -25,9 +26,16 @@ from relay.errors import (
     StoreFull,
 )
 from relay.events import Event
+from relay.quotas import QuotaLimits, QuotaRefusal
 from relay.session import SessionRecord
 from relay.store.base import Store, check_batch
+from relay.store.memory_quotas import MemoryQuotas
+from relay.tasks import cancel_and_wait
 from relay.vocabulary import session_tag
+
+# The expiry timer looks again at least this often: the clock is the caller's, and may
+# jump.
+EXPIRY_CHECK_S = 1.0
 
 
 class _SessionLog:
@@ -57,6 +65,9 @@ class MemoryStore(Store):
         self._leases: dict[str, float] = {}
         # One queue per cancel listener; None ends it.
         self._cancel_listeners: set[asyncio.Queue[str | None]] = set()
+        self._quotas = MemoryQuotas(self._record_of)
+        # Frees finished sessions as they expire; runs while there are any.
+        self._expiry: asyncio.Task[None] | None = None
 
     async def create(self, record: SessionRecord) -> None:
         self._expire_finished()
@@ -81,6 +92,7 @@ class MemoryStore(Store):
             log.expires_at = self._clock() + self._settings.retention_s
             self._finished[session_id] = None
             self._leases.pop(session_id, None)
+            self._expire_on_timer()
         log.wake_waiters()
         return log.record
 
@@ -146,11 +158,28 @@ class MemoryStore(Store):
         finally:
             self._cancel_listeners.discard(listener)
 
+    async def admit(
+        self, client: str, session_id: str, limits: QuotaLimits, now: float
+    ) -> QuotaRefusal | None:
+        return await self._quotas.admit(client, session_id, limits, now)
+
+    async def release(self, client: str, session_id: str) -> None:
+        await self._quotas.release(client, session_id)
+
+    async def count_tokens(self, client: str, tokens: int, now: float) -> None:
+        await self._quotas.count_tokens(client, tokens, now)
+
+    def _record_of(self, session_id: str) -> SessionRecord | None:
+        log = self._live(session_id)
+        return log.record if log else None
+
     async def ping(self) -> None:
         return None
 
     async def close(self) -> None:
         self._closed = True
+        if self._expiry is not None:
+            await cancel_and_wait([self._expiry])
         for log in self._sessions.values():
             log.wake_waiters()
         for listener in self._cancel_listeners:
@@ -170,6 +199,18 @@ class MemoryStore(Store):
             if self._sessions[oldest].expires_at > now:
                 break
             self._forget(oldest)
+
+    def _expire_on_timer(self) -> None:
+        """Start the expiry timer, unless it runs."""
+        if not self._closed and (self._expiry is None or self._expiry.done()):
+            self._expiry = asyncio.create_task(self._expire_when_due(), name="relay-memory-expiry")
+
+    async def _expire_when_due(self) -> None:
+        """Forget each finished session once it expires, until none is left."""
+        while self._finished:
+            oldest = self._sessions[next(iter(self._finished))]
+            await asyncio.sleep(min(max(oldest.expires_at - self._clock(), 0.0), EXPIRY_CHECK_S))
+            self._expire_finished()
 
     def _evict_oldest_finished(self) -> None:
         if not self._finished:

@@ -5,8 +5,9 @@ a read comes back short (it has caught up), it joins the session's feed — afte
 reading whatever the feed has passed meanwhile, so the join has no gap and no
 duplicate. The feed runs `follow` once for everyone: each new batch is encoded once
 per wire format and put in every subscriber's inbox; an idle beat puts a `: ping`
-there. A feed ends after the terminal event, when the session is gone, or when the
-store stayed unreachable too long, and it is stopped when its last subscriber leaves.
+there. A feed ends after the terminal event (`session_lost` when the log vanished
+before its end: see `relay.subscribers.follow`), or when the store stayed unreachable
+too long, and it is stopped when its last subscriber leaves.
 
 An encoder that raises (a renderer's bug, or data it cannot read) ends the streams it
 encodes for, not the feed: the frames of the events before the one it failed on go
@@ -42,7 +43,7 @@ from relay import sse
 from relay.errors import StoreError, StoreUnavailable
 from relay.events import Event
 from relay.store import Store
-from relay.subscribers.follow import Outage, follow
+from relay.subscribers.follow import Outage, follow, is_session_lost, session_lost
 from relay.subscribers.formats import WireRenderer
 from relay.subscribers.slices import EVENTS_PER_SLICE, let_others_run, prime
 from relay.subscribers.sse import EventEncoder, native_frame
@@ -299,7 +300,10 @@ class Feed:
 
     def _deliver_ahead(self, inbox: Inbox, events: list[Event]) -> None:
         """An inbox that joined ahead of the feed (it read events the feed had not yet):
-        it renders what it lacks on its own, and shares once the feed has caught up."""
+        it renders what it lacks on its own, and shares once the feed has caught up.
+        A `session_lost` made for the feed's position is made again for the inbox's."""
+        if is_session_lost(events[-1]) and events[-1].id <= inbox.position:
+            events = [session_lost(inbox.position)]
         if self._put(inbox, inbox.render(events)) and inbox.position == self.position:
             self._share(inbox)
 

@@ -15,6 +15,13 @@ stream's own format (relay's `error` event, or its renderer's `error_frame`), co
 failure (`StoreError`): the log is fine, this instance could not read it, so the body
 just ends and the client reconnects with Last-Event-ID.
 
+A client that goes away is no failure, however its connection ends under a write:
+aiohttp raises `ConnectionError` ("Connection lost" while a write waited for a full
+socket to drain, `ClientConnectionResetError` on a closed transport; a reset or a broken
+pipe are its subclasses). The stream ends there, with a debug line; the handler returns
+its response, which aiohttp's access log shows with its status (200), as it does for
+any response whose peer left.
+
 The in-band error has no `id:` line. It is not an event of the session's log, and a
 frame without `id:` leaves an EventSource's last event id as it was, so a client that
 reconnects resumes after the last event it really got, and no event id is taken that
@@ -26,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 
 import msgspec
 from aiohttp import web
@@ -71,6 +78,10 @@ def in_band_error(encode: EventEncoder, error: ErrorData) -> bytes:
     if isinstance(encode, WireRenderer):
         return encode.error_frame(error)
     return native_error_frame(error)
+
+
+class SubscriberGone(Exception):
+    """The client's connection closed under a write: it left, or relay dropped it."""
 
 
 class ResponseConnection:
@@ -150,12 +161,9 @@ class SseSubscription:
     ) -> web.StreamResponse:
         response = web.StreamResponse(status=200, headers={**SSE_HEADERS, **(headers or {})})
         try:
-            await response.prepare(request)  # the client may already be gone
-        except ConnectionResetError:
-            return self._gone(response)
-        try:
+            await self._send(response.prepare(request))  # the client may already be gone
             await self._write_stream(response)
-        except ConnectionResetError:
+        except SubscriberGone:
             return self._gone(response)
         except StoreError as exc:
             log.warning("stream of %s ended early: %s", session_tag(self.session_id), exc)
@@ -164,8 +172,8 @@ class SseSubscription:
                 "stream of %s failed after its headers were sent", session_tag(self.session_id)
             )
             await self._write_failure(response)
-        with contextlib.suppress(ConnectionResetError):
-            await response.write_eof()
+        with contextlib.suppress(SubscriberGone):
+            await self._send(response.write_eof())
         return response
 
     async def _write_stream(self, response: web.StreamResponse) -> None:
@@ -173,19 +181,27 @@ class SseSubscription:
             self._watch = StallWatch(self.connection, self.send_timeout_s)
         try:
             if self.retry_ms is not None:
-                await response.write(sse.retry_frame(self.retry_ms))
+                await self._send(response.write(sse.retry_frame(self.retry_ms)))
             async with contextlib.aclosing(self.frames) as frames:
                 async for chunk in frames:
-                    await response.write(chunk)
+                    await self._send(response.write(chunk))
                     if self._watch is not None:
                         self._watch.wrote()
         finally:
             if self._watch is not None:
                 self._watch.stop()
 
+    @staticmethod
+    async def _send(write: Awaitable[object]) -> None:
+        """Await a write to the client: the boundary where its going away is translated."""
+        try:
+            await write
+        except ConnectionError as exc:
+            raise SubscriberGone() from exc
+
     async def _write_failure(self, response: web.StreamResponse) -> None:
-        with contextlib.suppress(ConnectionResetError):
-            await response.write(in_band_error(self.encode, STREAM_FAILED))
+        with contextlib.suppress(SubscriberGone):
+            await self._send(response.write(in_band_error(self.encode, STREAM_FAILED)))
 
     def _gone(self, response: web.StreamResponse) -> web.StreamResponse:
         log.debug("subscriber of %s went away", session_tag(self.session_id))

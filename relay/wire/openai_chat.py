@@ -30,6 +30,9 @@ _ERROR_TYPES = {
     422: "invalid_request_error",
     429: "rate_limit_error",
 }
+# Error codes of relay's own failures (the rest are the upstream's): a bug, and a log
+# that vanished from relay's store.
+RELAYS_OWN_FAILURES = frozenset({"internal_error", "session_lost"})
 
 
 class ToolCallParts(Protocol):
@@ -220,7 +223,7 @@ def error_event_body(status: int, data: Mapping[str, object]) -> dict[str, Any]:
     HTTP `status` (which OpenAI's body does not repeat) or a stream; relay's code is `code`,
     and `type` tells relay's own failures (`server_error`) from the upstream's."""
     code = str(data.get("code"))
-    kind = "server_error" if code == "internal_error" else "upstream_error"
+    kind = "server_error" if code in RELAYS_OWN_FAILURES else "upstream_error"
     return error_body(str(data.get("message", "")), kind, code)
 
 

@@ -13,6 +13,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 import aiohttp
+import anthropic
+import openai
 import pytest
 from aiohttp.test_utils import TestServer
 
@@ -30,15 +32,36 @@ Overrides = Mapping[str, Mapping[str, Any]]
 
 
 class Relay:
-    """One running relay and a client for its native API."""
+    """One running relay, a client for its native API, and the official SDKs' clients
+    pointed at it.
+
+    The SDK clients are closed with the relay, inside the test's event loop. One left to
+    the garbage collector closes itself later on whatever loop runs then (the SDKs'
+    `__del__` schedules `aclose()` there); its connections belong to the test's loop,
+    which has ended, so the close fails and asyncio logs "Task exception was never
+    retrieved" in another test.
+    """
 
     def __init__(self, server: TestServer, http: aiohttp.ClientSession, settings: Settings):
         self.server = server
         self.http = http
         self.settings = settings
+        self.sdks: list[openai.AsyncOpenAI | anthropic.AsyncAnthropic] = []
 
     def url(self, path: str) -> str:
         return str(self.server.make_url(path))
+
+    def openai_sdk(self, api_key: str = "unused") -> openai.AsyncOpenAI:
+        sdk = openai.AsyncOpenAI(base_url=self.url("/v1"), api_key=api_key, max_retries=0)
+        self.sdks.append(sdk)
+        return sdk
+
+    def anthropic_sdk(self, api_key: str = "unused", **options: Any) -> anthropic.AsyncAnthropic:
+        sdk = anthropic.AsyncAnthropic(
+            base_url=self.url(""), api_key=api_key, max_retries=0, **options
+        )
+        self.sdks.append(sdk)
+        return sdk
 
     async def post_session(self, body: Any) -> aiohttp.ClientResponse:
         return await self.http.post(self.url("/v1/sessions"), json=body)
@@ -102,6 +125,8 @@ class Relay:
             return events
 
     async def close(self) -> None:
+        for sdk in self.sdks:
+            await sdk.close()
         await self.http.close()
         await self.server.close()
 

@@ -395,17 +395,9 @@ def test_the_table_covers_every_kind_of_mistake() -> None:
 # --- the error shapes, as the official SDKs read them ---------------------------------
 
 
-def openai_client(relay: Relay) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url=relay.url("/v1"), api_key="unused", max_retries=0)
-
-
-def anthropic_client(relay: Relay) -> anthropic.AsyncAnthropic:
-    return anthropic.AsyncAnthropic(base_url=relay.url(""), api_key="unused", max_retries=0)
-
-
 async def test_the_openai_sdk_reads_code_param_and_type_from_chat(relay_server: Relay) -> None:
     with pytest.raises(openai.BadRequestError) as refused:
-        await openai_client(relay_server).chat.completions.create(
+        await relay_server.openai_sdk().chat.completions.create(
             model=FAST_MOCK,
             messages=[{"content": "hi"}],  # type: ignore[list-item]
         )
@@ -423,7 +415,7 @@ async def test_the_openai_sdk_reads_code_param_and_type_from_chat(relay_server: 
 
 async def test_the_openai_sdk_reads_an_unsupported_n(relay_server: Relay) -> None:
     with pytest.raises(openai.BadRequestError) as refused:
-        await openai_client(relay_server).chat.completions.create(
+        await relay_server.openai_sdk().chat.completions.create(
             model=FAST_MOCK,
             messages=[USER],
             n=3,  # type: ignore[list-item]
@@ -433,7 +425,7 @@ async def test_the_openai_sdk_reads_an_unsupported_n(relay_server: Relay) -> Non
 
 async def test_the_openai_sdk_reads_an_unknown_model(relay_server: Relay) -> None:
     with pytest.raises(openai.BadRequestError) as refused:
-        await openai_client(relay_server).chat.completions.create(
+        await relay_server.openai_sdk().chat.completions.create(
             model="gpt-nothing",
             messages=[USER],  # type: ignore[list-item]
         )
@@ -442,7 +434,7 @@ async def test_the_openai_sdk_reads_an_unknown_model(relay_server: Relay) -> Non
 
 async def test_the_anthropic_sdk_reads_anthropics_error_shape(relay_server: Relay) -> None:
     with pytest.raises(anthropic.BadRequestError) as refused:
-        await anthropic_client(relay_server).messages.create(
+        await relay_server.anthropic_sdk().messages.create(
             model=FAST_MOCK,
             max_tokens=0,
             messages=[USER],  # type: ignore[list-item]
@@ -472,7 +464,7 @@ async def test_a_cut_tool_call_is_a_tool_use_with_what_its_input_holds(
     start_relay: StartRelay,
 ) -> None:
     relay = await start_relay(with_providers={"mock": CutToolCall()})
-    message = await anthropic_client(relay).messages.create(
+    message = await relay.anthropic_sdk().messages.create(
         model="mock",
         max_tokens=50,
         messages=[USER],  # type: ignore[list-item]

@@ -379,59 +379,101 @@ async def test_the_owner_key_and_a_token_together_must_both_hold(relay: Relay) -
 # --- the official SDKs ------------------------------------------------------------------
 
 
-def openai_client(relay: Relay, key: str) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url=relay.url("/v1"), api_key=key, max_retries=0)
+HI: list[Any] = [{"role": "user", "content": "hi"}]
+# Each client's keys (web's two, as during a rotation) and how its generations end:
+# mobile's are capped at 5 tokens. Each key's other client cannot see its sessions.
+SDK_KEYS = [
+    pytest.param(WEB_KEY, "stop", id="web"),
+    pytest.param(WEB_NEXT_KEY, "stop", id="web-next-key"),
+    pytest.param(MOBILE_KEY, "length", id="mobile"),
+]
+OTHER_CLIENTS_KEY = {WEB_KEY: MOBILE_KEY, WEB_NEXT_KEY: MOBILE_KEY, MOBILE_KEY: WEB_KEY}
+RESPONSE_STATUS = {"stop": "completed", "length": "incomplete"}
+STOP_REASON = {"stop": "end_turn", "length": "max_tokens"}
 
 
-def anthropic_client(relay: Relay, key: str) -> anthropic.AsyncAnthropic:
-    return anthropic.AsyncAnthropic(base_url=relay.url(""), api_key=key, max_retries=0)
-
-
-async def test_the_openai_sdk_authenticates_with_api_key(relay: Relay) -> None:
-    client = openai_client(relay, WEB_KEY)
-    stream = await client.chat.completions.create(
-        model=FAST_MOCK, messages=[{"role": "user", "content": "hi"}], stream=True
-    )
+@pytest.mark.parametrize(("key", "finish"), SDK_KEYS)
+async def test_the_openai_sdk_authenticates_with_api_key(
+    relay: Relay, key: str, finish: str
+) -> None:
+    """Chat Completions, whole and streamed, and Responses, created, streamed and
+    retrieved; another client's key cannot retrieve the response."""
+    client = relay.openai_sdk(key)
+    completion = await client.chat.completions.create(model=FAST_MOCK, messages=HI)
+    assert completion.choices[0].finish_reason == finish
+    assert completion.choices[0].message.content
+    stream = await client.chat.completions.create(model=FAST_MOCK, messages=HI, stream=True)
     chunks = [chunk async for chunk in stream]
-    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == finish
     response = await client.responses.create(model=FAST_MOCK, input="hi")
-    assert response.status == "completed" and response.output_text
+    assert response.status == RESPONSE_STATUS[finish] and response.output_text
+    events = await client.responses.create(model=FAST_MOCK, input="hi", stream=True)
+    types = [event.type async for event in events]
+    assert types[-1] == f"response.{RESPONSE_STATUS[finish]}"
     again = await client.responses.retrieve(response.id)
     assert again.output_text == response.output_text
     with pytest.raises(openai.NotFoundError):
-        await openai_client(relay, MOBILE_KEY).responses.retrieve(response.id)
+        await relay.openai_sdk(OTHER_CLIENTS_KEY[key]).responses.retrieve(response.id)
 
 
 async def test_the_openai_sdk_sees_a_wrong_key_as_an_authentication_error(relay: Relay) -> None:
     with pytest.raises(openai.AuthenticationError) as raised:
-        await openai_client(relay, "wrong-key").chat.completions.create(
+        await relay.openai_sdk("wrong-key").chat.completions.create(
             model=FAST_MOCK, messages=[{"role": "user", "content": "hi"}]
         )
     assert raised.value.status_code == 401 and raised.value.code == "invalid_api_key"
 
 
-async def test_the_anthropic_sdk_authenticates_with_api_key(relay: Relay) -> None:
-    client = anthropic_client(relay, WEB_KEY)
-    message = await client.messages.create(
-        model=FAST_MOCK, max_tokens=50, messages=[{"role": "user", "content": "hi"}]
-    )
-    assert message.stop_reason == "end_turn" and message.content
+async def anthropic_sdk_generates(client: anthropic.AsyncAnthropic, finish: str) -> None:
+    """A message, whole and streamed, that ends as `finish` says."""
+    message = await client.messages.create(model=FAST_MOCK, max_tokens=50, messages=HI)
+    assert message.stop_reason == STOP_REASON[finish] and message.content
     text = ""
-    async with client.messages.stream(
-        model=FAST_MOCK, max_tokens=50, messages=[{"role": "user", "content": "hi"}]
-    ) as stream:
+    async with client.messages.stream(model=FAST_MOCK, max_tokens=50, messages=HI) as stream:
         async for piece in stream.text_stream:
             text += piece
-    assert text
+        final = await stream.get_final_message()
+    assert text and final.stop_reason == STOP_REASON[finish]
+
+
+@pytest.mark.parametrize(("key", "finish"), SDK_KEYS)
+async def test_the_anthropic_sdk_authenticates_with_api_key(
+    relay: Relay, key: str, finish: str
+) -> None:
+    await anthropic_sdk_generates(relay.anthropic_sdk(key), finish)
     with pytest.raises(anthropic.AuthenticationError):
-        await anthropic_client(relay, "wrong-key").messages.create(
+        await relay.anthropic_sdk("wrong-key").messages.create(
             model=FAST_MOCK, max_tokens=50, messages=[{"role": "user", "content": "hi"}]
         )
 
 
+@pytest.mark.parametrize(("key", "finish"), SDK_KEYS)
+async def test_the_anthropic_sdk_authenticates_with_x_api_key(
+    relay: Relay, key: str, finish: str
+) -> None:
+    """The key in `x-api-key` alone, the header Anthropic's own API reads it from.
+    anthropic 2.15 sends `api_key=` as `Authorization: Bearer`, so the SDK is told to
+    send the header instead; an httpx hook records what went over the wire."""
+    sent: list[dict[str, str]] = []
+
+    async def record(request: Any) -> None:
+        sent.append({name.lower(): value for name, value in request.headers.items()})
+
+    http_client = anthropic.DefaultAsyncHttpxClient(event_hooks={"request": [record]})
+    headers = {"x-api-key": key, "Authorization": anthropic.omit}
+    client = relay.anthropic_sdk(key, default_headers=headers, http_client=http_client)
+    await anthropic_sdk_generates(client, finish)
+    assert len(sent) == 2
+    assert all(h["x-api-key"] == key and "authorization" not in h for h in sent), sent
+    with pytest.raises(anthropic.AuthenticationError):
+        await relay.anthropic_sdk(
+            "unused", default_headers={"x-api-key": "wrong-key", "Authorization": anthropic.omit}
+        ).messages.create(model=FAST_MOCK, max_tokens=50, messages=HI)
+
+
 async def test_an_sdk_stream_resumes_with_the_clients_key(relay: Relay) -> None:
     """The resume endpoint takes the key the SDK used: a frontend resumes what it began."""
-    stream = await openai_client(relay, WEB_KEY).chat.completions.with_raw_response.create(
+    stream = await relay.openai_sdk(WEB_KEY).chat.completions.with_raw_response.create(
         model=FAST_MOCK, messages=[{"role": "user", "content": "hi"}], stream=True
     )
     session_id = stream.headers["X-Relay-Session-Id"]

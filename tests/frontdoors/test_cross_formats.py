@@ -11,7 +11,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from tests.frontdoors.conftest import Relay, StartRelay
-from tests.frontdoors.test_sdk_front_doors import SYSTEM, anthropic_client, expected, openai_client
+from tests.frontdoors.test_sdk_front_doors import SYSTEM, expected
 from tests.mock_upstream_server import mock_stats
 from tests.wire.test_anthropic_to_chat import chat_messages
 
@@ -100,7 +100,7 @@ async def last_request(mock_upstream: TestServer) -> dict[str, Any]:
 
 
 async def ask_with_anthropic(relay: Relay, upstream: str, max_tokens: int = 100) -> Any:
-    async with anthropic_client(relay).messages.stream(
+    async with relay.anthropic_sdk().messages.stream(
         model=f"{upstream}/{MODEL}",
         max_tokens=max_tokens,
         system=SYSTEM,
@@ -148,7 +148,7 @@ async def test_an_anthropic_upstream_receives_the_same_blocks_back(
 async def test_openai_clients_with_tool_history_reach_an_anthropic_upstream(
     relay: Relay, mock_upstream: TestServer
 ) -> None:
-    completion = await openai_client(relay).chat.completions.create(
+    completion = await relay.openai_sdk().chat.completions.create(
         model=f"ant/{MODEL}",
         messages=CHAT_HISTORY,  # type: ignore[arg-type]
         tools=[CHAT_TOOL],  # type: ignore[list-item]

@@ -25,7 +25,6 @@ from tests.frontdoors.test_sdk_front_doors import (
     QUESTION,
     SYSTEM,
     expected,
-    openai_client,
 )
 from tests.sse_client import SseParser
 
@@ -53,7 +52,7 @@ TEXT_EVENTS = [
 
 @pytest.fixture
 async def client(relay_server: Relay) -> AsyncIterator[openai.AsyncOpenAI]:
-    async with openai_client(relay_server) as sdk:
+    async with relay_server.openai_sdk() as sdk:
         yield sdk
 
 
@@ -409,7 +408,7 @@ async def upstreams_client(
         {"name": "ant", "kind": "anthropic", "base_url": base, "models": []},
     ]
     relay = await start_relay(upstreams=upstreams, generation={"idle_timeout_s": 2.0})
-    async with openai_client(relay) as sdk:
+    async with relay.openai_sdk() as sdk:
         yield sdk
 
 

@@ -11,8 +11,6 @@ import asyncio
 import json
 from typing import Any
 
-import anthropic
-import openai
 import pytest
 
 from relay.providers.base import TextDelta, ToolCall, UsageReport
@@ -35,14 +33,6 @@ async def expected(model: str, messages: list[Message]) -> tuple[str, list[ToolC
     return text, calls, usage
 
 
-def openai_client(relay: Relay) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url=relay.url("/v1"), api_key="unused", max_retries=0)
-
-
-def anthropic_client(relay: Relay) -> anthropic.AsyncAnthropic:
-    return anthropic.AsyncAnthropic(base_url=relay.url(""), api_key="unused", max_retries=0)
-
-
 CHAT = [Message(role="user", content=QUESTION)]
 MESSAGES = [Message(role="system", content=SYSTEM), Message(role="user", content=QUESTION)]
 
@@ -50,7 +40,7 @@ MESSAGES = [Message(role="system", content=SYSTEM), Message(role="user", content
 async def test_openai_sdk_streams_text_and_usage(relay_server: Relay) -> None:
     model = "mock:tokens=40,tps=0,ttft_ms=0"
     text, _, usage = await expected(model, CHAT)
-    stream = await openai_client(relay_server).chat.completions.create(
+    stream = await relay_server.openai_sdk().chat.completions.create(
         model=model,
         messages=[{"role": "user", "content": QUESTION}],
         stream=True,
@@ -74,7 +64,7 @@ async def test_openai_sdk_streams_text_and_usage(relay_server: Relay) -> None:
 async def test_openai_sdk_assembles_streamed_tool_calls(relay_server: Relay) -> None:
     model = "mock:tokens=6,tps=0,ttft_ms=0,tools"
     _, calls, _ = await expected(model, CHAT)
-    stream = await openai_client(relay_server).chat.completions.create(
+    stream = await relay_server.openai_sdk().chat.completions.create(
         model=model, messages=[{"role": "user", "content": QUESTION}], stream=True
     )
     arguments, names, ids, finish = "", [], [], None
@@ -95,7 +85,7 @@ async def test_openai_sdk_assembles_streamed_tool_calls(relay_server: Relay) -> 
 async def test_openai_sdk_non_streamed_completion(relay_server: Relay) -> None:
     model = "mock:tokens=25,tps=0,ttft_ms=0"
     text, _, usage = await expected(model, CHAT)
-    completion = await openai_client(relay_server).chat.completions.create(
+    completion = await relay_server.openai_sdk().chat.completions.create(
         model=model, messages=[{"role": "user", "content": QUESTION}]
     )
     assert completion.choices[0].message.content == text
@@ -107,7 +97,7 @@ async def test_openai_sdk_non_streamed_completion(relay_server: Relay) -> None:
 async def test_anthropic_sdk_streams_text_and_usage(relay_server: Relay) -> None:
     model = "mock:tokens=40,tps=0,ttft_ms=0"
     text, _, usage = await expected(model, MESSAGES)
-    async with anthropic_client(relay_server).messages.stream(
+    async with relay_server.anthropic_sdk().messages.stream(
         model=model,
         max_tokens=100,
         system=SYSTEM,
@@ -127,7 +117,7 @@ async def test_anthropic_sdk_streams_text_and_usage(relay_server: Relay) -> None
 async def test_anthropic_sdk_assembles_tool_use(relay_server: Relay) -> None:
     model = "mock:tokens=6,tps=0,ttft_ms=0,tools"
     _, calls, _ = await expected(model, MESSAGES)
-    async with anthropic_client(relay_server).messages.stream(
+    async with relay_server.anthropic_sdk().messages.stream(
         model=model, max_tokens=100, system=SYSTEM, messages=[{"role": "user", "content": QUESTION}]
     ) as stream:
         final = await stream.get_final_message()
@@ -140,7 +130,7 @@ async def test_anthropic_sdk_assembles_tool_use(relay_server: Relay) -> None:
 async def test_anthropic_sdk_non_streamed_message(relay_server: Relay) -> None:
     model = "mock:tokens=25,tps=0,ttft_ms=0"
     text, _, usage = await expected(model, MESSAGES)
-    message = await anthropic_client(relay_server).messages.create(
+    message = await relay_server.anthropic_sdk().messages.create(
         model=model, max_tokens=100, system=SYSTEM, messages=[{"role": "user", "content": QUESTION}]
     )
     assert message.content[0].type == "text" and message.content[0].text == text

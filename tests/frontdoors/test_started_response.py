@@ -26,7 +26,6 @@ from relay.events import Event, EventType
 from relay.session import SessionRecord
 from relay.store.memory import MemoryStore
 from tests.frontdoors.conftest import READ_TIMEOUT_S, Relay, StartRelay
-from tests.frontdoors.test_sdk_front_doors import anthropic_client, openai_client
 from tests.sse_client import SseEvent, SseParser
 
 pytestmark = pytest.mark.parametrize("store_url", ["memory"], indirect=True)
@@ -304,7 +303,7 @@ async def test_the_openai_sdk_raises_an_api_error_for_a_failed_chat_stream(
     start_relay: StartRelay, model: str
 ) -> None:
     relay = await start_relay(with_store=UnreadableDeltaStore(), **ONE_EVENT_PER_TOKEN)
-    stream = await openai_client(relay).chat.completions.create(**chat_body(model))
+    stream = await relay.openai_sdk().chat.completions.create(**chat_body(model))
     texts: list[str] = []
     with pytest.raises(openai.APIError) as raised:
         async for chunk in stream:
@@ -319,7 +318,7 @@ async def test_the_openai_sdk_raises_an_api_error_for_a_failed_responses_stream(
     start_relay: StartRelay, model: str
 ) -> None:
     relay = await start_relay(with_store=UnreadableDeltaStore(), **ONE_EVENT_PER_TOKEN)
-    stream = await openai_client(relay).responses.create(**responses_body(model))
+    stream = await relay.openai_sdk().responses.create(**responses_body(model))
     kinds: list[str] = []
     with pytest.raises(openai.APIError) as raised:
         async for event in stream:
@@ -336,7 +335,7 @@ async def test_the_anthropic_sdk_raises_an_api_error_for_a_failed_stream(
     relay = await start_relay(with_store=UnreadableDeltaStore(), **ONE_EVENT_PER_TOKEN)
     body = {key: value for key, value in messages_body(model).items() if key != "stream"}
     texts: list[str] = []
-    async with anthropic_client(relay).messages.stream(**body) as stream:
+    async with relay.anthropic_sdk().messages.stream(**body) as stream:
         with pytest.raises(anthropic.APIStatusError) as raised:
             async for text in stream.text_stream:
                 texts.append(text)

@@ -18,9 +18,7 @@ from tests.frontdoors.test_sdk_front_doors import (
     MESSAGES,
     QUESTION,
     SYSTEM,
-    anthropic_client,
     expected,
-    openai_client,
 )
 from tests.mock_upstream_server import mock_stats
 
@@ -43,7 +41,7 @@ async def relay(start_relay: StartRelay, upstream_url: str) -> Relay:
 
 
 async def openai_stream(relay: Relay, model: str) -> tuple[str, str, str | None, Any]:
-    stream = await openai_client(relay).chat.completions.create(
+    stream = await relay.openai_sdk().chat.completions.create(
         model=model,
         messages=[{"role": "user", "content": QUESTION}],
         stream=True,
@@ -85,7 +83,7 @@ async def test_anthropic_clients_stream_from_every_upstream_kind(
 ) -> None:
     options = "mock:tokens=12,tps=0,ttft_ms=0" + (",tools" if tools else "")
     text, calls, usage = await expected(options, MESSAGES)
-    async with anthropic_client(relay).messages.stream(
+    async with relay.anthropic_sdk().messages.stream(
         model=f"{upstream}/{options}",
         max_tokens=100,
         system=SYSTEM,
@@ -110,7 +108,7 @@ async def test_an_upstream_refusal_before_output_is_an_http_error(relay: Relay) 
         await openai_stream(relay, "oai/mock:status=401")
     assert refused.value.status_code == 401
     with pytest.raises(anthropic.NotFoundError):
-        await anthropic_client(relay).messages.create(
+        await relay.anthropic_sdk().messages.create(
             model="ant/mock:status=404",
             max_tokens=10,
             messages=[{"role": "user", "content": QUESTION}],
@@ -177,7 +175,7 @@ async def test_models_lists_the_routable_models(relay: Relay) -> None:
 
 async def test_default_models_list_names_the_mock(start_relay: StartRelay) -> None:
     relay = await start_relay()
-    models = await openai.AsyncOpenAI(base_url=relay.url("/v1"), api_key="x").models.list()
+    models = await relay.openai_sdk().models.list()
     assert "mock" in [model.id for model in models.data]
 
 

@@ -135,3 +135,20 @@ def test_structs_that_share_a_name_are_told_apart_by_module() -> None:
     names = set(DOCUMENT["components"]["schemas"])
     assert {"chat_request.UserMessage", "messages_request.UserMessage"} <= names
     assert not any(name.startswith("relay.") for name in names)
+
+
+SESSION_STARTING = {"createSession", "createChatCompletion", "createMessage", "createResponse"}
+
+
+def test_the_operations_that_start_a_session_answer_429_with_retry_after() -> None:
+    described = {
+        operation["operationId"]: operation["responses"]
+        for path in DOCUMENT["paths"].values()
+        for operation in path.values()
+    }
+    answering_429 = {name for name, answers in described.items() if "429" in answers}
+    assert answering_429 == SESSION_STARTING
+    for name in SESSION_STARTING:
+        assert "rate_limited" in described[name]["429"]["description"]
+        assert "Retry-After" in described[name]["429"]["headers"]
+    assert described["createSession"]["429"]["headers"]["Retry-After"]["required"] is True

@@ -7,6 +7,7 @@ suites (test_*_contract.py).
 from __future__ import annotations
 
 import asyncio
+import errno
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -21,10 +22,11 @@ from relay.errors import AppendConflict, StoreUnavailable
 from relay.events import Event, EventType
 from relay.store import open_store
 from relay.store.redis import RedisStore
+from relay.store.redis.boundary import Boundary
 from relay.store.redis.keys import LEASE_INDEX_KEY, session_keys
 from relay.store.redis.tail import BLOCK_MS, LINGER_READS, SessionTail
 from tests.redis_server import RedisServer, require_redis_server
-from tests.store.sessions import delta, new_session, terminal
+from tests.store.sessions import delta, new_record, new_session, terminal
 
 
 @pytest.fixture
@@ -432,3 +434,29 @@ async def test_the_store_recovers_when_the_server_is_back(own_redis_server: Redi
     record = await store.append(session_id, [terminal(3, EventType.CANCELLED)])
     assert record.last_event_id == 3
     await store.close()
+
+
+async def test_a_frozen_server_is_unavailable_within_one_socket_timeout(
+    own_redis_server: RedisServer,
+) -> None:
+    store = RedisStore.from_url(own_redis_server.url, StoreSettings())
+    session_id = await new_session(store, events=1)
+    own_redis_server.freeze()
+    try:
+        for call in (store.create(new_record()), store.get(session_id)):
+            started = time.monotonic()
+            with pytest.raises(StoreUnavailable):
+                await call
+            assert time.monotonic() - started < 3  # SOCKET_TIMEOUT_S is 2 s; never retried
+    finally:
+        own_redis_server.thaw()
+    assert (await store.get(session_id)) is not None
+    await store.close()
+
+
+async def test_an_os_error_inside_the_client_is_unavailable() -> None:
+    """What redis-py let through at the descriptor limit reached the lease reaper raw."""
+    with pytest.raises(StoreUnavailable, match="Too many open files") as raised:
+        async with Boundary(1, None):
+            raise OSError(errno.EMFILE, "Too many open files")
+    assert isinstance(raised.value.__cause__, OSError)

@@ -47,7 +47,7 @@ async def test_the_docs_page_shows_every_operation_from_itself_alone(
         == "GET/v1/sessions/{session_id}/events Follow a session (SSE)"
     )
     answers = await events.locator("table").last.locator("td:first-child").all_text_contents()
-    assert answers == ["200", "204", "400", "401", "404", "421", "500", "503"]
+    assert answers == ["200", "204", "400", "401", "403", "404", "421", "500", "503"]
     await page.screenshot(path=str(SCREENSHOT))
 
 

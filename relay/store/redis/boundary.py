@@ -1,12 +1,12 @@
 """Where calls cross into Redis, and the one place redis-py's exceptions are caught.
 
 They leave the store as `StoreUnavailable` (cannot reach or use Redis now:
-connection, timeout, cluster down, no master known to the Sentinels, …) or
-`StoreError`; the append script's refusals become the exceptions `EventLog.append`
-documents. Each call passes one of the store's two `Boundary`s: commands (at most
-`max_connections` at once, each waiting up to POOL_TIMEOUT_S for its turn) and the
-tails' blocking reads (`max_tail_connections`, waiting as long as it takes), so
-blocking reads never starve commands.
+connection, timeout, cluster down, no master known to the Sentinels, this process out
+of file descriptors, …) or `StoreError`; the append script's refusals become the
+exceptions `EventLog.append` documents. Each call passes one of the store's two
+`Boundary`s: commands (at most `max_connections` at once, each waiting up to
+POOL_TIMEOUT_S for its turn) and the tails' blocking reads (`max_tail_connections`,
+waiting as long as it takes), so blocking reads never starve commands.
 """
 
 from __future__ import annotations
@@ -48,6 +48,9 @@ _UNAVAILABLE_ERRORS = (
     redis.exceptions.TryAgainError,
     redis.exceptions.OutOfMemoryError,
     redis.exceptions.RedisClusterException,  # includes SlotNotCoveredError; not a RedisError
+    # What redis-py lets through untranslated: at the descriptor limit, a new connection
+    # fails reading the package's own metadata (EMFILE) before it opens a socket.
+    OSError,
 )
 
 # The append script's refusals, by the first word of its error reply (see scripts.py).
@@ -55,7 +58,8 @@ _SCRIPT_REFUSALS = frozenset({"RELAY_NOT_FOUND", "RELAY_ENDED", "RELAY_CONFLICT"
 
 
 def translated(exc: BaseException) -> StoreError | None:
-    """The relay exception for a redis exception; None for any other."""
+    """The relay exception for a redis exception, or an `OSError` raised inside the client;
+    None for any other."""
     if isinstance(exc, _UNAVAILABLE_ERRORS):
         return StoreUnavailable(f"redis is unavailable: {exc}")
     if isinstance(exc, redis.exceptions.RedisError):

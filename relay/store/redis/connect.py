@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple, Protocol, TypeAlias
 
 import redis.asyncio
+import redis.exceptions
 from redis.asyncio.cluster import ClusterNode, ClusterPipeline, RedisCluster
 from redis.asyncio.connection import Connection, SSLConnection, UnixDomainSocketConnection
 from redis.asyncio.retry import Retry
@@ -34,13 +35,23 @@ __all__ = [
 RedisClient: TypeAlias = redis.asyncio.Redis | RedisCluster
 Pipeline: TypeAlias = redis.asyncio.client.Pipeline | ClusterPipeline
 
-# How long a command waits for its turn on a connection before the store counts as
-# unavailable. Tails wait for theirs without limit: their waiters time out on their own.
-POOL_TIMEOUT_S = 5.0
-SOCKET_TIMEOUT_S = 5.0
+# Together they bound how long a command can take before the store counts as
+# unavailable (a frozen or unreachable Redis): up to POOL_TIMEOUT_S waiting for its turn
+# on a connection (tails wait for theirs without limit: their waiters time out on their
+# own), then SOCKET_TIMEOUT_S to connect and as long for each reply. Redis answers in
+# well under a millisecond; a reply this late means an outage, and a request that waits
+# on one (creating a session) answers 503 `store_unavailable` within seconds.
+POOL_TIMEOUT_S = 2.0
+SOCKET_TIMEOUT_S = 2.0
 # A couple of quick reconnects ride out a dropped connection; anything longer is an
-# outage, which callers should hear about as `StoreUnavailable` rather than wait out.
-RETRY = Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.2), retries=2)
+# outage, which callers should hear about as `StoreUnavailable` rather than wait out. A
+# timeout is not retried: a server that did not answer in SOCKET_TIMEOUT_S will not
+# answer the next attempt sooner (three attempts made a frozen Redis take 15 s).
+RETRY = Retry(
+    ExponentialWithJitterBackoff(base=0.01, cap=0.2),
+    retries=2,
+    supported_errors=(redis.exceptions.ConnectionError,),
+)
 
 
 class Closeable(Protocol):

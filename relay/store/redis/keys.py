@@ -11,16 +11,37 @@ and two names are shared by all sessions:
 
     relay:leases                sorted set; the lease index (see leases.py)
     relay:cancel                pub/sub channel; cancel requests (see cancels.py)
+
+Every quota key of a client carries `c:<client name>` as its hash tag (see quotas.py),
+so the admission script touches one slot; it never touches a session's keys:
+
+    relay:quota:{c:<name>}:slots             sorted set; running sessions, scored by
+                                             when they were admitted (ms)
+    relay:quota:{c:<name>}:requests:<minute> string; sessions admitted in that minute
+    relay:quota:{c:<name>}:tokens:<minute>   string; output tokens counted in it
+
+(`<minute>` is the caller's clock in whole minutes since the epoch; both expire after
+`QUOTA_COUNT_TTL_MS`, once the window no longer looks back at them.)
 """
 
 from __future__ import annotations
 
 from typing import NamedTuple
 
-__all__ = ["CANCEL_CHANNEL", "LEASE_INDEX_KEY", "SessionKeys", "session_keys"]
+__all__ = [
+    "CANCEL_CHANNEL",
+    "LEASE_INDEX_KEY",
+    "QUOTA_COUNT_TTL_MS",
+    "QuotaKeys",
+    "SessionKeys",
+    "quota_keys",
+    "session_keys",
+]
 
 LEASE_INDEX_KEY = "relay:leases"
 CANCEL_CHANNEL = "relay:cancel"
+# A minute's count is read during it and the minute after: three minutes is room.
+QUOTA_COUNT_TTL_MS = 180_000
 
 
 class SessionKeys(NamedTuple):
@@ -33,3 +54,24 @@ def session_keys(session_id: str) -> SessionKeys:
     """The keys of one session. The braces are a Cluster hash tag."""
     prefix = f"relay:{{{session_id}}}"
     return SessionKeys(log=f"{prefix}:log", meta=f"{prefix}:meta", lease=f"{prefix}:lease")
+
+
+class QuotaKeys(NamedTuple):
+    slots: str
+    requests: str  # + ":<minute>"
+    tokens: str  # + ":<minute>"
+
+    def requests_in(self, minute: int) -> str:
+        return f"{self.requests}:{minute}"
+
+    def tokens_in(self, minute: int) -> str:
+        return f"{self.tokens}:{minute}"
+
+
+def quota_keys(client: str) -> QuotaKeys:
+    """The quota keys of one client. The braces are a Cluster hash tag; the `c:` keeps a
+    client's tag from ever being a session's."""
+    prefix = f"relay:quota:{{c:{client}}}"
+    return QuotaKeys(
+        slots=f"{prefix}:slots", requests=f"{prefix}:requests", tokens=f"{prefix}:tokens"
+    )

@@ -16,7 +16,7 @@ import redis.exceptions
 
 from relay.store.redis.connect import Pipeline, RedisClient
 
-__all__ = ["APPEND_SCRIPT", "CREATE_SCRIPT", "Script"]
+__all__ = ["ADMIT_SCRIPT", "APPEND_SCRIPT", "CREATE_SCRIPT", "Script"]
 
 
 class Script:
@@ -108,5 +108,37 @@ if want_record then
   return redis.call('HGETALL', meta)
 end
 return last
+"""
+)
+
+# Admitting a session of a client (relay/quotas.py): reads the per-minute counts and the
+# running slots, and only when every limit admits, counts the request and takes a slot.
+# The comparisons are relay/quotas.py's `Window.admits`, in the same floating point (the
+# weight is handed in), so Python reads the refusal's limit from the counts returned.
+# KEYS: slots, requests previous minute, requests this minute, tokens previous, tokens
+# this minute (all of one client: one hash slot). ARGV: previous minute's weight, rpm,
+# tpm, max concurrent (0: no limit), session id, now ms, count ttl ms.
+# Returns {admitted (0 or 1), requests previous, this, tokens previous, this, running}.
+ADMIT_SCRIPT = Script(
+    """
+local weight = tonumber(ARGV[1])
+local rpm, tpm, cap = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local function count(key) return tonumber(redis.call('GET', key) or '0') end
+local rp, rc, tp, tc = count(KEYS[2]), count(KEYS[3]), count(KEYS[4]), count(KEYS[5])
+local running = redis.call('ZCARD', KEYS[1])
+local over = (tpm > 0 and not (tp * weight + tc < tpm))
+  or (rpm > 0 and not (rp * weight + rc + 1 <= rpm))
+  or (cap > 0 and running >= cap)
+if over then
+  return {0, rp, rc, tp, tc, running}
+end
+if rpm > 0 then
+  redis.call('INCR', KEYS[3])
+  redis.call('PEXPIRE', KEYS[3], ARGV[7])
+end
+if cap > 0 then
+  redis.call('ZADD', KEYS[1], ARGV[6], ARGV[5])
+end
+return {1, rp, rc, tp, tc, running}
 """
 )

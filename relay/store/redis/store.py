@@ -1,12 +1,13 @@
 """The Redis store: one Stream (the event log) and one hash (the record) per session,
-with the leases and the cancel bus beside them on the same client.
+with the leases, the cancel bus and the quotas beside them on the same client.
 
 Each command and script touches the keys of one session only, which share one Cluster
-slot (see keys.py), or only the keys all sessions share. Appending is one round trip:
-the append script (scripts.py), sent with the appends that queued meanwhile
-(group_commit.py). Creating is one round trip too: a script writes the record and the
-first lease, pipelined with the session's entry in the lease index. Reading is XRANGE;
-waiting parks on the session's tail (tail.py).
+slot (see keys.py), or only the keys all sessions share, or only one client's quota
+keys (quotas.py). Appending is one round trip: the append script (scripts.py), sent
+with the appends that queued meanwhile (group_commit.py). Creating is one round trip
+too: a script writes the record and the first lease, pipelined with the session's
+entry in the lease index. Reading is XRANGE; waiting parks on the session's tail
+(tail.py).
 
 Connections. One client per store (connect.py). Every call passes one of two
 `Boundary`s (boundary.py): commands, and the tails' blocking reads. The client's pool
@@ -27,6 +28,7 @@ from redis.asyncio.cluster import RedisCluster
 from relay.config import StoreSettings
 from relay.errors import SessionEnded, SessionNotFound
 from relay.events import STATUS_AFTER_TERMINAL, Event, SessionStatus
+from relay.quotas import QuotaLimits, QuotaRefusal
 from relay.session import SessionRecord
 from relay.store.base import Store, check_batch
 from relay.store.redis.boundary import AppendRefusals, Boundary
@@ -45,6 +47,7 @@ from relay.store.redis.expiry import AppendingSessions, append_ttl_s, expires_by
 from relay.store.redis.group_commit import AppendSender
 from relay.store.redis.keys import session_keys
 from relay.store.redis.leases import RedisLeases
+from relay.store.redis.quotas import RedisQuotas
 from relay.store.redis.scripts import APPEND_SCRIPT, CREATE_SCRIPT
 from relay.store.redis.tail import ReadNew, SessionTails, xread_blocking
 from relay.store.redis_url import parse_redis_url
@@ -88,6 +91,7 @@ class RedisStore(Store):
         self._appending = AppendingSessions()
         self._leases = RedisLeases(client, self._commands, settings, clock)
         self._cancels = RedisCancelBus(client, self._commands)
+        self._quotas = RedisQuotas(client, self._commands)
 
     @classmethod
     def from_url(cls, url: str, settings: StoreSettings) -> RedisStore:
@@ -140,6 +144,7 @@ class RedisStore(Store):
                 reply = await self._appends.run([keys.meta, keys.log], args)
         except (SessionNotFound, SessionEnded):
             self._appending.forget(session_id)
+            self._tails.wake(session_id)  # its waiters here look again now: gone, or ended
             raise
         if known is None:
             record = decode_record(dict(zip(reply[::2], reply[1::2], strict=True)))
@@ -250,6 +255,19 @@ class RedisStore(Store):
 
     def cancel_requests(self) -> AsyncIterator[str]:
         return self._cancels.cancel_requests()
+
+    # --- the quotas (quotas.py) ---------------------------------------------------------
+
+    async def admit(
+        self, client: str, session_id: str, limits: QuotaLimits, now: float
+    ) -> QuotaRefusal | None:
+        return await self._quotas.admit(client, session_id, limits, now)
+
+    async def release(self, client: str, session_id: str) -> None:
+        await self._quotas.release(client, session_id)
+
+    async def count_tokens(self, client: str, tokens: int, now: float) -> None:
+        await self._quotas.count_tokens(client, tokens, now)
 
     # --- the whole store ----------------------------------------------------------------
 

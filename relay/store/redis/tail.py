@@ -170,6 +170,10 @@ class SessionTail:
         self._hand_out(fresh)
         return True
 
+    def wake(self) -> None:
+        """Answer every waiter with nothing now, so that each reads the store again."""
+        self._hand_out_nothing()
+
     async def aclose(self) -> None:
         if self._task is not None:
             await cancel_and_wait([self._task])
@@ -256,6 +260,13 @@ class SessionTails:
         tail = self._tails.get(session_id)
         if tail is not None:
             tail.take_appended(events)
+
+    def wake(self, session_id: str) -> None:
+        """The session's waiters here read the store again at once (an append here found
+        it gone or ended), rather than at the end of their wait."""
+        tail = self._tails.get(session_id)
+        if tail is not None:
+            tail.wake()
 
     async def aclose(self) -> None:
         tails = list(self._tails.values())

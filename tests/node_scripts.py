@@ -1,0 +1,86 @@
+"""Running the JavaScript clients kept in tests/node/ with Node: real npm packages (the
+Vercel AI SDK) against a relay on loopback.
+
+`make test` installs the packages pinned in tests/node/package-lock.json (`npm ci`, when npm
+is present; .ci/run installs Debian's nodejs and npm when they are missing). Without node,
+or with the packages missing or not the pinned versions, a suite skips and says why, and
+fails instead under RELAY_REQUIRE_ALL=1 (tests/system_programs.py). Nothing here reaches
+the network: the packages are installed before the tests run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from tests.system_programs import missing, require_program
+
+NODE_DIR = Path(__file__).parent / "node"
+SCRIPT_TIMEOUT_S = 30.0
+
+
+def installed_version(package: str) -> str | None:
+    manifest = NODE_DIR / "node_modules" / package / "package.json"
+    if not manifest.is_file():
+        return None
+    version: str = json.loads(manifest.read_text())["version"]
+    return version
+
+
+def require_node() -> str:
+    """The node binary, once every package tests/node/package.json pins is installed at
+    its pinned version; else skip, or fail under RELAY_REQUIRE_ALL=1."""
+    node = require_program("node", env="NODE", package="nodejs npm")
+    pinned: dict[str, str] = json.loads((NODE_DIR / "package.json").read_text())["dependencies"]
+    for package, version in pinned.items():
+        found = installed_version(package)
+        if found != version:
+            state = "not installed" if found is None else f"{found}, not the pinned {version}"
+            missing(f"the npm package {package} in tests/node is {state} (`npm ci` there)")
+    return node
+
+
+def script_env(extra: Mapping[str, str]) -> dict[str, str]:
+    """What a script's process sees: PATH and HOME, and what the test passes. Nothing
+    else, so an OPENAI_BASE_URL or ANTHROPIC_API_KEY of the developer's cannot steer the
+    SDKs (they read those when an option is missing)."""
+    inherited = {name: os.environ[name] for name in ("PATH", "HOME") if name in os.environ}
+    return {**inherited, **extra}
+
+
+async def run_script(
+    node: str,
+    script: str,
+    *args: str,
+    env: Mapping[str, str],
+    timeout_s: float = SCRIPT_TIMEOUT_S,
+) -> Any:
+    """Run tests/node/`script` and return the JSON of its last line of output (a package
+    may print its own lines before it); killed after `timeout_s`."""
+    process = await asyncio.create_subprocess_exec(
+        node,
+        script,
+        *args,
+        cwd=NODE_DIR,
+        env=script_env(env),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        async with asyncio.timeout(timeout_s):
+            stdout, stderr = await process.communicate()
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise AssertionError(f"node {script} did not finish in {timeout_s} s") from None
+    output = stdout.decode()
+    if process.returncode != 0 or not output.strip():
+        raise AssertionError(
+            f"node {script} exited with {process.returncode}:\n{output}\n{stderr.decode()}"
+        )
+    return json.loads(output.strip().splitlines()[-1])
