@@ -20,7 +20,7 @@ from yarl import URL
 from relay import __version__, mock_upstream
 from relay.app import create_app, drain
 from relay.clients import Clients, check_exposure
-from relay.config import Settings, dump_settings, load_settings
+from relay.config import MOCK_MAX_TOKENS, Settings, dump_settings, load_settings
 from relay.errors import CannotListen, ConfigError
 from relay.frontdoors import hosts
 from relay.frontdoors.connections import ConnectionGate, LimitedRequestHandler, OutOfDescriptors
@@ -66,6 +66,12 @@ def _parser() -> argparse.ArgumentParser:
     mock = commands.add_parser("mock-upstream", help="run the fake OpenAI/Anthropic provider")
     mock.add_argument("--host", default=mock_upstream.DEFAULT_HOST, help="listen address")
     mock.add_argument("--port", type=int, default=mock_upstream.DEFAULT_PORT, help="listen port")
+    mock.add_argument(
+        "--max-tokens",
+        type=int,
+        default=MOCK_MAX_TOKENS,
+        help="the most tokens (and reasoning words) a model may ask for; more is a 400",
+    )
     mock.set_defaults(run=_mock_upstream)
     return parser
 
@@ -216,5 +222,5 @@ def _check_config(args: argparse.Namespace) -> int:
 
 def _mock_upstream(args: argparse.Namespace) -> int:
     check_can_listen(args.host, args.port)
-    mock_upstream.serve(args.host, args.port)
+    mock_upstream.serve(args.host, args.port, args.max_tokens)
     return 0

@@ -27,6 +27,9 @@ NonNegativeInt = Annotated[int, Meta(ge=0)]
 PositiveSeconds = Annotated[float, Meta(gt=0)]
 NonEmptyStr = Annotated[str, Meta(min_length=1)]
 
+# The most tokens a `mock:tokens=N` model may ask for, unless an upstream says otherwise.
+MOCK_MAX_TOKENS = 100_000
+
 
 class LogLevel(enum.StrEnum):
     DEBUG = "debug"
@@ -170,6 +173,8 @@ class UpstreamSettings(Section):
     # kind openai: the name the output limit goes under. OpenAI's reasoning models (o-series,
     # gpt-5) refuse `max_tokens`; compatible servers (vLLM, Ollama) may not know the other.
     max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
+    # kind mock: the most tokens a model may ask for (`mock:tokens=N`); more is a 400.
+    mock_max_tokens: PositiveInt = MOCK_MAX_TOKENS
 
 
 Sha256Hex = Annotated[str, Meta(pattern="^[0-9a-fA-F]{64}$")]

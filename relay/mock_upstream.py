@@ -16,6 +16,9 @@ to `parse_mock_model`:
 | `disconnect_after=N` | drop the TCP connection after N tokens, without a terminator |
 | `reasoning=N` | N reasoning words before the answer (not capped by `max_tokens`) |
 
+`tokens` and `reasoning` are each capped (`--max-tokens`, by default 100,000, as the
+in-process mock's `mock_max_tokens`): more is a 400. Words are made as they are sent.
+
 `GET /_mock/stats` tells tests in other processes what happened; `POST /_mock/reset`
 zeroes the counters and the `fail_first` tallies.
 """
@@ -25,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import functools
 import hashlib
 import json
 import math
@@ -33,20 +37,26 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any, Protocol
 
 import msgspec
 from aiohttp import web
 
+from relay.config import MOCK_MAX_TOKENS
 from relay.errors import UpstreamError
+from relay.off_loop import off_loop
 from relay.providers.base import ToolCall
 from relay.providers.mock import (
     MOCK_MODEL,
     MockPlan,
-    mock_tool_call,
+    TokenCap,
+    large_prompt,
     mock_words,
     pace_tokens,
     plan_generation,
+    spaced,
+    words_seed,
 )
 from relay.vocabulary import GenerationRequest, Message, anthropic_stop_reason
 from relay.wire import anthropic_messages as anthropic
@@ -140,40 +150,75 @@ class Piece(msgspec.Struct, frozen=True):
 
 
 class UpstreamPlan(msgspec.Struct):
-    """Everything one response will hold, decided before any byte is sent."""
+    """Everything one response will hold, decided before any byte is sent; its words
+    are made as they are sent (`pieces`)."""
 
     mock: MockPlan
-    reasoning: list[str]
+    reasoning: int  # reasoning words
+    reasoning_seed: bytes
     tool_call: ToolCall | None
-    pieces: list[Piece]
+    fragments: list[str]  # the tool call's arguments, cut into pieces
 
     @property
     def output_tokens(self) -> int:
-        return len(self.reasoning) + len(self.mock.words)
+        return self.reasoning + self.mock.count
 
-    def text_of(self, kind: PieceKind) -> str:
-        return "".join(piece.text for piece in self.pieces if piece.kind is kind)
+    @property
+    def piece_count(self) -> int:
+        return self.reasoning + (self.mock.count if self.tool_call is None else len(self.fragments))
+
+    def pieces(self) -> Iterator[Piece]:
+        """Reasoning words, then the answer's words or the arguments' fragments."""
+        reasoning = mock_words(self.reasoning_seed)
+        for text in islice(spaced(reasoning), self.reasoning):
+            yield Piece(PieceKind.REASONING, text)
+        if self.tool_call is not None:
+            yield from (Piece(PieceKind.ARGUMENTS, part) for part in self.fragments)
+            return
+        for text in islice(spaced(self.mock.words()), self.mock.count):
+            yield Piece(PieceKind.TEXT, text)
 
 
-def plan_upstream(
-    mock_model: str, options: UpstreamOptions, messages: list[Message], max_tokens: int | None
+async def plan_upstream(
+    mock_model: str,
+    options: UpstreamOptions,
+    call: UpstreamCall,
+    cap: TokenCap,
 ) -> UpstreamPlan:
-    request = GenerationRequest(model=mock_model, messages=messages, max_tokens=max_tokens)
-    mock = plan_generation(request)
-    # A seed no answer uses, so the reasoning is not a copy of the answer's first words.
-    reasoning_options = msgspec.structs.replace(mock.options, seed=-1 - mock.options.seed)
-    reasoning = mock_words(reasoning_options, messages, options.reasoning)
-    tool_call = mock_tool_call(mock.words) if mock.options.tools else None
-    pieces = _spaced(PieceKind.REASONING, reasoning)
-    if tool_call is None:
-        pieces += _spaced(PieceKind.TEXT, mock.words)
-    else:
-        pieces += [Piece(PieceKind.ARGUMENTS, part) for part in argument_fragments(tool_call)]
-    return UpstreamPlan(mock, reasoning, tool_call, pieces)
+    """What the response to `call` will hold; a large prompt is planned off the loop."""
+    request = GenerationRequest(mock_model, call.messages, max_tokens=call.max_tokens)
+    mock, reasoning_seed = await off_loop(
+        functools.partial(_plan_words, request, cap), large=large_prompt(call.messages)
+    )
+    cap.check("reasoning", options.reasoning)
+    tool_call = await mock.tool_call() if mock.options.tools else None
+    fragments = argument_fragments(tool_call) if tool_call is not None else []
+    return UpstreamPlan(mock, options.reasoning, reasoning_seed, tool_call, fragments)
 
 
-def _spaced(kind: PieceKind, words: list[str]) -> list[Piece]:
-    return [Piece(kind, word if i == 0 else " " + word) for i, word in enumerate(words)]
+def _plan_words(request: GenerationRequest, cap: TokenCap) -> tuple[MockPlan, bytes]:
+    """The answer's plan, and the reasoning's seed: one no answer uses, so that the
+    reasoning is not a copy of the answer's first words."""
+    mock = plan_generation(request, cap)
+    return mock, words_seed(-1 - mock.options.seed, request.messages)
+
+
+class Answer:
+    """A whole (not streamed) answer's text by kind, gathered as its pieces are paced."""
+
+    def __init__(self) -> None:
+        self._texts: dict[PieceKind, list[str]] = {kind: [] for kind in PieceKind}
+
+    def add(self, piece: Piece) -> None:
+        self._texts[piece.kind].append(piece.text)
+
+    def text(self, kind: PieceKind) -> str:
+        return "".join(self._texts[kind])
+
+
+def reasoning_signature(digest: str) -> str:
+    """A thinking block's signature, from the SHA-256 (hex) of its text."""
+    return "mock-signature-" + digest[:32]
 
 
 def argument_fragments(call: ToolCall) -> list[str]:
@@ -187,13 +232,13 @@ def argument_fragments(call: ToolCall) -> list[str]:
 class Renderer(Protocol):
     def opening(self) -> list[bytes]: ...
 
-    def piece(self, index: int) -> list[bytes]: ...
+    def piece(self, index: int, piece: Piece) -> list[bytes]: ...
 
     def closing(self) -> list[bytes]: ...
 
     def failure(self, message: str) -> list[bytes]: ...
 
-    def body(self) -> dict[str, Any]: ...
+    def body(self, answer: Answer) -> dict[str, Any]: ...
 
 
 class OpenAIRenderer:
@@ -203,14 +248,13 @@ class OpenAIRenderer:
         self._head = (openai.new_completion_id(), created, model)
         self._plan = plan
         self._include_usage = include_usage
-        self._first_fragment = len(plan.reasoning)
+        self._first_fragment = plan.reasoning
 
     def opening(self) -> list[bytes]:
         content = None if self._plan.tool_call else ""
         return [openai.chunk_frame(openai.role_chunk(*self._head, content=content))]
 
-    def piece(self, index: int) -> list[bytes]:
-        piece = self._plan.pieces[index]
+    def piece(self, index: int, piece: Piece) -> list[bytes]:
         if piece.kind is PieceKind.REASONING:
             return [openai.chunk_frame(openai.reasoning_chunk(*self._head, piece.text))]
         if piece.kind is PieceKind.TEXT:
@@ -239,12 +283,12 @@ class OpenAIRenderer:
         # What OpenAI-compatible servers send when a stream breaks; no [DONE] follows.
         return [openai.chunk_frame(openai.error_body(message, "server_error"))]
 
-    def body(self) -> dict[str, Any]:
+    def body(self, answer: Answer) -> dict[str, Any]:
         plan = self._plan
         return openai.completion(
             *self._head,
-            text=plan.text_of(PieceKind.TEXT),
-            reasoning=plan.text_of(PieceKind.REASONING) if plan.reasoning else None,
+            text=answer.text(PieceKind.TEXT),
+            reasoning=answer.text(PieceKind.REASONING) if plan.reasoning else None,
             tool_calls=[plan.tool_call] if plan.tool_call else [],
             finish_reason=plan.mock.finish_reason,
             prompt_tokens=plan.mock.input_tokens,
@@ -264,13 +308,15 @@ class AnthropicRenderer:
         self._plan = plan
         self._block: PieceKind | None = None
         self._index = -1
+        self._thinking = hashlib.sha256()  # of the reasoning sent, for its signature
 
     def opening(self) -> list[bytes]:
         start = anthropic.message_start(self._message_id, self._model, self._plan.mock.input_tokens)
         return [anthropic.event_frame(start), anthropic.event_frame(anthropic.ping())]
 
-    def piece(self, index: int) -> list[bytes]:
-        piece = self._plan.pieces[index]
+    def piece(self, index: int, piece: Piece) -> list[bytes]:
+        if piece.kind is PieceKind.REASONING:
+            self._thinking.update(piece.text.encode())
         events = self._enter(piece.kind)
         events.append(self._delta(piece))
         return [anthropic.event_frame(event) for event in events]
@@ -287,7 +333,8 @@ class AnthropicRenderer:
             return []
         events = []
         if self._block is PieceKind.REASONING:
-            events.append(anthropic.signature_delta(self._index, self._signature()))
+            signature = reasoning_signature(self._thinking.hexdigest())
+            events.append(anthropic.signature_delta(self._index, signature))
         self._block = None
         return [*events, anthropic.content_block_stop(self._index)]
 
@@ -316,33 +363,30 @@ class AnthropicRenderer:
     def failure(self, message: str) -> list[bytes]:
         return [anthropic.event_frame(anthropic.error_event("api_error", message))]
 
-    def body(self) -> dict[str, Any]:
+    def body(self, answer: Answer) -> dict[str, Any]:
         plan = self._plan
         return anthropic.message(
             self._message_id,
             self._model,
-            self._content(),
+            self._content(answer),
             anthropic_stop_reason(plan.mock.finish_reason),
             plan.mock.input_tokens,
             plan.output_tokens,
         )
 
-    def _content(self) -> list[dict[str, Any]]:
+    def _content(self, answer: Answer) -> list[dict[str, Any]]:
         plan = self._plan
         content = []
         if plan.reasoning:
-            thinking = plan.text_of(PieceKind.REASONING)
-            content.append(anthropic.thinking_block(thinking, self._signature()))
-        if plan.mock.words and plan.tool_call is None:
-            content.append(anthropic.text_block(plan.text_of(PieceKind.TEXT)))
+            thinking = answer.text(PieceKind.REASONING)
+            signature = reasoning_signature(hashlib.sha256(thinking.encode()).hexdigest())
+            content.append(anthropic.thinking_block(thinking, signature))
+        if plan.mock.count and plan.tool_call is None:
+            content.append(anthropic.text_block(answer.text(PieceKind.TEXT)))
         if plan.tool_call is not None:
             call = plan.tool_call
             content.append(anthropic.tool_use_block(call.id, call.name, json.loads(call.arguments)))
         return content
-
-    def _signature(self) -> str:
-        digest = hashlib.sha256(self._plan.text_of(PieceKind.REASONING).encode()).hexdigest()
-        return "mock-signature-" + digest[:32]
 
     def _tool_call(self) -> ToolCall:
         assert self._plan.tool_call is not None
@@ -420,9 +464,10 @@ class MockUpstreamStats(msgspec.Struct):
 class MockUpstreamState:
     """Counters for `/_mock/stats`, and the `fail_first` tally per model string."""
 
-    def __init__(self) -> None:
+    def __init__(self, cap: TokenCap) -> None:
         self.stats = MockUpstreamStats()
         self.refused: dict[str, int] = {}
+        self.cap = cap
 
     def reset(self) -> None:
         # `active` keeps counting what really runs, so it never goes negative.
@@ -482,7 +527,7 @@ async def _generate(request: web.Request, wire: WireFormat) -> web.StreamRespons
     try:
         call = wire.decode(body)
         mock_model, options = split_model(call.model)
-        plan = plan_upstream(mock_model, options, call.messages, call.max_tokens)
+        plan = await plan_upstream(mock_model, options, call, state.cap)
     except UnknownModel as exc:
         return _error_response(wire, 404, str(exc))
     except ValueError as exc:
@@ -509,12 +554,13 @@ async def _stream(
     response = web.StreamResponse(headers=SSE_HEADERS)
     await response.prepare(request)
     await _write(response, renderer.opening())
+    pieces = plan.pieces()
     try:
-        async for index in pace_tokens(plan.mock.options, len(plan.pieces)):
+        async for index in pace_tokens(plan.mock.options, plan.piece_count):
             if options.disconnects_at(index):
                 _abort(request)
                 return response
-            await _write(response, renderer.piece(index))
+            await _write(response, renderer.piece(index, next(pieces)))
     except UpstreamError as exc:
         await _write(response, renderer.failure(exc.message))
         return response
@@ -533,15 +579,17 @@ async def _answer(
     state: MockUpstreamState,
 ) -> web.StreamResponse:
     """A non-streamed answer: the same pacing and failures, one body at the end."""
+    pieces, answer = plan.pieces(), Answer()
     try:
-        async for index in pace_tokens(plan.mock.options, len(plan.pieces)):
+        async for index in pace_tokens(plan.mock.options, plan.piece_count):
             if options.disconnects_at(index):
                 _abort(request)
                 return web.Response()  # never sent: the connection is gone
+            answer.add(next(pieces))
     except UpstreamError as exc:
         return _error_response(wire, 500, exc.message)
     state.stats.completed += 1
-    return web.json_response(renderer.body())
+    return web.json_response(renderer.body(answer))
 
 
 async def _write(response: web.StreamResponse, frames: Sequence[bytes]) -> None:
@@ -576,9 +624,9 @@ async def reset(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-def create_mock_upstream_app() -> web.Application:
+def create_mock_upstream_app(max_tokens: int = MOCK_MAX_TOKENS) -> web.Application:
     app = web.Application()
-    app[STATE] = MockUpstreamState()
+    app[STATE] = MockUpstreamState(TokenCap(max_tokens, "relay mock-upstream --max-tokens"))
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_post("/v1/messages", messages)
     app.router.add_get("/v1/models", list_models)
@@ -587,10 +635,12 @@ def create_mock_upstream_app() -> web.Application:
     return app
 
 
-def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> None:
+def serve(
+    host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, max_tokens: int = MOCK_MAX_TOKENS
+) -> None:
     """Run until interrupted. A client that goes away cancels its handler, so it is counted."""
     web.run_app(
-        create_mock_upstream_app(),
+        create_mock_upstream_app(max_tokens),
         host=host,
         port=port,
         handler_cancellation=True,

@@ -98,36 +98,53 @@ _decode_tool_call = msgspec.json.Decoder(ToolCallData).decode
 
 
 def snapshot(record: SessionRecord, events: Iterable[Event]) -> Snapshot:
-    """Fold a session's log into its snapshot. `usage` is the latest a `usage`, `done`
-    or `cancelled` event reported: a cancelled session keeps the usage it had."""
-    text: list[str] = []
-    tool_calls: list[ToolCallData] = []
-    usage: dict[str, Any] | None = None
-    finish_reason: str | None = None
-    error: dict[str, Any] | None = None
-    for event in events:
+    """Fold a session's log into its snapshot (see `SnapshotFold`)."""
+    fold = SnapshotFold()
+    fold.add(events)
+    return fold.snapshot(record)
+
+
+class SnapshotFold:
+    """A snapshot folded from a log a batch at a time: `add` each, then `snapshot()`.
+    `usage` is the latest a `usage`, `done` or `cancelled` event reported: a cancelled
+    session keeps the usage it had."""
+
+    def __init__(self) -> None:
+        self._text: list[str] = []
+        self._tool_calls: list[ToolCallData] = []
+        self._usage: dict[str, Any] | None = None
+        self._finish_reason: str | None = None
+        self._error: dict[str, Any] | None = None
+
+    def add(self, events: Iterable[Event]) -> None:
+        for event in events:
+            self._add(event)
+
+    def _add(self, event: Event) -> None:
         if event.type is EventType.DELTA:
-            text.append(event.decoded_data()["text"])
+            self._text.append(event.decoded_data()["text"])
         elif event.type is EventType.TOOL_CALL:
-            tool_calls.append(_decode_tool_call(event.data))
+            self._tool_calls.append(_decode_tool_call(event.data))
         elif event.type is EventType.USAGE:
-            usage = event.decoded_data()
+            self._usage = event.decoded_data()
         elif event.type in (EventType.DONE, EventType.CANCELLED):
             ending = event.decoded_data()
-            finish_reason = ending.get("finish_reason")
-            usage = ending.get("usage") or usage
+            self._finish_reason = ending.get("finish_reason")
+            self._usage = ending.get("usage") or self._usage
         elif event.type is EventType.ERROR:
-            error = event.decoded_data()
-    return Snapshot(
-        id=record.id,
-        status=record.status,
-        model=record.model,
-        text="".join(text),
-        tool_calls=tool_calls,
-        last_event_id=record.last_event_id,
-        finish_reason=finish_reason,
-        usage=usage,
-        error=error,
-        created_at=rfc3339(record.created_at),
-        updated_at=rfc3339(record.updated_at),
-    )
+            self._error = event.decoded_data()
+
+    def snapshot(self, record: SessionRecord) -> Snapshot:
+        return Snapshot(
+            id=record.id,
+            status=record.status,
+            model=record.model,
+            text="".join(self._text),
+            tool_calls=self._tool_calls,
+            last_event_id=record.last_event_id,
+            finish_reason=self._finish_reason,
+            usage=self._usage,
+            error=self._error,
+            created_at=rfc3339(record.created_at),
+            updated_at=rfc3339(record.updated_at),
+        )

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 
@@ -32,10 +33,12 @@ from relay.clients import ANONYMOUS, CHALLENGE, Caller, Client
 from relay.config import LimitsSettings, Settings
 from relay.errors import ApiError, StoreError
 from relay.events import STATUS_AFTER_TERMINAL, CancelledData, Event, EventType, SessionStatus
+from relay.off_loop import MANY_MESSAGES, off_loop
 from relay.providers.router import ModelRouter
 from relay.runner import CreatedSession, GenerationRunner
-from relay.session import SessionRecord, Snapshot, new_session_id, snapshot, token_matches
+from relay.session import SessionRecord, Snapshot, new_session_id, token_matches
 from relay.store import Store
+from relay.subscribers import slices
 from relay.tasks import cancel_and_wait
 from relay.vocabulary import GenerationRequest, Message, session_tag
 from relay.writer import end_from_outside
@@ -136,7 +139,8 @@ class Sessions:
         the client's `max_tokens` (a request asking more is capped, not refused). Only a
         request that would otherwise start is held to the client's quotas."""
         self.refuse_when_draining()
-        refuse_oversized(request, self._settings.limits)
+        refusal = functools.partial(refuse_oversized, request, self._settings.limits)
+        await off_loop(refusal, large=len(request.messages) > MANY_MESSAGES)
         route = self._router.resolve(model)
         client.check_model(model, route.upstream, route.model)
         upstream_request = msgspec.structs.replace(
@@ -196,7 +200,7 @@ class Sessions:
         return record
 
     async def snapshot(self, record: SessionRecord) -> Snapshot:
-        return snapshot(record, await self.read_all(record.id))
+        return await slices.snapshot(record, await self.read_all(record.id))
 
     async def read_all(self, session_id: str, upto: int | None = None) -> list[Event]:
         """Every event of a session (or those with id <= `upto`), read in batches."""

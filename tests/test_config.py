@@ -58,6 +58,10 @@ def test_overrides_win_and_are_validated() -> None:
         ),
         ('[[upstreams]]\nname = "a/b"\nkind = "mock"\n', "upstreams[0].name must not contain '/'"),
         ("[generation]\nflush_interval_ms = -1\n", "generation.flush_interval_ms"),
+        (
+            '[[upstreams]]\nname = "m"\nkind = "mock"\nmock_max_tokens = 0\n',
+            ">= 1 - at `upstreams[0].mock_max_tokens`",
+        ),
         ("not toml [", "not valid TOML"),
     ],
 )

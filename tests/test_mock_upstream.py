@@ -520,3 +520,16 @@ def wait_for_models(url: str, process: subprocess.Popen[bytes], log: Path) -> di
         except OSError:
             assert time.monotonic() < deadline, "relay mock-upstream never answered"
             time.sleep(0.1)
+
+
+async def test_tokens_and_reasoning_over_the_cap_are_refused_naming_it(upstream: Upstream) -> None:
+    with pytest.raises(openai.BadRequestError, match=r"tokens must be at most 100000 .*40000000"):
+        await upstream.openai.chat.completions.create(
+            model="mock:tokens=40000000", messages=CHAT_MESSAGES
+        )
+    with pytest.raises(anthropic.BadRequestError, match="reasoning must be at most 100000"):
+        await upstream.anthropic.messages.create(
+            model="mock:reasoning=100001", max_tokens=5, messages=ANTHROPIC_MESSAGES
+        )
+    stats = await upstream.stats()
+    assert (stats["completed"], stats["active"]) == (0, 0)

@@ -28,11 +28,14 @@ HEALTHZ_HEAD = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n"
 
 
 @contextlib.asynccontextmanager
-async def serving(tmp_path: Path, limits: str) -> AsyncIterator[tuple[int, Path, int]]:
-    """A `relay serve` with these `[limits]` lines: its port, log file and pid."""
+async def serving(
+    tmp_path: Path, limits: str, tables: str = ""
+) -> AsyncIterator[tuple[int, Path, int]]:
+    """A `relay serve` with these `[limits]` lines (and other `tables` after them): its
+    port, log file and pid."""
     port = free_port()
     config = tmp_path / "relay.toml"
-    config.write_text(f"[limits]\n{limits}\n")
+    config.write_text(f"[limits]\n{limits}\n{tables}")
     log_path = tmp_path / "relay.log"
     async with relay_process(config, port, log_path) as process:
         yield port, log_path, process.pid
@@ -248,6 +251,11 @@ async def ended(base: str, http: aiohttp.ClientSession, session_id: str, seconds
 # first token waits until every subscriber follows it live, where the byte bound acts
 # (one that stops reading while it replays is let go after send_timeout_s).
 LONG_SESSION = "mock:tokens=1000000,tps=0,ttft_ms=8000"
+# Ten times the mock's default cap on tokens.
+UNCAPPED_MOCK = (
+    '[[upstreams]]\nname = "mock"\nkind = "mock"\nmodels = ["mock", "mock:*"]\n'
+    "mock_max_tokens = 1000000\n"
+)
 SUBSCRIBERS = 1000
 # Measured: about 27 KiB per open stream, plus, per stream that stops reading, what its
 # transport holds unsent when it is disconnected (a few hundred KiB under the default
@@ -258,7 +266,7 @@ RSS_GROWTH_BOUND_KIB = 400 * 1024
 
 async def test_1000_subscribers_that_never_read_leave_memory_bounded(tmp_path: Path) -> None:
     limits = "max_connections_per_ip = 3000\nmax_subscribers_per_session = 3000"
-    async with serving(tmp_path, limits) as (port, log_path, pid):
+    async with serving(tmp_path, limits, UNCAPPED_MOCK) as (port, log_path, pid):
         base = f"http://127.0.0.1:{port}"
         async with aiohttp.ClientSession() as http:
             body = {"model": LONG_SESSION, "messages": MESSAGES}

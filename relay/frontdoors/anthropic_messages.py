@@ -16,10 +16,9 @@ from aiohttp import web
 from relay.frontdoors import wire_streams
 from relay.frontdoors.auth import client_of
 from relay.frontdoors.http import (
-    decode_json,
+    decode_request,
     json_response,
     read_body,
-    translated,
     with_anthropic_errors,
 )
 from relay.services import SERVICES, Services
@@ -43,8 +42,9 @@ async def messages(request: web.Request) -> web.StreamResponse:
     services = request.app[SERVICES]
     client = client_of(request, x_api_key=True)
     raw = await read_body(request, services.settings.server.max_body_bytes)
-    body = decode_json(raw, messages_request.MessagesRequest)
-    generation = translated(anthropic_to_chat.generation_request, raw, body)
+    body, generation = await decode_request(
+        raw, messages_request.MessagesRequest, anthropic_to_chat.generation_request
+    )
     record = await wire_streams.start_session(services, body.model, generation, client)
     if body.stream:
         renderer = messages_renderer(record)

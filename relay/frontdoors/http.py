@@ -23,6 +23,7 @@ from aiohttp.typedefs import Handler
 
 from relay.config import LimitsSettings
 from relay.errors import ApiError, StoreFull, StoreUnavailable, UnknownModel
+from relay.off_loop import LARGE_BODY_BYTES, off_loop
 from relay.services import SERVICES
 from relay.vocabulary import GenerationRequest
 from relay.wire import anthropic_messages, openai_chat
@@ -64,10 +65,6 @@ class InvalidRequest(ApiError):
     def __init__(self, invalid: InvalidBody) -> None:
         super().__init__(400, invalid.code, str(invalid))
         self.param = invalid.path
-
-
-async def read_json(request: web.Request, body_type: type[T], max_bytes: int) -> T:
-    return decode_json(await read_body(request, max_bytes), body_type)
 
 
 async def read_body(request: web.Request, max_bytes: int) -> bytes:
@@ -123,6 +120,22 @@ def decode_json(body: bytes, body_type: type[T]) -> T:
         raise InvalidRequest(exc) from exc
     except NotJson as exc:
         raise ApiError(400, "invalid_json", str(exc)) from exc
+
+
+Translate = Callable[[bytes, T], GenerationRequest]
+
+
+async def decode_request(
+    raw: bytes, body_type: type[T], translate: Translate[T]
+) -> tuple[T, GenerationRequest]:
+    """A body decoded (`decode_json`) and translated (`translated`); a large one in a
+    worker thread, since that work grows with the body (`relay.off_loop`)."""
+
+    def work() -> tuple[T, GenerationRequest]:
+        body = decode_json(raw, body_type)
+        return body, translated(translate, raw, body)
+
+    return await off_loop(work, large=len(raw) >= LARGE_BODY_BYTES)
 
 
 def translated(

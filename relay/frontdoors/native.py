@@ -11,9 +11,10 @@ from aiohttp import web
 from relay.errors import ApiError
 from relay.events import SessionStatus
 from relay.frontdoors.auth import caller_of, check_owner_origin, client_of
-from relay.frontdoors.http import json_response, read_json
+from relay.frontdoors.http import decode_request, json_response, read_body
 from relay.services import SERVICES, Services
 from relay.session import SessionRecord, rfc3339
+from relay.subscribers import slices
 from relay.subscribers.formats import WireRenderer, chat_renderer, messages_renderer
 from relay.subscribers.resume import parse_resume_id
 from relay.vocabulary import GenerationRequest, ToolChoice
@@ -49,6 +50,10 @@ class CreateSessionBody(msgspec.Struct, forbid_unknown_fields=True):
         )
 
 
+def _generation_request(raw: bytes, body: CreateSessionBody) -> GenerationRequest:
+    return body.generation_request(body.model)
+
+
 def events_path(session_id: str) -> str:
     return f"/v1/sessions/{session_id}/events"
 
@@ -57,10 +62,9 @@ def events_path(session_id: str) -> str:
 async def create_session(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     client = client_of(request)
-    body = await read_json(request, CreateSessionBody, services.settings.server.max_body_bytes)
-    created = await services.sessions.create(
-        body.model, body.generation_request(body.model), client
-    )
+    raw = await read_body(request, services.settings.server.max_body_bytes)
+    body, generation = await decode_request(raw, CreateSessionBody, _generation_request)
+    created = await services.sessions.create(body.model, generation, client)
     record = created.record
     payload = {
         "id": record.id,
@@ -126,7 +130,7 @@ async def resume_renderer(
         raise ApiError(
             400, "invalid_format", f"format must be one of {allowed}, got {wire_format!r}"
         )
-    renderer.prime(await services.read_all(record.id, upto=after))
+    await slices.prime(renderer, await services.read_all(record.id, upto=after))
     return renderer
 
 

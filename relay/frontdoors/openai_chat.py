@@ -15,10 +15,9 @@ from aiohttp import web
 from relay.frontdoors import wire_streams
 from relay.frontdoors.auth import client_of
 from relay.frontdoors.http import (
-    decode_json,
+    decode_request,
     json_response,
     read_body,
-    translated,
     with_openai_errors,
 )
 from relay.services import SERVICES, Services
@@ -37,8 +36,9 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     services = request.app[SERVICES]
     client = client_of(request)
     raw = await read_body(request, services.settings.server.max_body_bytes)
-    body = decode_json(raw, chat_request.ChatCompletionRequest)
-    generation = translated(chat_request.generation_request, raw, body)
+    body, generation = await decode_request(
+        raw, chat_request.ChatCompletionRequest, chat_request.generation_request
+    )
     record = await wire_streams.start_session(services, body.model, generation, client)
     if body.stream:
         renderer = chat_renderer(record, include_usage=body.include_usage)

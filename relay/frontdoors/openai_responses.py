@@ -21,17 +21,16 @@ from relay.events import Event
 from relay.frontdoors import wire_streams
 from relay.frontdoors.auth import caller_of, client_of
 from relay.frontdoors.http import (
-    decode_json,
+    decode_request,
     json_response,
     read_body,
-    translated,
     with_openai_errors,
 )
 from relay.services import SERVICES, Services
 from relay.session import SessionRecord
+from relay.subscribers import slices
 from relay.subscribers.responses_format import ResponsesEventRenderer
 from relay.subscribers.resume import resume_id
-from relay.subscribers.transcript import fold_transcript
 from relay.wire import openai_chat, responses_request
 from relay.wire import openai_responses as wire
 
@@ -53,9 +52,10 @@ def responses_renderer(
     )
 
 
-def response_object(record: SessionRecord, events: list[Event]) -> dict[str, object]:
+async def response_object(record: SessionRecord, events: list[Event]) -> dict[str, object]:
+    """The Response object after `events` (rendered in slices: a log may be long)."""
     renderer = responses_renderer(record)
-    renderer.prime(events)
+    await slices.prime(renderer, events)
     return renderer.response()
 
 
@@ -69,14 +69,15 @@ async def create_response(request: web.Request) -> web.StreamResponse:
     services = request.app[SERVICES]
     client = client_of(request)
     raw = await read_body(request, services.settings.server.max_body_bytes)
-    body = decode_json(raw, responses_request.ResponsesRequest)
-    generation = translated(responses_request.generation_request, raw, body)
+    body, generation = await decode_request(
+        raw, responses_request.ResponsesRequest, responses_request.generation_request
+    )
     record = await wire_streams.start_session(services, body.model, generation, client)
     if body.stream:
         return await stream_response(request, services, record, background=bool(body.background))
     if body.background:
         events = await services.read_all(record.id)
-        return json_response(response_object(record, events), headers=session_headers(record))
+        return json_response(await response_object(record, events), headers=session_headers(record))
     return await whole_response(services, record)
 
 
@@ -99,11 +100,11 @@ async def whole_response(services: Services, record: SessionRecord) -> web.Respo
     as the other front doors answer."""
     events = await log_until_end(services, record.id)
     failed = wire_streams.failure_response(
-        fold_transcript(events), record.id, openai_chat.error_event_body
+        await slices.fold_transcript(events), record.id, openai_chat.error_event_body
     )
     if failed is not None:
         return failed
-    return json_response(response_object(record, events), headers=session_headers(record))
+    return json_response(await response_object(record, events), headers=session_headers(record))
 
 
 async def log_until_end(services: Services, session_id: str) -> list[Event]:
@@ -121,7 +122,7 @@ async def retrieve_response(request: web.Request) -> web.StreamResponse:
     if request.query.get("stream", "").lower() in _TRUE:
         return await stream_again(request, services, record)
     events = await services.read_all(record.id)
-    return json_response(response_object(record, events), headers=session_headers(record))
+    return json_response(await response_object(record, events), headers=session_headers(record))
 
 
 async def stream_again(
@@ -167,7 +168,7 @@ async def cancel_response(request: web.Request) -> web.Response:
             events = await log_until_end(services, record.id)
     except TimeoutError:
         events = await services.read_all(record.id)
-    return json_response(response_object(record, events), headers=session_headers(record))
+    return json_response(await response_object(record, events), headers=session_headers(record))
 
 
 async def find_response(request: web.Request, services: Services) -> SessionRecord:

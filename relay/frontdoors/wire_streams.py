@@ -17,9 +17,10 @@ from relay.events import Event, EventType
 from relay.frontdoors.http import json_response
 from relay.services import Services
 from relay.session import SessionRecord
+from relay.subscribers import slices
 from relay.subscribers.follow import SESSION_LOST
 from relay.subscribers.formats import WireRenderer
-from relay.subscribers.transcript import Transcript, fold_transcript
+from relay.subscribers.transcript import Transcript
 from relay.vocabulary import GenerationRequest
 
 SESSION_HEADER = "X-Relay-Session-Id"
@@ -77,11 +78,12 @@ async def stream_answer(
 
 
 async def whole_answer(services: Services, session_id: str) -> Transcript:
-    """Wait for the terminal event; the session folded into one answer."""
+    """Wait for the terminal event; the session folded into one answer (in slices: a
+    long log takes a while, the other clients are served meanwhile)."""
     events: list[Event] = []
     async for chunk in services.follow(session_id):
         events += chunk
-    return fold_transcript(events)
+    return await slices.fold_transcript(events)
 
 
 def failure_response(

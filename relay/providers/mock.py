@@ -3,20 +3,28 @@
 `mock:tokens=200,tps=80,ttft_ms=50` — the options are in CONTRACT.md. Output depends
 only on the options and the messages, so two runs can be compared byte for byte.
 Each token is one word; the first has no leading space, the others one.
+
+Words are made as they are sent, never all before the first, and `tokens` is capped
+(`TokenCap`, an upstream's `mock_max_tokens`): what one request makes relay do between
+two awaits does not grow with the number it asks for.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
+import itertools
 import json
 import math
 import random
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
 
 import msgspec
 
+from relay.config import MOCK_MAX_TOKENS
 from relay.errors import UpstreamError
+from relay.off_loop import MANY_MESSAGES, off_loop
 from relay.providers.base import (
     Finish,
     Provider,
@@ -53,8 +61,32 @@ class MockOptions(msgspec.Struct, forbid_unknown_fields=True):
 
 _OPTION_NAMES = tuple(MockOptions.__struct_fields__)
 
+# Words made between two awaits when a whole answer is needed at once (a tool call).
+WORDS_PER_SLICE = 4096
+# A prompt this long is planned (its words counted, it is hashed) off the event loop,
+# and its text split into words a piece of this many characters at a time.
+LARGE_PROMPT_CHARS = 256 * 1024
+SPLIT_CHARS = 64 * 1024
 
-def parse_mock_model(model: str) -> MockOptions:
+
+class TokenCap(msgspec.Struct, frozen=True):
+    """The most words one mock generation may make, and the setting that says so."""
+
+    limit: int = MOCK_MAX_TOKENS
+    setting: str = "mock_max_tokens"
+
+    def check(self, option: str, value: int) -> None:
+        """A ValueError naming the option, its value and the cap when it is over it."""
+        if value > self.limit:
+            raise ValueError(
+                f"mock option {option} must be at most {self.limit} ({self.setting}), got {value}"
+            )
+
+
+DEFAULT_CAP = TokenCap()
+
+
+def parse_mock_model(model: str, cap: TokenCap = DEFAULT_CAP) -> MockOptions:
     """Options from `mock` or `mock:k=v,…`; ValueError names a bad option."""
     name, _, spec = model.partition(":")
     if name != MOCK_MODEL:
@@ -62,6 +94,7 @@ def parse_mock_model(model: str) -> MockOptions:
     values = dict(_parse_option(part) for part in spec.split(",") if part.strip())
     options = msgspec.convert(values, MockOptions)
     _check_ranges(options)
+    cap.check("tokens", options.tokens)
     return options
 
 
@@ -95,14 +128,54 @@ def _check_ranges(options: MockOptions) -> None:
 
 def count_words(messages: Sequence[Message]) -> int:
     """The mock's input token count: words in all messages."""
-    return sum(len(message.text().split()) for message in messages)
+    return sum(words_in(message.text()) for message in messages)
 
 
-def mock_words(options: MockOptions, messages: Sequence[Message], count: int) -> list[str]:
-    """`count` words, a pure function of the seed and the messages."""
-    material = json.dumps([options.seed, [m.role + ":" + m.text() for m in messages]])
-    rng = random.Random(hashlib.sha256(material.encode()).digest())
-    return [rng.choice(WORDS) for _ in range(count)]
+def words_in(text: str) -> int:
+    """`len(text.split())`, a piece at a time: splitting a long text at once is one C
+    call that no other thread (the event loop's) can interrupt."""
+    count = 0
+    for start in range(0, len(text), SPLIT_CHARS):
+        piece = text[start : start + SPLIT_CHARS]
+        count += len(piece.split())
+        if start and not text[start - 1].isspace() and not piece[0].isspace():
+            count -= 1  # a word across the cut, counted in both pieces
+    return count
+
+
+def words_seed(seed: int, messages: Sequence[Message]) -> bytes:
+    """What the mock's words are a pure function of: the seed and the messages."""
+    material = json.dumps([seed, [m.role + ":" + m.text() for m in messages]])
+    return hashlib.sha256(material.encode()).digest()
+
+
+def mock_words(seed: bytes) -> Iterator[str]:
+    """The mock's words from `words_seed`, without end, made as they are taken."""
+    rng = random.Random(seed)
+    while True:
+        yield rng.choice(WORDS)
+
+
+def large_prompt(messages: Sequence[Message]) -> bool:
+    """Whether counting and hashing the messages is worth a worker thread."""
+    if len(messages) > MANY_MESSAGES:
+        return True
+    return sum(len(message.text()) for message in messages) > LARGE_PROMPT_CHARS
+
+
+def spaced(words: Iterator[str]) -> Iterator[str]:
+    """The words as tokens: the first as it is, each other after a space."""
+    for index, word in enumerate(words):
+        yield word if index == 0 else " " + word
+
+
+async def take_words(words: Iterator[str], count: int) -> list[str]:
+    """The next `count` words, a slice at a time, letting other tasks run in between."""
+    taken: list[str] = []
+    while len(taken) < count:
+        taken += itertools.islice(words, min(WORDS_PER_SLICE, count - len(taken)))
+        await asyncio.sleep(0)
+    return taken
 
 
 def mock_tool_call(words: list[str]) -> ToolCall:
@@ -112,22 +185,32 @@ def mock_tool_call(words: list[str]) -> ToolCall:
 
 
 class MockPlan(msgspec.Struct):
-    """What one mock generation will do, decided before any token is sent."""
+    """What one mock generation will do, decided before any token is sent (its words
+    are made as they are sent)."""
 
     options: MockOptions
-    words: list[str]
+    seed: bytes  # of its words (`words_seed`)
+    count: int  # the words it sends
     input_tokens: int
     finish_reason: str
 
+    def words(self) -> Iterator[str]:
+        """Its words from the first: the first `count` are what it sends."""
+        return mock_words(self.seed)
 
-def plan_generation(request: GenerationRequest) -> MockPlan:
-    options = parse_mock_model(request.model)
+    async def tool_call(self) -> ToolCall:
+        """The tool call it makes instead of text (`tools`), all its words in one."""
+        return mock_tool_call(await take_words(self.words(), self.count))
+
+
+def plan_generation(request: GenerationRequest, cap: TokenCap = DEFAULT_CAP) -> MockPlan:
+    options = parse_mock_model(request.model, cap)
     count = options.tokens
     finish = "tool_calls" if options.tools else "stop"
     if request.max_tokens is not None and request.max_tokens < count:
         count, finish = request.max_tokens, "length"
-    words = mock_words(options, request.messages, count)
-    return MockPlan(options, words, count_words(request.messages), finish)
+    seed = words_seed(options.seed, request.messages)
+    return MockPlan(options, seed, count, count_words(request.messages), finish)
 
 
 async def pace_tokens(options: MockOptions, count: int) -> AsyncIterator[int]:
@@ -158,17 +241,24 @@ async def _sleep_until(loop: asyncio.AbstractEventLoop, due: float | None, index
 
 
 class MockProvider(Provider):
+    def __init__(self, max_tokens: int = MOCK_MAX_TOKENS) -> None:
+        self._cap = TokenCap(max_tokens)
+
     def check_model(self, model: str) -> None:
-        parse_mock_model(model)
+        parse_mock_model(model, self._cap)
 
     async def stream(self, request: GenerationRequest) -> AsyncGenerator[ProviderItem, None]:
-        plan = plan_generation(request)
+        plan = await off_loop(
+            functools.partial(plan_generation, request, self._cap),
+            large=large_prompt(request.messages),
+        )
         if plan.options.tools:
-            async for _ in pace_tokens(plan.options, 1 if plan.words else 0):
+            async for _ in pace_tokens(plan.options, 1 if plan.count else 0):
                 pass
-            yield mock_tool_call(plan.words)
+            yield await plan.tool_call()
         else:
-            async for index in pace_tokens(plan.options, len(plan.words)):
-                yield TextDelta(plan.words[index] if index == 0 else " " + plan.words[index])
-        yield UsageReport(input_tokens=plan.input_tokens, output_tokens=len(plan.words))
+            tokens = spaced(plan.words())
+            async for _ in pace_tokens(plan.options, plan.count):
+                yield TextDelta(next(tokens))
+        yield UsageReport(input_tokens=plan.input_tokens, output_tokens=plan.count)
         yield Finish(plan.finish_reason)

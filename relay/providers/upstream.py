@@ -15,12 +15,14 @@ propagates unchanged.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import AsyncGenerator
 from typing import Generic, Protocol, TypeVar
 
 import msgspec
 
 from relay.config import UpstreamSettings
+from relay.off_loop import MANY_MESSAGES, off_loop
 from relay.providers.base import Provider, ProviderItem
 from relay.providers.failures import UpstreamFailed, bad_response_failure, failure_of
 from relay.providers.retry import RetryPolicy, stream_with_retries
@@ -105,7 +107,10 @@ class UpstreamProvider(Provider, Generic[Event]):
         assembler = self._format.new_assembler()
         # After the end sentinel the body is still read to its end: the connection is reused.
         ended = False
-        body = self._format.encode_request(request)
+        body = await off_loop(
+            functools.partial(self._format.encode_request, request),
+            large=len(request.messages) > MANY_MESSAGES,
+        )
         async with contextlib.aclosing(self._client.messages(body)) as batches:
             async for messages in batches:
                 if ended:

@@ -14,7 +14,10 @@ encodes for, not the feed: the frames of the events before the one it failed on 
 out, then the stream raises what it raised, and its SSE response ends with an in-band
 error (`relay.subscribers.sse`). The subscribers of other encoders go on.
 
-A replay is written a piece (about 64 KiB) at a time. The feed never waits for a
+A replay is written a piece (about 64 KiB, or `EVENTS_PER_SLICE` events) at a time,
+with other tasks let in between two pieces: rendering a long log in a wire format is
+CPU work that no store read or socket write is sure to interrupt
+(`relay.subscribers.slices`). The feed never waits for a
 subscriber, and no subscriber makes relay hold more than `buffer_bytes` for it
 (`limits.subscriber_buffer_bytes`): what its inbox holds plus what its connection has
 not sent yet. Past that, when its socket is backed up (its client
@@ -33,7 +36,7 @@ import asyncio
 import contextlib
 import copy
 import logging
-from collections.abc import AsyncGenerator, Hashable, Iterable, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Hashable, Iterable, Iterator, Sequence
 from typing import NamedTuple, NoReturn, Protocol
 
 from relay import sse
@@ -42,6 +45,7 @@ from relay.events import Event
 from relay.store import Store
 from relay.subscribers.follow import Outage, follow, is_session_lost, session_lost
 from relay.subscribers.formats import WireRenderer
+from relay.subscribers.slices import EVENTS_PER_SLICE, let_others_run, prime
 from relay.subscribers.sse import EventEncoder, native_frame
 from relay.tasks import cancel_and_wait
 from relay.vocabulary import session_tag
@@ -103,13 +107,18 @@ def encode_batch(encode: EventEncoder, events: Iterable[Event], after: int) -> E
 
 
 def replay_frames(
-    encode: EventEncoder, events: Iterable[Event], piece_bytes: int = PIECE_BYTES
+    encode: EventEncoder,
+    events: Iterable[Event],
+    piece_bytes: int = PIECE_BYTES,
+    piece_events: int = EVENTS_PER_SLICE,
 ) -> Iterator[bytes]:
-    """The frames of `events`, about `piece_bytes` at a time: a client that stops reading
-    during a replay holds up one piece, not a whole read batch. Raises what `encode`
-    raised, after the frames of the events before."""
+    """The frames of `events`, about `piece_bytes` or `piece_events` events at a time: a
+    client that stops reading during a replay holds up one piece, not a whole read batch,
+    and the caller can let other tasks run between pieces. A piece is empty when its
+    events gave no frames (a Responses stream skips what its client has). Raises what
+    `encode` raised, after the frames of the events before."""
     frames: list[bytes] = []
-    size = 0
+    size = count = 0
     for event in events:
         try:
             frame = encode(event)
@@ -118,12 +127,20 @@ def replay_frames(
                 yield b"".join(frames)
             raise
         frames.append(frame)
-        size += len(frame)
-        if size >= piece_bytes:
+        size, count = size + len(frame), count + 1
+        if size >= piece_bytes or count >= piece_events:
             yield b"".join(frames)
-            frames, size = [], 0
+            frames, size, count = [], 0, 0
     if frames:
         yield b"".join(frames)
+
+
+async def replayed(encode: EventEncoder, events: Iterable[Event]) -> AsyncIterator[bytes]:
+    """`replay_frames`' pieces that hold frames, with a pause after every piece."""
+    for piece in replay_frames(encode, events):
+        if piece:
+            yield piece
+        await let_others_run()
 
 
 class Inbox:
@@ -358,7 +375,7 @@ class Feeds:
         and what `encode` raised when it failed (after the frames it did make). The
         stream ends early when its `connection` is dropped (see the module docstring)."""
         if read_ahead:
-            for chunk in replay_frames(encode, read_ahead):
+            async for chunk in replayed(encode, read_ahead):
                 yield chunk
             if read_ahead[-1].is_terminal:
                 return
@@ -367,7 +384,7 @@ class Feeds:
             feed = None
             while feed is None:
                 events = await self._read(session_id, after)
-                for chunk in replay_frames(encode, events):
+                async for chunk in replayed(encode, events):
                     yield chunk
                 if events and events[-1].is_terminal:
                     return
@@ -429,7 +446,7 @@ class Feeds:
         after = inbox.shared_since
         while after < inbox.position:
             events = await self._read(session_id, after)
-            inbox.encode.prime(event for event in events if event.id <= inbox.position)
+            await prime(inbox.encode, [event for event in events if event.id <= inbox.position])
             after = events[-1].id if events else inbox.position
 
     def _joinable(self, session_id: str, after: int) -> Feed | None:

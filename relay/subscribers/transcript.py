@@ -1,4 +1,5 @@
-"""A finished session folded into what a non-streaming answer needs. Pure code."""
+"""A finished session folded into what a non-streaming answer needs. Pure code; a long
+log is folded a batch at a time (`TranscriptFold`, see `relay.subscribers.slices`)."""
 
 from __future__ import annotations
 
@@ -20,15 +21,24 @@ class Transcript(msgspec.Struct):
     cancelled: bool = False
 
 
-def fold_transcript(events: Iterable[Event]) -> Transcript:
-    transcript = Transcript()
-    text: list[str] = []
-    reasoning: list[str] = []
-    for event in events:
+class TranscriptFold:
+    """A transcript folded from a log a batch at a time: `add` each, then `result()`."""
+
+    def __init__(self) -> None:
+        self._transcript = Transcript()
+        self._text: list[str] = []
+        self._reasoning: list[str] = []
+
+    def add(self, events: Iterable[Event]) -> None:
+        for event in events:
+            self._add(event)
+
+    def _add(self, event: Event) -> None:
+        transcript = self._transcript
         if event.type is EventType.DELTA:
-            text.append(event.decoded_data()["text"])
+            self._text.append(event.decoded_data()["text"])
         elif event.type is EventType.REASONING:
-            reasoning.append(event.decoded_data()["text"])
+            self._reasoning.append(event.decoded_data()["text"])
         elif event.type is EventType.TOOL_CALL:
             transcript.tool_calls.append(event.decoded_data())
         elif event.type in (EventType.USAGE, EventType.DONE):
@@ -37,8 +47,17 @@ def fold_transcript(events: Iterable[Event]) -> Transcript:
             transcript.error = event.decoded_data()
         elif event.type is EventType.CANCELLED:
             transcript.cancelled = True
-    transcript.text, transcript.reasoning = "".join(text), "".join(reasoning)
-    return transcript
+
+    def result(self) -> Transcript:
+        transcript = self._transcript
+        transcript.text, transcript.reasoning = "".join(self._text), "".join(self._reasoning)
+        return transcript
+
+
+def fold_transcript(events: Iterable[Event]) -> Transcript:
+    fold = TranscriptFold()
+    fold.add(events)
+    return fold.result()
 
 
 def _fold_end(transcript: Transcript, event: Event) -> None:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
@@ -12,7 +13,14 @@ from relay.providers.base import (
     ToolCall,
     UsageReport,
 )
-from relay.providers.mock import MockOptions, MockProvider, parse_mock_model
+from relay.providers.mock import (
+    MockOptions,
+    MockProvider,
+    mock_words,
+    parse_mock_model,
+    words_in,
+    words_seed,
+)
 from relay.vocabulary import GenerationRequest, Message
 
 MESSAGES = [Message(role="system", content="be brief"), Message(role="user", content="hello there")]
@@ -95,3 +103,51 @@ async def test_fail_after_raises_a_retryable_upstream_error() -> None:
         async for item in MockProvider().stream(request):
             seen.append(item)
     assert len(seen) == 3 and failure.value.retryable
+
+
+async def test_the_words_are_pinned_byte_for_byte() -> None:
+    """The words made as they are sent are those the mock always made: runs compare."""
+    items = await generate("mock:tokens=9,tps=0,ttft_ms=0,seed=4")
+    assert text_of(items) == "stone as silver home comes waits reader on carry"
+    items = await generate("mock:tokens=12,tps=0,ttft_ms=0,tools")
+    query = "bend barley falling rain reader drift songs shores relay quiet clouds over"
+    arguments = json.dumps({"query": query, "limit": 12})
+    assert items[0] == ToolCall(0, "call_42d98fe375a1be41367558b0", "search", arguments)
+
+
+def test_tokens_are_capped_and_the_error_names_the_option_and_the_cap() -> None:
+    assert parse_mock_model("mock:tokens=100000").tokens == 100_000
+    with pytest.raises(ValueError, match=r"tokens must be at most 100000 \(mock_max_tokens\)"):
+        parse_mock_model("mock:tokens=40000000")
+    capped = MockProvider(max_tokens=50)
+    capped.check_model("mock:tokens=50")
+    with pytest.raises(ValueError, match=r"at most 50 .*got 51"):
+        capped.check_model("mock:tokens=51")
+
+
+async def test_words_are_made_as_they_are_sent() -> None:
+    """The first of the most tokens allowed comes before the others are made: the
+    mock holds one word at a time, not the cap's worth."""
+    request = GenerationRequest(model="mock:tokens=100000,tps=0,ttft_ms=0", messages=MESSAGES)
+    stream = MockProvider().stream(request)
+    first = await anext(stream)
+    await stream.aclose()
+    assert first == TextDelta("bend")
+
+
+async def test_a_large_prompt_is_planned_off_the_loop_with_the_same_words() -> None:
+    many = [Message(role="user", content="hi")] * 2000 + MESSAGES
+    request = GenerationRequest(model="mock:tokens=5,tps=0,ttft_ms=0", messages=many)
+    items = [item async for item in MockProvider().stream(request)]
+    assert items[-2] == UsageReport(input_tokens=2004, output_tokens=5)
+    words = itertools.islice(mock_words(words_seed(0, many)), 5)
+    assert text_of(items) == " ".join(words)
+
+
+@pytest.mark.parametrize("cut", [1, 2, 3, 5, 64])
+def test_words_are_counted_a_piece_at_a_time_as_in_one_split(
+    cut: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("relay.providers.mock.SPLIT_CHARS", cut)
+    for text in ("", " ", "one", "two words", "  spaced\tout\n words  ", "a b\u3000c", "abcdef"):
+        assert words_in(text) == len(text.split()), (text, cut)
