@@ -82,7 +82,7 @@ http {{
             gzip off;
             proxy_read_timeout 1h;
             proxy_send_timeout 1h;
-            proxy_next_upstream error timeout http_502 http_503;
+            proxy_next_upstream error timeout;
             proxy_next_upstream_tries 3;
         }}
     }}
