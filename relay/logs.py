@@ -12,12 +12,12 @@ import logging
 import re
 import sys
 import time
-from collections.abc import Awaitable, Callable
 from urllib.parse import unquote, unquote_plus
 
 import msgspec
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
+from aiohttp.typedefs import Handler
 from aiohttp.web import BaseRequest, StreamResponse
 
 from relay import log_context
@@ -199,17 +199,16 @@ def request_id_of(request: BaseRequest) -> str:
 
 
 def _credentials(request: BaseRequest) -> list[str]:
-    """What the request may carry as a credential: its `Authorization` (each word of it),
-    `x-api-key`, and the values of query parameters named like a secret."""
-    sent = request.headers.get("Authorization", "").split() + [request.headers.get("x-api-key", "")]
+    """What the request may carry as a credential: its `Authorization` (each word after
+    the scheme), `x-api-key`, and the values of query parameters named like a secret."""
+    authorization = request.headers.get("Authorization", "").split()[1:]
+    sent = [*authorization, request.headers.get("x-api-key", "")]
     query = request.rel_url.query
     return sent + [value for name, value in query.items() if _names_a_secret(name)]
 
 
 @web.middleware
-async def request_context(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[StreamResponse]]
-) -> StreamResponse:
+async def request_context(request: web.Request, handler: Handler) -> StreamResponse:
     """The outermost middleware: every request's log context, before anything logs."""
     begin_request(request)
     return await handler(request)

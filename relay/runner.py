@@ -208,7 +208,7 @@ class GenerationRunner:
             raise
         self._start(generation)
         tag = session_tag(record.id)
-        log.info("session %s created model=%s upstream=%s", tag, model, route.upstream)
+        log.info("session %s created model=%s", tag, model)  # its upstream: a field of the line
         return CreatedSession(record, token)
 
     def cancel(self, session_id: str, reason: str) -> bool:
