@@ -32,7 +32,7 @@ from relay.frontdoors import (
 from relay.frontdoors.errors import error_middleware
 from relay.frontdoors.hosts import AllowedHosts, host_check
 from relay.leases import LeaseKeeper
-from relay.logs import echo_request_id, request_context
+from relay.logs import answer_prepared, request_context
 from relay.openapi.routes import routes as openapi_routes
 from relay.providers.base import Provider
 from relay.providers.router import ModelRouter
@@ -69,7 +69,7 @@ def create_app(
         app.add_routes([health.demo_page_route()])
     app.cleanup_ctx.append(_services_context(settings, store, providers, clients))
     app.on_response_prepare.append(_name_instance)
-    app.on_response_prepare.append(echo_request_id)
+    app.on_response_prepare.append(answer_prepared)
     app.on_response_prepare.append(cors.answer_headers(clients))
     app.on_shutdown.append(drain)  # when embedded; `relay serve` drains before it stops
     return app

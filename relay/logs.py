@@ -8,6 +8,7 @@ sent a sane one that holds none of its credentials, else made, and echoed in the
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import sys
@@ -36,6 +37,9 @@ _SECRET_PARAMETER_WORDS = ("token", "key")
 _SESSION_ID_SEGMENT = re.compile(r"[a-z]+[_-]([A-Za-z0-9_-]{22})")
 
 LOG_CONTEXT = web.RequestKey("log_context", LogContext)
+# The answer once it started, for the access line of a handler cancelled after that.
+PREPARED = web.RequestKey("prepared_answer", StreamResponse)
+ACCESS_LOGGER = logging.getLogger("aiohttp.access")  # where aiohttp writes its access lines
 # The attribute of a log record holding its `Fields` (set by `ContextFilter`, or by the
 # access log), and the one holding an access line's own fields.
 FIELDS_ATTRIBUTE = "relay_fields"
@@ -209,13 +213,25 @@ def _credentials(request: BaseRequest) -> list[str]:
 
 @web.middleware
 async def request_context(request: web.Request, handler: Handler) -> StreamResponse:
-    """The outermost middleware: every request's log context, before anything logs."""
+    """The outermost middleware: every request's log context, before anything logs.
+
+    A handler cancelled once its answer started (a stream that shutdown ended) gets its
+    access line here: aiohttp writes none for a cancelled handler."""
     begin_request(request)
-    return await handler(request)
+    started = asyncio.get_running_loop().time()
+    try:
+        return await handler(request)
+    except asyncio.CancelledError:
+        if (answer := request.get(PREPARED)) is not None:
+            elapsed_s = asyncio.get_running_loop().time() - started
+            AccessLog(ACCESS_LOGGER, "").log(request, answer, elapsed_s)
+        raise
 
 
-async def echo_request_id(request: web.Request, response: StreamResponse) -> None:
-    """`on_response_prepare`: every answer, a stream's too, names its request's id."""
+async def answer_prepared(request: web.Request, response: StreamResponse) -> None:
+    """`on_response_prepare`: every answer, a stream's too, names its request's id; the
+    answer is kept for the access line of a handler cancelled after it started."""
+    request[PREPARED] = response
     context = request.get(LOG_CONTEXT)
     if context is not None and context.fields.request_id is not None:
         response.headers[REQUEST_ID_HEADER] = context.fields.request_id

@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import json
 import re
+import signal
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -225,3 +226,40 @@ def access_fields(line: str) -> dict[str, Any]:
 def assert_access(line: str, *, status: int, events: int, size: int) -> None:
     access = access_fields(line)
     assert (access["status"], access["events"], access["bytes"]) == (status, events, size)
+
+
+async def test_a_stream_that_shutdown_cut_still_has_its_access_line(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """A stream of a session generating on another instance outlives this one's drain:
+    its handler is cancelled (aiohttp logs no line for that), and its line is written
+    all the same, with what it sent."""
+    config = tmp_path / "relay.toml"
+    config.write_text(f'[server]\ndrain_timeout_s = 0\n[store]\nurl = "{redis_url}"\n')
+    ports = free_port(), free_port()
+    logs = tmp_path / "generating.log", tmp_path / "reading.log"
+    async with (
+        relay_process(config, ports[0], logs[0]),
+        relay_process(config, ports[1], logs[1]) as reading,
+        aiohttp.ClientSession() as http,
+    ):
+        generating = Relay(f"http://127.0.0.1:{ports[0]}", logs[0], http)
+        session_id, _ = await generating.create("mock:tokens=100000,tps=50,ttft_ms=0")
+        url = f"http://127.0.0.1:{ports[1]}/v1/sessions/{session_id}/events"
+        parser, events, body = SseParser(), [], b""
+        async with http.get(url, headers={"X-Request-Id": "cut-by-drain"}) as stream:
+            while not any(e.event == "delta" for e in events):
+                chunk = await stream.content.readany()
+                body += chunk
+                events += parser.feed(chunk)
+            reading.send_signal(signal.SIGTERM)
+            with contextlib.suppress(aiohttp.ClientPayloadError):
+                body += await stream.content.read()
+        async with asyncio.timeout(15):
+            assert await reading.wait() == 0
+    lines = logs[1].read_text().splitlines()
+    [access] = [line for line in lines if ACCESS in line and "cut-by-drain" in line]
+    assert f"/v1/sessions/{session_tag(session_id)}/events" in access
+    sent = access_fields(access)
+    assert sent["status"] == 200
+    assert sent["events"] >= len(SseParser().feed(body)) > 0 and sent["bytes"] >= len(body)
