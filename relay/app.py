@@ -32,6 +32,7 @@ from relay.frontdoors import (
 from relay.frontdoors.errors import error_middleware
 from relay.frontdoors.hosts import AllowedHosts, host_check
 from relay.leases import LeaseKeeper
+from relay.logs import answer_prepared, request_context
 from relay.openapi.routes import routes as openapi_routes
 from relay.providers.base import Provider
 from relay.providers.router import ModelRouter
@@ -54,7 +55,7 @@ def create_app(
     clients = Clients.from_settings(settings)  # a key variable that is not set stops here
     hosts = host_check(AllowedHosts.of(settings.server))
     app = web.Application(
-        middlewares=[hosts, cors.preflight(clients), error_middleware],
+        middlewares=[request_context, hosts, cors.preflight(clients), error_middleware],
         client_max_size=settings.server.max_body_bytes,
     )
     app.add_routes(health.routes)
@@ -68,6 +69,7 @@ def create_app(
         app.add_routes([health.demo_page_route()])
     app.cleanup_ctx.append(_services_context(settings, store, providers, clients))
     app.on_response_prepare.append(_name_instance)
+    app.on_response_prepare.append(answer_prepared)
     app.on_response_prepare.append(cors.answer_headers(clients))
     app.on_shutdown.append(drain)  # when embedded; `relay serve` drains before it stops
     return app

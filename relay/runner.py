@@ -33,6 +33,7 @@ from collections.abc import AsyncGenerator
 
 import msgspec
 
+from relay import log_context
 from relay.clients import ANONYMOUS, Client
 from relay.coalescer import Flush, TextCoalescer
 from relay.config import GenerationSettings, StoreSettings
@@ -195,6 +196,8 @@ class GenerationRunner:
             owner=self.instance_id,
             client=client.name,
         )
+        # Before the generation's tasks are created: they copy the request's context.
+        log_context.note(session_id=record.id, client=client.name, upstream=route.upstream)
         # The upstream request starts while the session is stored: the first token
         # does not wait for the store's round trip.
         generation = self._call_upstream(record.id, route, request, client)
@@ -205,7 +208,7 @@ class GenerationRunner:
             raise
         self._start(generation)
         tag = session_tag(record.id)
-        log.info("session %s created model=%s upstream=%s", tag, model, route.upstream)
+        log.info("session %s created model=%s", tag, model)  # its upstream: a field of the line
         return CreatedSession(record, token)
 
     def cancel(self, session_id: str, reason: str) -> bool:

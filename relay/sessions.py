@@ -29,6 +29,7 @@ import time
 
 import msgspec
 
+from relay import log_context
 from relay.clients import ANONYMOUS, CHALLENGE, Caller, Client
 from relay.config import LimitsSettings, Settings
 from relay.errors import ApiError, StoreError
@@ -194,9 +195,9 @@ class Sessions:
         if caller.read_token is not None:
             if record is None or not token_matches(caller.read_token, record.token_sha256):
                 raise ApiError(401, "invalid_token", INVALID_TOKEN, headers=CHALLENGE)
-            return record
-        if record is None or caller.client is None or record.client != caller.client.name:
+        elif record is None or caller.client is None or record.client != caller.client.name:
             raise not_found or session_not_found(session_id)
+        log_context.note(session_id=record.id, client=record.client)
         return record
 
     async def snapshot(self, record: SessionRecord) -> Snapshot:

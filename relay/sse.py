@@ -7,6 +7,7 @@ newline), so each event is exactly one `data:` line.
 from __future__ import annotations
 
 PING = b": ping\n\n"
+FRAME_END = b"\n\n"
 
 
 def retry_frame(retry_ms: int) -> bytes:
@@ -25,3 +26,9 @@ def data_frame(data: bytes, event_id: int | None = None, event_type: str | None 
     if event_type is not None:
         head += b"event: %s\n" % event_type.encode()
     return head + b"data: " + data + b"\n\n"
+
+
+def event_count(frames: bytes) -> int:
+    """The events in whole frames: each ends with a blank line (no frame holds one
+    before its end: data is one line), and `: ping` comments are not events."""
+    return frames.count(FRAME_END) - frames.count(PING)

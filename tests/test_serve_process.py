@@ -243,7 +243,8 @@ async def test_the_access_log_never_shows_a_read_token_or_a_session_id(tmp_path:
     line = await log_line_containing(log_path, "/events?")
     request_line = f"GET /v1/sessions/{tag}/events?token=***&last_event_id=0 HTTP/1.1"
     assert f'127.0.0.1 "{request_line}" 200 ' in line
-    assert re.search(r" 200 \d+ \d+\.\d{6}s$", line), line
+    # Then the events the stream sent, and the request's fields.
+    assert re.search(r" 200 \d+ \d+\.\d{6}s events=6 request_id=req_\w{16} session=#\w+$", line)
     assert f'"GET /v1/sessions/{tag}?access_token=*** HTTP/1.1" 200' in log
 
 

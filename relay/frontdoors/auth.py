@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from relay import log_context
 from relay.clients import CHALLENGE, Caller, Client
 from relay.errors import ApiError
 from relay.frontdoors.cors import check_origin
@@ -28,6 +29,7 @@ from relay.services import SERVICES
 def client_of(request: web.Request, *, x_api_key: bool = False) -> Client:
     """The client whose key the request carries (`x_api_key`: also in that header)."""
     client = _authenticated(request, x_api_key=x_api_key)
+    log_context.note(client=client.name)
     check_origin(request, client)
     return client
 

@@ -41,6 +41,7 @@ ALLOWED_HEADERS = (
     "Authorization",
     "Content-Type",
     "Last-Event-ID",
+    "X-Request-Id",
     "Accept",
     "User-Agent",
     "x-api-key",
@@ -64,7 +65,9 @@ ALLOWED_HEADERS = (
     "X-Stainless-Custom-Poll-Interval",
 )
 # What a page may read of an answer beyond the CORS-safelisted headers.
-EXPOSED_HEADERS = ("X-Relay-Session-Id", "Location", "Retry-After", "X-Relay-Instance")
+EXPOSED_HEADERS = (
+    "X-Relay-Session-Id", "Location", "Retry-After", "X-Relay-Instance", "X-Request-Id",
+)  # fmt: skip
 # Chromium keeps a preflight's answer at most 2 hours; every real request is checked
 # again, so keeping it long costs nothing when an origin is removed.
 PREFLIGHT_MAX_AGE_S = 7200

@@ -32,6 +32,7 @@ from aiohttp.http_exceptions import (
 
 from relay.errors import ApiError
 from relay.frontdoors.http import error_response
+from relay.logs import REQUEST_ID_HEADER, begin_request
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,7 @@ class JsonErrorRequestHandler(web.RequestHandler):
         exc: BaseException | None = None,
         message: str | None = None,
     ) -> web.StreamResponse:
+        request_id = begin_request(request)  # the parser's refusals have one too
         if isinstance(exc, HttpProcessingError):
             refusal = parse_refusal(exc, max_headers=self.max_headers)
             log.info("refused a request from %s: %s", request.remote, refusal.message)
@@ -75,6 +77,7 @@ class JsonErrorRequestHandler(web.RequestHandler):
             super().handle_error(request, status, exc, message)
             refusal = ApiError(status, "internal_error", "relay failed to handle this request")
         response = error_response(refusal.status, refusal.code, refusal.message)
+        response.headers[REQUEST_ID_HEADER] = request_id
         response.force_close()  # the connection's framing cannot be trusted any more
         return response
 

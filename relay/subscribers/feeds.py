@@ -39,7 +39,7 @@ import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Hashable, Iterable, Iterator, Sequence
 from typing import NamedTuple, NoReturn, Protocol
 
-from relay import sse
+from relay import log_context, sse
 from relay.errors import StoreError, StoreUnavailable
 from relay.events import Event
 from relay.store import Store
@@ -460,7 +460,9 @@ class Feeds:
     def _start(self, session_id: str, after: int) -> Feed:
         feed = self._feeds[session_id] = Feed(session_id, after, self._buffer_bytes)
         feed.task = asyncio.create_task(
-            self._run(feed), name=f"relay-feed-{session_tag(session_id)}"
+            self._run(feed),
+            name=f"relay-feed-{session_tag(session_id)}",
+            context=log_context.session_context(session_id),  # every subscriber's, not one's
         )
         self._tasks.add(feed.task)
         feed.task.add_done_callback(self._tasks.discard)

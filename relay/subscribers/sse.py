@@ -38,7 +38,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable
 import msgspec
 from aiohttp import web
 
-from relay import sse
+from relay import log_context, sse
 from relay.errors import StoreError
 from relay.events import ErrorData, Event, EventType
 from relay.subscribers.formats import WireRenderer
@@ -155,11 +155,13 @@ class SseSubscription:
         self.connection = connection
         self.send_timeout_s = send_timeout_s
         self._watch: StallWatch | None = None
+        self._tally: log_context.StreamTally | None = None
 
     async def respond(
         self, request: web.Request, headers: dict[str, str] | None = None
     ) -> web.StreamResponse:
         response = web.StreamResponse(status=200, headers={**SSE_HEADERS, **(headers or {})})
+        self._tally = log_context.stream_tally()  # for the request's access-log line
         try:
             await self._send(response.prepare(request))  # the client may already be gone
             await self._write_stream(response)
@@ -181,10 +183,10 @@ class SseSubscription:
             self._watch = StallWatch(self.connection, self.send_timeout_s)
         try:
             if self.retry_ms is not None:
-                await self._send(response.write(sse.retry_frame(self.retry_ms)))
+                await self._send_frames(response, sse.retry_frame(self.retry_ms), events=0)
             async with contextlib.aclosing(self.frames) as frames:
                 async for chunk in frames:
-                    await self._send(response.write(chunk))
+                    await self._send_frames(response, chunk)
                     if self._watch is not None:
                         self._watch.wrote()
         finally:
@@ -199,9 +201,19 @@ class SseSubscription:
         except ConnectionError as exc:
             raise SubscriberGone() from exc
 
+    async def _send_frames(
+        self, response: web.StreamResponse, frames: bytes, events: int | None = None
+    ) -> None:
+        """Write whole frames, then count them: their bytes, and their events (or
+        `events`: a `retry:` line is none)."""
+        await self._send(response.write(frames))
+        if self._tally is not None:
+            count = sse.event_count(frames) if events is None else events
+            self._tally.sent(count, len(frames))
+
     async def _write_failure(self, response: web.StreamResponse) -> None:
         with contextlib.suppress(SubscriberGone):
-            await self._send(response.write(in_band_error(self.encode, STREAM_FAILED)))
+            await self._send_frames(response, in_band_error(self.encode, STREAM_FAILED))
 
     def _gone(self, response: web.StreamResponse) -> web.StreamResponse:
         log.debug("subscriber of %s went away", session_tag(self.session_id))

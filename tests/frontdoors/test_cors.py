@@ -47,7 +47,7 @@ SDK_HEADERS = [
     "x-stainless-retry-count",
     "x-stainless-timeout",
 ]
-EXPOSED = ["X-Relay-Session-Id", "Location", "Retry-After", "X-Relay-Instance"]
+EXPOSED = ["X-Relay-Session-Id", "Location", "Retry-After", "X-Relay-Instance", "X-Request-Id"]
 
 
 @pytest.fixture

@@ -41,6 +41,7 @@ from relay.app import create_app
 from relay.cli import connection_handler, main
 from relay.config import Settings, load_settings
 from relay.frontdoors.connections import ConnectionGate
+from relay.logs import ContextFilter, JsonFormatter, TextFormatter
 from relay.providers.base import Provider, ProviderItem, TextDelta
 from relay.providers.failures import SECRET_PIECE_CHARS
 from relay.services import SERVICES
@@ -251,6 +252,7 @@ async def sweep_setup(
     store_url: str,
 ) -> AsyncIterator[Setup]:
     caplog.set_level(logging.DEBUG)
+    caplog.handler.addFilter(ContextFilter())  # as `relay serve`'s handler: request fields
     sweep = Sweep()
     keys = {f"{failure}-{kind}": upstream_key() for failure in FAILURES for kind in KINDS}
     for name, key in keys.items():
@@ -580,6 +582,24 @@ async def another_clients_sessions(web: Client, mobile: Client, base: str) -> No
             assert await web.with_key(None).status(method, url, params=token) == 401
 
 
+async def request_ids_holding_secrets(client: Client, base: str, key: str) -> None:
+    """An `X-Request-Id` that holds the request's key, its read token or a session id is
+    neither logged nor echoed: relay makes its own."""
+    created = await client.create(base, QUICK)
+    session_id, token = created["id"], created["token"]
+    cases = [
+        (f"{base}/v1/models", {"Authorization": f"Bearer {key}"}, {}, key),
+        (f"{base}/v1/messages", {"x-api-key": key}, {}, f"id-{key}"),
+        (f"{base}/v1/sessions/{session_id}/events", {}, {"token": token}, token),
+        (f"{base}/v1/sessions/{session_id}", {}, {}, f"trace:{session_id}"),
+    ]
+    nobody = client.with_key(None)
+    for url, headers, params, request_id in cases:
+        sent = {**headers, "X-Request-Id": request_id}
+        _, answer, _ = await nobody.call("GET", url, headers=sent, params=params)
+        assert answer["X-Request-Id"].startswith("req_"), (url, answer["X-Request-Id"])
+
+
 def check_config_output(
     sweep: Sweep, settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -619,6 +639,7 @@ async def exercise(setup: Setup, here: Instance, there: Instance) -> None:
         await refused_tokens(client, there.url)
         key = setup.sweep.secret("a key", client_key()) if keys is None else keys.web
         await malformed_requests(client, here.url, key)
+        await request_ids_holding_secrets(client, here.url, key)
         if keys is not None:
             await refused_keys(client, here.url, keys)
             await another_clients_sessions(client, client.with_key(keys.mobile), there.url)
@@ -641,9 +662,9 @@ async def test_no_secret_reaches_any_sink(
         await there.close()
         await here.close()
     check_config_output(sweep, settings, tmp_path, capsys)
-    formatter = logging.Formatter("%(levelname)s %(name)s: %(message)s")
-    for record in caplog.records:
-        sweep.see(Sink.LOGS, record.name, formatter.format(record))
+    for formatter in (TextFormatter(), JsonFormatter()):  # message, fields, traceback
+        for record in caplog.records:
+            sweep.see(Sink.LOGS, record.name, formatter.format(record))
 
     assert {name: codes for name, codes in sweep.error_codes.items()} == {
         name: {FAILURES[name.split("-")[0]]} for name in setup.upstream_keys
@@ -654,4 +675,5 @@ async def test_no_secret_reaches_any_sink(
         assert expected in logged  # every path that logs a session was taken
     assert "refused a request from" in logged  # the malformed requests reached the handler
     assert "#" in logged and "/v1/sessions/#" in logged  # sessions are named by their tags
+    assert " request_id=req_" in logged and " session=#" in logged  # lines carry the fields
     assert sweep.leaks() == []
