@@ -275,8 +275,6 @@ class GenerationRunner:
         )
         self._generations[session_id] = generation
         generation.task.add_done_callback(lambda _: self._generations.pop(session_id, None))
-        metrics.session_started(generation.upstream, generation.model_label, generation.client.name)
-        metrics.TIMELINE.start(session_id)
 
     @staticmethod
     async def _pump(generation: Generation, stream: AsyncGenerator[ProviderItem, None]) -> None:
@@ -303,6 +301,9 @@ class GenerationRunner:
 
     async def _run(self, generation: Generation) -> None:
         started = time.monotonic()
+        # Counted here, with its end in `finally`: a task cancelled before it ran counts neither.
+        metrics.session_started(generation.upstream, generation.model_label, generation.client.name)
+        metrics.TIMELINE.start(generation.session_id)
         tag = session_tag(generation.session_id)
         writer = SessionWriter(
             self._store,
@@ -327,9 +328,9 @@ class GenerationRunner:
             log.exception("session %s: generation failed", tag)
             await self._end_after_bug(writer)
         finally:
+            _count_end(generation, writer)  # before any await: a second cancel cannot skip it
             await generation.stop_upstream()
             self._log_end(generation, writer, time.monotonic() - started)
-            _count_end(generation, writer)
 
     async def _consume(self, generation: Generation, writer: SessionWriter) -> None:
         loop = asyncio.get_running_loop()
