@@ -1,17 +1,24 @@
 """`/metrics` of a real `relay serve`: on `[server] metrics_port` only when it is set, and
-with `--workers 2` the counts of both workers added up, whichever answers the scrape."""
+with `--workers 2` the counts of both workers added up, whichever answers the scrape; a
+worker that exits leaves its counts and takes its gauges."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import aiohttp
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
-from relay.config import load_settings
+from relay import metrics
+from relay.config import METRICS_DIR_VARIABLE, load_settings
 from relay.errors import ConfigError
 from tests.redis_server import free_port
 from tests.relay_process import relay_process
@@ -101,3 +108,23 @@ async def test_workers_add_up_their_counts(tmp_path: Path, redis_url: str) -> No
 def test_metrics_port_must_not_be_the_public_port() -> None:
     with pytest.raises(ConfigError, match=re.escape("server.metrics_port 8080 is server.port")):
         load_settings(None, environ={}, overrides={"server": {"metrics_port": 8080}})
+
+
+def test_a_gone_workers_gauges_go_and_its_counts_stay(tmp_path: Path) -> None:
+    """What the supervisor does when a worker exits (`relay.metrics.worker_exited`)."""
+    script = "from relay import metrics; metrics.session_started('mock', 'mock:*', '')"
+    environment = {**os.environ, METRICS_DIR_VARIABLE: str(tmp_path)}
+    worker = subprocess.Popen([sys.executable, "-c", script], env=environment)
+    assert worker.wait(timeout=30) == 0
+    assert value(merged(tmp_path), "relay_sessions_running") == 1  # as if it still ran
+    metrics.worker_exited(worker.pid, str(tmp_path))
+    text = merged(tmp_path)
+    assert value(text, "relay_sessions_running") == 0
+    assert value(text, "relay_sessions_started_total", **MOCK) == 1
+
+
+def merged(directory: Path) -> str:
+    """What a worker's /metrics answers: every worker's values in `directory`."""
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=str(directory))
+    return generate_latest(registry).decode()
