@@ -290,14 +290,15 @@ class Timeline:
             self._sessions.popitem(last=False)
 
     def appended(self, session_id: str, last_id: int, first_token_at: float | None) -> None:
-        """A batch up to `last_id` is in the log; `first_token_at` when it is the first
-        to carry output."""
+        """A batch up to `last_id` is in the log; `first_token_at`, once the upstream's
+        first output has come (the first batch after it carries it: the coalescer lets
+        the first text out at once)."""
         times = self._sessions.get(session_id)
         if times is None:
             return
         times.ids.append(last_id)
         times.times.append(time.monotonic())
-        if first_token_at is not None:
+        if first_token_at is not None and times.first_token_at is None:
             times.first_token_at, times.first_output_id = first_token_at, last_id
 
     def delivered(self, session_id: str, last_id: int, *, live: bool) -> None:

@@ -349,6 +349,8 @@ class GenerationRunner:
             if items:
                 last_item_at = now
                 pending = self._apply_all(items, coalescer, progress, now)
+                if progress.generating and generation.first_token_at is None:
+                    _first_token(generation)
             elif now - last_item_at >= self._settings.idle_timeout_s:
                 if generation.pump is not None:
                     generation.pump.cancel()  # stop the silent upstream before ending the log
@@ -357,8 +359,9 @@ class GenerationRunner:
                 pending = _flushes(coalescer.due(now))
             await self._count_tokens(generation, progress)
             await writer.append(pending)
-            if pending:
-                _note_append(generation, writer.last_event_id)
+            if pending:  # its time, for the subscribers here
+                first = generation.first_token_at
+                metrics.TIMELINE.appended(generation.session_id, writer.last_event_id, first)
 
     async def _count_tokens(self, generation: Generation, progress: GenerationProgress) -> None:
         """Count new output tokens against the client's `tokens_per_minute`, before the
@@ -443,14 +446,11 @@ def _terminal(
     return EventType.CANCELLED, CancelledData(item.reason, progress.usage)
 
 
-def _note_append(generation: Generation, last_id: int) -> None:
-    """Its time, for the subscribers here; the first output's, and the time to it."""
-    first = None
-    if generation.first_token_at is None and generation.progress.generating:
-        first = generation.first_token_at = time.monotonic()
-        ttft = first - generation.started_at
-        metrics.first_token(generation.upstream, generation.model_label, ttft)
-    metrics.TIMELINE.appended(generation.session_id, last_id, first)
+def _first_token(generation: Generation) -> None:
+    """The upstream's first output has come: the time to it, from the request."""
+    generation.first_token_at = time.monotonic()
+    ttft = generation.first_token_at - generation.started_at
+    metrics.first_token(generation.upstream, generation.model_label, ttft)
 
 
 def _count_end(generation: Generation, writer: SessionWriter) -> None:
