@@ -39,6 +39,7 @@ from relay.providers.router import ModelRouter
 from relay.runner import GenerationRunner
 from relay.services import SERVICES, Services
 from relay.store import Store, open_store
+from relay.store.measured import MeasuredStore
 
 log = logging.getLogger(__name__)
 
@@ -67,11 +68,21 @@ def create_app(
     app.add_routes(openapi_routes)
     if settings.server.demo_page:
         app.add_routes([health.demo_page_route()])
+    if settings.server.metrics_port is None:
+        app.add_routes([health.METRICS_ROUTE])
     app.cleanup_ctx.append(_services_context(settings, store, providers, clients))
     app.on_response_prepare.append(_name_instance)
     app.on_response_prepare.append(answer_prepared)
+    app.on_response_prepare.append(health.count_response)
     app.on_response_prepare.append(cors.answer_headers(clients))
     app.on_shutdown.append(drain)  # when embedded; `relay serve` drains before it stops
+    return app
+
+
+def create_metrics_app() -> web.Application:
+    """The app of `[server] metrics_port`: `/metrics` alone."""
+    app = web.Application()
+    app.add_routes([health.METRICS_ROUTE])
     return app
 
 
@@ -87,7 +98,7 @@ def _services_context(
     clients: Clients,
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     async def services_context(app: web.Application) -> AsyncIterator[None]:
-        store = given_store or open_store(settings.store)
+        store = MeasuredStore(given_store or open_store(settings.store))
         router = ModelRouter(settings.upstreams, providers)
         instance_id = "i_" + secrets.token_hex(6)
         runner = GenerationRunner(store, settings.generation, settings.store, instance_id)

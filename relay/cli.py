@@ -18,7 +18,7 @@ from aiohttp import web
 from yarl import URL
 
 from relay import __version__, mock_upstream
-from relay.app import create_app, drain
+from relay.app import create_app, create_metrics_app, drain
 from relay.clients import Clients, check_exposure
 from relay.config import MOCK_MAX_TOKENS, Settings, dump_settings, load_settings
 from relay.errors import CannotListen, ConfigError
@@ -86,6 +86,8 @@ def _serve(args: argparse.Namespace) -> int:
     configure_logging(settings.log)
     if settings.server.workers > 1:
         check_can_listen(settings.server.host, settings.server.port)
+        if settings.server.metrics_port is not None:
+            check_can_listen(settings.server.host, settings.server.metrics_port)
         return supervise(settings.server.workers, _worker_argv(args, settings))
     run_event_loop(_serve_until_signalled(settings, reuse_port=args.reuse_port))
     return 0
@@ -125,8 +127,10 @@ async def _serve_until_signalled(settings: Settings, *, reuse_port: bool) -> Non
     listener = await listen(
         lambda: connection_handler(runner, settings, gate), server.host, server.port, reuse_port
     )
+    metrics_site = None
     try:
         await runner.setup()
+        metrics_site = await serve_metrics(server.host, server.metrics_port, reuse_port)
         await listener.start_serving()
         _log_ready(app, listener)
         log.log(*hosts.exposure(server))  # beyond loopback, and to which Host names
@@ -136,6 +140,24 @@ async def _serve_until_signalled(settings: Settings, *, reuse_port: bool) -> Non
     finally:
         listener.close()
         await runner.cleanup()
+        if metrics_site is not None:
+            await metrics_site.cleanup()
+
+
+async def serve_metrics(host: str, port: int | None, reuse_port: bool) -> web.AppRunner | None:
+    """`/metrics` on its own port (`[server] metrics_port`), when one is set. Workers
+    share it as they share the public port: any of them answers for all."""
+    if port is None:
+        return None
+    runner = web.AppRunner(create_metrics_app(), access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port, reuse_port=reuse_port or None).start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise CannotListen(host, port, _os_reason(exc)) from exc
+    log.info("metrics on %s", URL.build(scheme="http", host=host, port=port) / "metrics")
+    return runner
 
 
 async def listen(

@@ -45,6 +45,8 @@ class Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 class ServerSettings(Section):
     host: str = "127.0.0.1"
     port: Port = 8080
+    # Serve `/metrics` on this port only (on `host`), not on the public one; unset: on `port`.
+    metrics_port: Port | None = None
     workers: PositiveInt = 1
     max_body_bytes: PositiveInt = 1024 * 1024
     heartbeat_s: PositiveSeconds = 15.0
@@ -65,6 +67,11 @@ class ServerSettings(Section):
 
     def __post_init__(self) -> None:
         self.cors_origins = normal_origins(self.cors_origins, "server.cors_origins")
+        if self.metrics_port is not None and self.metrics_port == self.port != 0:
+            raise ConfigError(
+                f"server.metrics_port {self.metrics_port} is server.port: leave metrics_port "
+                "unset to serve /metrics on the public port, or give it a port of its own"
+            )
         if self.allowed_hosts is None:
             self.allowed_hosts = default_allowed_hosts(self.host)
         if not self.allowed_hosts:
@@ -444,6 +451,22 @@ def _bypasses_proxy(host: str, no_proxy: str) -> bool:
         if entry == "*" or (domain and (host == domain or host.endswith("." + domain))):
             return True
     return False
+
+
+# Where prometheus_client's multiprocess mode keeps the values of `--workers` (its name).
+METRICS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def metrics_directory(environ: Mapping[str, str] | None = None) -> str | None:
+    """The directory the workers of `relay serve --workers N` share their metrics in, set
+    by the supervisor in each worker's environment; None in a single process."""
+    environ = os.environ if environ is None else environ
+    return environ.get(METRICS_DIR_VARIABLE) or None
+
+
+def worker_environment(metrics_dir: str) -> dict[str, str]:
+    """A worker's environment: this process's, with the run's metrics directory."""
+    return {**os.environ, METRICS_DIR_VARIABLE: metrics_dir}
 
 
 def dump_settings(settings: Settings) -> str:

@@ -33,7 +33,7 @@ from collections.abc import AsyncGenerator
 
 import msgspec
 
-from relay import log_context
+from relay import log_context, metrics
 from relay.clients import ANONYMOUS, Client
 from relay.coalescer import Flush, TextCoalescer
 from relay.config import GenerationSettings, StoreSettings
@@ -45,9 +45,11 @@ from relay.errors import (
     UpstreamError,
 )
 from relay.events import (
+    STATUS_AFTER_TERMINAL,
     CancelledData,
     DoneData,
     ErrorData,
+    Event,
     EventData,
     EventType,
     StatusData,
@@ -67,7 +69,13 @@ from relay.providers.router import Route
 from relay.session import SessionRecord, hash_token, new_session_id, new_token
 from relay.store import Store
 from relay.tasks import cancel_and_wait
-from relay.vocabulary import READ_TOKEN_PREFIX, GenerationRequest, session_tag
+from relay.vocabulary import (
+    FINISH_REASONS,
+    READ_TOKEN_PREFIX,
+    GenerationRequest,
+    prompt_chars,
+    session_tag,
+)
 from relay.writer import EVENT_LIMIT_ERROR, SessionWriter
 
 log = logging.getLogger(__name__)
@@ -106,9 +114,21 @@ class CreatedSession(msgspec.Struct):
 class Generation:
     """One generation running on this instance, for `client`."""
 
-    def __init__(self, session_id: str, client: Client = ANONYMOUS) -> None:
+    def __init__(
+        self,
+        session_id: str,
+        client: Client = ANONYMOUS,
+        route: Route | None = None,
+        request: GenerationRequest | None = None,
+    ) -> None:
         self.session_id = session_id
         self.client = client
+        self.upstream = route.upstream if route is not None else ""
+        self.model_label = route.label if route is not None else metrics.UNROUTED
+        self.request = request  # its prompt estimates the input tokens an upstream omits
+        self.started_at = time.monotonic()
+        self.first_token_at: float | None = None
+        self.progress = GenerationProgress()
         self.inbox: asyncio.Queue[InboxItem] = asyncio.Queue()
         # Set by cancel: wakes the generation task while it holds text until its flush.
         self.interrupt = asyncio.Event()
@@ -140,6 +160,7 @@ class GenerationProgress:
         self.usage: Usage | None = None
         self.generating = False
         self.tokens_counted = 0  # output tokens already counted for the client's quota
+        self.deltas = 0  # text and reasoning deltas streamed: the estimate without usage
 
     def tokens_to_count(self) -> int:
         """The output tokens reported since the last count; counted from now on."""
@@ -242,9 +263,9 @@ class GenerationRunner:
         self, session_id: str, route: Route, request: GenerationRequest, client: Client
     ) -> Generation:
         """A generation whose upstream request is under way; its own task starts later."""
-        generation = Generation(session_id, client)
+        generation = Generation(session_id, client, route, request)
         generation.pump = asyncio.create_task(
-            self._pump(session_id, route.provider.stream(request), generation.inbox),
+            self._pump(generation, route.provider.stream(request)),
             name=f"relay-pump-{session_tag(session_id)}",
         )
         return generation
@@ -258,24 +279,33 @@ class GenerationRunner:
         generation.task.add_done_callback(lambda _: self._generations.pop(session_id, None))
 
     @staticmethod
-    async def _pump(
-        session_id: str, stream: AsyncGenerator[ProviderItem, None], inbox: asyncio.Queue[InboxItem]
-    ) -> None:
+    async def _pump(generation: Generation, stream: AsyncGenerator[ProviderItem, None]) -> None:
         """Only a provider's own failures (`UpstreamError`) are upstream errors; anything
         else raised under the stream is a bug, which must not pass for an outage."""
+        inbox = generation.inbox
+        outcome = "cancelled"  # closed from here: a cancel, an idle upstream, the end
         try:
             async with contextlib.aclosing(stream):
                 async for item in stream:
                     inbox.put_nowait(item)
             inbox.put_nowait(StreamEnded())
+            outcome = "ok"
         except UpstreamError as exc:
             inbox.put_nowait(StreamFailed(upstream_failure(exc)))
+            outcome = exc.code
         except Exception:
-            log.exception("session %s: the provider stream raised", session_tag(session_id))
+            tag = session_tag(generation.session_id)
+            log.exception("session %s: the provider stream raised", tag)
             inbox.put_nowait(StreamFailed(INTERNAL_ERROR))
+            outcome = INTERNAL_ERROR.code
+        finally:
+            metrics.upstream_request(generation.upstream, outcome)
 
     async def _run(self, generation: Generation) -> None:
         started = time.monotonic()
+        # Counted here, with its end in `finally`: a task cancelled before it ran counts neither.
+        metrics.session_started(generation.upstream, generation.model_label, generation.client.name)
+        metrics.TIMELINE.start(generation.session_id)
         tag = session_tag(generation.session_id)
         writer = SessionWriter(
             self._store,
@@ -300,6 +330,7 @@ class GenerationRunner:
             log.exception("session %s: generation failed", tag)
             await self._end_after_bug(writer)
         finally:
+            _count_end(generation, writer)  # before any await: a second cancel cannot skip it
             await generation.stop_upstream()
             self._log_end(generation, writer, time.monotonic() - started)
 
@@ -308,7 +339,7 @@ class GenerationRunner:
         coalescer = TextCoalescer(
             self._settings.flush_interval_ms / 1000, self._settings.flush_max_chars
         )
-        progress = GenerationProgress()
+        progress = generation.progress
         last_item_at = loop.time()
         while not writer.ended:
             timeout = _time_left(
@@ -320,6 +351,8 @@ class GenerationRunner:
             if items:
                 last_item_at = now
                 pending = self._apply_all(items, coalescer, progress, now)
+                if progress.generating and generation.first_token_at is None:
+                    _first_token(generation)
             elif now - last_item_at >= self._settings.idle_timeout_s:
                 if generation.pump is not None:
                     generation.pump.cancel()  # stop the silent upstream before ending the log
@@ -328,6 +361,9 @@ class GenerationRunner:
                 pending = _flushes(coalescer.due(now))
             await self._count_tokens(generation, progress)
             await writer.append(pending)
+            if pending:  # its time, for the subscribers here
+                first = generation.first_token_at
+                metrics.TIMELINE.appended(generation.session_id, writer.last_event_id, first)
 
     async def _count_tokens(self, generation: Generation, progress: GenerationProgress) -> None:
         """Count new output tokens against the client's `tokens_per_minute`, before the
@@ -386,6 +422,7 @@ def _apply(
 ) -> Pending:
     """The events one inbox item adds, in log order."""
     if isinstance(item, TextDelta | ReasoningDelta):
+        progress.deltas += 1
         kind = EventType.DELTA if isinstance(item, TextDelta) else EventType.REASONING
         return _started(progress) + _flushes(coalescer.add(kind, item.text, now))
     flushed = _flushes(coalescer.take())
@@ -409,6 +446,48 @@ def _terminal(
     if isinstance(item, StreamFailed):
         return EventType.ERROR, item.error
     return EventType.CANCELLED, CancelledData(item.reason, progress.usage)
+
+
+def _first_token(generation: Generation) -> None:
+    """The upstream's first output has come: the time to it, from the request."""
+    generation.first_token_at = time.monotonic()
+    ttft = generation.first_token_at - generation.started_at
+    metrics.first_token(generation.upstream, generation.model_label, ttft)
+
+
+def _count_end(generation: Generation, writer: SessionWriter) -> None:
+    """How the generation ended, its tokens and its times, once."""
+    status, reason = ending(writer.terminal)
+    metrics.session_finished(status, reason)
+    counted = token_count(generation)
+    metrics.tokens(generation.upstream, generation.model_label, generation.client.name, counted)
+    now = time.monotonic()
+    first = generation.first_token_at
+    generating_s = now - first if first is not None else None
+    metrics.generation_ended(now - generation.started_at, counted.output, generating_s)
+
+
+def ending(terminal: Event | None) -> tuple[str, str]:
+    """(status, reason) of a session's end: `completed` and its finish reason, `failed`
+    and the error's code, `cancelled` and why; `abandoned` when this instance could not
+    write its end (the store failed, the log vanished, another writer ended it)."""
+    if terminal is None:
+        return "abandoned", "not_ended"
+    data = terminal.decoded_data()
+    status = STATUS_AFTER_TERMINAL[terminal.type].value
+    if terminal.type is EventType.DONE:
+        reason = data.get("finish_reason")
+        return status, reason if reason in FINISH_REASONS else "other"
+    return status, str(data.get("code" if terminal.type is EventType.ERROR else "reason"))
+
+
+def token_count(generation: Generation) -> metrics.TokenCount:
+    usage = generation.progress.usage
+    if usage is not None:
+        return metrics.TokenCount(usage.input_tokens, usage.output_tokens, "usage")
+    request = generation.request
+    chars = prompt_chars(request) if request is not None else 0
+    return metrics.TokenCount.estimated(chars, generation.progress.deltas)
 
 
 def _slot_holder(client: Client) -> str | None:

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Sequence
 
 from aiohttp import web
 
+from relay import metrics
 from relay.clients import Clients
 from relay.config import Settings
 from relay.errors import ApiError
@@ -26,6 +27,7 @@ from relay.sessions import Sessions
 from relay.store import Store
 from relay.subscribers.feeds import Feeds
 from relay.subscribers.follow import follow
+from relay.subscribers.formats import WireRenderer
 from relay.subscribers.sse import EventEncoder, ResponseConnection, SseSubscription, native_frame
 
 
@@ -119,8 +121,10 @@ class Services:
             connection=connection,
             send_timeout_s=self.settings.limits.send_timeout_s,
         )
+        wire_format = encode.wire_format if isinstance(encode, WireRenderer) else "native"
         async with self._counted_stream(session_id), self.subscriber(request):
-            return await subscription.respond(request, headers)
+            with metrics.subscribed("sse", wire_format):
+                return await subscription.respond(request, headers)
 
     @contextlib.asynccontextmanager
     async def _counted_stream(self, session_id: str) -> AsyncIterator[None]:

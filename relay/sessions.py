@@ -41,7 +41,7 @@ from relay.session import SessionRecord, Snapshot, new_session_id, token_matches
 from relay.store import Store
 from relay.subscribers import slices
 from relay.tasks import cancel_and_wait
-from relay.vocabulary import GenerationRequest, Message, session_tag
+from relay.vocabulary import GenerationRequest, prompt_chars, session_tag
 from relay.writer import end_from_outside
 
 log = logging.getLogger(__name__)
@@ -81,24 +81,6 @@ def refuse_oversized(request: GenerationRequest, limits: LimitsSettings) -> None
             f"the messages hold {chars} characters of text; at most {limits.max_prompt_chars}"
             " are allowed (limits.max_prompt_chars)",
         )
-
-
-def prompt_chars(request: GenerationRequest) -> int:
-    """The characters of text in the messages: string contents, the `text` of content
-    parts, and tool-call arguments (not images or other binary parts)."""
-    return sum(_message_chars(message) for message in request.messages)
-
-
-def _message_chars(message: Message) -> int:
-    content = message.content
-    chars = len(content) if isinstance(content, str) else 0
-    for part in content if isinstance(content, list) else ():
-        chars += len(text) if isinstance(text := part.get("text"), str) else 0
-    for call in message.tool_calls or ():
-        function = call.get("function")
-        arguments = function.get("arguments") if isinstance(function, dict) else None
-        chars += len(arguments) if isinstance(arguments, str) else 0
-    return chars
 
 
 class Sessions:

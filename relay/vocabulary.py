@@ -136,3 +136,21 @@ def openai_finish_reason(finish_reason: str | None) -> str:
     if finish_reason in FINISH_REASONS:
         return finish_reason
     return ANTHROPIC_STOP_REASONS.get(finish_reason or "", "stop")
+
+
+def prompt_chars(request: GenerationRequest) -> int:
+    """The characters of text in the messages: string contents, the `text` of content
+    parts, and tool-call arguments (not images or other binary parts)."""
+    return sum(_message_chars(message) for message in request.messages)
+
+
+def _message_chars(message: Message) -> int:
+    content = message.content
+    chars = len(content) if isinstance(content, str) else 0
+    for part in content if isinstance(content, list) else ():
+        chars += len(text) if isinstance(text := part.get("text"), str) else 0
+    for call in message.tool_calls or ():
+        function = call.get("function")
+        arguments = function.get("arguments") if isinstance(function, dict) else None
+        chars += len(arguments) if isinstance(arguments, str) else 0
+    return chars

@@ -4,20 +4,29 @@ Each worker is a full `relay serve` process bound with SO_REUSEPORT, so the kern
 spreads new connections across them and one machine's cores are all used. They share
 sessions only through the store, so the memory store (one process's memory) is refused.
 The supervisor forwards SIGTERM/SIGINT to every worker, waits for them to drain, and
-exits 0 when they all did; if one worker fails, it stops the others.
+exits 0 when they all did; if one worker fails, it stops the others (workers are not
+restarted).
+
+Metrics add up across workers: the supervisor makes a fresh directory for the run's
+metrics and names it in each worker's environment (`relay.metrics`); when a worker
+exits, its live gauges are dropped (its counts stay), and the directory is removed at
+the end of the run.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator, Sequence
 from types import FrameType
 
-from relay.config import Settings
+from relay import metrics
+from relay.config import Settings, worker_environment
 from relay.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -41,9 +50,18 @@ def check_workers(settings: Settings) -> None:
 
 def supervise(count: int, worker_argv: Sequence[str]) -> int:
     """Run `count` workers (`python -m relay <worker_argv>`) until they all exit."""
+    metrics_dir = tempfile.mkdtemp(prefix="relay-metrics-")
+    try:
+        return _supervise(count, worker_argv, metrics_dir)
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _supervise(count: int, worker_argv: Sequence[str], metrics_dir: str) -> int:
+    environment = worker_environment(metrics_dir)
+    command = [sys.executable, "-m", "relay", *worker_argv]
     workers = [
-        subprocess.Popen([sys.executable, "-m", "relay", *worker_argv], start_new_session=True)
-        for _ in range(count)
+        subprocess.Popen(command, start_new_session=True, env=environment) for _ in range(count)
     ]
     stopping = False
 
@@ -57,6 +75,7 @@ def supervise(count: int, worker_argv: Sequence[str]) -> int:
     log.info("supervising %d workers: %s", count, ", ".join(str(w.pid) for w in workers))
     exit_code = 0
     for worker, code in _exits(workers):
+        metrics.worker_exited(worker.pid, metrics_dir)
         if code != 0 and not stopping:
             log.error("worker %d exited with %d; stopping the others", worker.pid, code)
             stopping, exit_code = True, code

@@ -58,6 +58,7 @@ class SessionWriter:
         self._max_events = max_events
         self._slot_of = slot_of  # the client whose quota slot the session holds
         self.last_type: EventType | None = None
+        self.terminal: Event | None = None  # the event that ended the session, once written
 
     @property
     def ended(self) -> bool:
@@ -73,6 +74,8 @@ class SessionWriter:
         await self._append_with_retry(events)
         self.last_event_id = events[-1].id
         self.last_type = events[-1].type
+        if events[-1].is_terminal:
+            self.terminal = events[-1]
         if self.ended:
             await self._release_slot()
         return events

@@ -1,4 +1,9 @@
-"""Liveness and readiness probes, and the demo page."""
+"""Liveness and readiness probes, Prometheus metrics, and the demo page.
+
+`/metrics` is served without a key, like the probes: it is for the scraper, on the
+public port only while `[server] metrics_port` is unset (then the route template of
+every answered request is counted, `relay_http_requests_total`, never its raw path).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ from importlib import resources
 
 from aiohttp import web
 
+from relay import metrics
 from relay.errors import StoreUnavailable
 from relay.frontdoors.http import json_response
 from relay.services import SERVICES
@@ -48,6 +54,27 @@ async def readyz(request: web.Request) -> web.Response:
 
 def _store_unavailable(message: str) -> web.Response:
     return json_response({"status": "store_unavailable", "message": message}, status=503)
+
+
+async def metrics_page(request: web.Request) -> web.Response:
+    """Every metric in Prometheus's text format (docs/operations.md lists them)."""
+    response = web.Response(body=metrics.exposition())
+    response.headers["Content-Type"] = metrics.CONTENT_TYPE
+    return response
+
+
+METRICS_ROUTE = web.get("/metrics", metrics_page)
+
+# The route label of a request that matched no route (its path is never a label).
+UNMATCHED_ROUTE = "unmatched"
+
+
+async def count_response(request: web.Request, response: web.StreamResponse) -> None:
+    """Count an answer by its route's template (`/v1/sessions/{session_id}`) and status,
+    when its headers go out (a stream's too)."""
+    resource = request.match_info.route.resource
+    route = resource.canonical if resource is not None else UNMATCHED_ROUTE
+    metrics.http_response(route, response.status)
 
 
 def demo_page_route() -> web.RouteDef:

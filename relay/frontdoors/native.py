@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import msgspec
 from aiohttp import web
 
+from relay import metrics
 from relay.errors import ApiError
 from relay.events import SessionStatus
 from relay.frontdoors.auth import caller_of, check_owner_origin, client_of
@@ -96,11 +97,18 @@ async def get_session(request: web.Request) -> web.Response:
 @routes.get("/v1/sessions/{session_id}/events")
 async def session_events(request: web.Request) -> web.StreamResponse:
     services = request.app[SERVICES]
-    record = await readable_session(services, request)
+    try:
+        record = await readable_session(services, request)
+    except ApiError as exc:
+        if exc.status == 404 and is_resume(request):
+            metrics.resumed("not_found")
+        raise
     # No event id exceeds the cap, so a larger resume id means the same as the cap.
     after = min(resume_point(request), services.settings.store.max_events_per_session)
     if record.status.is_final and after >= record.last_event_id:
+        count_resume(after, "ended_204")
         return web.Response(status=204)
+    count_resume(after, "replayed" if after < record.last_event_id else "caught_up")
     wire_format = request.query.get("format", "native")
     renderer = await resume_renderer(services, record, wire_format, after, request.query)
     return await services.stream(request, record.id, after, encode=renderer)
@@ -143,6 +151,21 @@ async def cancel_session(request: web.Request) -> web.Response:
     status = await sessions.cancel(record)
     shown = "cancelling" if status is SessionStatus.RUNNING else status.value
     return json_response({"id": record.id, "status": shown}, status=202)
+
+
+def is_resume(request: web.Request) -> bool:
+    """The client resumes: it names a last event it got (an id above 0)."""
+    try:
+        return resume_point(request) > 0
+    except ApiError:  # a bad id: answered as such, once the session is found
+        return False
+
+
+def count_resume(after: int, outcome: str) -> None:
+    """A resume (from an event id above 0) by its outcome: `replayed` (events it lacked
+    were there), `caught_up` (it had them all; it goes on live), `ended_204`."""
+    if after > 0:
+        metrics.resumed(outcome)
 
 
 def resume_point(request: web.Request) -> int:

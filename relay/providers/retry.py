@@ -30,6 +30,7 @@ from typing import NoReturn, TypeVar
 
 import msgspec
 
+from relay import metrics
 from relay.config import UpstreamSettings
 from relay.errors import UpstreamError
 from relay.providers.base import ProviderItem
@@ -44,7 +45,7 @@ Translate = Callable[[Exception], Failure | None]
 
 
 class RetryPolicy(msgspec.Struct, frozen=True, kw_only=True):
-    upstream: str  # its name, for logs
+    upstream: str  # its name, for logs and metrics
     max_retries: int
     first_token_timeout_s: float
     backoff_s: float = 0.5
@@ -106,6 +107,7 @@ async def _start(
             if delay is None:
                 _raise(failure.error, exc, secret)
             _log_retry(policy, failure, retry, delay, secret)
+            metrics.upstream_retry(policy.upstream)
         await asyncio.sleep(delay)
     raise AssertionError("unreachable")  # pragma: no cover
 

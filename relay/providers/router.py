@@ -1,5 +1,10 @@
 """Model name → upstream. `NAME/MODEL` picks upstream NAME explicitly and sends MODEL;
-any other name goes to the first upstream with a matching glob pattern."""
+any other name goes to the first upstream with a matching glob pattern.
+
+A route also names its model for metrics (`label`), from the config only, so that the
+values are bounded: the name when the upstream lists it, else the glob pattern of the
+upstream's that matches it (`mock:*`), else `unrouted` (an explicit `NAME/MODEL` whose
+MODEL the upstream does not list)."""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ import msgspec
 
 from relay.config import UpstreamSettings, read_api_key, upstream_proxy
 from relay.errors import ConfigError, UnknownModel
+from relay.metrics import UNROUTED
 from relay.providers.anthropic import AnthropicProvider
 from relay.providers.base import Provider
 from relay.providers.mock import MockProvider
@@ -20,6 +26,7 @@ class Route(msgspec.Struct, frozen=True):
     upstream: str
     model: str  # the name the upstream is sent
     provider: Provider
+    label: str = UNROUTED  # the model, as metrics name it
 
 
 class ModelEntry(msgspec.Struct, frozen=True):
@@ -75,13 +82,16 @@ class ModelRouter:
     def _explicit(self, model: str) -> Route | None:
         name, sep, upstream_model = model.partition("/")
         if sep and name in self._providers and upstream_model:
-            return Route(name, upstream_model, self._providers[name])
+            upstream = next(u for u in self._upstreams if u.name == name)
+            label = _listed_as(upstream_model, upstream) or UNROUTED
+            return Route(name, upstream_model, self._providers[name], label)
         return None
 
     def _by_pattern(self, model: str) -> Route | None:
         for upstream in self._upstreams:
-            if any(fnmatch.fnmatchcase(model, pattern) for pattern in upstream.models):
-                return Route(upstream.name, model, self._providers[upstream.name])
+            label = _listed_as(model, upstream)
+            if label is not None:
+                return Route(upstream.name, model, self._providers[upstream.name], label)
         return None
 
     def list_models(self) -> list[ModelEntry]:
@@ -103,6 +113,15 @@ class ModelRouter:
     async def close(self) -> None:
         for provider in self._providers.values():
             await provider.close()
+
+
+def _listed_as(model: str, upstream: UpstreamSettings) -> str | None:
+    """The first of the upstream's `models` that `model` matches: the name itself when
+    listed, or the glob pattern; None when none does."""
+    for pattern in upstream.models:
+        if fnmatch.fnmatchcase(model, pattern):
+            return pattern
+    return None
 
 
 def _is_literal(pattern: str) -> bool:

@@ -42,6 +42,7 @@ from typing import NamedTuple, NoReturn, Protocol
 from relay import log_context, sse
 from relay.errors import StoreError, StoreUnavailable
 from relay.events import Event
+from relay.metrics import TIMELINE
 from relay.store import Store
 from relay.subscribers.follow import Outage, follow, is_session_lost, session_lost
 from relay.subscribers.formats import WireRenderer
@@ -377,6 +378,7 @@ class Feeds:
         if read_ahead:
             async for chunk in replayed(encode, read_ahead):
                 yield chunk
+            TIMELINE.delivered(session_id, read_ahead[-1].id, live=False)
             if read_ahead[-1].is_terminal:
                 return
             after = read_ahead[-1].id
@@ -386,14 +388,21 @@ class Feeds:
                 events = await self._read(session_id, after)
                 async for chunk in replayed(encode, events):
                     yield chunk
+                if events:
+                    TIMELINE.delivered(session_id, events[-1].id, live=False)
                 if events and events[-1].is_terminal:
                     return
                 after = events[-1].id if events else after
                 feed = self._joinable(session_id, after) if len(events) < self._batch else None
             inbox = feed.attach(after, encode, connection)
             try:
+                written = after
                 while chunks := await inbox.take():
+                    position = inbox.position
                     yield b"".join(chunks)
+                    if position > written:  # not a ping alone
+                        TIMELINE.delivered(session_id, position, live=True)
+                        written = position
             finally:
                 self._leave(feed, inbox)
             if not await self._goes_on(session_id, inbox):

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Hashable, Iterable
+from typing import ClassVar
 
 import msgspec
 
@@ -39,6 +40,8 @@ Payload = tuple[bytes, str | None]  # (JSON or literal data, SSE event name)
 
 
 class WireRenderer(abc.ABC):
+    wire_format: ClassVar[str]  # its name in metrics: openai, anthropic, responses
+
     @abc.abstractmethod
     def payloads(self, event: Event) -> list[Payload]:
         """The frames' contents for `event`, advancing the renderer's state."""
@@ -71,6 +74,7 @@ class WireRenderer(abc.ABC):
 
 
 class ChatChunkRenderer(WireRenderer):
+    wire_format = "openai"
     """OpenAI Chat Completions: `chat.completion.chunk` objects, then `[DONE]`."""
 
     def __init__(self, session_id: str, created: int, model: str, *, include_usage: bool) -> None:
@@ -151,6 +155,7 @@ def _openai_error(kind: EventType, data: dict[str, object]) -> dict[str, object]
 
 
 class MessagesEventRenderer(WireRenderer):
+    wire_format = "anthropic"
     """Anthropic Messages: `message_start`, content blocks, `message_delta`, `message_stop`."""
 
     def __init__(self, session_id: str, model: str) -> None:

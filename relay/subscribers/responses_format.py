@@ -73,6 +73,7 @@ class OutputItem:
 
 
 class ResponsesEventRenderer(WireRenderer):
+    wire_format = "responses"
     """One session as a Responses API stream; `response()` is the Response object so far."""
 
     def __init__(
