@@ -3,11 +3,12 @@ from a real Prometheus scraping real relays.
 
 Two `relay serve` share a redis-server; Prometheus scrapes both every second and loads
 deploy/alerts.yml. Through one of them: generations that complete, one whose upstream
-fails, one cancelled, one whose client leaves mid-way, resumes of each outcome, a 404 and
-a stream left open; on the other, a generation whose instance is killed, which the first
-ends with `generation_lost`. Then each dashboard query (Grafana's `$__rate_interval`
-made a minute) and each operand of each alert's comparisons must return a series, and
-each label value a query selects must be one relay exports.
+fails mid-way, one whose upstream cannot be reached (retried, then failed), one
+cancelled, one whose client leaves mid-way, resumes of each outcome, a 404 and a stream
+left open; on the other, a generation whose instance is killed, which the first ends
+with `generation_lost`. Then each dashboard query (Grafana's `$__rate_interval` made a
+minute) and each operand of each alert's comparisons must return a series, and each
+label value a query selects must be one relay exports.
 
 Needs /metrics (issue 13 point 1): it passes once the metrics branch is merged.
 """
@@ -42,6 +43,27 @@ LEASE_TTL_S = 1.5
 QUICK = "mock:tokens=20,tps=400,ttft_ms=20"
 LONG = "mock:tokens=100000,tps=20,ttft_ms=0"
 DATA_WITHIN_S = 60.0
+# A second upstream on a port nothing listens on: its requests are retried, then fail.
+CONFIG = f"""
+[server]
+drain_timeout_s = 0
+[store]
+url = "{{redis_url}}"
+lease_ttl_s = {LEASE_TTL_S}
+[[clients]]
+name = "web"
+api_key_env = "RELAY_LIVE_TEST_KEY"
+[[upstreams]]
+name = "mock"
+kind = "mock"
+models = ["mock:*"]
+[[upstreams]]
+name = "unreachable"
+kind = "openai"
+base_url = "http://127.0.0.1:{{closed_port}}/v1"
+models = ["unreachable"]
+max_retries = 1
+"""
 _SELECTOR = re.compile(r"(\w+)\{([^}]*)\}")
 _MATCHER = re.compile(r'(\w+)\s*(=|!=)\s*"([^"]*)"')
 
@@ -55,11 +77,7 @@ async def relays(
     tmp_path: Path, redis_url: str
 ) -> AsyncIterator[list[tuple[str, asyncio.subprocess.Process]]]:
     config = tmp_path / "relay.toml"
-    config.write_text(
-        f'[server]\ndrain_timeout_s = 0\n[store]\nurl = "{redis_url}"\n'
-        f"lease_ttl_s = {LEASE_TTL_S}\n"
-        '[[clients]]\nname = "web"\napi_key_env = "RELAY_LIVE_TEST_KEY"\n'
-    )
+    config.write_text(CONFIG.format(redis_url=redis_url, closed_port=free_port()))
     async with contextlib.AsyncExitStack() as stack:
         started = []
         for index in range(2):
@@ -97,6 +115,7 @@ async def workload(http: aiohttp.ClientSession, base: str) -> aiohttp.ClientResp
         done = await create(http, base, QUICK)
         last = await read_all(http, base, done)
     await read_all(http, base, await create(http, base, QUICK + ",fail_after=5"))
+    await read_all(http, base, await create(http, base, "unreachable"))
     cancelled = await create(http, base, LONG)
     await asyncio.sleep(0.3)
     async with http.delete(f"{base}/v1/sessions/{cancelled}", headers=AUTH) as response:

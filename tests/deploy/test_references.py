@@ -44,6 +44,13 @@ def client_key_variables(settings: Settings) -> set[str]:
     return {v for client in settings.clients for v in client.key_variables}
 
 
+def required_variables(settings: Settings) -> set[str]:
+    """Those relay refuses to start without: every client's key variables, and every
+    upstream's `api_key_env` (relay.providers.router.build_provider)."""
+    upstream_keys = {u.api_key_env for u in settings.upstreams if u.api_key_env}
+    return client_key_variables(settings) | upstream_keys
+
+
 def relay_routes() -> set[str]:
     return {resource.canonical for resource in create_app(Settings()).router.resources()}
 
@@ -63,21 +70,21 @@ def test_the_config_files_load_and_may_serve_beyond_loopback(path: Path) -> None
     assert settings.server.host == "0.0.0.0"
 
 
-def test_compose_gives_relay_only_variables_it_reads_and_every_client_key() -> None:
+def test_compose_gives_relay_only_variables_it_reads_and_every_key_it_needs() -> None:
     settings = load_settings(IMAGE_CONFIG, environ={})
     for name, service in relay_services(compose()).items():
         given = set(service["environment"])
         assert given <= variables_read(settings), name
-        assert client_key_variables(settings) <= given, name
+        assert required_variables(settings) <= given, name
         assert urlsplit(service["environment"]["RELAY_STORE_URL"]).hostname in compose()["services"]
 
 
 @pytest.mark.parametrize("name", sorted(KUSTOMIZATIONS))
-def test_kubernetes_gives_relay_only_variables_it_reads_and_every_client_key(name: str) -> None:
+def test_kubernetes_gives_relay_only_variables_it_reads_and_every_key_it_needs(name: str) -> None:
     settings = load_settings(KUBERNETES_CONFIG, environ={})
     given = {variable["name"] for variable in kubernetes_container(name)["env"]}
     assert given <= variables_read(settings)
-    assert client_key_variables(settings) <= given
+    assert required_variables(settings) <= given
 
 
 def test_the_dockerfile_reads_only_variables_relay_reads() -> None:
