@@ -8,7 +8,10 @@ import re
 import subprocess
 from pathlib import Path
 
-from tests.nginx_server import DEPLOY_CONF, nginx_config
+import aiohttp
+
+from tests.nginx_server import DEPLOY_CONF, nginx, nginx_config
+from tests.redis_server import free_port
 from tests.system_programs import require_program
 
 
@@ -55,3 +58,14 @@ def test_a_post_is_never_retried_on_another_instance() -> None:
 
 def _directives(text: str) -> list[str]:
     return [line.split("#")[0].strip() for line in text.splitlines() if line.split("#")[0].strip()]
+
+
+async def test_the_balancer_does_not_serve_the_metrics() -> None:
+    """Prometheus scrapes each instance; through nginx /metrics is 404, not proxied."""
+    async with (
+        nginx([free_port()]) as base,
+        aiohttp.ClientSession() as http,
+        http.get(base + "/metrics") as response,
+    ):
+        assert response.status == 404
+        assert "nginx" in await response.text()
