@@ -137,7 +137,7 @@ def test_the_config_path_is_the_one_served() -> None:
     assert f"COPY deploy/relay.toml {served.group(1)}" in DOCKERFILE
     container = kubernetes_container()
     assert container["args"] == ["serve", "--config", served.group(1)]
-    (mount,) = container["volumeMounts"]
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == "config"]
     assert f"{mount['mountPath']}/{KUBERNETES_CONFIG.name}" == served.group(1)
     kustomization = load_yaml(KUBERNETES / "base" / "kustomization.yaml")
     assert kustomization["configMapGenerator"][0]["files"] == [KUBERNETES_CONFIG.name]
