@@ -21,6 +21,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
+from relay import metrics
 from relay.config import Settings
 from relay.errors import StoreError
 from relay.events import ErrorData, EventType
@@ -119,6 +120,7 @@ class LeaseKeeper:
             max_events=self._settings.store.max_events_per_session,
         )
         if wrote:
+            metrics.session_ended_from_outside("failed", "generation_lost")
             owner = record.owner or "?"
             log.warning("session %s lost its generator %s", session_tag(session_id), owner)
         return wrote

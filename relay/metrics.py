@@ -181,6 +181,13 @@ def session_finished(status: str, reason: str) -> None:
     SESSIONS_RUNNING.dec()
 
 
+def session_ended_from_outside(status: str, reason: str) -> None:
+    """A session this instance ended for a generator that is gone (the lease reaper's
+    `generation_lost`, a cancel that no instance answered): it finished, but it was not
+    running here, so the running gauge does not move."""
+    SESSIONS_FINISHED.labels(status, reason).inc()
+
+
 def first_token(upstream: str, model: str, seconds: float) -> None:
     TIME_TO_FIRST_TOKEN.labels(upstream, model).observe(seconds)
 

@@ -29,7 +29,7 @@ import time
 
 import msgspec
 
-from relay import log_context
+from relay import log_context, metrics
 from relay.clients import ANONYMOUS, CHALLENGE, Caller, Client
 from relay.config import LimitsSettings, Settings
 from relay.errors import ApiError, StoreError
@@ -241,6 +241,7 @@ class Sessions:
             max_events=self._settings.store.max_events_per_session,
         )
         if wrote:
+            metrics.session_ended_from_outside("cancelled", "client")
             tag = session_tag(record.id)
             log.info("session %s cancelled from this instance: no generator answered", tag)
             return SessionStatus.CANCELLED

@@ -1,7 +1,8 @@
 """A real nginx in front of relay instances, started by the tests on a free loopback port.
 
-The proxy settings are those of deploy/nginx.conf (what SSE needs, failover to the next
-instance on a connection error); only addresses and paths differ.
+Its configuration is deploy/nginx.conf itself (what SSE and WebSocket need, failover to the
+next instance on a connection error), with the instances' addresses and the listen address
+replaced, inside an http {} block that keeps nginx's files in a temporary directory.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import tempfile
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -18,7 +20,10 @@ import aiohttp
 from tests.redis_server import free_port
 from tests.system_programs import require_program
 
-CONFIG = """
+DEPLOY_CONF = Path(__file__).resolve().parents[1] / "deploy" / "nginx.conf"
+
+# deploy/nginx.conf goes in an http {} block; around it, what nginx run by a user needs.
+MAIN = """
 daemon off;
 {user}
 worker_processes 1;
@@ -32,35 +37,33 @@ http {{
     fastcgi_temp_path {dir}/fastcgi;
     uwsgi_temp_path {dir}/uwsgi;
     scgi_temp_path {dir}/scgi;
-    upstream relay {{
-{servers}
-        keepalive 16;
-    }}
-    server {{
-        listen 127.0.0.1:{port};
-        location / {{
-            proxy_pass http://relay;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Host $host;
-            proxy_buffering off;
-            proxy_cache off;
-            gzip off;
-            proxy_read_timeout 1h;
-            proxy_next_upstream error timeout;
-            proxy_next_upstream_tries 3;
-        }}
-    }}
+{deploy}
 }}
 """
+# The instances in the `upstream` block (consecutive `server host:port options;` lines).
+UPSTREAM_SERVERS = re.compile(
+    r"^([ \t]*)server \S+:\d+ (.*);\n(?:[ \t]*server \S+:\d+ .*;\n)*", re.M
+)
+LISTEN = re.compile(r"^([ \t]*)listen 80;$", re.MULTILINE)
+
+
+def deploy_config(port: int, upstream_ports: Sequence[int]) -> str:
+    """deploy/nginx.conf with its instances replaced by `upstream_ports` on loopback (with
+    the options of its first) and listening on 127.0.0.1:`port`; every other line as shipped."""
+    text = DEPLOY_CONF.read_text()
+    servers = UPSTREAM_SERVERS.search(text)
+    if servers is None or not LISTEN.search(text):
+        raise AssertionError(f"{DEPLOY_CONF} has no `server host:port …;` or `listen 80;`")
+    indent, options = servers.group(1), servers.group(2)
+    ours = "".join(f"{indent}server 127.0.0.1:{p} {options};\n" for p in upstream_ports)
+    text = text[: servers.start()] + ours + text[servers.end() :]
+    return LISTEN.sub(rf"\g<1>listen 127.0.0.1:{port};", text)
 
 
 def nginx_config(directory: Path, port: int, upstream_ports: Sequence[int]) -> str:
-    servers = "\n".join(
-        f"        server 127.0.0.1:{p} max_fails=1 fail_timeout=5s;" for p in upstream_ports
-    )
     user = "user root;" if os.geteuid() == 0 else ""  # workers must reach the temp dirs
-    return CONFIG.format(user=user, dir=directory, port=port, servers=servers)
+    deploy = deploy_config(port, upstream_ports)
+    return MAIN.format(user=user, dir=directory, deploy=deploy)
 
 
 @contextlib.asynccontextmanager
