@@ -605,6 +605,7 @@ def ops_paths(refs: Refs) -> dict[str, Operations]:
                 security=OPEN,
             )
         },
+        "/metrics": {"get": metrics_page()},
         "/docs": {
             "get": operation(
                 "getDocs",
@@ -615,6 +616,18 @@ def ops_paths(refs: Refs) -> dict[str, Operations]:
             )
         },
     }
+
+
+def metrics_page() -> Schema:
+    text = {"text/plain": {"schema": {"type": "string"}}}
+    return operation(
+        "getMetrics",
+        "operations",
+        "Prometheus metrics (text format; docs/operations.md lists them). Served here only "
+        "while `[server] metrics_port` is unset; then on that port alone",
+        {"200": {"description": "every `relay_*` metric", "content": text}},
+        security=OPEN,
+    )
 
 
 def healthz(refs: Refs) -> Schema:
