@@ -469,7 +469,7 @@ def _status_of(report: StatusReport) -> StatusData:
     if isinstance(report, Connecting):
         return CONNECTING
     delay_s = round(report.delay_s, 3)
-    message = f"the model failed ({report.code}); retry {report.attempt} in {delay_s:.1f} s"
+    message = f"the model failed ({report.code}); retry {report.attempt} in {delay_s:.2g} s"
     return RetryingData("retrying", message, attempt=report.attempt, delay_s=delay_s)
 
 
