@@ -85,8 +85,17 @@ class Usage(msgspec.Struct):
 
 
 class StatusData(msgspec.Struct):
+    """Progress for UIs: `queued`, `connecting`, `retrying`, `generating`, or a producer's."""
+
     state: str
     message: str = ""
+
+
+class RetryingData(StatusData, kw_only=True):
+    """The status `retrying`: which retry (from 1), after how many seconds."""
+
+    attempt: int
+    delay_s: float
 
 
 class TextData(msgspec.Struct):

@@ -52,15 +52,19 @@ from relay.events import (
     Event,
     EventData,
     EventType,
+    RetryingData,
     StatusData,
     TextData,
     ToolCallData,
     Usage,
 )
 from relay.providers.base import (
+    Connecting,
     Finish,
     ProviderItem,
+    Queued,
     ReasoningDelta,
+    StatusReport,
     TextDelta,
     ToolCall,
     UsageReport,
@@ -88,6 +92,10 @@ CANCEL_GRACE_S = 5.0
 # A bug in relay (or a provider breaking its contract) ended the session. The message
 # says nothing internal: the traceback is in the server's log.
 INTERNAL_ERROR = ErrorData("internal_error", "relay failed while generating", retryable=False)
+
+QUEUED = StatusData("queued", "waiting for a connection to the model")
+CONNECTING = StatusData("connecting", "calling the model")
+GENERATING = StatusData("generating", "the model is answering")
 
 
 # What the pump puts in the inbox besides provider items.
@@ -158,7 +166,8 @@ class GenerationProgress:
     def __init__(self) -> None:
         self.finish_reason = "stop"
         self.usage: Usage | None = None
-        self.generating = False
+        self.state = ""  # of the last status written
+        self.generating = False  # the state is `generating`: checked for every delta
         self.tokens_counted = 0  # output tokens already counted for the client's quota
         self.deltas = 0  # text and reasoning deltas streamed: the estimate without usage
 
@@ -316,7 +325,6 @@ class GenerationRunner:
             slot_of=_slot_holder(generation.client),
         )
         try:
-            await writer.append([(EventType.STATUS, StatusData("connecting", "calling the model"))])
             await self._consume(generation, writer)
         except EventLimitReached:  # the writer fits batches under the cap; this is a backstop
             await writer.append([(EventType.ERROR, EVENT_LIMIT_ERROR)])
@@ -341,29 +349,36 @@ class GenerationRunner:
         )
         progress = generation.progress
         last_item_at = loop.time()
-        while not writer.ended:
-            timeout = _time_left(
-                coalescer.deadline, last_item_at + self._settings.idle_timeout_s, loop.time()
-            )
-            holding = coalescer.deadline is not None
-            items = await _next_items(generation, timeout, holding=holding)
+        # What the provider said while the session was stored (its task ran first) tells
+        # the first status, which is written on its own, as soon as can be.
+        items: list[InboxItem] = _take_all(generation.inbox)
+        await writer.append(_opening(items, progress))
+        pending: Pending = []
+        while True:
             now = loop.time()
             if items:
                 last_item_at = now
-                pending = self._apply_all(items, coalescer, progress, now)
+                pending += self._apply_all(items, coalescer, progress, now)
                 if progress.generating and generation.first_token_at is None:
                     _first_token(generation)
             elif now - last_item_at >= self._settings.idle_timeout_s:
                 if generation.pump is not None:
                     generation.pump.cancel()  # stop the silent upstream before ending the log
-                pending = _flushes(coalescer.take()) + [(EventType.ERROR, self._idle_error())]
+                pending += _flushes(coalescer.take()) + [(EventType.ERROR, self._idle_error())]
             else:
-                pending = _flushes(coalescer.due(now))
+                pending += _flushes(coalescer.due(now))
             await self._count_tokens(generation, progress)
             await writer.append(pending)
             if pending:  # its time, for the subscribers here
                 first = generation.first_token_at
                 metrics.TIMELINE.appended(generation.session_id, writer.last_event_id, first)
+            if writer.ended:
+                return
+            timeout = _time_left(
+                coalescer.deadline, last_item_at + self._settings.idle_timeout_s, loop.time()
+            )
+            items = await _next_items(generation, timeout, holding=coalescer.deadline is not None)
+            pending = []
 
     async def _count_tokens(self, generation: Generation, progress: GenerationProgress) -> None:
         """Count new output tokens against the client's `tokens_per_minute`, before the
@@ -435,7 +450,35 @@ def _apply(
     if isinstance(item, Finish):
         progress.finish_reason = item.reason
         return flushed
+    if isinstance(item, StatusReport):  # only ever before the first output; not after it
+        return flushed if progress.generating else _status_change(progress, _status_of(item))
     return flushed + [_terminal(item, progress)]
+
+
+def _opening(items: list[InboxItem], progress: GenerationProgress) -> Pending:
+    """The first status, written while the upstream thinks: `connecting`, unless the
+    provider has already said (first among `items`) that its request is `queued`."""
+    if items and isinstance(items[0], Queued):
+        return []
+    return _status_change(progress, CONNECTING)
+
+
+def _status_of(report: StatusReport) -> StatusData:
+    if isinstance(report, Queued):
+        return QUEUED
+    if isinstance(report, Connecting):
+        return CONNECTING
+    delay_s = round(report.delay_s, 3)
+    message = f"the model failed ({report.code}); retry {report.attempt} in {delay_s:.2g} s"
+    return RetryingData("retrying", message, attempt=report.attempt, delay_s=delay_s)
+
+
+def _status_change(progress: GenerationProgress, status: StatusData) -> Pending:
+    """`status`, unless it is the state already written; every retry is news."""
+    if status.state == progress.state and not isinstance(status, RetryingData):
+        return []
+    progress.state = status.state
+    return [(EventType.STATUS, status)]
 
 
 def _terminal(
@@ -503,7 +546,7 @@ def _started(progress: GenerationProgress) -> Pending:
     if progress.generating:
         return []
     progress.generating = True
-    return [(EventType.STATUS, StatusData("generating", "the model is answering"))]
+    return _status_change(progress, GENERATING)
 
 
 def _flushes(flushes: list[Flush]) -> Pending:

@@ -13,9 +13,12 @@ from relay.config import GenerationSettings, StoreSettings
 from relay.errors import SessionNotFound, StoreUnavailable, UpstreamError
 from relay.events import ErrorData, Event, EventType, SessionStatus
 from relay.providers.base import (
+    Connecting,
     Finish,
     Provider,
     ProviderItem,
+    Queued,
+    Retrying,
     TextDelta,
     ToolCall,
     UsageReport,
@@ -88,6 +91,48 @@ def kinds(events: list[Event]) -> list[str]:
 
 def texts(events: list[Event], kind: EventType = EventType.DELTA) -> list[str]:
     return [event.decoded_data()["text"] for event in events if event.type is kind]
+
+
+def statuses(events: list[Event]) -> list[dict[str, object]]:
+    return [event.decoded_data() for event in events if event.type is EventType.STATUS]
+
+
+async def test_a_provider_that_reports_nothing_is_connecting_then_generating() -> None:
+    store = MemoryStore(StoreSettings())
+    script = [TextDelta("a"), Finish("stop")]
+    _, events = await run_to_end(make_runner(store), store, ScriptedProvider(script))
+    assert [status["state"] for status in statuses(events)] == ["connecting", "generating"]
+    assert kinds(events)[:3] == ["status", "status", "delta"]
+
+
+async def test_reported_states_are_written_once_each_and_queued_comes_first() -> None:
+    store = MemoryStore(StoreSettings())
+    script: list[ProviderItem | None] = [
+        Queued(),
+        Connecting(),
+        Retrying(1, 0.25, "upstream_unavailable"),
+        Queued(),
+        Queued(),  # the same state again is no news
+        Connecting(),
+        TextDelta("a"),
+        Connecting(),  # after the first output: ignored
+        Finish("stop"),
+    ]
+    _, events = await run_to_end(make_runner(store), store, ScriptedProvider(script))
+    assert [status["state"] for status in statuses(events)] == [
+        "queued",
+        "connecting",
+        "retrying",
+        "queued",
+        "connecting",
+        "generating",
+    ]
+    assert statuses(events)[2] == {
+        "state": "retrying",
+        "message": "the model failed (upstream_unavailable); retry 1 in 0.25 s",
+        "attempt": 1,
+        "delay_s": 0.25,
+    }
 
 
 async def test_the_store_refusing_past_its_cap_still_ends_the_session() -> None:

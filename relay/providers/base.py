@@ -1,6 +1,7 @@
 """The `Provider` boundary: what the runner asks of any model upstream.
 
-A provider turns a `GenerationRequest` into an async stream of `ProviderItem`s and
+A provider turns a `GenerationRequest` into an async stream of `ProviderItem`s (its
+output, and `StatusReport`s while it waits for it: queued, connecting, retrying) and
 raises `UpstreamError` for every failure; HTTP and transport exceptions never cross this
 boundary. Closing the stream (`aclose`) must close the upstream request, so that a
 cancelled generation stops being generated and billed.
@@ -48,7 +49,30 @@ class Finish(msgspec.Struct):
     reason: str
 
 
-ProviderItem = TextDelta | ReasoningDelta | ToolCall | UsageReport | Finish
+# How the request is getting on, before its first output: the runner writes each as a
+# `status` event. One at a change of state, never per token.
+
+
+class Queued(msgspec.Struct):
+    """The request waits for a free connection: the upstream's pool (`max_connections`)
+    is full."""
+
+
+class Connecting(msgspec.Struct):
+    """A queued request got its connection and goes out now."""
+
+
+class Retrying(msgspec.Struct):
+    """An attempt failed before its first output and is retried after `delay_s`."""
+
+    attempt: int  # which retry, from 1
+    delay_s: float
+    code: str  # the failure's error code: `upstream_unavailable`, `upstream_timeout`, …
+
+
+StatusReport = Queued | Connecting | Retrying
+
+ProviderItem = TextDelta | ReasoningDelta | ToolCall | UsageReport | Finish | StatusReport
 
 
 class Provider(abc.ABC):

@@ -6,11 +6,13 @@ upstream stream, yields `ProviderItem`s and closes the stream in `finally`) and 
 *translate* function that says which exceptions are upstream failures (for the HTTP
 providers, `failures.failure_of`: the boundary has already translated aiohttp's). Then:
 
-- an attempt that fails before its first item is retried when the failure is retryable
+- an attempt that fails before its first item (its status reports, `Queued` and
+  `Connecting`, are not items of output) is retried when the failure is retryable
   (429, 5xx, connection errors, timeouts), at most `max_retries` times, after an
   exponential backoff with jitter, or after what the upstream's `Retry-After` asks;
 - the wait for the first item, retries and backoff included, is bounded by
-  `first_token_timeout_s`: a retry that would not fit is not made;
+  `first_token_timeout_s`: a retry that would not fit is not made; each retry is
+  reported first, as a `Retrying` item (attempt, delay), so the runner can say so;
 - after the first item nothing is retried (the text already went out); any failure is
   a retryable `UpstreamError`, never a silent end.
 
@@ -33,7 +35,7 @@ import msgspec
 from relay import metrics
 from relay.config import UpstreamSettings
 from relay.errors import UpstreamError
-from relay.providers.base import ProviderItem
+from relay.providers.base import ProviderItem, Retrying, StatusReport
 from relay.providers.failures import Failure, first_token_timeout, scrubbed
 
 log = logging.getLogger(__name__)
@@ -77,50 +79,55 @@ class RetryPolicy(msgspec.Struct, frozen=True, kw_only=True):
 async def stream_with_retries(
     attempt: Attempt, translate: Translate, policy: RetryPolicy, *, secret: str | None
 ) -> AsyncGenerator[ProviderItem, None]:
-    """The items of the first attempt that yields one. Every error leaves `scrubbed`:
-    `secret` never appears in it, and its message is cut to a bounded length."""
-    stream, first = await _start(attempt, translate, policy, secret)
-    async with contextlib.aclosing(stream):
-        if first is None:
-            return
-        yield first
-        try:
-            async for item in stream:
-                yield item
-        except Exception as exc:
-            _raise(_retryable(_failure(exc, translate).error), exc, secret)
-
-
-async def _start(
-    attempt: Attempt, translate: Translate, policy: RetryPolicy, secret: str | None
-) -> tuple[AsyncGenerator[ProviderItem, None], ProviderItem | None]:
-    """An open stream and its first item (None: it ended empty), retrying as allowed."""
+    """The items of the first attempt that yields output, after the status reports of the
+    attempts before it (a failed one's last is its `Retrying`). Every error leaves
+    `scrubbed`: `secret` never appears in it, and its message is cut to a bounded length."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + policy.first_token_timeout_s
+    timeout_s = policy.first_token_timeout_s
+    deadline = loop.time() + timeout_s
     for retry in itertools.count():
         stream = attempt()
-        try:
-            return stream, await _first_item(stream, deadline, policy.first_token_timeout_s)
-        except Exception as exc:
-            failure = _failure(exc, translate)
-            delay = policy.delay_s(failure, retry, deadline - loop.time())
-            if delay is None:
-                _raise(failure.error, exc, secret)
-            _log_retry(policy, failure, retry, delay, secret)
-            metrics.upstream_retry(policy.upstream)
-        await asyncio.sleep(delay)
+        async with contextlib.aclosing(stream):
+            try:
+                # Status reports are not output: what comes after them may still be retried.
+                item = await _by_deadline(anext(stream, None), deadline, timeout_s)
+                while isinstance(item, StatusReport):
+                    yield item
+                    item = await _by_deadline(anext(stream, None), deadline, timeout_s)
+            except Exception as exc:
+                retrying = _retrying(exc, translate, policy, retry, deadline - loop.time(), secret)
+            else:
+                if item is None:
+                    return
+                yield item
+                try:  # after the first output nothing is retried
+                    async for item in stream:
+                        yield item
+                except Exception as exc:
+                    _raise(_retryable(_failure(exc, translate).error), exc, secret)
+                return
+        yield retrying
+        await asyncio.sleep(retrying.delay_s)
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-async def _first_item(
-    stream: AsyncGenerator[ProviderItem, None], deadline: float, timeout_s: float
-) -> ProviderItem | None:
-    """The stream's first item by `deadline`; the stream is closed when there is none."""
-    try:
-        return await _by_deadline(anext(stream, None), deadline, timeout_s)
-    except BaseException:
-        await stream.aclose()
-        raise
+def _retrying(
+    exc: Exception,
+    translate: Translate,
+    policy: RetryPolicy,
+    retry: int,
+    time_left_s: float,
+    secret: str | None,
+) -> Retrying:
+    """The retry after the failure `exc`; raises it as an `UpstreamError` when it is not
+    retried (not retryable, no retries left, or no time left for one)."""
+    failure = _failure(exc, translate)
+    delay = policy.delay_s(failure, retry, time_left_s)
+    if delay is None:
+        _raise(failure.error, exc, secret)
+    _log_retry(policy, failure, retry, delay, secret)
+    metrics.upstream_retry(policy.upstream)
+    return Retrying(retry + 1, delay, failure.error.code)
 
 
 async def _by_deadline(awaitable: Awaitable[T], deadline: float, timeout_s: float) -> T:

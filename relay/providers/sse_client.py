@@ -4,6 +4,12 @@ One `aiohttp.ClientSession` (one connection pool, aiohttp's C HTTP parser) per u
 reused by every generation; built by `client_session`, the one place that decides how
 relay reaches upstreams:
 
+- a request holds one of the upstream's `connection_slots` (`max_connections` of them)
+  from before it goes out until its response is closed. A request that finds none free
+  waits for one, and its provider can tell first (`connection_slots.locked()`); the
+  slot outlives the pooled connection it stands for (aiohttp returns that at the end of
+  the body, before the response is closed), so aiohttp's own limit, the same number,
+  never makes a request wait unseen;
 - only connecting is bounded (`connect_timeout_s`, waiting for a free pool slot not
   included): the first item is bounded by `retry.py`'s `first_token_timeout_s`, and the
   silence between items by the runner's `idle_timeout_s`, so a long answer is never cut;
@@ -22,6 +28,7 @@ answer's connection is closed, so the upstream stops generating, not returned to
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 from collections.abc import AsyncGenerator, Mapping
@@ -78,6 +85,8 @@ class SSEClient:
         self._url = URL(url)
         self._headers = {**JSON_HEADERS, **headers}
         self._session: aiohttp.ClientSession | None = None  # made in the running event loop
+        # Held by the caller around `messages()`: see the module's docstring.
+        self.connection_slots = asyncio.Semaphore(upstream.max_connections)
 
     async def close(self) -> None:
         if self._session is not None:

@@ -23,7 +23,7 @@ import msgspec
 
 from relay.config import UpstreamSettings
 from relay.off_loop import MANY_MESSAGES, off_loop
-from relay.providers.base import Provider, ProviderItem
+from relay.providers.base import Connecting, Provider, ProviderItem, Queued
 from relay.providers.failures import UpstreamFailed, bad_response_failure, failure_of
 from relay.providers.retry import RetryPolicy, stream_with_retries
 from relay.providers.sse_client import SSEClient
@@ -102,16 +102,24 @@ class UpstreamProvider(Provider, Generic[Event]):
         await self._client.close()
 
     async def _attempt(self, request: GenerationRequest) -> AsyncGenerator[ProviderItem, None]:
-        """One request to the upstream, streamed: its messages decoded and assembled."""
-        decode = self._format.decode_event
-        assembler = self._format.new_assembler()
-        # After the end sentinel the body is still read to its end: the connection is reused.
-        ended = False
+        """One request to the upstream, streamed: its messages decoded and assembled. When
+        every connection is taken it says so first (`Queued`), and again when it got one
+        (`Connecting`); before any await, so that the runner hears it at once."""
+        slots = self._client.connection_slots
+        queued = slots.locked()
+        if queued:
+            yield Queued()
         body = await off_loop(
             functools.partial(self._format.encode_request, request),
             large=len(request.messages) > MANY_MESSAGES,
         )
-        async with contextlib.aclosing(self._client.messages(body)) as batches:
+        decode = self._format.decode_event
+        assembler = self._format.new_assembler()
+        # After the end sentinel the body is still read to its end: the connection is reused.
+        ended = False
+        async with slots, contextlib.aclosing(self._client.messages(body)) as batches:
+            if queued:
+                yield Connecting()
             async for messages in batches:
                 if ended:
                     continue

@@ -32,6 +32,7 @@ from relay.providers.base import (
     Finish,
     ProviderItem,
     ReasoningDelta,
+    Retrying,
     TextDelta,
     ToolCall,
     UsageReport,
@@ -236,7 +237,10 @@ async def test_an_error_event_before_the_first_token_is_retried(
 ) -> None:
     model = "mock:tokens=30,tps=0,ttft_ms=0,fail_after=0"
     items, error = await collect_until_error(make_provider(max_retries=1), model)
-    assert items == []
+    assert [(item.attempt, item.code) for item in items if isinstance(item, Retrying)] == [
+        (1, "upstream_error")
+    ]
+    assert [item for item in items if not isinstance(item, Retrying)] == []  # no output
     assert (error.code, error.retryable) == ("upstream_error", True)
     assert (await mock_stats(mock_upstream))["requests"] == 2
 

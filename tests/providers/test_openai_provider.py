@@ -25,6 +25,7 @@ from relay.providers.base import (
     Provider,
     ProviderItem,
     ReasoningDelta,
+    Retrying,
     TextDelta,
     ToolCall,
     UsageReport,
@@ -265,7 +266,10 @@ async def test_a_refused_connection_is_reported_without_the_address() -> None:
         items, error = await collect_until_error(provider, FAST)
     finally:
         await provider.close()
-    assert items == []
+    assert [(item.attempt, item.code) for item in items if isinstance(item, Retrying)] == [
+        (1, "upstream_connection_error")
+    ]
+    assert [item for item in items if not isinstance(item, Retrying)] == []  # no output
     assert (error.code, error.retryable, error.status) == ("upstream_connection_error", True, None)
     assert error.message == "the connection to the upstream failed (ConnectError)"
     assert str(port) not in error.message

@@ -9,7 +9,7 @@ from collections.abc import AsyncGenerator
 import pytest
 
 from relay.errors import UpstreamError
-from relay.providers.base import Finish, ProviderItem, TextDelta
+from relay.providers.base import Finish, ProviderItem, Queued, Retrying, TextDelta
 from relay.providers.failures import (
     REDACTED,
     Failure,
@@ -80,13 +80,45 @@ async def run(script: Script, retry_policy: RetryPolicy) -> list[ProviderItem]:
     return [item async for item in stream]
 
 
+def output(items: list[ProviderItem]) -> list[ProviderItem]:
+    return [item for item in items if not isinstance(item, Retrying)]
+
+
+def retries(items: list[ProviderItem]) -> list[tuple[int, str]]:
+    return [(item.attempt, item.code) for item in items if isinstance(item, Retrying)]
+
+
 ITEMS: list[ProviderItem] = [TextDelta("hello"), TextDelta(" world"), Finish("stop")]
 
 
 async def test_retryable_failures_before_the_first_item_are_retried() -> None:
     script = Script([retryable(), retryable()], ITEMS)
-    assert await run(script, policy(max_retries=2)) == ITEMS
+    assert output(await run(script, policy(max_retries=2))) == ITEMS
     assert (script.attempts, script.closed) == (3, 3)
+
+
+async def test_each_retry_is_reported_with_its_attempt_and_delay_before_it_is_made() -> None:
+    script = Script([retryable(), retryable()], ITEMS)
+    items = await run(script, policy(max_retries=2))
+    assert items[2:] == ITEMS
+    assert retries(items) == [(1, "upstream_unavailable"), (2, "upstream_unavailable")]
+    delays = [item.delay_s for item in items if isinstance(item, Retrying)]
+    assert 0.005 <= delays[0] <= 0.01 and 0.01 <= delays[1] <= 0.02  # half to all of 0.01 · 2^n
+
+
+async def test_status_reports_are_not_output_what_fails_after_them_is_retried() -> None:
+    async def queued_then_fails() -> AsyncGenerator[ProviderItem, None]:
+        attempts.append(1)
+        yield Queued()
+        if len(attempts) == 1:
+            raise retryable()
+        yield TextDelta("hello")
+
+    attempts: list[int] = []
+    stream = stream_with_retries(queued_then_fails, translate, policy(), secret=None)
+    items = [item async for item in stream]
+    assert [type(item) for item in items] == [Queued, Retrying, Queued, TextDelta]
+    assert attempts == [1, 1]
 
 
 async def test_gives_up_after_max_retries_with_the_last_error() -> None:
@@ -117,7 +149,9 @@ async def test_a_non_retryable_failure_is_raised_at_once() -> None:
 async def test_retry_after_is_honoured() -> None:
     script = Script([retryable(retry_after_s=0.3)], ITEMS)
     started = time.monotonic()
-    assert await run(script, policy()) == ITEMS
+    items = await run(script, policy())
+    assert output(items) == ITEMS
+    assert [item.delay_s for item in items if isinstance(item, Retrying)] == [0.3]
     assert time.monotonic() - started >= 0.3
 
 
