@@ -17,6 +17,10 @@ on the generating instance (`start`/`stop`, owned by the app) cancels it there. 
 way the caller waits up to `cancel_wait_s` for the terminal event; when a published
 cancel brings none (the generator is gone), the log is ended from here, behind the
 store's id fence so that exactly one terminal event is ever written.
+
+A session of an external producer (`create_external`; its batches and keep-alives are
+`external`'s, relay/external.py) has no generation: a cancel ends its log from here at
+once, and the producer's next batch is refused.
 """
 
 from __future__ import annotations
