@@ -153,11 +153,12 @@ class ExternalProducers:
         of the last one appends nothing. Every answer renews the session's lease: the
         producer is alive."""
         answer = _answer_due(record, seq)
+        if not record.status.is_final:  # an ended session has no lease to renew
+            await self._renew(record)
         if answer is None:
             first = record.last_event_id + 1
             events = [make_event(first + i, kind, data) for i, (kind, data) in enumerate(items)]
             answer = await self._appended(record, seq, events)
-        await self._renew(record)
         return answer
 
     async def keepalive(self, record: SessionRecord) -> None:

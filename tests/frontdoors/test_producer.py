@@ -311,8 +311,9 @@ async def assert_lost_within_idle_timeout(relay: Relay, session_id: str, killed_
     lost_after_s = time.monotonic() - killed_at
     assert events[-1].event == "error" and events[-1].json()["code"] == "producer_lost"
     assert [event.event for event in events[:-1]] == ["delta"] * (len(events) - 1)
-    # Within its idle timeout of the last batch, plus the reaper's period and slack.
-    assert lost_after_s < IDLE_S + 0.1 + 0.6, lost_after_s
+    # Within its idle timeout of the last batch, plus the reaper's period (0.1 s) and
+    # room for a loaded machine.
+    assert lost_after_s < IDLE_S + 0.1 + 0.9, lost_after_s
     assert lost_after_s > IDLE_S - 0.1 - 0.05, lost_after_s  # not before it timed out
     snapshot = await relay.snapshot(session_id)
     assert snapshot["status"] == "failed" and snapshot["error"]["code"] == "producer_lost"
