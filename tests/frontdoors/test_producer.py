@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.frontdoors.conftest import READ_TIMEOUT_S, Relay, StartRelay
-from tests.frontdoors.test_clients import CLIENTS, MOBILE_KEY, WEB_KEY, bearer
+from tests.frontdoors.test_clients import CLIENTS, MOBILE_KEY, WEB_KEY, bearer, sha256
 from tests.frontdoors.test_native_api import REDIS_ONLY
 from tests.sse_client import SseEvent
 
@@ -351,3 +351,18 @@ async def test_keepalives_keep_a_quiet_producers_session(start_relay: StartRelay
     async with asyncio.timeout(READ_TIMEOUT_S):
         snapshot = await relay.wait_until_ended(created["id"])  # silent now: lost
     assert snapshot["error"]["code"] == "producer_lost"
+
+
+async def test_an_external_session_holds_its_clients_slot_until_it_ends(
+    start_relay: StartRelay,
+) -> None:
+    agent = {"name": "agent", "api_key_sha256": sha256(WEB_KEY), "max_concurrent_sessions": 1}
+    relay = await start_relay(clients=[agent])
+    created = await create_external(relay, WEB_KEY)
+    refused = await relay.http.post(
+        relay.url("/v1/sessions"), json=EXTERNAL, headers=bearer(WEB_KEY)
+    )
+    async with refused:
+        assert (refused.status, (await refused.json())["error"]["code"]) == (429, "rate_limited")
+    assert (await post_batch(relay, created, 1, [DONE]))[0] == 201
+    await create_external(relay, WEB_KEY)  # the slot is free again
