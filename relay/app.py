@@ -28,6 +28,7 @@ from relay.frontdoors import (
     native,
     openai_chat,
     openai_responses,
+    producer,
 )
 from relay.frontdoors.errors import error_middleware
 from relay.frontdoors.hosts import AllowedHosts, host_check
@@ -61,6 +62,7 @@ def create_app(
     )
     app.add_routes(health.routes)
     app.add_routes(native.routes)
+    app.add_routes(producer.routes)
     app.add_routes(openai_chat.routes)
     app.add_routes(anthropic_messages.routes)
     app.add_routes(openai_responses.routes)

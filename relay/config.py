@@ -158,6 +158,10 @@ class GenerationSettings(Section):
     flush_max_chars: PositiveInt = 2048
     idle_timeout_s: PositiveSeconds = 60.0
     store_retry_s: Annotated[float, Meta(ge=0)] = 10.0
+    # An external producer silent this long loses its session (`producer_lost`); a
+    # session may ask for its own, up to the max.
+    producer_idle_timeout_s: PositiveSeconds = 60.0
+    producer_idle_timeout_max_s: PositiveSeconds = 3600.0
 
 
 class LogSettings(Section):

@@ -3,7 +3,9 @@
 Every instance renews, every `lease_ttl_s / 3`, the leases of the sessions it generates.
 Every instance also looks, every `lease_ttl_s / 4`, for running sessions whose lease
 lapsed (their generator was killed, or lost the store for longer than it retries) and
-ends each with an `error` event, code `generation_lost`, retryable. The store's id
+ends each with an `error` event, code `generation_lost`, retryable; a session of an
+external producer (relay/external.py), whose lease its producer's appends and
+keep-alives renew for its idle timeout, ends with code `producer_lost`. The store's id
 fence makes that safe when two instances race, or when the old generator comes back:
 exactly one terminal event is ever appended.
 
@@ -25,6 +27,7 @@ from relay import metrics
 from relay.config import Settings
 from relay.errors import StoreError
 from relay.events import ErrorData, EventType
+from relay.external import PRODUCER_LOST
 from relay.runner import GenerationRunner
 from relay.store import Store
 from relay.tasks import cancel_and_wait
@@ -112,17 +115,21 @@ class LeaseKeeper:
         record = await self._store.get(session_id)
         if record is None or record.status.is_final:
             return False
+        lost = PRODUCER_LOST if record.is_external else GENERATION_LOST
         wrote = await end_from_outside(
             self._store,
             record,
-            (EventType.ERROR, GENERATION_LOST),
+            (EventType.ERROR, lost),
             retry_s=self._settings.generation.store_retry_s,
             max_events=self._settings.store.max_events_per_session,
         )
         if wrote:
-            metrics.session_ended_from_outside("failed", "generation_lost")
-            owner = record.owner or "?"
-            log.warning("session %s lost its generator %s", session_tag(session_id), owner)
+            metrics.session_ended_from_outside("failed", lost.code)
+            tag = session_tag(session_id)
+            if record.is_external:
+                log.warning("session %s lost its external producer", tag)
+            else:
+                log.warning("session %s lost its generator %s", tag, record.owner or "?")
         return wrote
 
     async def _renew_on_schedule(self) -> None:

@@ -25,6 +25,9 @@ from relay.events import (
 )
 from relay.vocabulary import SESSION_ID_PREFIX
 
+# The `producer` of a session whose events an agent backend appends (relay/external.py).
+EXTERNAL_PRODUCER = "external"
+
 
 def new_session_id() -> str:
     """`s_` and 22 base64url characters: 128 random bits, unguessable and URL-safe."""
@@ -65,12 +68,35 @@ class SessionRecord(msgspec.Struct):
     last_event_id: int = 0
     owner: str = ""  # the instance generating it
     client: str = ""  # the name of the client that created it ("" when anonymous)
+    # An external producer's session (relay/external.py): `producer` is "external", the
+    # digest of its producer token, how long it may stay silent, and the last batch it
+    # had accepted (`producer_seq`) with the event ids that batch was given.
+    producer: str = ""
+    producer_token_sha256: str = ""
+    producer_idle_timeout_s: float = 0.0
+    producer_seq: int = 0
+    producer_first_id: int = 0
+    producer_last_id: int = 0
+
+    @property
+    def is_external(self) -> bool:
+        return self.producer == EXTERNAL_PRODUCER
 
     def after_append(self, events: list[Event], now: float) -> SessionRecord:
         """The record once `events` are appended (they are assumed valid)."""
         last = events[-1]
         status = STATUS_AFTER_TERMINAL[last.type] if last.is_terminal else self.status
         return msgspec.structs.replace(self, last_event_id=last.id, status=status, updated_at=now)
+
+    def after_batch(self, seq: int, events: list[Event], now: float) -> SessionRecord:
+        """The record once an external producer's batch `seq` is appended as `events`."""
+        appended = self.after_append(events, now)
+        return msgspec.structs.replace(
+            appended,
+            producer_seq=seq,
+            producer_first_id=events[0].id,
+            producer_last_id=events[-1].id,
+        )
 
 
 def rfc3339(timestamp: float) -> str:

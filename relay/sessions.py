@@ -17,6 +17,10 @@ on the generating instance (`start`/`stop`, owned by the app) cancels it there. 
 way the caller waits up to `cancel_wait_s` for the terminal event; when a published
 cancel brings none (the generator is gone), the log is ended from here, behind the
 store's id fence so that exactly one terminal event is ever written.
+
+A session of an external producer (`create_external`; its batches and keep-alives are
+`external`'s, relay/external.py) has no generation: a cancel ends its log from here at
+once, and the producer's next batch is refused.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from relay.clients import ANONYMOUS, CHALLENGE, Caller, Client
 from relay.config import LimitsSettings, Settings
 from relay.errors import ApiError, StoreError
 from relay.events import STATUS_AFTER_TERMINAL, CancelledData, Event, EventType, SessionStatus
+from relay.external import CreatedExternal, ExternalProducers
 from relay.off_loop import MANY_MESSAGES, off_loop
 from relay.providers.router import ModelRouter
 from relay.runner import CreatedSession, GenerationRunner
@@ -101,6 +106,8 @@ class Sessions:
         self._runner = runner
         self._cancel_wait_s = cancel_wait_s
         self._listener: asyncio.Task[None] | None = None
+        # The producer API's steps, for sessions an agent backend appends to.
+        self.external = ExternalProducers(settings, store, runner.instance_id)
         # Set when the instance shuts down: new sessions go to another instance.
         self.draining = False
 
@@ -135,6 +142,21 @@ class Sessions:
             return await self._runner.create(
                 model, route, upstream_request, client=client, session_id=session_id
             )
+        except BaseException:
+            await self._give_back(client, session_id)
+            raise
+
+    async def create_external(
+        self, model: str, idle_timeout_s: float | None, client: Client = ANONYMOUS
+    ) -> CreatedExternal:
+        """A new session of `client` whose events an external producer appends (no model
+        call); held to the client's quotas like any other."""
+        self.refuse_when_draining()
+        idle_s = self.external.idle_timeout_s(idle_timeout_s)
+        session_id = new_session_id()
+        await self._admit(client, session_id)
+        try:
+            return await self.external.create(model, idle_s, session_id=session_id, client=client)
         except BaseException:
             await self._give_back(client, session_id)
             raise
@@ -208,6 +230,8 @@ class Sessions:
         """
         if record.status.is_final:
             return record.status
+        if record.is_external:  # no generation to stop: its producer's next batch gets 409
+            return await self._end_here(record)
         here = self._runner.cancel(record.id, "client")
         if not here:
             await self._store.publish_cancel(record.id)

@@ -18,6 +18,8 @@ import msgspec
 # derive their own ids (`chatcmpl-…`, `msg_…`, `resp_…`) from the random part.
 SESSION_ID_PREFIX = "s_"
 READ_TOKEN_PREFIX = "rt_"
+# An external producer's token: it may append to its one session (relay/external.py).
+PRODUCER_TOKEN_PREFIX = "pt_"
 
 
 SESSION_TAG_HEX = 12

@@ -1,18 +1,23 @@
-"""The native API: `/v1/sessions` — create, follow (SSE), snapshot, cancel."""
+"""The native API: `/v1/sessions` — create, follow (SSE), snapshot, cancel.
+
+`POST /v1/sessions` with `{"producer": "external"}` creates a session that an agent
+backend appends to instead (relay/frontdoors/producer.py): no model is called.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from aiohttp import web
 
 from relay import metrics
+from relay.clients import Client
 from relay.errors import ApiError
 from relay.events import SessionStatus
 from relay.frontdoors.auth import caller_of, check_owner_origin, client_of
-from relay.frontdoors.http import decode_request, json_response, read_body
+from relay.frontdoors.http import decode_json, decode_request, json_response, read_body
 from relay.services import SERVICES, Services
 from relay.session import SessionRecord, rfc3339
 from relay.subscribers import slices
@@ -51,6 +56,31 @@ class CreateSessionBody(msgspec.Struct, forbid_unknown_fields=True):
         )
 
 
+class CreateExternalBody(msgspec.Struct, forbid_unknown_fields=True):
+    """A session an external producer appends to: `model` and `messages` are optional
+    (relay calls no model; they are validated, and `model` is what the snapshot shows)."""
+
+    producer: Literal["external"]
+    producer_idle_timeout_s: Annotated[float, msgspec.Meta(gt=0)] | None = None
+    model: str = ""
+    messages: list[chat_request.ChatMessage] | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class _ProducerField(msgspec.Struct):
+    producer: Any = None
+
+
+def names_producer(raw: bytes) -> bool:
+    """Whether a create body asks for an external producer (`"producer"` is set)."""
+    if b'"producer"' not in raw:  # most bodies: no second parse
+        return False
+    try:
+        return msgspec.json.decode(raw, type=_ProducerField).producer is not None
+    except (msgspec.DecodeError, RecursionError):  # the usual decoding says what is wrong
+        return False
+
+
 def _generation_request(raw: bytes, body: CreateSessionBody) -> GenerationRequest:
     return body.generation_request(body.model)
 
@@ -64,6 +94,8 @@ async def create_session(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     client = client_of(request)
     raw = await read_body(request, services.settings.server.max_body_bytes)
+    if names_producer(raw):
+        return await create_external_session(services, raw, client)
     body, generation = await decode_request(raw, CreateSessionBody, _generation_request)
     created = await services.sessions.create(body.model, generation, client)
     record = created.record
@@ -73,6 +105,25 @@ async def create_session(request: web.Request) -> web.Response:
         "model": record.model,
         "events_url": events_path(record.id),
         "token": created.token,
+        "created_at": rfc3339(record.created_at),
+    }
+    return json_response(payload, status=201, headers={"Location": f"/v1/sessions/{record.id}"})
+
+
+async def create_external_session(services: Services, raw: bytes, client: Client) -> web.Response:
+    body = decode_json(raw, CreateExternalBody)
+    created = await services.sessions.create_external(
+        body.model, body.producer_idle_timeout_s, client
+    )
+    record = created.record
+    payload = {
+        "id": record.id,
+        "status": record.status.value,
+        "model": record.model,
+        "events_url": events_path(record.id),
+        "token": created.token,
+        "producer_token": created.producer_token,
+        "producer_idle_timeout_s": record.producer_idle_timeout_s,
         "created_at": rfc3339(record.created_at),
     }
     return json_response(payload, status=201, headers={"Location": f"/v1/sessions/{record.id}"})

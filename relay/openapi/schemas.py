@@ -151,6 +151,27 @@ class AnswerCreatedSession(msgspec.Struct):
     events_url: str
     token: str
     created_at: str
+    # For `{"producer": "external"}` only: what its producer appends with.
+    producer_token: str | None = None
+    producer_idle_timeout_s: float | None = None
+
+
+class AnswerBatch(msgspec.Struct):
+    """A batch of an external producer: the ids its events were given (`appended` is
+    false for a retry of the last batch, which appended nothing)."""
+
+    id: str
+    seq: int
+    ids: list[int]
+    appended: bool
+
+
+class AnswerKeepalive(msgspec.Struct):
+    """The session's idle timeout runs again from now."""
+
+    id: str
+    status: SessionStatus
+    idle_timeout_s: float
 
 
 class AnswerCancel(msgspec.Struct):
@@ -314,6 +335,18 @@ class RelayErrorBody(msgspec.Struct):
     codes in docs/api.md, `message` names the offending field or value."""
 
     error: RelayErrorDetail
+
+
+class SeqConflictDetail(msgspec.Struct):
+    code: Literal["seq_conflict"]
+    message: str
+    expected_seq: int
+
+
+class SeqConflictBody(msgspec.Struct):
+    """A batch that is not the next one: `expected_seq` is."""
+
+    error: SeqConflictDetail
 
 
 class OpenAIErrorDetail(msgspec.Struct):

@@ -13,13 +13,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from relay import __version__
-from relay.frontdoors.native import WIRE_FORMATS, CreateSessionBody
+from relay.frontdoors.native import WIRE_FORMATS, CreateExternalBody, CreateSessionBody
 from relay.frontdoors.wire_streams import SESSION_HEADER
 from relay.openapi import schemas
 from relay.openapi.schemas import Schema, ref
 from relay.session import Snapshot
 from relay.wire.chat_request import ChatCompletionRequest
 from relay.wire.messages_request import MessagesRequest
+from relay.wire.producer_request import EventsBody
 from relay.wire.responses_request import ResponsesRequest
 
 Refs = dict[type[Any], Schema]
@@ -34,6 +35,8 @@ RESUME_ID = r"^ *[0-9]* *$"
 
 BODIES: tuple[type[Any], ...] = (
     CreateSessionBody,
+    CreateExternalBody,
+    EventsBody,
     ChatCompletionRequest,
     MessagesRequest,
     ResponsesRequest,
@@ -42,6 +45,9 @@ ANSWERS: tuple[type[Any], ...] = (
     Snapshot,
     schemas.AnswerCreatedSession,
     schemas.AnswerCancel,
+    schemas.AnswerBatch,
+    schemas.AnswerKeepalive,
+    schemas.SeqConflictBody,
     schemas.AnswerHealth,
     schemas.AnswerReadiness,
     schemas.AnswerModelList,
@@ -93,6 +99,12 @@ SECURITY_SCHEMES = {
         "in": "header",
         "name": "x-api-key",
         "description": "a `[[clients]]` API key, as the Anthropic SDK sends it (`/v1/messages`)",
+    },
+    "producerToken": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "the producer token an external producer's session was created with "
+        "(`pt_…`), as `Authorization: Bearer <token>`",
     },
     "readToken": {
         "type": "apiKey",
@@ -146,6 +158,7 @@ def _status_order(status: str) -> int:
 # the events endpoint and the snapshot also take a session's read token; probes are open.
 OPEN: list[Schema] = []
 READABLE: list[Schema] = [{}, {"clientKey": []}, {"readToken": []}]
+PRODUCING: list[Schema] = [{"producerToken": []}]
 
 HOST_NOT_ALLOWED = "the `Host` is not in `[server] allowed_hosts` (`host_not_allowed`)"
 
@@ -297,7 +310,11 @@ def native_paths(refs: Refs) -> dict[str, Operations]:
     return {
         "/v1/sessions": {"post": create_session(refs)},
         "/v1/sessions/{session_id}": {"get": snapshot(refs), "delete": cancel_session(refs)},
-        "/v1/sessions/{session_id}/events": {"get": session_events()},
+        "/v1/sessions/{session_id}/events": {
+            "get": session_events(),
+            "post": append_events(refs),
+        },
+        "/v1/sessions/{session_id}/keepalive": {"post": keep_alive(refs)},
     }
 
 
@@ -313,6 +330,7 @@ def create_session(refs: Refs) -> Schema:
     )
     created["links"] = session_links()
     example = {"model": EXAMPLE_MODEL, "messages": EXAMPLE_MESSAGES}
+    body = {"oneOf": [refs[CreateSessionBody], refs[CreateExternalBody]]}
     return operation(
         "createSession",
         "sessions",
@@ -321,8 +339,60 @@ def create_session(refs: Refs) -> Schema:
         | errors(relay_error(), BODY_ERRORS | {503: UNAVAILABLE})
         | rate_limited(relay_error()),
         description="Messages and tools are Chat Completions'. Unknown top-level fields are "
-        "refused; the answer returns as soon as the session exists.",
-        requestBody=json_body(refs[CreateSessionBody], example),
+        "refused; the answer returns as soon as the session exists. With "
+        '`{"producer": "external"}` no model is called: the answer\'s `producer_token` '
+        "appends the session's events (`POST /v1/sessions/{id}/events`).",
+        requestBody=json_body(body, example),
+    )
+
+
+PRODUCER_ERRORS: dict[int | str, str] = {
+    401: "no producer token, or not this session's (`invalid_token`), or a client key "
+    "instead of it (`producer_token_required`)",
+    404: "a client key of another client, or an unknown session (`session_not_found`)",
+    409: "the session has ended (`session_ended`)",
+    503: UNAVAILABLE,
+}
+
+
+def append_events(refs: Refs) -> Schema:
+    accepted = answer("the batch is appended", refs[schemas.AnswerBatch])
+    retried = answer(
+        "a retry of the last accepted batch: nothing appended", refs[schemas.AnswerBatch]
+    )
+    statuses = BODY_ERRORS | PRODUCER_ERRORS
+    statuses[409] += ", the batch is not the next (`seq_conflict`, with `expected_seq`), or "
+    statuses[409] += "it would pass `store.max_events_per_session` (`event_limit`)"
+    answers = errors(relay_error(), statuses)
+    answers["409"]["content"]["application/json"]["schema"] = {
+        "anyOf": [relay_error(), refs[schemas.SeqConflictBody]]
+    }
+    example = {"seq": 1, "events": [{"type": "delta", "data": {"text": "Hello"}}]}
+    return operation(
+        "appendSessionEvents",
+        "sessions",
+        "Append an external producer's batch",
+        {"200": retried, "201": accepted} | answers,
+        description="Batches are numbered 1, 2, 3 …; the last one ends with a terminal event. "
+        "`coalesce: true` merges each run of consecutive `delta` (or `reasoning`) events.",
+        requestBody=json_body(refs[EventsBody], example),
+        parameters=[session_id_parameter()],
+        security=PRODUCING,
+    )
+
+
+def keep_alive(refs: Refs) -> Schema:
+    return operation(
+        "keepSessionAlive",
+        "sessions",
+        "Keep an external producer's session alive",
+        {"200": answer("its idle timeout runs again from now", refs[schemas.AnswerKeepalive])}
+        | errors(relay_error(), PRODUCER_ERRORS),
+        description="A producer silent (no batch, no keep-alive) for its "
+        "`producer_idle_timeout_s` loses the session: relay ends it with `error` "
+        "`producer_lost`.",
+        parameters=[session_id_parameter()],
+        security=PRODUCING,
     )
 
 

@@ -57,6 +57,14 @@ class EventLog(abc.ABC):
         """Append `events` atomically (see the class docstring); returns the new record."""
 
     @abc.abstractmethod
+    async def append_batch(
+        self, session_id: str, seq: int, events: Sequence[Event]
+    ) -> SessionRecord:
+        """Append an external producer's batch `seq` like `append`, recording `seq` and
+        the batch's first and last ids in the record in the same atomic step (so a retry
+        of `seq` is recognised even when its first reply was lost)."""
+
+    @abc.abstractmethod
     async def read(self, session_id: str, after: int, limit: int) -> list[Event]:
         """Up to `limit` events with id > `after`, in order; [] when there are none.
         An `after` below 0 means from the start."""
@@ -73,15 +81,18 @@ class Leases(abc.ABC):
     sessions whose generator stopped (a crash, a lost network).
 
     `EventLog.create` gives a new session its first lease, held by the record's
-    `owner`, for `lease_ttl_s`. A lease not renewed within `lease_ttl_s` lapses.
+    `owner`, for `lease_ttl_s`. A lease not renewed within its ttl (`lease_ttl_s`, or
+    the `ttl_s` of its last renewal: an external producer's idle timeout) lapses.
     `lapsed_leases` names only running sessions: a session that ended (or expired)
     never lapses.
     """
 
     @abc.abstractmethod
-    async def renew_leases(self, owner: str, session_ids: Sequence[str]) -> None:
+    async def renew_leases(
+        self, owner: str, session_ids: Sequence[str], ttl_s: float | None = None
+    ) -> None:
         """`owner` still generates these running sessions: extend their leases by
-        `lease_ttl_s` from now."""
+        `ttl_s` (by default `lease_ttl_s`) from now."""
 
     @abc.abstractmethod
     async def lapsed_leases(self, limit: int) -> list[str]:

@@ -59,14 +59,21 @@ class MeasuredStore(Store):
     async def append(self, session_id: str, events: Sequence[Event]) -> SessionRecord:
         return await self._timed("append", self.inner.append(session_id, events))
 
+    async def append_batch(
+        self, session_id: str, seq: int, events: Sequence[Event]
+    ) -> SessionRecord:
+        return await self._timed("append", self.inner.append_batch(session_id, seq, events))
+
     async def read(self, session_id: str, after: int, limit: int) -> list[Event]:
         return await self._timed("read", self.inner.read(session_id, after, limit))
 
     async def wait(self, session_id: str, after: int, limit: int, timeout: float) -> list[Event]:
         return await self._counted("wait", self.inner.wait(session_id, after, limit, timeout))
 
-    async def renew_leases(self, owner: str, session_ids: Sequence[str]) -> None:
-        await self._timed("renew_leases", self.inner.renew_leases(owner, session_ids))
+    async def renew_leases(
+        self, owner: str, session_ids: Sequence[str], ttl_s: float | None = None
+    ) -> None:
+        await self._timed("renew_leases", self.inner.renew_leases(owner, session_ids, ttl_s))
 
     async def lapsed_leases(self, limit: int) -> list[str]:
         return await self._timed("lapsed_leases", self.inner.lapsed_leases(limit))

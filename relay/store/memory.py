@@ -81,13 +81,27 @@ class MemoryStore(Store):
         return log.record if log else None
 
     async def append(self, session_id: str, events: Sequence[Event]) -> SessionRecord:
+        return self._append(session_id, events, seq=None)
+
+    async def append_batch(
+        self, session_id: str, seq: int, events: Sequence[Event]
+    ) -> SessionRecord:
+        return self._append(session_id, events, seq=seq)
+
+    def _append(self, session_id: str, events: Sequence[Event], seq: int | None) -> SessionRecord:
         check_batch(events)
         log = self._live(session_id)
         if log is None:
             raise SessionNotFound(f"session {session_tag(session_id)}")
         self._check_append(log, events)
         log.events.extend(events)
-        log.record = log.record.after_append(list(events), self._clock())
+        now = self._clock()
+        record = log.record
+        log.record = (
+            record.after_append(list(events), now)
+            if seq is None
+            else record.after_batch(seq, list(events), now)
+        )
         if log.record.status.is_final:
             log.expires_at = self._clock() + self._settings.retention_s
             self._finished[session_id] = None
@@ -132,8 +146,10 @@ class MemoryStore(Store):
             log = self._live(session_id)
         return await self.read(session_id, after, limit)
 
-    async def renew_leases(self, owner: str, session_ids: Sequence[str]) -> None:
-        deadline = self._clock() + self._settings.lease_ttl_s
+    async def renew_leases(
+        self, owner: str, session_ids: Sequence[str], ttl_s: float | None = None
+    ) -> None:
+        deadline = self._clock() + (ttl_s or self._settings.lease_ttl_s)
         for session_id in session_ids:
             if session_id in self._leases:
                 self._leases[session_id] = deadline

@@ -344,3 +344,28 @@ async def test_a_running_session_outlives_the_retention(make_store: StoreFactory
     await asyncio.sleep(0.3)
     assert await store.get(session_id) is not None
     assert len(await store.read(session_id, 0, 100)) == 1
+
+
+# --- an external producer's batches ----------------------------------------------------
+
+
+async def test_a_producer_batch_records_its_seq_and_ids_with_the_events(
+    store: Store, open_peer: PeerFactory
+) -> None:
+    session_id = await new_session(store, events=2)
+    appended = await store.append_batch(session_id, 4, [delta(3), delta(4), terminal(5)])
+    expected = (4, 3, 5, 5, SessionStatus.COMPLETED)
+    for record in (appended, await (await open_peer(store)).get(session_id)):
+        assert record is not None
+        seen = (record.producer_seq, record.producer_first_id, record.producer_last_id)
+        assert (*seen, record.last_event_id, record.status) == expected
+
+
+async def test_a_producer_batch_is_fenced_like_any_append(store: Store) -> None:
+    session_id = await new_session(store, events=1)
+    await store.append_batch(session_id, 1, [delta(2)])
+    with pytest.raises(AppendConflict):
+        await store.append_batch(session_id, 2, [delta(2)])
+    record = await store.get(session_id)
+    assert record is not None and (record.producer_seq, record.last_event_id) == (1, 2)
+    assert (await store.append(session_id, [delta(3)])).producer_seq == 1  # plain: kept

@@ -100,3 +100,18 @@ async def test_another_instance_sees_and_renews_the_same_leases(
         await asyncio.sleep(TTL_S / 3)
     assert await peer.lapsed_leases(10) == [dropped]
     assert await store.lapsed_leases(10) == [dropped]
+
+
+async def test_a_renewal_with_its_own_ttl_lasts_that_long(
+    make_store: StoreFactory, open_peer: PeerFactory
+) -> None:
+    """An external producer's idle timeout: shorter or longer than `lease_ttl_s`."""
+    store = await make_store(lease_ttl_s=TTL_S)
+    short, long = await new_session(store), await new_session(store)
+    await store.renew_leases("instance-a", [short], ttl_s=0.1)
+    await store.renew_leases("instance-a", [long], ttl_s=TTL_S * 4)
+    peer = await open_peer(store)
+    await asyncio.sleep(0.2)  # before lease_ttl_s
+    assert await peer.lapsed_leases(10) == [short]
+    await asyncio.sleep(LAPSE_S)  # after it
+    assert await peer.lapsed_leases(10) == [short]

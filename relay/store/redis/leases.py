@@ -37,21 +37,23 @@ class RedisLeases(Leases):
         self._settings = settings
         self._clock = clock
 
-    async def renew_leases(self, owner: str, session_ids: Sequence[str]) -> None:
-        ttl_ms = ms(self._settings.lease_ttl_s)
+    async def renew_leases(
+        self, owner: str, session_ids: Sequence[str], ttl_s: float | None = None
+    ) -> None:
+        ttl_ms = ms(ttl_s or self._settings.lease_ttl_s)
         async with self._commands, self._client.pipeline(transaction=False) as pipe:
             for session_id in session_ids:
                 pipe.set(session_keys(session_id).lease, owner, px=ttl_ms)
-            self.queue_index_entries(pipe, session_ids)
+            self.queue_index_entries(pipe, session_ids, ttl_ms)
             await pipe.execute()
 
-    def queue_index_entries(self, pipe: Pipeline, session_ids: Sequence[str]) -> None:
-        """Put these sessions in the lease index as part of `pipe`, due a lease from now."""
-        pipe.zadd(LEASE_INDEX_KEY, dict.fromkeys(session_ids, self._deadline_ms()))
-
-    def _deadline_ms(self) -> int:
-        """A lease's deadline in the index, if renewed now."""
-        return int(self._clock() * 1000) + ms(self._settings.lease_ttl_s)
+    def queue_index_entries(
+        self, pipe: Pipeline, session_ids: Sequence[str], ttl_ms: int | None = None
+    ) -> None:
+        """Put these sessions in the lease index as part of `pipe`, due a lease (of
+        `ttl_ms`, by default `lease_ttl_s`) from now."""
+        deadline_ms = int(self._clock() * 1000) + (ttl_ms or ms(self._settings.lease_ttl_s))
+        pipe.zadd(LEASE_INDEX_KEY, dict.fromkeys(session_ids, deadline_ms))
 
     async def lapsed_leases(self, limit: int) -> list[str]:
         now_ms = int(self._clock() * 1000)

@@ -59,7 +59,9 @@ return redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[2])
 # which boundary.py translates.
 # KEYS: meta, log. ARGV: now, first id, final status ("" unless the batch ends with a
 # terminal event), max events, retention ms, running ttl ms (0: leave the expiry as it
-# is), "1" to get the whole record back (else the new last id), then type, data per event.
+# is), "1" to get the whole record back (else the new last id), an external producer's
+# batch seq ("0": not one; else it and the batch's ids are set in the record with the
+# events, see `EventLog.append_batch`), then type, data per event.
 # Every check comes before the first write: a script that fails halfway is not undone.
 APPEND_SCRIPT = Script(
     """
@@ -67,7 +69,8 @@ local meta, log = KEYS[1], KEYS[2]
 local now, first, final = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local cap, retention_ms, running_ms = tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6])
 local want_record = ARGV[7] == '1'
-local count = (#ARGV - 7) / 2
+local seq = ARGV[8]
+local count = (#ARGV - 8) / 2
 local last = first + count - 1
 
 local state = redis.call('HMGET', meta, 'status', 'last_event_id')
@@ -88,9 +91,13 @@ end
 
 for i = 0, count - 1 do
   redis.call('XADD', log, string.format('%d-0', first + i),
-             't', ARGV[8 + 2 * i], 'd', ARGV[9 + 2 * i])
+             't', ARGV[9 + 2 * i], 'd', ARGV[10 + 2 * i])
 end
 local last_id = string.format('%d', last)
+if seq ~= '0' then
+  redis.call('HSET', meta, 'producer_seq', seq, 'producer_first_id', string.format('%d', first),
+             'producer_last_id', last_id)
+end
 if final ~= '' then
   redis.call('HSET', meta, 'last_event_id', last_id, 'updated_at', now, 'status', final)
   redis.call('PEXPIRE', meta, retention_ms)

@@ -133,12 +133,20 @@ class RedisStore(Store):
         return decode_record(fields) if fields else None
 
     async def append(self, session_id: str, events: Sequence[Event]) -> SessionRecord:
+        return await self._append(session_id, events, seq=0)
+
+    async def append_batch(
+        self, session_id: str, seq: int, events: Sequence[Event]
+    ) -> SessionRecord:
+        return await self._append(session_id, events, seq=seq)
+
+    async def _append(self, session_id: str, events: Sequence[Event], seq: int) -> SessionRecord:
         check_batch(events)
         keys = session_keys(session_id)
         known = self._appending.get(session_id)
         now, sent_at = self._clock(), time.monotonic()
         running_ttl_s = append_ttl_s(known, sent_at, self._settings.running_ttl_s)
-        args = self._append_args(events, now, running_ttl_s, want_record=known is None)
+        args = self._append_args(events, now, running_ttl_s, want_record=known is None, seq=seq)
         try:
             with AppendRefusals(session_id, events[0].id):
                 reply = await self._appends.run([keys.meta, keys.log], args)
@@ -148,6 +156,8 @@ class RedisStore(Store):
             raise
         if known is None:
             record = decode_record(dict(zip(reply[::2], reply[1::2], strict=True)))
+        elif seq:
+            record = known.record.after_batch(seq, list(events), now)
         else:
             record = known.record.after_append(list(events), now)
         self._appending.remember(record, expires_by(known, sent_at, running_ttl_s))
@@ -155,7 +165,13 @@ class RedisStore(Store):
         return record
 
     def _append_args(
-        self, events: Sequence[Event], now: float, running_ttl_s: float, *, want_record: bool
+        self,
+        events: Sequence[Event],
+        now: float,
+        running_ttl_s: float,
+        *,
+        want_record: bool,
+        seq: int,
     ) -> list[Any]:
         last = events[-1]
         final = STATUS_AFTER_TERMINAL[last.type].value if last.is_terminal else ""
@@ -168,6 +184,7 @@ class RedisStore(Store):
             ms(settings.retention_s),
             ms(running_ttl_s) if running_ttl_s else 0,
             "1" if want_record else "0",
+            seq,
         ]
         for event in events:
             # A memoryview passes the JSON bytes through without copying them.
@@ -244,8 +261,10 @@ class RedisStore(Store):
 
     # --- the leases and the cancel bus (leases.py, cancels.py) ------------------------
 
-    async def renew_leases(self, owner: str, session_ids: Sequence[str]) -> None:
-        await self._leases.renew_leases(owner, session_ids)
+    async def renew_leases(
+        self, owner: str, session_ids: Sequence[str], ttl_s: float | None = None
+    ) -> None:
+        await self._leases.renew_leases(owner, session_ids, ttl_s)
 
     async def lapsed_leases(self, limit: int) -> list[str]:
         return await self._leases.lapsed_leases(limit)

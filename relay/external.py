@@ -1,0 +1,231 @@
+"""External producers: sessions whose events an agent backend appends itself (the
+producer API, CONTRACT.md "Producer API"), instead of relay's runner calling a model.
+
+Such a session is created with a producer token (stored as its digest, like the read
+token) and an idle timeout. The producer appends numbered batches: batch `seq` must be
+the last accepted + 1; the last accepted one again is a safe retry, answered with the
+ids it was given and appending nothing; any other is a `SeqConflict` naming the one
+expected. The store records the seq and the ids with the events in one atomic step
+(`EventLog.append_batch`), and its id fence stops a second writer, so two retries racing
+each other, or a retry racing the reaper, still append a batch at most once.
+
+The terminal-event guarantee holds for external producers through the leases
+(relay/leases.py): every append and keep-alive renews the session's lease for its idle
+timeout, and a session whose lease lapses is ended by any instance's reaper, here with
+`error` code `producer_lost` (`PRODUCER_LOST`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+
+import msgspec
+
+from relay.clients import ANONYMOUS, CHALLENGE, Client
+from relay.config import Settings
+from relay.errors import (
+    ApiError,
+    AppendConflict,
+    EventLimitReached,
+    SessionEnded,
+    SessionNotFound,
+    StoreError,
+)
+from relay.events import ErrorData, Event, make_event
+from relay.session import (
+    EXTERNAL_PRODUCER,
+    SessionRecord,
+    hash_token,
+    new_token,
+    token_matches,
+)
+from relay.store import Store
+from relay.vocabulary import PRODUCER_TOKEN_PREFIX, READ_TOKEN_PREFIX, session_tag
+from relay.wire.producer_request import Items
+
+log = logging.getLogger(__name__)
+
+PRODUCER_LOST = ErrorData(
+    "producer_lost",
+    "the session's producer neither appended nor kept the session alive within its"
+    " idle timeout (producer_idle_timeout_s)",
+    retryable=False,
+)
+INVALID_PRODUCER_TOKEN = (
+    "the token is not this session's producer token (forged, another session's, or its"
+    " session has expired)"
+)
+
+
+class CreatedExternal(msgspec.Struct):
+    record: SessionRecord
+    token: str  # the read token, as for every session
+    producer_token: str  # only ever shown to the creator
+
+
+class BatchAccepted(msgspec.Struct):
+    """The answer to a batch: its seq and the ids its events were given (fewer than it
+    sent when it asked for coalescing); `appended` is False for a retry."""
+
+    seq: int
+    ids: list[int]
+    appended: bool
+
+
+class SeqConflict(ApiError):
+    """409 `seq_conflict`: the batch is not the next one; `expected_seq` is."""
+
+    def __init__(self, got: int, expected: int) -> None:
+        message = f"seq {got} is not the next batch of this session: expected seq {expected}"
+        super().__init__(409, "seq_conflict", message)
+        self.expected_seq = expected
+
+
+def session_ended(record: SessionRecord) -> ApiError:
+    message = f"session {record.id!r} has ended ({record.status.value}): it takes no more events"
+    return ApiError(409, "session_ended", message)
+
+
+class ExternalProducers:
+    """The producer API's steps for every front door; stateless beyond the store."""
+
+    def __init__(self, settings: Settings, store: Store, instance_id: str) -> None:
+        self._settings = settings
+        self._store = store
+        self._instance_id = instance_id
+
+    def idle_timeout_s(self, asked: float | None) -> float:
+        """The session's idle timeout: `asked`, else the configured default; at most the cap."""
+        generation = self._settings.generation
+        cap = generation.producer_idle_timeout_max_s
+        if asked is not None and asked > cap:
+            message = (
+                f"producer_idle_timeout_s: {asked:g} is above the most allowed, {cap:g}"
+                " (generation.producer_idle_timeout_max_s)"
+            )
+            raise ApiError(400, "invalid_request", message)
+        return asked if asked is not None else min(generation.producer_idle_timeout_s, cap)
+
+    async def create(
+        self,
+        model: str,
+        idle_timeout_s: float,
+        *,
+        session_id: str,
+        client: Client = ANONYMOUS,
+    ) -> CreatedExternal:
+        """A new session of `client` that the holder of the producer token appends to."""
+        now = time.time()
+        token, producer_token = new_token(READ_TOKEN_PREFIX), new_token(PRODUCER_TOKEN_PREFIX)
+        record = SessionRecord(
+            id=session_id,
+            model=model,
+            created_at=now,
+            updated_at=now,
+            token_sha256=hash_token(token),
+            owner=self._instance_id,
+            client=client.name,
+            producer=EXTERNAL_PRODUCER,
+            producer_token_sha256=hash_token(producer_token),
+            producer_idle_timeout_s=idle_timeout_s,
+        )
+        await self._store.create(record)
+        await self._renew(record)  # its first lease lasts its idle timeout
+        log.info("session %s created for an external producer", session_tag(record.id))
+        return CreatedExternal(record, token, producer_token)
+
+    async def find(self, session_id: str, producer_token: str) -> SessionRecord:
+        """The session `producer_token` is the producer token of; else a 401, whether the
+        session exists or not (so tokens cannot probe ids)."""
+        record = await self._store.get(session_id)
+        if (
+            record is None
+            or not record.is_external
+            or not token_matches(producer_token, record.producer_token_sha256)
+        ):
+            raise ApiError(401, "invalid_token", INVALID_PRODUCER_TOKEN, headers=CHALLENGE)
+        return record
+
+    async def append(self, record: SessionRecord, seq: int, items: Items) -> BatchAccepted:
+        """Append batch `seq` as the events `items` (see the module docstring); a retry
+        of the last one appends nothing. Every answer renews the session's lease: the
+        producer is alive."""
+        answer = _answer_due(record, seq)
+        if not record.status.is_final:  # an ended session has no lease to renew
+            await self._renew(record)
+        if answer is None:
+            first = record.last_event_id + 1
+            events = [make_event(first + i, kind, data) for i, (kind, data) in enumerate(items)]
+            answer = await self._appended(record, seq, events)
+        return answer
+
+    async def keepalive(self, record: SessionRecord) -> None:
+        """The producer is alive though it has nothing to append: renew its lease."""
+        if record.status.is_final:
+            raise session_ended(record)
+        await self._renew(record)
+
+    async def _appended(
+        self, record: SessionRecord, seq: int, events: list[Event]
+    ) -> BatchAccepted:
+        try:
+            appended = await self._store.append_batch(record.id, seq, events)
+        except (AppendConflict, SessionEnded):  # a racing retry, the reaper or a cancel
+            return _answer_after_race(await self._reread(record.id), seq)
+        except EventLimitReached as exc:
+            cap = self._settings.store.max_events_per_session
+            message = (
+                f"the batch would take the session past {cap} events"
+                " (store.max_events_per_session); end it with a terminal event"
+            )
+            raise ApiError(409, "event_limit", message) from exc
+        except SessionNotFound as exc:
+            raise _gone(record.id) from exc
+        if appended.status.is_final:
+            await self._release_slot(appended)
+        return BatchAccepted(seq, [event.id for event in events], appended=True)
+
+    async def _reread(self, session_id: str) -> SessionRecord:
+        record = await self._store.get(session_id)
+        if record is None:
+            raise _gone(session_id)
+        return record
+
+    async def _renew(self, record: SessionRecord) -> None:
+        ttl_s = record.producer_idle_timeout_s or None
+        await self._store.renew_leases(self._instance_id, [record.id], ttl_s)
+
+    async def _release_slot(self, record: SessionRecord) -> None:
+        """The producer ended its session: its client's quota slot, if any, is free."""
+        if record.client:
+            with contextlib.suppress(StoreError):  # the next admission finds it stale
+                await self._store.release(record.client, record.id)
+
+
+def _answer_due(record: SessionRecord, seq: int) -> BatchAccepted | None:
+    """The answer already due for batch `seq` (a retry, or a refusal), or None when it
+    is the next batch, to append."""
+    if seq == record.producer_seq:
+        ids = list(range(record.producer_first_id, record.producer_last_id + 1))
+        return BatchAccepted(seq, ids, appended=False)
+    if record.status.is_final:
+        raise session_ended(record)
+    if seq != record.producer_seq + 1:
+        raise SeqConflict(seq, record.producer_seq + 1)
+    return None
+
+
+def _answer_after_race(record: SessionRecord, seq: int) -> BatchAccepted:
+    """The answer once another writer appended first (the record read since)."""
+    answer = _answer_due(record, seq)
+    if answer is None:  # the log moved but the seq did not: ended from outside
+        raise session_ended(record)
+    return answer
+
+
+def _gone(session_id: str) -> ApiError:
+    return ApiError(
+        404, "session_not_found", f"session {session_id!r} does not exist or has expired"
+    )
