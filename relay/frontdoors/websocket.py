@@ -174,6 +174,15 @@ def messages_in(chunk: bytes) -> list[bytes]:
     return [line for line in chunk.split(SEPARATOR) if line and not line.startswith(b":")]
 
 
+def upgrade_required() -> ApiError:
+    return ApiError(
+        426,
+        "upgrade_required",
+        "/v1/ws is a WebSocket: open it with Upgrade: websocket (a browser's new WebSocket(url))",
+        headers={"Upgrade": "websocket"},
+    )
+
+
 MISSING_KEY = (
     'this socket has no API key: send {"type": "auth", "key": <key>} first, or open it'
     " with Authorization: Bearer <key>"
@@ -411,6 +420,8 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
         compress=False,
         max_msg_size=services.settings.limits.ws_max_message_bytes,
     )
+    if not ws.can_prepare(request).ok:
+        raise upgrade_required()
     await ws.prepare(request)
     async with services.subscriber(request):
         await Socket(request, ws, client).run()

@@ -309,6 +309,12 @@ async def test_a_client_that_does_not_read_is_cut_at_the_bound(
     assert snapshot["status"] == "completed"
 
 
+async def test_a_plain_get_is_426(relay_server: Relay) -> None:
+    async with relay_server.http.get(relay_server.url("/v1/ws")) as response:
+        assert response.status == 426 and response.headers["Upgrade"] == "websocket"
+        assert (await response.json())["error"]["code"] == "upgrade_required"
+
+
 # --- keys ---------------------------------------------------------------------------------
 
 
