@@ -309,6 +309,17 @@ async def test_a_client_that_does_not_read_is_cut_at_the_bound(
     assert snapshot["status"] == "completed"
 
 
+async def test_server_pings_find_a_dead_peer(start_relay: StartRelay) -> None:
+    relay = await start_relay(server={"heartbeat_s": 0.2})
+    async with await open_socket(relay, autoping=False) as ws:
+        frames = []
+        async with asyncio.timeout(READ_TIMEOUT_S):
+            while not ws.closed:
+                frames.append((await ws.receive()).type)
+        assert frames[0] is aiohttp.WSMsgType.PING  # and no pong answered it
+        assert frames[-1] in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+
+
 async def test_a_plain_get_is_426(relay_server: Relay) -> None:
     async with relay_server.http.get(relay_server.url("/v1/ws")) as response:
         assert response.status == 426 and response.headers["Upgrade"] == "websocket"
