@@ -41,6 +41,7 @@ from relay.frontdoors.auth import check_owner_origin, client_of
 from relay.frontdoors.cors import OriginNotAllowed, check_origin, cross_origin
 from relay.frontdoors.http import decode_json, translated
 from relay.frontdoors.native import CreateSessionBody
+from relay.off_loop import LARGE_BODY_BYTES, off_loop
 from relay.services import SERVICES, Services
 from relay.session import SessionRecord
 from relay.subscribers.sse import ResponseConnection, StallWatch
@@ -215,6 +216,8 @@ class Socket:
         try:
             async for frame in self.ws:
                 await self._receive(frame)
+        except ConnectionError:  # dropped while answering a message
+            log.debug("a websocket went away while relay answered it")
         finally:
             self._watch.stop()
             await cancel_and_wait({*self.subscriptions.values(), *self.tasks})
@@ -227,10 +230,19 @@ class Socket:
             return
         if frame.type is not WSMsgType.TEXT:
             return
+        raw = frame.data.encode()
         try:
-            await self._handle(decode_message(frame.data.encode()))
+            # A large `start` is decoded in a worker thread, as a large HTTP body is.
+            message = await off_loop(
+                lambda: decode_message(raw), large=len(raw) >= LARGE_BODY_BYTES
+            )
         except ApiError as exc:
             await self.send(error_message(exc))
+            return
+        try:
+            await self._handle(message)
+        except ApiError as exc:
+            await self.send(error_message(exc, getattr(message, "session", None)))
 
     async def _handle(self, message: ClientMessage) -> None:
         if isinstance(message, StartMessage):

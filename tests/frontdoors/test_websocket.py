@@ -16,8 +16,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
+import msgspec
 import pytest
 
+from relay import sse
+from relay.events import Event, EventType
 from relay.frontdoors import websocket
 from tests.frontdoors.conftest import FAST_MOCK, MESSAGES, READ_TIMEOUT_S, Relay, StartRelay
 from tests.frontdoors.test_clients import CLIENTS, MOBILE_KEY, WEB_KEY, bearer, create, ended
@@ -98,6 +101,36 @@ async def open_relay_socket(relay_server: Relay) -> AsyncIterator[Socket]:
 
 def delta_text(events: list[Message]) -> str:
     return "".join(e["data"]["text"] for e in events if e["event"] == "delta")
+
+
+# --- messages (pure) -------------------------------------------------------------------
+
+
+def test_a_feeds_chunk_is_one_message_per_event_and_no_ping() -> None:
+    encode = websocket.EventFrames("s_1")
+    first = Event(1, EventType.DELTA, msgspec.Raw(b'{"text":"a\\nb"}'))
+    second = Event(2, EventType.DONE, msgspec.Raw(b'{"finish_reason":"stop"}'))
+    chunk = encode(first) + sse.PING + encode(second)
+    messages = [json.loads(message) for message in websocket.messages_in(chunk)]
+    assert messages == [
+        {"type": "event", "session": "s_1", "id": 1, "event": "delta", "data": {"text": "a\nb"}},
+        {
+            "type": "event",
+            "session": "s_1",
+            "id": 2,
+            "event": "done",
+            "data": {"finish_reason": "stop"},
+        },
+    ]
+
+
+def test_a_message_is_decoded_by_its_type() -> None:
+    message = websocket.decode_message(b'{"type": "subscribe", "session": "s_1", "after": 4}')
+    assert message == websocket.SubscribeMessage("s_1", 4)
+    start = websocket.decode_message(
+        b'{"type": "start", "model": "m", "messages": [{"role": "user", "content": "hi"}]}'
+    )
+    assert isinstance(start, websocket.StartMessage) and start.model == "m"
 
 
 # --- sessions on one socket -----------------------------------------------------------
@@ -389,6 +422,7 @@ async def test_another_clients_session_is_not_found(keyed: Relay) -> None:
             await socket.send({"type": message_type, "session": created["id"]})
             error = await socket.expect("error")
             assert error["code"] == "session_not_found", error
+            assert error["session"] == created["id"]
     async with await open_socket(keyed, headers=bearer(WEB_KEY)) as ws:
         await Socket(ws).send({"type": "cancel", "session": created["id"]})
     assert (await ended(keyed, WEB_KEY, created["id"]))["status"] == "cancelled"
