@@ -29,6 +29,7 @@ from relay.frontdoors import (
     openai_chat,
     openai_responses,
     producer,
+    websocket,
 )
 from relay.frontdoors.errors import error_middleware
 from relay.frontdoors.hosts import AllowedHosts, host_check
@@ -67,6 +68,7 @@ def create_app(
     app.add_routes(anthropic_messages.routes)
     app.add_routes(openai_responses.routes)
     app.add_routes(models.routes)
+    app.add_routes(websocket.routes)
     app.add_routes(openapi_routes)
     if settings.server.demo_page:
         app.add_routes([health.demo_page_route()])

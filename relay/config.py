@@ -242,6 +242,8 @@ class LimitsSettings(Section):
     max_subscribers_per_session: PositiveInt = 1000
     subscriber_buffer_bytes: Annotated[int, Meta(ge=4096)] = 1 << 20
     send_timeout_s: PositiveSeconds = 60.0
+    # A WebSocket frame larger than this closes the socket with 1009 (message too big).
+    ws_max_message_bytes: Annotated[int, Meta(ge=1024)] = 1 << 20
 
 
 def _default_upstreams() -> list[UpstreamSettings]:

@@ -70,6 +70,8 @@ class Services:
         self._subscribers: set[asyncio.Task[object]] = set()
         # Open streams per session on this instance (`limits.max_subscribers_per_session`).
         self._streams: collections.Counter[str] = collections.Counter()
+        # Set when shutdown ends the streams: a WebSocket then closes itself (1001).
+        self.shutting_down = asyncio.Event()
 
     @property
     def draining(self) -> bool:
@@ -122,13 +124,14 @@ class Services:
             send_timeout_s=self.settings.limits.send_timeout_s,
         )
         wire_format = encode.wire_format if isinstance(encode, WireRenderer) else "native"
-        async with self._counted_stream(session_id), self.subscriber(request):
+        async with self.counted_stream(session_id), self.subscriber(request):
             with metrics.subscribed("sse", wire_format):
                 return await subscription.respond(request, headers)
 
     @contextlib.asynccontextmanager
-    async def _counted_stream(self, session_id: str) -> AsyncIterator[None]:
-        """One more stream of the session, or a 503 once it has as many as allowed."""
+    async def counted_stream(self, session_id: str) -> AsyncIterator[None]:
+        """One more stream of the session (SSE or WebSocket), or a 503 once it has as
+        many as allowed."""
         limit = self.settings.limits.max_subscribers_per_session
         if self._streams[session_id] >= limit:
             raise TooManySubscribers(limit)
@@ -155,6 +158,7 @@ class Services:
         """Let open streams deliver what was just written (the `cancelled` events of
         shutdown) for up to `grace_s`, then end the rest; clients reconnect elsewhere
         with Last-Event-ID. The tasks are aiohttp's request handlers: aiohttp owns them."""
+        self.shutting_down.set()
         if self._subscribers:
             await asyncio.wait(set(self._subscribers), timeout=grace_s)
         for task in self._subscribers:

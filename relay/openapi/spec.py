@@ -315,7 +315,22 @@ def native_paths(refs: Refs) -> dict[str, Operations]:
             "post": append_events(refs),
         },
         "/v1/sessions/{session_id}/keepalive": {"post": keep_alive(refs)},
+        "/v1/ws": {"get": websocket()},
     }
+
+
+def websocket() -> Schema:
+    upgraded = {"description": "the socket is open: JSON text frames both ways (docs/api.md)"}
+    return operation(
+        "openWebSocket",
+        "sessions",
+        "Open a WebSocket for several sessions",
+        {"101": upgraded}
+        | errors(relay_error(), {426: "not a WebSocket upgrade (`Upgrade: websocket`)"}),
+        description="Send `start`, `subscribe`, `unsubscribe`, `cancel`, `ping` (and `auth` "
+        "when no `Authorization` header came); events come as `event` messages. The "
+        "messages, their errors and limits are in docs/api.md, WebSocket.",
+    )
 
 
 def session_id_parameter() -> Schema:
