@@ -80,7 +80,7 @@ async def run_agent(producer: Producer, prompt: str, *, answer_timeout_s: float 
 
 
 async def main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description="An example retrieval agent for relay.")
     parser.add_argument("--relay", default="http://127.0.0.1:8080", help="relay's base URL")
     parser.add_argument("--key", default=None, help="a client key, if relay has [[clients]]")
     parser.add_argument("--prompt", default="what does relay keep for an agent?")

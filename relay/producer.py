@@ -34,7 +34,7 @@ import asyncio
 import contextlib
 import itertools
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -185,6 +185,7 @@ class Producer:
         self.session_id = session_id
         self.read_token = read_token  # for a browser's EventSource, when created here
         self.idle_timeout_s = idle_timeout_s
+        self.producer_token = producer_token  # to hand the session to another process
         self._auth = {"Authorization": f"Bearer {producer_token}"}
         self._flush_interval_s = flush_interval_s
         self._max_batch = max_batch
@@ -286,6 +287,8 @@ class Producer:
             await cancel_and_wait(self._tasks)
             if not self.ended and not isinstance(exc, SessionEnded):
                 await self._end_for(exc)
+        except SessionEnded:
+            pass  # ended from elsewhere (a cancel, producer_lost): what leaving asks for
         except ProducerError:
             if exc is None:
                 raise
@@ -408,7 +411,7 @@ class Producer:
 
     # Signals.
 
-    async def signals(self) -> AsyncIterator[Signal]:
+    async def signals(self) -> AsyncGenerator[Signal, None]:
         """The user's signals to this session, in order; reconnects with `Last-Event-ID`
         after a dropped connection, and ends once the session has ended."""
         last_id: int | None = None

@@ -24,7 +24,15 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from relay.producer import Producer, Retry, SessionEnded, Signal, _SignalParser, signal_of
+from relay.producer import (
+    Producer,
+    Retry,
+    SeqConflict,
+    SessionEnded,
+    Signal,
+    _SignalParser,
+    signal_of,
+)
 from relay.tasks import cancel_and_wait
 from tests.frontdoors.conftest import Relay, StartRelay
 
@@ -132,6 +140,26 @@ async def test_a_cancelled_session_raises_session_ended_and_is_left_as_it_is(
         assert producer.ended
     events = await relay_server.events(producer.session_id)
     assert [event.event for event in events] == ["delta", "cancelled"]
+
+
+async def test_a_producer_continuing_a_written_session_needs_its_next_seq(
+    relay_server: Relay,
+) -> None:
+    async with Producer.create(relay_server.url("/")) as first:
+        for text in ("one ", "two "):
+            await first.delta(text)
+            await first.flush()
+        session = (relay_server.url("/"), first.session_id, first.producer_token)
+        with pytest.raises(SeqConflict) as conflict:
+            async with Producer(*session) as guessing:
+                await guessing.delta("three")
+                await guessing.flush()
+        assert conflict.value.expected_seq == 3
+        async with Producer(*session, next_seq=3) as second:
+            await second.delta("three")
+    events = await relay_server.events(first.session_id)
+    assert [event.event for event in events] == ["delta", "delta", "delta", "done"]
+    assert (await relay_server.snapshot(first.session_id))["text"] == "one two three"
 
 
 class DroppingProxy:
