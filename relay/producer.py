@@ -424,7 +424,7 @@ class Producer:
             except _Transient as exc:
                 failures += 1
                 if failures >= self._retry.attempts:
-                    raise RelayUnavailable(f"the signals of {self.session_id}: {exc}") from exc
+                    raise RelayUnavailable(f"the session's signals: {exc}") from exc
                 await asyncio.sleep(self._retry.delay_s(failures))
             except (_StreamOver, SessionEnded):
                 return
