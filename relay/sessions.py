@@ -251,7 +251,8 @@ class Sessions:
 
     async def _cancel_external(self, record: SessionRecord) -> SessionStatus:
         """Signal the producer to stop; the session's final status if it ends the session
-        within `cancel_wait_s`, else `running` while the rest of its grace runs here."""
+        within `cancel_wait_s` (at most half its grace, so that the answer is not a race
+        with the grace's end), else `running` while the grace runs here."""
         grace_s = self._settings.generation.producer_cancel_grace_s
         if record.id not in self._graces:  # a repeated cancel: the producer has been told
             with contextlib.suppress(ApiError):  # ended meanwhile, or at its signal cap
@@ -259,7 +260,7 @@ class Sessions:
             task = asyncio.create_task(self._end_after(record, grace_s), name="relay-cancel-grace")
             self._graces[record.id] = task
             task.add_done_callback(lambda _: self._graces.pop(record.id, None))
-        terminal = await self._terminal_within(record, min(self._cancel_wait_s, grace_s))
+        terminal = await self._terminal_within(record, min(self._cancel_wait_s, grace_s / 2))
         return SessionStatus.RUNNING if terminal is None else STATUS_AFTER_TERMINAL[terminal.type]
 
     async def _end_after(self, record: SessionRecord, grace_s: float) -> None:
