@@ -29,6 +29,7 @@ from relay.frontdoors import (
     openai_chat,
     openai_responses,
     producer,
+    signals,
     websocket,
 )
 from relay.frontdoors.errors import error_middleware
@@ -64,6 +65,7 @@ def create_app(
     app.add_routes(health.routes)
     app.add_routes(native.routes)
     app.add_routes(producer.routes)
+    app.add_routes(signals.routes)
     app.add_routes(openai_chat.routes)
     app.add_routes(anthropic_messages.routes)
     app.add_routes(openai_responses.routes)

@@ -151,6 +151,9 @@ class StoreSettings(Section):
     max_connections: PositiveInt = 64
     max_blocking_reads: PositiveInt = 32
     read_batch: PositiveInt = 1000
+    # The signals users send a session's producer (POST /v1/sessions/{id}/signals): past
+    # this many a session takes no more (409 `signal_limit`); none is ever trimmed.
+    max_signals_per_session: PositiveInt = 1000
 
 
 class GenerationSettings(Section):
@@ -162,6 +165,9 @@ class GenerationSettings(Section):
     # session may ask for its own, up to the max.
     producer_idle_timeout_s: PositiveSeconds = 60.0
     producer_idle_timeout_max_s: PositiveSeconds = 3600.0
+    # A cancel reaches an external producer as a `cancel` signal; a session its producer
+    # has not ended this long after it ends with `cancelled` from relay.
+    producer_cancel_grace_s: PositiveSeconds = 5.0
 
 
 class LogSettings(Section):
@@ -244,6 +250,8 @@ class LimitsSettings(Section):
     send_timeout_s: PositiveSeconds = 60.0
     # A WebSocket frame larger than this closes the socket with 1009 (message too big).
     ws_max_message_bytes: Annotated[int, Meta(ge=1024)] = 1 << 20
+    # A signal's `data` (one JSON object), as its JSON text.
+    max_signal_bytes: Annotated[int, Meta(ge=64)] = 16_384
 
 
 def _default_upstreams() -> list[UpstreamSettings]:

@@ -11,6 +11,7 @@
         ├── SessionEnded         the session already has its terminal event
         ├── AppendConflict       the batch does not start right after the last event
         ├── EventLimitReached    the session hit max_events_per_session
+        ├── SignalLimitReached   the session hit max_signals_per_session
         ├── StoreFull            the memory store holds max_sessions running sessions
         └── StoreUnavailable     the backing service cannot be reached
 
@@ -92,6 +93,10 @@ class AppendConflict(StoreError):
 
 
 class EventLimitReached(StoreError):
+    pass
+
+
+class SignalLimitReached(StoreError):
     pass
 
 

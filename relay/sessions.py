@@ -18,9 +18,13 @@ way the caller waits up to `cancel_wait_s` for the terminal event; when a publis
 cancel brings none (the generator is gone), the log is ended from here, behind the
 store's id fence so that exactly one terminal event is ever written.
 
-A session of an external producer (`create_external`; its batches and keep-alives are
-`external`'s, relay/external.py) has no generation: a cancel ends its log from here at
-once, and the producer's next batch is refused.
+A session of an external producer (`create_external`; its batches, keep-alives and
+signals are `external`'s, relay/external.py) has no generation here: a cancel reaches its
+producer as the signal `{"kind": "cancel"}`, and a session the producer has not ended
+within `generation.producer_cancel_grace_s` is ended from here (`cancelled`, reason
+`client`), behind the same id fence: a producer that ends it first keeps its own terminal
+event. The grace is timed by the instance that was asked to cancel (a task `stop` ends);
+should that instance stop first, the session's lease still ends it (`producer_lost`).
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from relay.clients import ANONYMOUS, CHALLENGE, Caller, Client
 from relay.config import LimitsSettings, Settings
 from relay.errors import ApiError, StoreError
 from relay.events import STATUS_AFTER_TERMINAL, CancelledData, Event, EventType, SessionStatus
-from relay.external import CreatedExternal, ExternalProducers
+from relay.external import CANCEL_SIGNAL, CreatedExternal, ExternalProducers
 from relay.off_loop import MANY_MESSAGES, off_loop
 from relay.providers.router import ModelRouter
 from relay.runner import CreatedSession, GenerationRunner
@@ -106,6 +110,8 @@ class Sessions:
         self._runner = runner
         self._cancel_wait_s = cancel_wait_s
         self._listener: asyncio.Task[None] | None = None
+        # External sessions asked to cancel, whose producer's grace runs here.
+        self._graces: dict[str, asyncio.Task[None]] = {}
         # The producer API's steps, for sessions an agent backend appends to.
         self.external = ExternalProducers(settings, store, runner.instance_id)
         # Set when the instance shuts down: new sessions go to another instance.
@@ -115,6 +121,7 @@ class Sessions:
         self._listener = asyncio.create_task(self._obey_cancels(), name="relay-cancels")
 
     async def stop(self) -> None:
+        await cancel_and_wait(list(self._graces.values()))
         if self._listener is not None:
             await cancel_and_wait([self._listener])
             self._listener = None
@@ -230,8 +237,8 @@ class Sessions:
         """
         if record.status.is_final:
             return record.status
-        if record.is_external:  # no generation to stop: its producer's next batch gets 409
-            return await self._end_here(record)
+        if record.is_external:
+            return await self._cancel_external(record)
         here = self._runner.cancel(record.id, "client")
         if not here:
             await self._store.publish_cancel(record.id)
@@ -241,6 +248,31 @@ class Sessions:
         if here:
             return SessionStatus.RUNNING
         return await self._end_here(record)
+
+    async def _cancel_external(self, record: SessionRecord) -> SessionStatus:
+        """Signal the producer to stop; the session's final status if it ends the session
+        within `cancel_wait_s` (at most half its grace, so that the answer is not a race
+        with the grace's end), else `running` while the grace runs here."""
+        grace_s = self._settings.generation.producer_cancel_grace_s
+        if record.id not in self._graces:  # a repeated cancel: the producer has been told
+            with contextlib.suppress(ApiError):  # ended meanwhile, or at its signal cap
+                await self.external.signal(record, CANCEL_SIGNAL)
+            task = asyncio.create_task(self._end_after(record, grace_s), name="relay-cancel-grace")
+            self._graces[record.id] = task
+            task.add_done_callback(lambda _: self._graces.pop(record.id, None))
+        terminal = await self._terminal_within(record, min(self._cancel_wait_s, grace_s / 2))
+        return SessionStatus.RUNNING if terminal is None else STATUS_AFTER_TERMINAL[terminal.type]
+
+    async def _end_after(self, record: SessionRecord, grace_s: float) -> None:
+        """End the session with `cancelled` unless its producer ends it within `grace_s`."""
+        if await self._terminal_within(record, grace_s) is not None:
+            return
+        try:
+            await self._end_here(record)
+        except (ApiError, StoreError) as exc:  # gone, or the store is down: the lease ends it
+            log.warning(
+                "session %s: cancel after its grace failed: %s", session_tag(record.id), exc
+            )
 
     async def _terminal_within(self, record: SessionRecord, seconds: float) -> Event | None:
         """The session's terminal event after the record's last event, waiting up to

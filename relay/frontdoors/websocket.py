@@ -28,7 +28,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Coroutine
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
 from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
@@ -90,6 +90,14 @@ class CancelMessage(msgspec.Struct, tag="cancel", tag_field="type", forbid_unkno
     session: str
 
 
+class SignalMessage(msgspec.Struct, tag="signal", tag_field="type", forbid_unknown_fields=True):
+    """`signal`: as `POST /v1/sessions/{id}/signals`, for the socket's client or a token."""
+
+    session: str
+    data: dict[str, Any]
+    token: str | None = None
+
+
 class PingMessage(msgspec.Struct, tag="ping", tag_field="type", forbid_unknown_fields=True):
     pass
 
@@ -99,13 +107,20 @@ class AuthMessage(msgspec.Struct, tag="auth", tag_field="type", forbid_unknown_f
 
 
 ClientMessage = (
-    StartMessage | SubscribeMessage | UnsubscribeMessage | CancelMessage | PingMessage | AuthMessage
+    StartMessage
+    | SubscribeMessage
+    | UnsubscribeMessage
+    | CancelMessage
+    | SignalMessage
+    | PingMessage
+    | AuthMessage
 )
 MESSAGE_TYPES: dict[str, type[ClientMessage]] = {
     "start": StartMessage,
     "subscribe": SubscribeMessage,
     "unsubscribe": UnsubscribeMessage,
     "cancel": CancelMessage,
+    "signal": SignalMessage,
     "ping": PingMessage,
     "auth": AuthMessage,
 }
@@ -253,6 +268,9 @@ class Socket:
             await self._unsubscribe(message.session)
         elif isinstance(message, CancelMessage):
             self._start(self._cancel(message.session), self.cancels)
+        elif isinstance(message, SignalMessage):
+            record = await self._readable(message.session, message.token)
+            await self.services.sessions.external.signal(record, message.data)
         elif isinstance(message, AuthMessage):
             await self._authenticate(message.key)
         else:

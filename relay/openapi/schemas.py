@@ -174,6 +174,13 @@ class AnswerKeepalive(msgspec.Struct):
     idle_timeout_s: float
 
 
+class AnswerSignal(msgspec.Struct):
+    """A signal in the session's signal log, for its producer: its id there (1, 2, 3 …)."""
+
+    id: int
+    session: str
+
+
 class AnswerCancel(msgspec.Struct):
     """`cancelling` while the generation still writes its last events, else the status
     the session has."""

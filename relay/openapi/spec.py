@@ -14,6 +14,7 @@ from typing import Any
 
 from relay import __version__
 from relay.frontdoors.native import WIRE_FORMATS, CreateExternalBody, CreateSessionBody
+from relay.frontdoors.signals import SignalBody
 from relay.frontdoors.wire_streams import SESSION_HEADER
 from relay.openapi import schemas
 from relay.openapi.schemas import Schema, ref
@@ -37,6 +38,7 @@ BODIES: tuple[type[Any], ...] = (
     CreateSessionBody,
     CreateExternalBody,
     EventsBody,
+    SignalBody,
     ChatCompletionRequest,
     MessagesRequest,
     ResponsesRequest,
@@ -47,6 +49,7 @@ ANSWERS: tuple[type[Any], ...] = (
     schemas.AnswerCancel,
     schemas.AnswerBatch,
     schemas.AnswerKeepalive,
+    schemas.AnswerSignal,
     schemas.SeqConflictBody,
     schemas.AnswerHealth,
     schemas.AnswerReadiness,
@@ -315,6 +318,10 @@ def native_paths(refs: Refs) -> dict[str, Operations]:
             "post": append_events(refs),
         },
         "/v1/sessions/{session_id}/keepalive": {"post": keep_alive(refs)},
+        "/v1/sessions/{session_id}/signals": {
+            "get": signal_stream(),
+            "post": send_signal(refs),
+        },
         "/v1/ws": {"get": websocket()},
     }
 
@@ -327,7 +334,8 @@ def websocket() -> Schema:
         "Open a WebSocket for several sessions",
         {"101": upgraded}
         | errors(relay_error(), {426: "not a WebSocket upgrade (`Upgrade: websocket`)"}),
-        description="Send `start`, `subscribe`, `unsubscribe`, `cancel`, `ping` (and `auth` "
+        description="Send `start`, `subscribe`, `unsubscribe`, `cancel`, `signal`, `ping` "
+        "(and `auth` "
         "when no `Authorization` header came); events come as `event` messages. The "
         "messages, their errors and limits are in docs/api.md, WebSocket.",
     )
@@ -411,6 +419,76 @@ def keep_alive(refs: Refs) -> Schema:
     )
 
 
+def send_signal(refs: Refs) -> Schema:
+    statuses = BODY_ERRORS | {
+        400: "the body is not JSON (`invalid_json`), `data` is missing or not an object "
+        "(`invalid_request`), or its JSON is over `limits.max_signal_bytes` "
+        "(`signal_too_large`)",
+        401: "with `[[clients]]`: no key or a key no client has (`missing_api_key`, "
+        "`invalid_api_key`); any store: `token` is not this session's read token "
+        "(`invalid_token`)",
+        **SESSION_ERRORS,
+        409: "the session has ended (`session_ended`), relay generates it (`no_producer`), "
+        "or it has `store.max_signals_per_session` signals (`signal_limit`)",
+    }
+    example = {"data": {"kind": "answer", "text": "The blue one"}}
+    return operation(
+        "sendSessionSignal",
+        "sessions",
+        "Send a signal to a session's producer",
+        {"201": answer("the signal is in the session's signal log", refs[schemas.AnswerSignal])}
+        | errors(relay_error(), statuses),
+        description="For sessions of an external producer, which reads them in order with "
+        "`GET /v1/sessions/{id}/signals`. `data` is any JSON object; relay does not read it.",
+        requestBody=json_body(refs[SignalBody], example),
+        parameters=[
+            session_id_parameter(),
+            query("token", {"type": "string"}, "the session's read token (browsers)"),
+        ],
+        security=READABLE,
+    )
+
+
+def signal_stream() -> Schema:
+    signal = {
+        "type": "object",
+        "properties": {
+            "event": {"const": "signal"},
+            "data": schemas.json_data({"type": "object"}),
+            "id": schemas.EVENT_ID,
+        },
+        "required": ["event", "data", "id"],
+    }
+    stream = {
+        "description": "`retry: <ms>`, then the signals after the resume point, then live, "
+        "until the session ends; `: ping` comments while idle",
+        "content": {"text/event-stream": event_stream(signal)},
+    }
+    statuses = PRODUCER_ERRORS | {
+        400: "a resume id that is not a non-negative integer (`invalid_last_event_id`)"
+    }
+    del statuses[409]
+    return operation(
+        "getSessionSignals",
+        "sessions",
+        "Read a session's signals (SSE, the producer)",
+        {"200": stream} | errors(relay_error(), statuses),
+        description="Each signal is `id: N`, `event: signal`, `data:` its data as sent. A "
+        'cancel of the session comes as `{"kind": "cancel"}`: end the session within '
+        "`generation.producer_cancel_grace_s`, or relay appends `cancelled` itself.",
+        parameters=[
+            session_id_parameter(),
+            last_event_id_header("resume after this signal id (wins over `last_event_id`)"),
+            query(
+                "last_event_id",
+                {"type": "string", "pattern": RESUME_ID},
+                "resume after this signal id",
+            ),
+        ],
+        security=PRODUCING,
+    )
+
+
 def session_links() -> Schema:
     session = {"session_id": "$response.body#/id"}
     readable = session | {"token": "$response.body#/token"}
@@ -443,7 +521,10 @@ def cancel_session(refs: Refs) -> Schema:
         {"202": answer("cancelled, or the status it had ended with", refs[schemas.AnswerCancel])}
         | errors(relay_error(), SESSION_ERRORS),
         description="Idempotent. Stops the generation wherever it runs and appends one "
-        "`cancelled` event; on a session that already ended, changes nothing.",
+        "`cancelled` event; on a session that already ended, changes nothing. A session of "
+        'an external producer is sent the signal `{"kind": "cancel"}` and ends with its '
+        "producer's terminal event, or after `generation.producer_cancel_grace_s` with "
+        "`cancelled` (`cancelling` until then).",
         parameters=[session_id_parameter()],
     )
 

@@ -1,5 +1,5 @@
-"""The store's interfaces: the event log, the leases, the cancel bus and the quotas, and
-`Store`, which is all four on one backend.
+"""The store's interfaces: the event log, the signal log, the leases, the cancel bus and
+the quotas, and `Store`, which is all five on one backend.
 
 Every implementation behaves identically where a caller can observe it: one contract
 suite per interface in tests/store/ runs against each store on each backend. Times are
@@ -18,11 +18,22 @@ import abc
 import itertools
 from collections.abc import AsyncIterator, Sequence
 
+import msgspec
+
 from relay.events import Event
 from relay.quotas import QuotaLimits, QuotaRefusal
 from relay.session import SessionRecord
 
-__all__ = ["CancelBus", "EventLog", "Leases", "Quotas", "Store", "check_batch"]
+__all__ = [
+    "CancelBus",
+    "EventLog",
+    "Leases",
+    "Quotas",
+    "Signal",
+    "SignalLog",
+    "Store",
+    "check_batch",
+]
 
 
 class EventLog(abc.ABC):
@@ -74,6 +85,41 @@ class EventLog(abc.ABC):
         """Like `read`, but when nothing is there yet, wait up to `timeout` seconds for
         the next append. Returns [] on timeout, at once for an ended or unknown session,
         and when the store closes; the caller decides what that means."""
+
+
+class Signal(msgspec.Struct, frozen=True):
+    """One signal from a session's users to its producer: its id in the session's signal
+    log (1, 2, 3 …) and its data, a JSON object's text as sent."""
+
+    id: int
+    data: bytes
+
+
+class SignalLog(abc.ABC):
+    """A second, small log per session: the signals its users send its producer.
+
+    `append_signal` gives each signal the next id (1, 2, 3 …) atomically, whichever
+    instance appends; it needs the session to exist (`SessionNotFound`) and to be running
+    (`SessionEnded`), and refuses a signal past `max_signals_per_session`
+    (`SignalLimitReached`): nothing is trimmed. The signals expire with their session.
+    `wait_signals` is woken by an append from any instance.
+    """
+
+    @abc.abstractmethod
+    async def append_signal(self, session_id: str, data: bytes) -> int:
+        """Append a signal (its JSON text `data`); returns its id."""
+
+    @abc.abstractmethod
+    async def read_signals(self, session_id: str, after: int, limit: int) -> list[Signal]:
+        """Up to `limit` signals with id > `after`, in order; [] when there are none."""
+
+    @abc.abstractmethod
+    async def wait_signals(
+        self, session_id: str, after: int, limit: int, timeout: float
+    ) -> list[Signal]:
+        """Like `read_signals`, but when none is there yet, wait up to `timeout` seconds
+        for the next. Returns [] on timeout, and at once for an ended or unknown session
+        (once its signals are read) and when the store closes."""
 
 
 class Leases(abc.ABC):
@@ -152,8 +198,9 @@ class Quotas(abc.ABC):
         """Count `tokens` output tokens generated for `client` in `now`'s minute."""
 
 
-class Store(EventLog, Leases, CancelBus, Quotas):
-    """The event log, the leases, the cancel bus and the quotas of one backend."""
+class Store(EventLog, SignalLog, Leases, CancelBus, Quotas):
+    """The event log, the signal log, the leases, the cancel bus and the quotas of one
+    backend."""
 
     @abc.abstractmethod
     async def ping(self) -> None:

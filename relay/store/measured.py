@@ -2,8 +2,8 @@
 (`relay_store_operation_seconds`, `relay_store_errors_total`), in this one place
 rather than in every store.
 
-`wait` (a read that blocks until an append) and `cancel_requests` (a listener) are not
-timed: their time is how long nothing happened. Their failures are counted.
+`wait` and `wait_signals` (reads that block until an append) and `cancel_requests` (a
+listener) are not timed: their time is how long nothing happened. Their failures are counted.
 """
 
 from __future__ import annotations
@@ -17,12 +17,13 @@ from relay.events import Event
 from relay.metrics import StoreTimer
 from relay.quotas import QuotaLimits, QuotaRefusal
 from relay.session import SessionRecord
-from relay.store.base import Store
+from relay.store.base import Signal, Store
 
 T = TypeVar("T")
 
 OPERATIONS = (
-    "create", "get", "append", "read", "wait", "renew_leases", "lapsed_leases",
+    "create", "get", "append", "read", "wait", "append_signal", "read_signals", "wait_signals",
+    "renew_leases", "lapsed_leases",
     "publish_cancel", "cancel_requests", "admit", "release", "count_tokens", "ping",
 )  # fmt: skip
 
@@ -69,6 +70,18 @@ class MeasuredStore(Store):
 
     async def wait(self, session_id: str, after: int, limit: int, timeout: float) -> list[Event]:
         return await self._counted("wait", self.inner.wait(session_id, after, limit, timeout))
+
+    async def append_signal(self, session_id: str, data: bytes) -> int:
+        return await self._timed("append_signal", self.inner.append_signal(session_id, data))
+
+    async def read_signals(self, session_id: str, after: int, limit: int) -> list[Signal]:
+        return await self._timed("read_signals", self.inner.read_signals(session_id, after, limit))
+
+    async def wait_signals(
+        self, session_id: str, after: int, limit: int, timeout: float
+    ) -> list[Signal]:
+        waited = self.inner.wait_signals(session_id, after, limit, timeout)
+        return await self._counted("wait_signals", waited)
 
     async def renew_leases(
         self, owner: str, session_ids: Sequence[str], ttl_s: float | None = None

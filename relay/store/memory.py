@@ -23,12 +23,13 @@ from relay.errors import (
     EventLimitReached,
     SessionEnded,
     SessionNotFound,
+    SignalLimitReached,
     StoreFull,
 )
 from relay.events import Event
 from relay.quotas import QuotaLimits, QuotaRefusal
 from relay.session import SessionRecord
-from relay.store.base import Store, check_batch
+from relay.store.base import Signal, Store, check_batch
 from relay.store.memory_quotas import MemoryQuotas
 from relay.tasks import cancel_and_wait
 from relay.vocabulary import session_tag
@@ -39,18 +40,25 @@ EXPIRY_CHECK_S = 1.0
 
 
 class _SessionLog:
-    __slots__ = ("appended", "events", "expires_at", "record")
+    __slots__ = ("appended", "events", "expires_at", "record", "signalled", "signals")
 
     def __init__(self, record: SessionRecord) -> None:
         self.record = record
         self.events: list[Event] = []
+        self.signals: list[bytes] = []
         # Set and replaced on every append: waiters of one append share one future.
         self.appended = asyncio.Event()
+        self.signalled = asyncio.Event()
         self.expires_at = float("inf")
 
     def wake_waiters(self) -> None:
         self.appended.set()
         self.appended = asyncio.Event()
+        self.wake_signal_waiters()  # the session may have ended: its signal stream too
+
+    def wake_signal_waiters(self) -> None:
+        self.signalled.set()
+        self.signalled = asyncio.Event()
 
 
 class MemoryStore(Store):
@@ -145,6 +153,45 @@ class MemoryStore(Store):
                 return []
             log = self._live(session_id)
         return await self.read(session_id, after, limit)
+
+    async def append_signal(self, session_id: str, data: bytes) -> int:
+        log = self._live(session_id)
+        if log is None:
+            raise SessionNotFound(f"session {session_tag(session_id)}")
+        if log.record.status.is_final:
+            raise SessionEnded(f"session {session_tag(session_id)} has ended")
+        cap = self._settings.max_signals_per_session
+        if len(log.signals) >= cap:
+            raise SignalLimitReached(f"session {session_tag(session_id)} reached {cap} signals")
+        log.signals.append(data)
+        log.wake_signal_waiters()
+        return len(log.signals)
+
+    async def read_signals(self, session_id: str, after: int, limit: int) -> list[Signal]:
+        log = self._live(session_id)
+        if log is None:
+            return []
+        start = max(after, 0)  # signal N sits at index N - 1
+        return [
+            Signal(start + 1 + i, data) for i, data in enumerate(log.signals[start : start + limit])
+        ]
+
+    async def wait_signals(
+        self, session_id: str, after: int, limit: int, timeout: float
+    ) -> list[Signal]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        log = self._live(session_id)
+        while log is not None and len(log.signals) <= after:
+            if self._closed or log.record.status.is_final or loop.time() >= deadline:
+                return []
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await log.signalled.wait()
+            except TimeoutError:
+                return []
+            log = self._live(session_id)
+        return await self.read_signals(session_id, after, limit)
 
     async def renew_leases(
         self, owner: str, session_ids: Sequence[str], ttl_s: float | None = None

@@ -161,13 +161,19 @@ async def test_text_deltas_are_coalesced_when_the_batch_asks(relay_server: Relay
     assert events[0].json() == {"text": "one two three"}
 
 
-async def test_a_cancel_ends_an_external_session_at_once(relay_server: Relay) -> None:
-    created = await create_external(relay_server)
+async def test_a_cancel_ends_an_external_session_after_its_producers_grace(
+    start_relay: StartRelay,
+) -> None:
+    """The producer is sent a `cancel` signal (tests/frontdoors/test_signals.py); one that
+    ignores it loses the session to `cancelled` once the grace is over."""
+    relay = await start_relay(generation={"producer_cancel_grace_s": 0.3})
+    created = await create_external(relay)
     started = time.monotonic()
-    async with relay_server.http.delete(relay_server.url(f"/v1/sessions/{created['id']}")) as r:
-        assert (r.status, (await r.json())["status"]) == (202, "cancelled")
-    assert time.monotonic() - started < 0.5  # no generator to wait for
-    status, answer = await post_batch(relay_server, created, 1, [delta("late")])
+    async with relay.http.delete(relay.url(f"/v1/sessions/{created['id']}")) as r:
+        assert (r.status, (await r.json())["status"]) == (202, "cancelling")
+    assert (await relay.wait_until_ended(created["id"]))["status"] == "cancelled"
+    assert time.monotonic() - started < 0.3 + 1.0  # no generator to wait for
+    status, answer = await post_batch(relay, created, 1, [delta("late")])
     assert (status, answer["error"]["code"]) == (409, "session_ended")
 
 

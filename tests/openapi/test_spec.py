@@ -88,6 +88,7 @@ def test_every_body_the_front_doors_decode_has_an_example() -> None:
         "post /v1/responses",
         "post /v1/sessions",
         "post /v1/sessions/{session_id}/events",
+        "post /v1/sessions/{session_id}/signals",
     ]
 
 

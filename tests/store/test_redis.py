@@ -82,6 +82,7 @@ async def test_all_keys_of_a_session_share_one_hash_tag_and_slot(
     store: RedisStore, raw: redis.asyncio.Redis
 ) -> None:
     session_id = await new_session(store, events=2)
+    await store.append_signal(session_id, b"{}")  # the signal log exists from its first
     keys = {key.decode() async for key in raw.scan_iter("relay:*")} - {LEASE_INDEX_KEY}
     assert keys == set(session_keys(session_id))  # besides the one index all sessions share
     assert all(f"{{{session_id}}}" in key for key in keys)
@@ -105,10 +106,12 @@ async def test_keys_expire_after_running_ttl_then_after_retention(
     session_id = await new_session(store)
     keys = session_keys(session_id)
     assert 590_000 < await raw.pttl(keys.meta) <= 600_000
+    await store.append_signal(session_id, b"{}")  # before any event: the record's expiry
+    assert 590_000 < await raw.pttl(keys.signals) <= 600_000
     await store.append(session_id, [delta(1)])
     assert 590_000 < await raw.pttl(keys.log) <= 600_000
     await store.append(session_id, [terminal(2)])
-    for key in (keys.log, keys.meta):  # the lease key has its own, short expiry
+    for key in (keys.log, keys.meta, keys.signals):  # the lease key has its own expiry
         assert 50_000 < await raw.pttl(key) <= 60_000
 
 

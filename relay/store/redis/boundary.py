@@ -25,6 +25,7 @@ from relay.errors import (
     EventLimitReached,
     SessionEnded,
     SessionNotFound,
+    SignalLimitReached,
     StoreError,
     StoreUnavailable,
 )
@@ -54,7 +55,9 @@ _UNAVAILABLE_ERRORS = (
 )
 
 # The append script's refusals, by the first word of its error reply (see scripts.py).
-_SCRIPT_REFUSALS = frozenset({"RELAY_NOT_FOUND", "RELAY_ENDED", "RELAY_CONFLICT", "RELAY_LIMIT"})
+_SCRIPT_REFUSALS = frozenset(
+    {"RELAY_NOT_FOUND", "RELAY_ENDED", "RELAY_CONFLICT", "RELAY_LIMIT", "RELAY_SIGNAL_LIMIT"}
+)
 
 
 def translated(exc: BaseException) -> StoreError | None:
@@ -162,4 +165,6 @@ def _append_refusal(
         return SessionEnded(f"{session} has ended")
     if code == "RELAY_CONFLICT":
         return AppendConflict(f"{session}: expected event {detail}, got {first_id}")
+    if code == "RELAY_SIGNAL_LIMIT":
+        return SignalLimitReached(f"{session} reached {detail} signals")
     return EventLimitReached(f"{session} reached {detail} events")

@@ -6,6 +6,8 @@ session's keys share one slot and a script may touch them all:
     relay:{<session id>}:log    Stream; event N is entry `N-0` (see codec.py)
     relay:{<session id>}:meta   hash; the `SessionRecord` fields, as strings
     relay:{<session id>}:lease  string; the generating instance, while it renews it
+    relay:{<session id>}:signals  Stream; signal N is entry `N-0`, its data in field `d`
+                                  (made by the first signal; expires with the log)
 
 and two names are shared by all sessions:
 
@@ -48,12 +50,18 @@ class SessionKeys(NamedTuple):
     log: str
     meta: str
     lease: str  # exists while the generating instance keeps renewing it
+    signals: str  # exists once a user sent the session's producer a signal
 
 
 def session_keys(session_id: str) -> SessionKeys:
     """The keys of one session. The braces are a Cluster hash tag."""
     prefix = f"relay:{{{session_id}}}"
-    return SessionKeys(log=f"{prefix}:log", meta=f"{prefix}:meta", lease=f"{prefix}:lease")
+    return SessionKeys(
+        log=f"{prefix}:log",
+        meta=f"{prefix}:meta",
+        lease=f"{prefix}:lease",
+        signals=f"{prefix}:signals",
+    )
 
 
 class QuotaKeys(NamedTuple):

@@ -16,7 +16,7 @@ import redis.exceptions
 
 from relay.store.redis.connect import Pipeline, RedisClient
 
-__all__ = ["ADMIT_SCRIPT", "APPEND_SCRIPT", "CREATE_SCRIPT", "Script"]
+__all__ = ["ADMIT_SCRIPT", "APPEND_SCRIPT", "CREATE_SCRIPT", "SIGNAL_SCRIPT", "Script"]
 
 
 class Script:
@@ -57,11 +57,12 @@ return redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[2])
 # ids (so a second writer's XADD can never land between or on top of them) and updates
 # the record, all atomically. Its refusals are error replies `RELAY_<WHY> [detail]`,
 # which boundary.py translates.
-# KEYS: meta, log. ARGV: now, first id, final status ("" unless the batch ends with a
-# terminal event), max events, retention ms, running ttl ms (0: leave the expiry as it
-# is), "1" to get the whole record back (else the new last id), an external producer's
-# batch seq ("0": not one; else it and the batch's ids are set in the record with the
-# events, see `EventLog.append_batch`), then type, data per event.
+# KEYS: meta, log, signals (its expiry follows the log's). ARGV: now, first id, final
+# status ("" unless the batch ends with a terminal event), max events, retention ms,
+# running ttl ms (0: leave the expiry as it is), "1" to get the whole record back (else
+# the new last id), an external producer's batch seq ("0": not one; else it and the
+# batch's ids are set in the record with the events, see `EventLog.append_batch`), then
+# type, data per event.
 # Every check comes before the first write: a script that fails halfway is not undone.
 APPEND_SCRIPT = Script(
     """
@@ -102,10 +103,11 @@ if final ~= '' then
   redis.call('HSET', meta, 'last_event_id', last_id, 'updated_at', now, 'status', final)
   redis.call('PEXPIRE', meta, retention_ms)
   redis.call('PEXPIRE', log, retention_ms)
+  redis.call('PEXPIRE', KEYS[3], retention_ms)
 else
   redis.call('HSET', meta, 'last_event_id', last_id, 'updated_at', now)
   -- Never shortened: another instance's append may have set a longer one.
-  for _, key in ipairs({meta, log}) do
+  for _, key in ipairs({meta, log, KEYS[3]}) do
     if running_ms > 0 and redis.call('PTTL', key) < running_ms then
       redis.call('PEXPIRE', key, running_ms)
     end
@@ -115,6 +117,31 @@ if want_record then
   return redis.call('HGETALL', meta)
 end
 return last
+"""
+)
+
+# Appending a signal: the session must be running and below the cap; the signal is entry
+# `N-0` of the signals Stream, N one past its length (nothing is trimmed), and the Stream
+# expires with the session's log. Refusals are error replies, like the append script's.
+# KEYS: meta, signals, log. ARGV: max signals, data. Returns the signal's id.
+SIGNAL_SCRIPT = Script(
+    """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then
+  return redis.error_reply('RELAY_NOT_FOUND')
+end
+if status ~= 'running' then
+  return redis.error_reply('RELAY_ENDED ' .. status)
+end
+local id = redis.call('XLEN', KEYS[2]) + 1
+if id > tonumber(ARGV[1]) then
+  return redis.error_reply('RELAY_SIGNAL_LIMIT ' .. ARGV[1])
+end
+redis.call('XADD', KEYS[2], string.format('%d-0', id), 'd', ARGV[2])
+local ttl = redis.call('PTTL', KEYS[3])
+if ttl < 0 then ttl = redis.call('PTTL', KEYS[1]) end
+if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
+return id
 """
 )
 

@@ -30,7 +30,7 @@ from relay.errors import SessionEnded, SessionNotFound
 from relay.events import STATUS_AFTER_TERMINAL, Event, SessionStatus
 from relay.quotas import QuotaLimits, QuotaRefusal
 from relay.session import SessionRecord
-from relay.store.base import Store, check_batch
+from relay.store.base import Signal, Store, check_batch
 from relay.store.redis.boundary import AppendRefusals, Boundary
 from relay.store.redis.cancels import RedisCancelBus
 from relay.store.redis.codec import (
@@ -48,7 +48,7 @@ from relay.store.redis.group_commit import AppendSender
 from relay.store.redis.keys import session_keys
 from relay.store.redis.leases import RedisLeases
 from relay.store.redis.quotas import RedisQuotas
-from relay.store.redis.scripts import APPEND_SCRIPT, CREATE_SCRIPT
+from relay.store.redis.scripts import APPEND_SCRIPT, CREATE_SCRIPT, SIGNAL_SCRIPT
 from relay.store.redis.tail import ReadNew, SessionTails, xread_blocking
 from relay.store.redis_url import parse_redis_url
 
@@ -149,7 +149,7 @@ class RedisStore(Store):
         args = self._append_args(events, now, running_ttl_s, want_record=known is None, seq=seq)
         try:
             with AppendRefusals(session_id, events[0].id):
-                reply = await self._appends.run([keys.meta, keys.log], args)
+                reply = await self._appends.run([keys.meta, keys.log, keys.signals], args)
         except (SessionNotFound, SessionEnded):
             self._appending.forget(session_id)
             self._tails.wake(session_id)  # its waiters here look again now: gone, or ended
@@ -259,6 +259,50 @@ class RedisStore(Store):
         streams = cast(list[tuple[bytes, Entries]], reply or [])
         return [event for _, entries in streams for event in decode_entries(entries)]
 
+    # --- the signal log ---------------------------------------------------------------
+
+    async def append_signal(self, session_id: str, data: bytes) -> int:
+        keys = session_keys(session_id)
+        script_keys = [keys.meta, keys.signals, keys.log]
+        args = [self._settings.max_signals_per_session, data]
+        async with self._commands, self._client.pipeline(transaction=False) as pipe:
+            SIGNAL_SCRIPT.queue(pipe, script_keys, args)
+            (reply,) = await pipe.execute(raise_on_error=False)
+            with AppendRefusals(session_id, 0):
+                reply = await SIGNAL_SCRIPT.settle(self._client, reply, script_keys, args)
+        return int(reply)
+
+    async def read_signals(self, session_id: str, after: int, limit: int) -> list[Signal]:
+        if limit <= 0:
+            return []
+        async with self._commands:
+            entries = await self._client.xrange(
+                session_keys(session_id).signals, min=entry_id(max(after, 0) + 1), count=limit
+            )
+        return _signals(cast(Entries, entries))
+
+    async def wait_signals(
+        self, session_id: str, after: int, limit: int, timeout: float
+    ) -> list[Signal]:
+        """Reads, then blocks on the signals Stream (XREAD BLOCK, BLOCK_MS at a time, on
+        a tail connection) until one comes, the session ends or `timeout` passes."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        keys = session_keys(session_id)
+        while True:
+            async with self._commands, self._client.pipeline(transaction=False) as pipe:
+                pipe.hget(keys.meta, "status")
+                pipe.xrange(keys.signals, min=entry_id(max(after, 0) + 1), count=limit)
+                status, entries = await pipe.execute()
+            signals = _signals(entries)
+            if signals or status is None or status != b"running" or loop.time() >= deadline:
+                return signals
+            async with self._tail_reads:
+                reply = await xread_blocking(self._client, keys.signals, entry_id(after), limit)
+            streams = cast(list[tuple[bytes, Entries]], reply or [])
+            if signals := [signal for _, found in streams for signal in _signals(found)]:
+                return signals
+
     # --- the leases and the cancel bus (leases.py, cancels.py) ------------------------
 
     async def renew_leases(
@@ -305,3 +349,8 @@ class RedisStore(Store):
         await self._client.aclose()
         for owned in self._also_close:
             await owned.aclose()
+
+
+def _signals(entries: Entries) -> list[Signal]:
+    """Signal entries (`N-0`, field `d`) as signals."""
+    return [Signal(int(entry.split(b"-")[0]), fields[b"d"]) for entry, fields in entries]
