@@ -77,6 +77,39 @@ async def test_the_example_agents_steps_and_text_reach_a_subscriber_once_in_orde
     assert (await relay_server.snapshot(producer.session_id))["text"] == text
 
 
+async def test_the_example_asks_a_live_relay_and_a_users_signal_answers_it(
+    relay_server: Relay,
+) -> None:
+    """The clarifying question end to end: the user follows the session with its read token,
+    sees the question, and answers it with a signal; the agent goes on with the answer."""
+    async with (
+        Producer.create(relay_server.url("/")) as producer,
+        relay_server.subscribe(producer.session_id) as reader,
+    ):
+        agent = asyncio.create_task(example.run_agent(producer, "relay?", answer_timeout_s=10))
+        events = []
+        while (event := await reader.next_event()) is not None:
+            events.append(event)
+            if event.event == "status" and event.json()["state"] == "needs_input":
+                signals = f"/v1/sessions/{producer.session_id}/signals"
+                answer = {"data": {"answer": "and its event log"}}
+                url = relay_server.url(signals) + f"?token={producer.read_token}"
+                async with relay_server.http.post(url, json=answer) as sent:
+                    assert sent.status == 201
+        await agent
+    assert [event.int_id for event in events] == list(range(1, len(events) + 1))
+    statuses = [event.json()["message"] for event in events if event.event == "status"]
+    assert statuses == [
+        "Thinking…",
+        example.QUESTION,
+        "Searching knowledge base…",
+        "Found 5 sources",
+    ]
+    text = "".join(event.json()["text"] for event in events if event.event == "delta")
+    assert text == example.answer_text("relay? and its event log") + " "
+    assert events[-1].event == "done"
+
+
 async def test_a_batch_whose_answer_is_lost_is_retried_and_appended_once(
     relay_server: Relay,
 ) -> None:
