@@ -157,21 +157,23 @@ async def test_leaving_on_an_exception_ends_the_session_with_an_agent_error(
     }
 
 
-async def test_a_cancelled_session_raises_session_ended_and_is_left_as_it_is(
-    relay_server: Relay,
+async def test_a_cancel_the_agent_ignores_ends_the_session_and_raises_session_ended(
+    start_relay: StartRelay,
 ) -> None:
-    async with Producer.create(relay_server.url("/")) as producer:
+    """A cancel reaches the agent as a signal; one that does not read its signals sees the
+    session end (relay appends `cancelled` after the grace), and its next batch raises."""
+    relay = await start_relay(generation={"producer_cancel_grace_s": 0.3})
+    async with Producer.create(relay.url("/")) as producer:
         await producer.delta("before the cancel")
         await producer.flush()
-        async with relay_server.http.delete(
-            relay_server.url(f"/v1/sessions/{producer.session_id}")
-        ) as response:
+        async with relay.http.delete(relay.url(f"/v1/sessions/{producer.session_id}")) as response:
             assert response.status == 202
+        await relay.wait_until_ended(producer.session_id)
         with pytest.raises(SessionEnded, match="session_ended"):
             await producer.delta("after it")
             await producer.flush()
         assert producer.ended
-    events = await relay_server.events(producer.session_id)
+    events = await relay.events(producer.session_id)
     assert [event.event for event in events] == ["delta", "cancelled"]
 
 

@@ -150,6 +150,15 @@ async def keyed_relay(
 def with_quick_model(case: schemathesis.Case) -> None:
     if isinstance(case.body, dict) and isinstance(case.body.get("model"), str):
         case.body["model"] = QUICK_MODEL
+    with_quick_producer(case)
+
+
+def with_quick_producer(case: schemathesis.Case) -> None:
+    """An external session the fuzzer creates has no producer: let it end (`producer_lost`)
+    within a second or two, so that following its events or signals along the links ends
+    too, instead of waiting out the default idle timeout."""
+    if isinstance(case.body, dict) and case.body.get("producer") == "external":
+        case.body["producer_idle_timeout_s"] = 1
 
 
 def with_quick_or_refused_model(case: schemathesis.Case) -> None:
@@ -157,6 +166,7 @@ def with_quick_or_refused_model(case: schemathesis.Case) -> None:
     may not: a 403 `model_not_allowed`."""
     if isinstance(case.body, dict) and isinstance(model := case.body.get("model"), str):
         case.body["model"] = "mock" if len(model) % 3 == 0 else QUICK_MODEL
+    with_quick_producer(case)
 
 
 def with_credentials(case: schemathesis.Case, credentials: dict[str, str]) -> None:
