@@ -97,6 +97,8 @@ class GenerationRequest(msgspec.Struct, omit_defaults=True):
     tool_choice: ToolChoice | None = None
     parallel_tool_calls: bool | None = None
     passthrough: Passthrough | None = None
+    # The answer so far, for a provider to continue (a takeover, relay/takeover.py).
+    prefill: str = ""
 
 
 # Finish reasons: relay speaks OpenAI's vocabulary.
