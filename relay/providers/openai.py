@@ -54,10 +54,11 @@ class ChatRequest(msgspec.Struct, omit_defaults=True, kw_only=True):
 
 class ContinuationChatRequest(ChatRequest, omit_defaults=True, kw_only=True):
     """A request to continue its final (assistant) message, in vLLM's words, which SGLang
-    and llama.cpp's server also take: without them vLLM would start a new message."""
+    and llama.cpp's server also take: without them vLLM would start a new message. No
+    defaults, so that both are always sent (vLLM's `add_generation_prompt` is true)."""
 
-    continue_final_message: bool = True
-    add_generation_prompt: bool = False
+    continue_final_message: bool
+    add_generation_prompt: bool
 
 
 # A chunk, as far as relay reads it. Every field may be absent or null: compatible
@@ -137,7 +138,9 @@ class ChatCompletionsFormat:
         if self._continuation != "continue_final_message":
             return msgspec.structs.replace(chat, messages=messages)
         fields = msgspec.structs.asdict(chat) | {"messages": messages}
-        return ContinuationChatRequest(**fields)
+        return ContinuationChatRequest(
+            **fields, continue_final_message=True, add_generation_prompt=False
+        )
 
     def _chat_request(self, request: GenerationRequest) -> ChatRequest:
         return ChatRequest(
