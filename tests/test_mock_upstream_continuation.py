@@ -200,7 +200,9 @@ async def test_the_record_keeps_the_last_requests_and_reset_forgets_them(
     assert len(requests) == RECORDED_REQUESTS
     assert requests[-1]["body"]["model"].endswith(f"seed={RECORDED_REQUESTS + 2}")
     assert requests[0]["body"]["model"].endswith("seed=3")
-    async with aiohttp.ClientSession() as http:
-        async with http.post(server.make_url("/_mock/reset")) as response:
-            assert response.status == 204
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(server.make_url("/_mock/reset")) as response,
+    ):
+        assert response.status == 204
     assert await recorded(server) == []

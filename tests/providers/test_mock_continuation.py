@@ -81,7 +81,7 @@ def test_prefill_and_continuation_are_the_uninterrupted_text(
     [
         f"mock:tokens=12,{FAST}",
         f"mock:tokens=40,seed=7,{FAST}",
-        f"mock:tokens=25,tps=500,ttft_ms=5",
+        "mock:tokens=25,tps=500,ttft_ms=5",
         f"mock:tokens=1,{FAST}",
     ],
 )
