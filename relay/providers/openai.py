@@ -27,6 +27,7 @@ from relay.providers.base import (
     TextDelta,
     ToolCall,
     UsageReport,
+    continued_messages,
 )
 from relay.providers.failures import incomplete_stream, stream_error_failure
 from relay.providers.passthrough import encode_body
@@ -134,7 +135,7 @@ class ChatCompletionsFormat:
         chat = self._chat_request(request)
         if not request.prefill:
             return chat
-        messages = [*request.messages, Message(role="assistant", content=request.prefill)]
+        messages = continued_messages(request.messages, request.prefill)
         if self._continuation != "continue_final_message":
             return msgspec.structs.replace(chat, messages=messages)
         fields = msgspec.structs.asdict(chat) | {"messages": messages}

@@ -185,3 +185,27 @@ async def test_a_prefill_to_an_upstream_that_cannot_continue_is_a_bug_not_a_requ
     with pytest.raises(ValueError, match="does not continue answers"):
         await collect(provider, "some text")
     assert await recorded(mock_upstream) == []
+
+
+@pytest.mark.parametrize("kind", ["openai", "anthropic"])
+async def test_a_clients_own_prefill_and_the_answer_so_far_are_one_message(
+    make_provider: MakeProvider, mock_upstream: TestServer, kind: str
+) -> None:
+    """The client's request ended with an assistant message (its prefill), which the answer
+    continues: the continuation request ends with that text and the answer's, as one."""
+    provider = make_provider(kind, continuation="assistant_prefill")
+    messages = [*MESSAGES, Message(role="assistant", content="Here:")]
+    request = GenerationRequest(MODEL, messages, prefill=" the answer")
+    _ = [item async for item in provider.stream(request)]
+    body = (await recorded(mock_upstream))[-1]["body"]
+    last = body["messages"][-1]
+    assert last["role"] == "assistant" and body["messages"][-2]["role"] == "user"
+    text = last["content"] if kind == "openai" else last["content"][0]["text"]
+    assert text == "Here: the answer"
+
+
+async def test_the_mock_made_not_to_continue_refuses_a_prefill() -> None:
+    provider = MockProvider(continues=False)
+    with pytest.raises(ValueError, match="does not continue answers"):
+        await collect(provider, "some text")
+    assert text_of(await collect(provider)) == await uninterrupted()
