@@ -60,6 +60,9 @@ class ContinuationChatRequest(ChatRequest, omit_defaults=True, kw_only=True):
 
     continue_final_message: bool
     add_generation_prompt: bool
+    # Never sent: declared so that a client's `echo` (vLLM: repeat the final message
+    # first) is not passed on, which would repeat the answer so far.
+    echo: bool | None = None
 
 
 # A chunk, as far as relay reads it. Every field may be absent or null: compatible

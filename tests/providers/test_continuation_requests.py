@@ -97,7 +97,8 @@ async def test_openai_asks_vllm_to_continue_the_final_assistant_message(
 ) -> None:
     text = await uninterrupted()
     prefill = text[:30]
-    passthrough = Passthrough("openai", {"continue_final_message": msgspec.Raw(b"false")})
+    client_fields = {"continue_final_message": b"false", "echo": b"true", "top_k": b"3"}
+    passthrough = Passthrough("openai", {k: msgspec.Raw(v) for k, v in client_fields.items()})
     provider = make_provider("openai", continuation="continue_final_message")
     items = await collect(provider, prefill, passthrough=passthrough)
     body = (await recorded(mock_upstream))[-1]["body"]
@@ -108,6 +109,8 @@ async def test_openai_asks_vllm_to_continue_the_final_assistant_message(
     ]
     assert body["continue_final_message"] is True  # relay's value wins over a client's
     assert body["add_generation_prompt"] is False
+    assert "echo" not in body  # vLLM would repeat the prefill
+    assert body["top_k"] == 3  # the client's other fields pass on
     usage = next(item for item in items if isinstance(item, UsageReport))
     assert usage.output_tokens == len([item for item in items if isinstance(item, TextDelta)])
 
