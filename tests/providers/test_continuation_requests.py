@@ -212,3 +212,21 @@ async def test_the_mock_made_not_to_continue_refuses_a_prefill() -> None:
     with pytest.raises(ValueError, match="does not continue answers"):
         await collect(provider, "some text")
     assert text_of(await collect(provider)) == await uninterrupted()
+
+
+@pytest.mark.parametrize(
+    ("kind", "continuation"),
+    [("openai", "continue_final_message"), ("anthropic", "assistant_prefill")],
+)
+async def test_every_split_of_a_short_answer_continues_exactly(
+    make_provider: MakeProvider, kind: str, continuation: str
+) -> None:
+    """Over the wire, at every character: inside words, before and after their spaces."""
+    model = "mock:tokens=6,tps=0,ttft_ms=0,seed=9"
+    request = GenerationRequest(model, MESSAGES)
+    text = text_of([item async for item in MockProvider().stream(request)])
+    provider = make_provider(kind, continuation=continuation)
+    for cut in range(len(text) + 1):
+        continued = GenerationRequest(model, MESSAGES, prefill=text[:cut])
+        items = [item async for item in provider.stream(continued)]
+        assert text[:cut] + text_of(items) == text, cut
