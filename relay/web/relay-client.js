@@ -37,8 +37,10 @@ export class RelayError extends Error {
  */
 export function parseSSE(buffer) {
   const events = [];
-  const blocks = buffer.replace(/\r\n?/g, "\n").split("\n\n");
-  const rest = blocks.pop();
+  // A CR that ends the buffer may be half of a CRLF: it waits for the next chunk.
+  const held = buffer.endsWith("\r") ? "\r" : "";
+  const blocks = buffer.slice(0, buffer.length - held.length).replace(/\r\n?/g, "\n").split("\n\n");
+  const rest = blocks.pop() + held;
   for (const block of blocks) {
     const event = { id: null, type: "message", data: null };
     for (const line of block.split("\n")) {
@@ -401,10 +403,12 @@ async function probe(stream, connection, after) {
   const controller = new AbortController();
   try {
     const response = await fetch(eventsUrl(stream, after), { headers: stream.client.headers({ Accept: "text/event-stream" }), signal: controller.signal });
-    controller.abort(); // a 200 means the stream works again: reconnect properly
     if (response.status === 204) stream.noContent(connection);
-    else if (response.ok) stream.dropped(connection, "the stream was interrupted");
-    else stream.refused(connection, await errorOf(response));
+    else if (!response.ok) stream.refused(connection, await errorOf(response));
+    else {
+      controller.abort(); // the stream works again: reconnect with EventSource
+      stream.dropped(connection, "the stream was interrupted");
+    }
   } catch (cause) {
     stream.dropped(connection, cause.message);
   }
@@ -443,21 +447,31 @@ async function readEvents(stream, connection, body) {
   reader.cancel().catch(() => {});
 }
 
+// The socket counts as open once relay took the subscription: at its first event, or the
+// `pong` to the ping sent after it (relay answers a socket's messages in order, so a
+// refusal such as `session_ended` comes before it).
 function openWebSocket(stream, after) {
   const url = stream.client.url("/v1/ws");
   url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
   const socket = new WebSocket(url);
   const connection = { close: () => socket.close(1000) };
+  let subscribed = false;
+  const confirm = () => {
+    if (!subscribed) stream.opened(connection);
+    subscribed = true;
+  };
   socket.onopen = () => {
     if (stream.client.apiKey) socket.send(JSON.stringify({ type: "auth", key: stream.client.apiKey }));
     const subscribe = { type: "subscribe", session: stream.id, after };
     if (stream.token && !stream.client.apiKey) subscribe.token = stream.token;
     socket.send(JSON.stringify(subscribe));
-    stream.opened(connection);
+    socket.send(JSON.stringify({ type: "ping" }));
   };
   socket.onmessage = (frame) => {
     const message = JSON.parse(frame.data);
-    if (message.type === "event" && message.session === stream.id) {
+    if (message.type === "pong") confirm();
+    else if (message.type === "event" && message.session === stream.id) {
+      confirm();
       stream.received(connection, { id: message.id, type: message.event, data: message.data });
     } else if (message.type === "error" && (message.session === stream.id || message.session === undefined)) {
       socketError(stream, connection, message);
