@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 from collections.abc import AsyncIterator
+from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -25,6 +28,8 @@ from aiohttp.test_utils import TestServer
 
 from relay.app import create_app
 from relay.config import load_settings
+from tests.redis_server import free_port
+from tests.relay_process import relay_process
 from tests.web.tcp_proxy import TcpProxy
 
 FAST = "mock:tokens=12,tps=0,ttft_ms=0"
@@ -445,3 +450,165 @@ async def test_start_rejects_with_relays_code_status_and_message(
         "isError": True,
     }
     assert expected["code"] == "unknown_model"
+
+
+# --- a frontend on its own origin, with [[clients]] -------------------------------------
+
+KEY = "rk_web_Zx3Cv6Bn9Mq2We5Rt8Yu"
+
+
+class Frontend:
+    """An app on its own origin: its pages, a copy of relay-client.js (as an app would
+    ship it), and its backend, which holds the client key: `POST /api/start` creates a
+    session on relay and hands the page `{id, token}`; `POST /api/stop` cancels one."""
+
+    def __init__(self) -> None:
+        self.relay = ""  # known once relay, which must list this origin, is started
+        self.app = web.Application()
+        self.app.router.add_get("/client-test", test_page)
+        self.app.router.add_get("/static/relay-client.js", self.client_copy)
+        self.app.router.add_post("/api/start", self.start)
+        self.app.router.add_post("/api/stop", self.stop)
+
+    async def client_copy(self, request: web.Request) -> web.Response:
+        source = resources.files("relay.web").joinpath("relay-client.js").read_text()
+        return web.Response(text=source, content_type="text/javascript")
+
+    async def start(self, request: web.Request) -> web.Response:
+        answer, status = await self.call("POST", "/v1/sessions", await request.json())
+        if status != 201:
+            return web.json_response(answer, status=status)
+        return web.json_response({"id": answer["id"], "token": answer["token"]})
+
+    async def stop(self, request: web.Request) -> web.Response:
+        session_id = (await request.json())["id"]
+        answer, status = await self.call("DELETE", f"/v1/sessions/{session_id}")
+        return web.json_response(answer, status=status)
+
+    async def call(self, method: str, path: str, body: Any = None) -> tuple[Any, int]:
+        headers = {"Authorization": f"Bearer {KEY}"}
+        async with (
+            aiohttp.ClientSession() as http,
+            http.request(method, self.relay + path, json=body, headers=headers) as response,
+        ):
+            return await response.json(), response.status
+
+
+@pytest.fixture
+async def frontend() -> AsyncIterator[tuple[Frontend, str]]:
+    """The frontend and its origin, and behind it a relay whose client `web` (key KEY)
+    lists that origin."""
+    front = Frontend()
+    async with serving(front.app) as origin:
+        digest = hashlib.sha256(KEY.encode()).hexdigest()
+        clients = [{"name": "web", "api_key_sha256": digest, "origins": [origin]}]
+        async with serving(relay_app({"clients": clients})) as relay:
+            front.relay = relay
+            yield front, origin
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_a_page_holding_the_key_starts_reads_and_stops_across_origins(
+    browser: Any, frontend: tuple[Frontend, str], transport: str
+) -> None:
+    front, origin = frontend
+    page = await open_page(browser, origin)
+    await page.evaluate(
+        """async ([baseUrl, apiKey, model, messages, transport]) => {
+            const client = new relay.RelayClient({baseUrl, apiKey, transport});
+            record(await client.start({model, messages}));
+        }""",
+        [front.relay, KEY, SLOW, MESSAGES, transport],
+    )
+    await wait_for_words(page, 3)
+    terminal = await page.evaluate("stream.stop()")
+    ended = await wait_ended(page)
+    final, _ = await front.call("GET", f"/v1/sessions/{await page.evaluate('stream.id')}")
+    assert terminal["type"] == "cancelled"
+    assert final["status"] == "cancelled"
+    assert ended["text"] == final["text"]
+    assert ended["ids"][0] == 1
+    assert ended["ids"] == list(range(1, final["last_event_id"] + 1))
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_the_read_token_flow_through_the_apps_backend(
+    browser: Any, frontend: tuple[Frontend, str], transport: str
+) -> None:
+    """The page holds no key: the app's backend starts and stops; the page reads with the
+    token. relay itself refuses the page's own cancel (a read token cannot cancel)."""
+    front, origin = frontend
+    page = await open_page(browser, origin)
+    common = "{baseUrl, transport, startUrl: '/api/start', stopUrl: '/api/stop'}"
+    await page.evaluate(
+        f"""async ([baseUrl, model, messages, transport]) => {{
+            const client = new relay.RelayClient({common});
+            record(await client.start({{model, messages}}));
+        }}""",
+        [front.relay, SLOW, MESSAGES, transport],
+    )
+    await wait_for_words(page, 3)
+    refused = await page.evaluate(
+        """async (baseUrl) => {
+            const url = `${baseUrl}/v1/sessions/${stream.id}?token=${stream.token}`;
+            return (await fetch(url, {method: "DELETE"})).status;
+        }""",
+        front.relay,
+    )
+    assert refused == 401
+    terminal = await page.evaluate("stream.stop()")
+    ended = await wait_ended(page)
+    final, _ = await front.call("GET", f"/v1/sessions/{await page.evaluate('stream.id')}")
+    assert terminal["type"] == "cancelled"
+    assert final["status"] == "cancelled"
+    assert ended["text"] == final["text"]
+    # And a start the backend passes a refusal of: the page gets relay's message.
+    rejected = await page.evaluate(
+        f"""async ([baseUrl, transport]) => {{
+            const client = new relay.RelayClient({common});
+            try {{ await client.start({{model: "nosuch", messages: []}}); }}
+            catch (error) {{ return [error.status, error.code, error.message]; }}
+        }}""",
+        [front.relay, transport],
+    )
+    assert rejected[0] == 400
+    assert rejected[1] == "invalid_request"
+    assert "messages" in rejected[2]
+
+
+# --- `relay serve` ----------------------------------------------------------------------
+
+
+async def test_through_relay_serve_a_reloaded_page_resumes_to_the_end(
+    browser: Any, tmp_path: Path
+) -> None:
+    """The module as `relay serve` ships it: the page imports it from /static/ (any page of
+    relay's origin will do: here the .d.ts, shown as text)."""
+    config = tmp_path / "relay.toml"
+    config.write_text("[server]\ndrain_timeout_s = 0\n")
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    async with relay_process(config, port, tmp_path / "relay.log"):
+        page = await browser.new_page()
+        await page.goto(f"{base}/static/relay-client.d.ts")
+        start = """async ([model, messages]) => {
+            window.relay = await import("/static/relay-client.js");
+            window.stream = await new relay.RelayClient().start({model, messages});
+        }"""
+        await page.evaluate(start, [SLOW, MESSAGES])
+        await wait_for_words(page, 10)
+        await page.reload()
+        resumed = await page.evaluate(
+            """async () => {
+                const relay = await import("/static/relay-client.js");
+                const stream = new relay.RelayClient({transport: "websocket"}).resume();
+                const from = stream.lastEventId;
+                const ids = [];
+                for await (const event of stream) ids.push(event.id);
+                return {from, ids, id: stream.id, text: stream.text, state: stream.state};
+            }"""
+        )
+        final = await snapshot(base, resumed["id"])
+    assert resumed["state"] == "done"
+    assert resumed["ids"] == list(range(resumed["from"] + 1, final["last_event_id"] + 1))
+    assert resumed["text"] == final["text"]
