@@ -657,3 +657,20 @@ async def test_through_relay_serve_a_reloaded_page_resumes_to_the_end(
     assert resumed["state"] == "done"
     assert resumed["ids"] == list(range(resumed["from"] + 1, final["last_event_id"] + 1))
     assert resumed["text"] == final["text"]
+
+
+async def test_a_page_on_a_listed_origin_may_import_the_module_from_relay(
+    browser: Any, frontend: tuple[Frontend, str]
+) -> None:
+    """A module script from another origin needs CORS: relay's answer carries it for the
+    origins its clients list (an app would rather ship its own copy)."""
+    front, origin = frontend
+    page = await open_page(browser, origin)
+    imported = await page.evaluate(
+        """async (baseUrl) => {
+            const module = await import(baseUrl + "/static/relay-client.js");
+            return typeof module.RelayClient;
+        }""",
+        front.relay,
+    )
+    assert imported == "function"
