@@ -192,6 +192,8 @@ export class RelayStream {
     this.handlers = new Map();
     this.waiters = new Set();
     this.finished = new Promise((resolve) => { this._finish = resolve; });
+    this.onOnline = () => this.retryNow();
+    globalThis.addEventListener?.("online", this.onOnline);
     this.save();
   }
 
@@ -249,7 +251,16 @@ export class RelayStream {
     const delayMs = backoffDelay(this.attempt, this.client.backoff);
     this.state = "reconnecting";
     this.emit("reconnecting", { attempt: this.attempt, delayMs, lastEventId: this.lastEventId, reason: String(reason || "") });
-    this.timer = setTimeout(() => { this.timer = null; this.connect(); }, delayMs);
+    this.timer = setTimeout(() => this.retryNow(), delayMs);
+  }
+
+  /** Reconnect at once if a reconnect is waiting: its timer, or the browser saying it is
+   * back online (a phone out of a tunnel need not wait out the backoff). */
+  retryNow() {
+    if (this.timer === null) return;
+    clearTimeout(this.timer);
+    this.timer = null;
+    this.connect();
   }
 
   /** relay answered 204: the session ended and this stream already has its terminal event.
@@ -320,6 +331,7 @@ export class RelayStream {
     this.state = state;
     this.terminal = terminal;
     this.disconnect();
+    globalThis.removeEventListener?.("online", this.onOnline);
     if (reason !== "closed") this.forget(); // close() keeps it, for a reload to resume
   }
 

@@ -295,6 +295,30 @@ async def test_a_cut_connection_is_reconnected_with_backoff_losing_nothing(
     assert not of_type(ended["log"], "error")
 
 
+async def test_back_online_the_waiting_reconnect_goes_at_once(browser: Any, relay_url: str) -> None:
+    """A backoff far longer than the test waits: only the `online` event can end it."""
+    async with TcpProxy(relay_url) as proxy:
+        page = await open_page(browser, proxy.url)
+        await page.evaluate(
+            """async ([model, messages]) => {
+                const backoff = {initialMs: 600000, maxMs: 600000, jitter: 0};
+                record(await new relay.RelayClient({backoff}).start({model, messages}));
+            }""",
+            [SLOW, MESSAGES],
+        )
+        await wait_for_words(page, 5)
+        proxy.refuse()
+        await page.wait_for_function(f"{RECONNECTS}.length === 1", timeout=WAIT_MS)
+        proxy.accept()
+        await page.context.set_offline(True)
+        await page.context.set_offline(False)  # the page gets `online`
+        ended = await wait_ended(page)
+    final = await snapshot(relay_url, await page.evaluate("stream.id"))
+    assert ended["state"] == "done"
+    assert ended["text"] == final["text"]
+    assert [entry["data"]["delayMs"] for entry in of_type(ended["log"], "reconnecting")] == [600000]
+
+
 # --- a reloaded tab ---------------------------------------------------------------------
 
 
