@@ -217,6 +217,65 @@ async def test_the_sse_parser_gives_the_same_events_however_the_text_is_cut(
     assert set(result["cuts"]) == {json.dumps(result["whole"]["events"], separators=(",", ":"))}
 
 
+async def test_a_tool_call_reaches_its_callback_and_the_stream(
+    browser: Any, relay_url: str
+) -> None:
+    page = await open_page(browser, relay_url)
+    result = await page.evaluate(
+        """async (messages) => {
+            const client = new relay.RelayClient();
+            const stream = record(await client.start({model: "mock:tools=true,tps=0", messages}));
+            const terminal = await stream.finished;
+            return {id: stream.id, toolCalls: stream.toolCalls, log: stream.log, terminal};
+        }""",
+        MESSAGES,
+    )
+    final = await snapshot(relay_url, result["id"])
+    assert final["tool_calls"] and result["toolCalls"] == final["tool_calls"]
+    assert [entry["data"] for entry in of_type(result["log"], "tool_call")] == final["tool_calls"]
+    assert json.loads(result["toolCalls"][0]["arguments"])  # complete JSON
+    assert result["terminal"]["data"]["finish_reason"] == "tool_calls"
+
+
+AGENT_EVENTS = [
+    {"type": "status", "data": {"state": "thinking", "message": "Thinking…"}},
+    {"type": "reasoning", "data": {"text": "The user greets; "}},
+    {"type": "reasoning", "data": {"text": "greet back."}},
+    {"type": "delta", "data": {"text": "Hello"}},
+    {"type": "delta", "data": {"text": " there"}},
+    {"type": "usage", "data": {"input_tokens": 1, "output_tokens": 2}},
+    {"type": "done", "data": {"finish_reason": "stop", "usage": None}},
+]
+
+
+async def test_every_event_of_an_agent_reaches_its_callback(browser: Any, relay_url: str) -> None:
+    """An external producer's session (reasoning, which the mock model has not): the
+    page attaches with the id and read token the agent's backend handed it."""
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{relay_url}/v1/sessions", json={"producer": "external"}) as made:
+            created = await made.json()
+        page = await open_page(browser, relay_url)
+        await page.evaluate(
+            "(session) => { record(new relay.RelayClient().attach(session)); }",
+            {"id": created["id"], "token": created["token"]},
+        )
+        await page.wait_for_function("stream.state === 'open'", timeout=WAIT_MS)
+        batch = {"seq": 1, "events": AGENT_EVENTS}
+        auth = {"Authorization": f"Bearer {created['producer_token']}"}
+        url = f"{relay_url}/v1/sessions/{created['id']}/events"
+        async with http.post(url, json=batch, headers=auth) as appended:
+            assert appended.status == 201, await appended.text()
+    ended = await wait_ended(page)
+    got = await page.evaluate("({reasoning: stream.reasoning, usage: stream.usage})")
+    assert [entry["type"] for entry in ended["log"]] == [
+        "open", "status", "reasoning", "reasoning", "text", "text", "usage", "done", "end",
+    ]  # fmt: skip
+    assert [entry["data"] for entry in ended["log"][1:-1]] == [e["data"] for e in AGENT_EVENTS]
+    assert got == {"reasoning": "The user greets; greet back.", "usage": AGENT_EVENTS[5]["data"]}
+    assert ended["text"] == "Hello there"
+    assert ended["ids"] == [1, 2, 3, 4, 5, 6, 7]
+
+
 def declared(kind: str, name: str) -> set[str]:
     """The members relay-client.d.ts declares on class `name` (`kind` "class"), or the
     names it exports (`kind` "export")."""
