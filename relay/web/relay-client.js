@@ -533,6 +533,7 @@ function openWebSocket(stream, after) {
 // `too_many_subscribers` pass; the rest (session_not_found, invalid_token…) will not.
 function socketError(stream, connection, message) {
   if (message.code === "session_ended") return stream.noContent(connection);
+  if (message.code === "already_authenticated") return; // a relay without clients: any key will do
   const retryable = ["store_unavailable", "too_many_subscribers", "draining"].includes(message.code);
   stream.refused(connection, new RelayError(message.message, { code: message.code, retryable }));
 }

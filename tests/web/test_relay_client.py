@@ -182,6 +182,25 @@ async def test_each_transport_reads_a_session_to_its_end(
     assert result["stored"] is None  # forgotten at the terminal event
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_a_key_on_a_relay_without_clients_does_no_harm(
+    browser: Any, relay_url: str, transport: str
+) -> None:
+    """Without [[clients]] relay needs no key and ignores one (a socket is authenticated
+    from the start: its `auth` is `already_authenticated`, which the client passes over)."""
+    page = await open_page(browser, relay_url)
+    state = await page.evaluate(
+        """async ([model, messages, transport]) => {
+            const client = new relay.RelayClient({transport, apiKey: "rk_any"});
+            const stream = await client.start({model, messages});
+            await stream.finished;
+            return stream.state;
+        }""",
+        [FAST, MESSAGES, transport],
+    )
+    assert state == "done"
+
+
 async def test_the_sse_parser_gives_the_same_events_however_the_text_is_cut(
     browser: Any, relay_url: str
 ) -> None:
