@@ -20,7 +20,7 @@ const transport = TRANSPORTS.includes(params.get("transport")) ? params.get("tra
 
 const $ = (id) => document.getElementById(id);
 const ui = {
-  conversation: $("conversation"), empty: $("empty"), status: $("status"), alert: $("alert"),
+  main: document.querySelector("main"), conversation: $("conversation"), empty: $("empty"), status: $("status"), alert: $("alert"),
   form: $("send"), prompt: $("prompt"), send: $("send-button"), stop: $("stop"),
   model: $("model"), customModel: $("custom-model"), newChat: $("new-chat"),
   settings: $("settings"), keyForm: $("key-form"), apiKey: $("api-key"), transport: $("transport"),
@@ -134,7 +134,21 @@ function element(tag, className, text) {
   return node;
 }
 
+// Follow the end of the conversation as it grows, unless the person scrolled up to read.
+function keepInView(change) {
+  const { main } = ui;
+  const atEnd = main.scrollHeight - main.scrollTop - main.clientHeight < 80;
+  change();
+  if (atEnd) main.scrollTop = main.scrollHeight;
+}
+
 function renderAll() {
+  keepInView(renderTurns);
+  ui.empty.hidden = conversation.turns.length > 0;
+  setBusy(Boolean(pendingTurn()));
+}
+
+function renderTurns() {
   ui.conversation.replaceChildren();
   for (const turn of conversation.turns) {
     const question = element("article", "message user");
@@ -142,8 +156,6 @@ function renderAll() {
     question.append(element("p", "text", turn.user));
     ui.conversation.append(question, renderAnswer(turn));
   }
-  ui.empty.hidden = conversation.turns.length > 0;
-  setBusy(Boolean(pendingTurn()));
 }
 
 // One answer's element, and the parts a live stream writes into.
@@ -258,9 +270,10 @@ function follow(stream) {
   const view = () => live?.stream === stream && live.view;
   stream.on("open", () => setStatus("streaming"));
   stream.on("status", (data) => setStatus(data.message ? `${data.state} · ${data.message}` : data.state));
-  stream.on("text", (data) => view() && view().text.append(data.text));
-  stream.on("reasoning", (data) => view() && appendReasoning(view(), data.text));
-  stream.on("tool_call", (data) => view() && appendToolCall(view(), data));
+  const write = (change) => (data) => view() && keepInView(() => change(view(), data));
+  stream.on("text", write((into, data) => into.text.append(data.text)));
+  stream.on("reasoning", write((into, data) => appendReasoning(into, data.text)));
+  stream.on("tool_call", write((into, data) => appendToolCall(into, data)));
   stream.on("reconnecting", (info) => setStatus(`reconnecting… (attempt ${info.attempt})`));
   stream.on("resumed", (info) => resumed(stream, info));
   stream.on("end", (info, terminal) => ended(stream, info, terminal));

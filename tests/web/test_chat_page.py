@@ -195,6 +195,12 @@ async def test_a_two_turn_conversation_sends_each_turn_with_the_messages_before_
 ) -> None:
     chat = await new_chat(relay)
     await chat.open()
+    # The picker lists what relay's `/v1/models` does, the first one chosen, and Other….
+    async with aiohttp.ClientSession() as http, http.get(f"{relay}/v1/models") as response:
+        listed = [model["id"] for model in (await response.json())["data"]]
+    options = await chat.page.eval_on_selector_all("#model option", "all => all.map(o => o.value)")
+    assert options == [*listed, ""]
+    assert await chat.page.input_value("#model") == listed[0]
     model = "mock:tokens=15,tps=20,ttft_ms=0"
     await chat.choose(model)
     await chat.send("Tell me about rivers.")
@@ -228,6 +234,11 @@ async def test_a_two_turn_conversation_sends_each_turn_with_the_messages_before_
     shown = await chat.page.locator("article .text").all_text_contents()
     assert shown == ["Tell me about rivers.", one["text"], "And lakes?", two["text"]]
     await chat.shoot("3-after-reload")
+    await chat.page.click("#new-chat")  # and a new chat starts from nothing
+    assert await chat.page.locator("article").count() == 0
+    await chat.page.reload()
+    await chat.ready()
+    assert await chat.page.locator("article").count() == 0
 
 
 async def test_a_reload_mid_stream_resumes_and_shows_the_answer_once(
