@@ -30,6 +30,7 @@ from relay.frontdoors import (
     openai_responses,
     producer,
     signals,
+    static,
     websocket,
 )
 from relay.frontdoors.errors import error_middleware
@@ -73,7 +74,7 @@ def create_app(
     app.add_routes(websocket.routes)
     app.add_routes(openapi_routes)
     if settings.server.demo_page:
-        app.add_routes([health.demo_page_route()])
+        app.add_routes([health.demo_page_route(), static.static_route()])
     if settings.server.metrics_port is None:
         app.add_routes([health.METRICS_ROUTE])
     app.cleanup_ctx.append(_services_context(settings, store, providers, clients))

@@ -23,14 +23,14 @@ BODY_TYPES = {schema["$ref"]: body for body, schema in components(spec.BODIES)[0
 
 def served_routes() -> set[tuple[str, str]]:
     """(method, path template) of every route, without HEAD (aiohttp adds it to each
-    GET) and the optional demo page, which is not part of the API."""
+    GET) and the optional demo page and its static files, which are not part of the API."""
     app = create_app(load_settings(None, environ={}))
     return {
         (route.method.lower(), route.resource.canonical)
         for route in app.router.routes()
         if route.resource is not None
         and route.method != "HEAD"
-        and route.handler.__name__ != "demo_page"
+        and route.handler.__name__ not in ("demo_page", "static_file")
     }
 
 
