@@ -201,7 +201,7 @@ async def test_a_two_turn_conversation_sends_each_turn_with_the_messages_before_
     options = await chat.page.eval_on_selector_all("#model option", "all => all.map(o => o.value)")
     assert options == [*listed, ""]
     assert await chat.page.input_value("#model") == listed[0]
-    model = "mock:tokens=15,tps=20,ttft_ms=0"
+    model = "mock:tokens=40,tps=20,ttft_ms=0"
     await chat.choose(model)
     await chat.send("Tell me about rivers.")
     await chat.words_shown(3)
