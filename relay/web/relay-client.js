@@ -37,8 +37,10 @@ export class RelayError extends Error {
  */
 export function parseSSE(buffer) {
   const events = [];
-  const blocks = buffer.replace(/\r\n?/g, "\n").split("\n\n");
-  const rest = blocks.pop();
+  // A CR that ends the buffer may be half of a CRLF: it waits for the next chunk.
+  const held = buffer.endsWith("\r") ? "\r" : "";
+  const blocks = buffer.slice(0, buffer.length - held.length).replace(/\r\n?/g, "\n").split("\n\n");
+  const rest = blocks.pop() + held;
   for (const block of blocks) {
     const event = { id: null, type: "message", data: null };
     for (const line of block.split("\n")) {
@@ -85,6 +87,23 @@ async function errorOf(response) {
   return new RelayError(message, { code, status: response.status, retryable });
 }
 
+// A URL of the app's own (startUrl, stopUrl): relative to the page.
+function pageUrl(url) {
+  return new URL(url, globalThis.location?.href);
+}
+
+/** A request whose JSON answer is wanted: the answer, or a RelayError with relay's message. */
+async function send(url, init) {
+  let response;
+  try {
+    response = await fetch(url, init);
+  } catch (cause) {
+    throw new RelayError(`could not reach ${url.origin}: ${cause.message}`, { code: "network_error", retryable: true });
+  }
+  if (!response.ok) throw await errorOf(response);
+  return response.status === 204 ? null : response.json();
+}
+
 export class RelayClient {
   constructor(options = {}) {
     this.baseUrl = options.baseUrl ?? "";
@@ -112,19 +131,9 @@ export class RelayClient {
 
   /** Start a session (POST /v1/sessions, or `startUrl`) and follow it from its first event. */
   async start(body) {
-    const target = this.startUrl ? new URL(this.startUrl, globalThis.location?.href) : this.url("/v1/sessions");
-    let response;
-    try {
-      response = await fetch(target, {
-        method: "POST",
-        headers: this.startUrl ? { "Content-Type": "application/json" } : this.headers({ "Content-Type": "application/json" }),
-        body: JSON.stringify(body),
-      });
-    } catch (cause) {
-      throw new RelayError(`could not reach ${target.origin}: ${cause.message}`, { code: "network_error", retryable: true });
-    }
-    if (!response.ok) throw await errorOf(response);
-    const created = await response.json();
+    const json = { "Content-Type": "application/json" };
+    const [target, headers] = this.startUrl ? [pageUrl(this.startUrl), json] : [this.url("/v1/sessions"), this.headers(json)];
+    const created = await send(target, { method: "POST", headers, body: JSON.stringify(body) });
     return this.attach({ id: created.id, token: created.token, lastEventId: 0 });
   }
 
@@ -276,10 +285,12 @@ export class RelayStream {
     this.apply(event);
     this.events.push(event);
     this.save();
+    const terminal = TERMINAL.has(event.type);
+    if (terminal) this.settle(event.type, event, "terminal"); // its callbacks see the final state
     this.emit(CALLBACK_OF[event.type] || event.type, event.data, event);
     this.emit("event", event, event);
     for (const wake of this.waiters) wake();
-    if (TERMINAL.has(event.type)) this.end(event.type, event, "terminal");
+    if (terminal) this.announce(event, "terminal");
   }
 
   apply({ type, data }) {
@@ -290,12 +301,21 @@ export class RelayStream {
     else if ((type === "done" || type === "cancelled") && data.usage) this.usage = data.usage;
   }
 
+  /** The stream is over: `state`, the `terminal` event (or null), why (see EndInfo). */
   end(state, terminal, reason) {
+    this.settle(state, terminal, reason);
+    this.announce(terminal, reason);
+  }
+
+  settle(state, terminal, reason) {
     this.state = state;
     this.terminal = terminal;
     this.disconnect();
-    if (reason !== "closed") this.forget();
-    this.emit("end", { state, reason, lastEventId: this.lastEventId }, terminal);
+    if (reason !== "closed") this.forget(); // close() keeps it, for a reload to resume
+  }
+
+  announce(terminal, reason) {
+    this.emit("end", { state: this.state, reason, lastEventId: this.lastEventId }, terminal);
     for (const wake of this.waiters) wake();
     this._finish(terminal);
   }
@@ -332,17 +352,17 @@ export class RelayStream {
     this.end("closed", null, "closed");
   }
 
-  /** Cancel the session (DELETE /v1/sessions/{id}, or `stopUrl`) and wait for its end. */
+  /** Cancel the session (DELETE /v1/sessions/{id}, or `stopUrl`) and wait for its end. A read
+   * token cannot cancel: a page without the key stops through its backend (`stopUrl`). */
   async stop() {
     const client = this.client;
-    const target = client.stopUrl ? new URL(client.stopUrl, globalThis.location?.href) : client.url(`/v1/sessions/${encodeURIComponent(this.id)}`);
-    const init = client.stopUrl
-      ? { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ id: this.id }) }
-      : { method: "DELETE", headers: client.headers() };
-    const response = await fetch(target, init);
-    if (!response.ok) throw await errorOf(response);
-    if (this.ended) return this.terminal;
-    return this.finished;
+    if (client.stopUrl) {
+      const headers = { "Content-Type": "application/json" };
+      await send(pageUrl(client.stopUrl), { method: "POST", headers, body: JSON.stringify({ id: this.id }) });
+    } else {
+      await send(client.url(`/v1/sessions/${encodeURIComponent(this.id)}`), { method: "DELETE", headers: client.headers() });
+    }
+    return this.ended ? this.terminal : this.finished;
   }
 
   // --- async iteration ----------------------------------------------------------------
@@ -401,10 +421,12 @@ async function probe(stream, connection, after) {
   const controller = new AbortController();
   try {
     const response = await fetch(eventsUrl(stream, after), { headers: stream.client.headers({ Accept: "text/event-stream" }), signal: controller.signal });
-    controller.abort(); // a 200 means the stream works again: reconnect properly
     if (response.status === 204) stream.noContent(connection);
-    else if (response.ok) stream.dropped(connection, "the stream was interrupted");
-    else stream.refused(connection, await errorOf(response));
+    else if (!response.ok) stream.refused(connection, await errorOf(response));
+    else {
+      controller.abort(); // the stream works again: reconnect with EventSource
+      stream.dropped(connection, "the stream was interrupted");
+    }
   } catch (cause) {
     stream.dropped(connection, cause.message);
   }
@@ -443,21 +465,31 @@ async function readEvents(stream, connection, body) {
   reader.cancel().catch(() => {});
 }
 
+// The socket counts as open once relay took the subscription: at its first event, or the
+// `pong` to the ping sent after it (relay answers a socket's messages in order, so a
+// refusal such as `session_ended` comes before it).
 function openWebSocket(stream, after) {
   const url = stream.client.url("/v1/ws");
   url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
   const socket = new WebSocket(url);
   const connection = { close: () => socket.close(1000) };
+  let subscribed = false;
+  const confirm = () => {
+    if (!subscribed) stream.opened(connection);
+    subscribed = true;
+  };
   socket.onopen = () => {
     if (stream.client.apiKey) socket.send(JSON.stringify({ type: "auth", key: stream.client.apiKey }));
     const subscribe = { type: "subscribe", session: stream.id, after };
     if (stream.token && !stream.client.apiKey) subscribe.token = stream.token;
     socket.send(JSON.stringify(subscribe));
-    stream.opened(connection);
+    socket.send(JSON.stringify({ type: "ping" }));
   };
   socket.onmessage = (frame) => {
     const message = JSON.parse(frame.data);
-    if (message.type === "event" && message.session === stream.id) {
+    if (message.type === "pong") confirm();
+    else if (message.type === "event" && message.session === stream.id) {
+      confirm();
       stream.received(connection, { id: message.id, type: message.event, data: message.data });
     } else if (message.type === "error" && (message.session === stream.id || message.session === undefined)) {
       socketError(stream, connection, message);

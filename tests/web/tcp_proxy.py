@@ -1,0 +1,92 @@
+"""A TCP proxy between a browser and relay that a test can cut: `refuse()` closes every
+open connection and each new one at once (a network that dropped), `accept()` lets them
+through again. Bytes are forwarded as they come, so streams stay streams."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from types import TracebackType
+from urllib.parse import urlsplit
+
+CHUNK_BYTES = 65536
+
+
+class TcpProxy:
+    def __init__(self, target_url: str) -> None:
+        target = urlsplit(target_url)
+        self.target_host = target.hostname or "127.0.0.1"
+        self.target_port = target.port or 80
+        self.refusing = False
+        self.cuts = 0
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._server: asyncio.Server | None = None
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        port = self._server.sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}"
+
+    async def __aenter__(self) -> TcpProxy:
+        self._server = await asyncio.start_server(self._connected, "127.0.0.1", 0)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        assert self._server is not None
+        self._server.close()
+        self.refuse()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._server.wait_closed()
+
+    def refuse(self) -> None:
+        self.refusing = True
+        self.cuts += 1
+        for writer in list(self._writers):
+            writer.transport.abort()  # a reset, as a dropped network looks to the peers
+        self._writers.clear()
+
+    def accept(self) -> None:
+        self.refusing = False
+
+    async def _connected(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.refusing:
+            writer.transport.abort()
+            return
+        try:
+            upstream_reader, upstream_writer = await asyncio.open_connection(
+                self.target_host, self.target_port
+            )
+        except OSError:
+            writer.transport.abort()
+            return
+        self._writers |= {writer, upstream_writer}
+        both = [
+            asyncio.create_task(self._pipe(reader, upstream_writer)),
+            asyncio.create_task(self._pipe(upstream_reader, writer)),
+        ]
+        self._tasks.update(both)
+        try:
+            await asyncio.wait(both, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in both:
+                task.cancel()
+            await asyncio.gather(*both, return_exceptions=True)
+            self._tasks.difference_update(both)
+            for end in (writer, upstream_writer):
+                self._writers.discard(end)
+                end.transport.abort()
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError, OSError):
+            while chunk := await reader.read(CHUNK_BYTES):
+                writer.write(chunk)
+                await writer.drain()
