@@ -28,7 +28,7 @@ from aiohttp.test_utils import TestServer
 from relay.providers.mock import words_in
 from tests.redis_server import free_port
 from tests.relay_process import relay_process
-from tests.web.proxy import CuttableProxy
+from tests.web.tcp_proxy import TcpProxy
 
 WAIT_MS = 20_000
 SLOW = "mock:tokens=80,tps=20,ttft_ms=0"  # four seconds: time to reload, stop, open a tab
@@ -350,6 +350,12 @@ async def test_two_tabs_following_one_session_show_the_same_text(
     assert two["session"] == one["session"]
     assert one["text"] == two["text"] == session["text"]
     assert len(session["text"].split()) == 80
+    # A question asked in one open tab is followed in the other too.
+    await first.send("And lakes?")
+    one, two = await first.answer_ends("done", turn=2), await second.answer_ends("done", turn=2)
+    await second.shoot("4-second-tab-follows-the-next-turn")
+    assert one["session"] == two["session"]
+    assert one["text"] == two["text"] == (await snapshot(relay, one["session"]))["text"]
 
 
 async def test_the_page_follows_over_the_websocket(
@@ -380,30 +386,25 @@ async def test_the_page_follows_over_the_websocket(
 async def test_a_cut_network_shows_reconnecting_then_the_stream_resumes(
     new_chat: Callable[..., Awaitable[Chat]], relay: str
 ) -> None:
-    proxy = CuttableProxy(int(relay.rsplit(":", 1)[1]))
-    await proxy.start()
-    try:
-        behind = f"http://127.0.0.1:{proxy.port}"
-        chat = await new_chat(behind)
+    async with TcpProxy(relay) as proxy:
+        chat = await new_chat(proxy.url)
         await chat.open()
         await chat.choose(SLOW)
         await chat.send("Tell me about rivers.")
         await chat.words_shown(10)
-        proxy.interrupt()
+        proxy.refuse()
         await chat.page.wait_for_function(
             "document.getElementById('status').textContent.startsWith('reconnecting')",
             timeout=WAIT_MS,
         )
         await chat.shoot("1-reconnecting")
-        proxy.cut = False
+        proxy.accept()
         answer = await chat.answer_ends("done")
         await chat.shoot("2-resumed")
-        session = await snapshot(relay, answer["session"])
-        assert answer["text"] == session["text"]  # no gap, no duplicate
-        assert len(session["text"].split()) == 80
-        assert re.fullmatch(r"reconnected: resumed from event \d+", answer["marker"])
-    finally:
-        await proxy.close()
+    session = await snapshot(relay, answer["session"])
+    assert answer["text"] == session["text"]  # no gap, no duplicate
+    assert len(session["text"].split()) == 80
+    assert re.fullmatch(r"reconnected: resumed from event \d+", answer["marker"])
 
 
 async def test_reasoning_is_folded_and_tool_calls_are_shown(
@@ -445,8 +446,8 @@ async def test_the_keyboard_sends_with_enter_and_breaks_lines_with_shift_enter(
     new_chat: Callable[..., Awaitable[Chat]], relay: str
 ) -> None:
     chat = await new_chat(relay)
-    await chat.open()
-    await chat.choose("mock:tokens=5,tps=0,ttft_ms=0")
+    await chat.open("?model=mock:tokens=5,tps=0,ttft_ms=0")  # a model picked in the URL
+    assert await chat.page.input_value("#custom-model") == "mock:tokens=5,tps=0,ttft_ms=0"
     await chat.page.focus("#prompt")
     await chat.page.keyboard.type("first line")
     await chat.page.keyboard.press("Shift+Enter")
