@@ -331,7 +331,9 @@ function followPending() {
 
 async function send(prompt) {
   const model = chosenModel();
-  if (!prompt.trim() || !model || pendingTurn()) return;
+  if (!prompt.trim() || pendingTurn()) return;
+  if (!model) return showAlert("choose a model first (Other… takes any name relay routes)");
+  ui.prompt.value = "";
   showAlert("");
   setBusy(true);
   setStatus("starting…");
@@ -357,9 +359,7 @@ function startRefused(prompt, error) {
 
 ui.form.addEventListener("submit", (event) => {
   event.preventDefault();
-  const prompt = ui.prompt.value;
-  ui.prompt.value = "";
-  send(prompt);
+  send(ui.prompt.value);
 });
 
 // Enter sends, Shift+Enter is a new line (and Enter while an IME composes is the IME's).
