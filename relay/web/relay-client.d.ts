@@ -89,6 +89,8 @@ export class RelayClient {
   attach(session: SessionRef): RelayStream;
   /** What storage holds now, or null. */
   remembered(): SessionRef | null;
+  /** Drop what storage remembers (a "new conversation"): resume() then gives null. */
+  forget(): void;
 }
 
 export interface OpenInfo { lastEventId: number; reconnected: boolean }

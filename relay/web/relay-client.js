@@ -154,6 +154,15 @@ export class RelayClient {
     }
   }
 
+  /** Drop what storage remembers (e.g. for a new conversation): a reload then resumes nothing. */
+  forget() {
+    try {
+      this.storage?.removeItem(this.storageKey);
+    } catch {
+      // storage disabled: nothing is remembered
+    }
+  }
+
   /** Follow session `id` from the event after `lastEventId` (0: from the start). */
   attach({ id, token, lastEventId = 0, text = "", reasoning = "", toolCalls = [], usage = null }) {
     if (typeof id !== "string" || !id) throw new RelayError("attach: id is required", { code: "invalid_request" });

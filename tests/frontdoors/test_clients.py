@@ -171,8 +171,8 @@ async def test_the_anthropic_front_door_takes_x_api_key_too(relay: Relay) -> Non
     assert_unauthenticated(chat, "openai", "missing_api_key")
 
 
-@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/"])
-async def test_probes_and_the_demo_page_need_no_key(relay: Relay, path: str) -> None:
+@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/", "/static/relay-client.js"])
+async def test_probes_the_demo_page_and_its_files_need_no_key(relay: Relay, path: str) -> None:
     assert (await call(relay, "GET", path)).status == 200
 
 

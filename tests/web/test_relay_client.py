@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import re
 from collections.abc import AsyncIterator
 from importlib import resources
 from pathlib import Path
@@ -216,6 +217,38 @@ async def test_the_sse_parser_gives_the_same_events_however_the_text_is_cut(
     assert set(result["cuts"]) == {json.dumps(result["whole"]["events"], separators=(",", ":"))}
 
 
+def declared(kind: str, name: str) -> set[str]:
+    """The members relay-client.d.ts declares on class `name` (`kind` "class"), or the
+    names it exports (`kind` "export")."""
+    source = resources.files("relay.web").joinpath("relay-client.d.ts").read_text()
+    if kind == "export":
+        return set(re.findall(r"^export (?:class|function) (\w+)", source, re.MULTILINE))
+    body = source.split(f"export class {name} ", 1)[1].split("\n}\n", 1)[0]
+    return set(re.findall(r"^  (?:readonly )?(\w+)[(<:]", body, re.MULTILINE))
+
+
+async def test_what_the_d_ts_declares_is_there(browser: Any, relay_url: str) -> None:
+    page = await open_page(browser, relay_url)
+    present = await page.evaluate(
+        """([exports, clientMembers, streamMembers]) => {
+            const client = new relay.RelayClient({storage: null});
+            const stream = client.attach({id: "s_x", token: "rt_x"});
+            stream.close();
+            const missing = (names, object) => names.filter((name) => !(name in object));
+            return {exports: missing(exports, relay), client: missing(clientMembers, client),
+                    stream: missing(streamMembers, stream)};
+        }""",
+        [
+            sorted(declared("export", "")),
+            sorted(declared("class", "RelayClient") - {"constructor"}),
+            sorted(declared("class", "RelayStream")),
+        ],
+    )
+    assert present == {"exports": [], "client": [], "stream": []}
+    assert {"start", "resume", "attach"} <= declared("class", "RelayClient")
+    assert {"stop", "close", "on", "finished", "lastEventId"} <= declared("class", "RelayStream")
+
+
 # --- reconnecting -----------------------------------------------------------------------
 
 
@@ -290,6 +323,18 @@ async def test_a_reloaded_page_resumes_from_session_storage_at_the_next_event(
 async def test_resume_with_nothing_stored_is_null(browser: Any, relay_url: str) -> None:
     page = await open_page(browser, relay_url)
     assert await page.evaluate("new relay.RelayClient().resume()") is None
+    forgotten = await page.evaluate(
+        """async ([model, messages]) => {
+            const client = new relay.RelayClient();
+            const stream = await client.start({model, messages});
+            stream.close();
+            const before = client.remembered().id === stream.id;
+            client.forget();
+            return [before, client.remembered(), client.resume()];
+        }""",
+        [SLOW, MESSAGES],
+    )
+    assert forgotten == [True, None, None]
 
 
 # --- stop and close ---------------------------------------------------------------------
@@ -612,3 +657,20 @@ async def test_through_relay_serve_a_reloaded_page_resumes_to_the_end(
     assert resumed["state"] == "done"
     assert resumed["ids"] == list(range(resumed["from"] + 1, final["last_event_id"] + 1))
     assert resumed["text"] == final["text"]
+
+
+async def test_a_page_on_a_listed_origin_may_import_the_module_from_relay(
+    browser: Any, frontend: tuple[Frontend, str]
+) -> None:
+    """A module script from another origin needs CORS: relay's answer carries it for the
+    origins its clients list (an app would rather ship its own copy)."""
+    front, origin = frontend
+    page = await open_page(browser, origin)
+    imported = await page.evaluate(
+        """async (baseUrl) => {
+            const module = await import(baseUrl + "/static/relay-client.js");
+            return typeof module.RelayClient;
+        }""",
+        front.relay,
+    )
+    assert imported == "function"
