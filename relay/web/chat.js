@@ -291,11 +291,12 @@ function ended(stream, { state }, terminal) {
   const answer = answerOf(stream, state, terminal);
   conversation = loadConversation(); // another tab may have written meanwhile
   const turn = conversation.turns.find((candidate) => candidate.session === stream.id);
-  if (turn && !turn.answer) {
+  if (live?.stream === stream) live = null;
+  if (!turn) return; // its chat was cleared (New chat, here or in another tab)
+  if (!turn.answer) {
     turn.answer = answer;
     saveConversation();
   }
-  if (live?.stream === stream) live = null;
   setStatus(endText(answer.end));
   renderAll();
 }

@@ -12,6 +12,7 @@ Chromium comes from Debian; Playwright drives it through `executable_path`.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import json
@@ -286,6 +287,26 @@ async def test_stop_cancels_the_session_and_the_page_says_so(
     assert answer["text"] == session["text"]  # what was generated before the stop, all of it
     assert await chat.page.is_disabled("#stop")
     assert await chat.page.is_enabled("#send-button")
+
+
+async def test_a_new_chat_while_an_answer_streams_stops_it_and_starts_from_nothing(
+    new_chat: Callable[..., Awaitable[Chat]], relay: str
+) -> None:
+    chat = await new_chat(relay)
+    await chat.open()
+    await chat.choose("mock:tokens=1000,tps=20,ttft_ms=0")
+    await chat.send("Tell me about rivers.")
+    await chat.words_shown(3)
+    session_id = (await chat.answer())["session"]
+    await chat.page.click("#new-chat")
+    assert await chat.page.locator("article").count() == 0
+    async with asyncio.timeout(WAIT_MS / 1000):
+        while (await snapshot(relay, session_id))["status"] == "running":
+            await asyncio.sleep(0.1)
+    assert (await snapshot(relay, session_id))["status"] == "cancelled"
+    assert await chat.text("#status") == "idle"  # the old answer's end is not this chat's
+    assert await chat.page.is_enabled("#send-button")
+    await chat.shoot("new-chat")
 
 
 async def test_an_upstream_failure_shows_relays_error_message(
