@@ -29,6 +29,7 @@ const ui = {
 let conversation = loadConversation();
 let live = null; // {stream, view}: the answer this tab is streaming
 const markers = new Map(); // session id → "resumed from event N", this tab's own fact
+const unfolded = new Set(); // the sessions whose reasoning the person opened, kept across renders
 
 // --- storage ------------------------------------------------------------------------
 
@@ -169,6 +170,11 @@ function answerView(sessionId) {
   reasoning.hidden = true;
   const reasoningText = element("div", "reasoning-text");
   reasoning.append(element("summary", "", "Reasoning"), reasoningText);
+  reasoning.open = unfolded.has(sessionId);
+  reasoning.addEventListener("toggle", () => {
+    if (reasoning.open) unfolded.add(sessionId);
+    else unfolded.delete(sessionId);
+  });
   const tools = element("ul", "tool-calls");
   tools.setAttribute("aria-label", "Tool calls");
   tools.hidden = true;
@@ -386,6 +392,7 @@ ui.newChat.addEventListener("click", () => {
   if (live) live.stream.stop().catch(() => {}); // a chat left behind need not run on
   live = null;
   markers.clear();
+  unfolded.clear();
   conversation = { turns: [] };
   saveConversation();
   showAlert("");

@@ -441,7 +441,7 @@ async def test_reasoning_is_folded_and_tool_calls_are_shown(
     await chat.choose("oai/mock:reasoning=8,tokens=10,tps=0,ttft_ms=0")
     await chat.send("Think first.")
     answer = await chat.answer_ends("done")
-    reasoning = chat.page.locator("article.assistant details.reasoning")
+    reasoning = chat.page.locator("article.assistant details.reasoning").first
     assert await reasoning.is_visible()
     assert await reasoning.get_attribute("open") is None  # folded
     await chat.shoot("1-reasoning-folded")
@@ -461,6 +461,9 @@ async def test_reasoning_is_folded_and_tool_calls_are_shown(
     arguments = await shown.locator(".arguments").text_content()
     assert json.loads(arguments or "") == json.loads(call["arguments"])
     assert answer["end"] == "completed · finish reason: tool_calls"
+    assert await reasoning.get_attribute("open") is not None  # still as the person left it
+    await chat.page.emulate_media(color_scheme="dark")
+    await chat.shoot("4-dark")
 
 
 async def test_the_keyboard_sends_with_enter_and_breaks_lines_with_shift_enter(
