@@ -96,7 +96,14 @@ export class RelayClient {
 export interface OpenInfo { lastEventId: number; reconnected: boolean }
 export interface ReconnectingInfo { attempt: number; delayMs: number; lastEventId: number; reason: string }
 /** `reason`: "terminal" (its terminal event), "ended" (204: it had ended), "refused" (404, 401…), "closed". */
-export interface EndInfo { state: StreamState; reason: "terminal" | "ended" | "refused" | "closed"; lastEventId: number }
+export interface EndInfo {
+  state: StreamState;
+  reason: "terminal" | "ended" | "refused" | "closed";
+  lastEventId: number;
+}
+
+/** What `finished` gives when relay refused the stream (404, 401…): not an event of the session. */
+export interface RefusedEvent { id: null; type: "error"; data: ErrorData }
 
 export interface StreamCallbacks {
   /** A `delta` event: its text (stream.text has it all). */
@@ -116,7 +123,7 @@ export interface StreamCallbacks {
   /** The stream (re)connected from a non-zero offset: "resumed from event N". */
   resumed: (info: OpenInfo) => void;
   /** The stream is over, whatever the reason; once. */
-  end: (info: EndInfo, terminal: RelayEvent | null) => void;
+  end: (info: EndInfo, terminal: RelayEvent | RefusedEvent | null) => void;
 }
 
 export class RelayStream implements AsyncIterable<RelayEvent> {
@@ -136,12 +143,13 @@ export class RelayStream implements AsyncIterable<RelayEvent> {
   readonly state: StreamState;
   /** The events this stream received, in order. */
   readonly events: RelayEvent[];
-  /** Resolves with the terminal event; null after close() or a 204; an error event with id null when relay refused the stream. Never rejects. */
-  readonly finished: Promise<RelayEvent | null>;
+  /** Resolves with the terminal event; null after close() or a 204; a RefusedEvent when relay
+   * refused the stream. Never rejects. */
+  readonly finished: Promise<RelayEvent | RefusedEvent | null>;
   /** Subscribe; returns the function that unsubscribes. */
   on<K extends keyof StreamCallbacks>(type: K, handler: StreamCallbacks[K]): () => void;
   /** Cancel the session (DELETE /v1/sessions/{id}, or `stopUrl`) and wait for its terminal event. */
-  stop(): Promise<RelayEvent | null>;
+  stop(): Promise<RelayEvent | RefusedEvent | null>;
   /** Disconnect only: the session goes on, storage keeps it, a reload resumes it. */
   close(): void;
   /** Every event in order from this stream's first; ends after the terminal event (or close()). */
@@ -149,7 +157,10 @@ export class RelayStream implements AsyncIterable<RelayEvent> {
 }
 
 /** Parse SSE text: the complete events of `buffer` and the rest to prepend to the next chunk. Pure. */
-export function parseSSE(buffer: string): { events: Array<{ id: string | null; type: string; data: string }>; rest: string };
+export function parseSSE(buffer: string): {
+  events: Array<{ id: string | null; type: string; data: string }>;
+  rest: string;
+};
 
 /** The reconnect delay of attempt n (1, 2, …). */
 export function backoffDelay(attempt: number, backoff: Backoff, random?: () => number): number;

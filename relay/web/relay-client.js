@@ -1,4 +1,4 @@
-// relay-client.js: a browser client for relay's sessions (https://github.com/ — see docs/frontend.md).
+// relay-client.js: a browser client for relay's sessions (relay's docs/frontend.md).
 //
 // A dependency-free ES module: copy it into an app as it is, or import it from a relay at
 // /static/relay-client.js. It starts a session (with a client key, or through the app's own
@@ -115,7 +115,8 @@ export class RelayClient {
     this.storageKey = options.storageKey ?? "relay-session";
     this.backoff = { ...DEFAULT_BACKOFF, ...(options.backoff || {}) };
     if (!["sse", "fetch", "websocket"].includes(this.transport)) {
-      throw new RelayError(`transport must be "sse", "fetch" or "websocket", got ${JSON.stringify(this.transport)}`, { code: "invalid_transport" });
+      const given = JSON.stringify(this.transport);
+      throw new RelayError(`transport must be "sse", "fetch" or "websocket", got ${given}`, { code: "invalid_transport" });
     }
   }
 
@@ -132,7 +133,9 @@ export class RelayClient {
   /** Start a session (POST /v1/sessions, or `startUrl`) and follow it from its first event. */
   async start(body) {
     const json = { "Content-Type": "application/json" };
-    const [target, headers] = this.startUrl ? [pageUrl(this.startUrl), json] : [this.url("/v1/sessions"), this.headers(json)];
+    const [target, headers] = this.startUrl
+      ? [pageUrl(this.startUrl), json] // the app's backend: its own cookies, not relay's key
+      : [this.url("/v1/sessions"), this.headers(json)];
     const created = await send(target, { method: "POST", headers, body: JSON.stringify(body) });
     return this.attach({ id: created.id, token: created.token, lastEventId: 0 });
   }
@@ -166,7 +169,8 @@ export class RelayClient {
   /** Follow session `id` from the event after `lastEventId` (0: from the start). */
   attach({ id, token, lastEventId = 0, text = "", reasoning = "", toolCalls = [], usage = null }) {
     if (typeof id !== "string" || !id) throw new RelayError("attach: id is required", { code: "invalid_request" });
-    const stream = new RelayStream(this, { id, token, lastEventId: Number(lastEventId) || 0, text, reasoning, toolCalls, usage });
+    const offset = Number(lastEventId) || 0;
+    const stream = new RelayStream(this, { id, token, lastEventId: offset, text, reasoning, toolCalls, usage });
     stream.connect();
     return stream;
   }
@@ -192,6 +196,8 @@ export class RelayStream {
     this.handlers = new Map();
     this.waiters = new Set();
     this.finished = new Promise((resolve) => { this._finish = resolve; });
+    this.onOnline = () => this.retryNow();
+    globalThis.addEventListener?.("online", this.onOnline);
     this.save();
   }
 
@@ -248,8 +254,18 @@ export class RelayStream {
     this.attempt += 1;
     const delayMs = backoffDelay(this.attempt, this.client.backoff);
     this.state = "reconnecting";
-    this.emit("reconnecting", { attempt: this.attempt, delayMs, lastEventId: this.lastEventId, reason: String(reason || "") });
-    this.timer = setTimeout(() => { this.timer = null; this.connect(); }, delayMs);
+    const { attempt, lastEventId } = this;
+    this.emit("reconnecting", { attempt, delayMs, lastEventId, reason: String(reason || "") });
+    this.timer = setTimeout(() => this.retryNow(), delayMs);
+  }
+
+  /** Reconnect at once if a reconnect is waiting: its timer, or the browser saying it is
+   * back online (a phone out of a tunnel need not wait out the backoff). */
+  retryNow() {
+    if (this.timer === null) return;
+    clearTimeout(this.timer);
+    this.timer = null;
+    this.connect();
   }
 
   /** relay answered 204: the session ended and this stream already has its terminal event.
@@ -320,6 +336,7 @@ export class RelayStream {
     this.state = state;
     this.terminal = terminal;
     this.disconnect();
+    globalThis.removeEventListener?.("online", this.onOnline);
     if (reason !== "closed") this.forget(); // close() keeps it, for a reload to resume
   }
 
@@ -334,7 +351,8 @@ export class RelayStream {
   save() {
     const { storage, storageKey } = this.client;
     if (!storage) return;
-    const saved = { id: this.id, token: this.token, lastEventId: this.lastEventId, text: this.text, reasoning: this.reasoning, toolCalls: this.toolCalls, usage: this.usage };
+    const { id, token, lastEventId, text, reasoning, toolCalls, usage } = this;
+    const saved = { id, token, lastEventId, text, reasoning, toolCalls, usage };
     try {
       storage.setItem(storageKey, JSON.stringify(saved));
     } catch {
@@ -369,7 +387,8 @@ export class RelayStream {
       const headers = { "Content-Type": "application/json" };
       await send(pageUrl(client.stopUrl), { method: "POST", headers, body: JSON.stringify({ id: this.id }) });
     } else {
-      await send(client.url(`/v1/sessions/${encodeURIComponent(this.id)}`), { method: "DELETE", headers: client.headers() });
+      const session = client.url(`/v1/sessions/${encodeURIComponent(this.id)}`);
+      await send(session, { method: "DELETE", headers: client.headers() });
     }
     return this.ended ? this.terminal : this.finished;
   }
@@ -429,7 +448,9 @@ function openEventSource(stream, after) {
 async function probe(stream, connection, after) {
   const controller = new AbortController();
   try {
-    const response = await fetch(eventsUrl(stream, after), { headers: stream.client.headers({ Accept: "text/event-stream" }), signal: controller.signal });
+    // No key: the answer EventSource got, which sends none.
+    const headers = { Accept: "text/event-stream" };
+    const response = await fetch(eventsUrl(stream, after), { headers, signal: controller.signal });
     if (response.status === 204) stream.noContent(connection);
     else if (!response.ok) stream.refused(connection, await errorOf(response));
     else {
@@ -512,6 +533,7 @@ function openWebSocket(stream, after) {
 // `too_many_subscribers` pass; the rest (session_not_found, invalid_token…) will not.
 function socketError(stream, connection, message) {
   if (message.code === "session_ended") return stream.noContent(connection);
+  if (message.code === "already_authenticated") return; // a relay without clients: any key will do
   const retryable = ["store_unavailable", "too_many_subscribers", "draining"].includes(message.code);
   stream.refused(connection, new RelayError(message.message, { code: message.code, retryable }));
 }

@@ -19,6 +19,7 @@ class TcpProxy:
         self.target_port = target.port or 80
         self.refusing = False
         self.cuts = 0
+        self.turned_away = 0  # connections cut at once while refusing
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._server: asyncio.Server | None = None
@@ -59,6 +60,7 @@ class TcpProxy:
 
     async def _connected(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self.refusing:
+            self.turned_away += 1
             writer.transport.abort()
             return
         try:

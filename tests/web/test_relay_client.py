@@ -182,6 +182,25 @@ async def test_each_transport_reads_a_session_to_its_end(
     assert result["stored"] is None  # forgotten at the terminal event
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_a_key_on_a_relay_without_clients_does_no_harm(
+    browser: Any, relay_url: str, transport: str
+) -> None:
+    """Without [[clients]] relay needs no key and ignores one (a socket is authenticated
+    from the start: its `auth` is `already_authenticated`, which the client passes over)."""
+    page = await open_page(browser, relay_url)
+    state = await page.evaluate(
+        """async ([model, messages, transport]) => {
+            const client = new relay.RelayClient({transport, apiKey: "rk_any"});
+            const stream = await client.start({model, messages});
+            await stream.finished;
+            return stream.state;
+        }""",
+        [FAST, MESSAGES, transport],
+    )
+    assert state == "done"
+
+
 async def test_the_sse_parser_gives_the_same_events_however_the_text_is_cut(
     browser: Any, relay_url: str
 ) -> None:
@@ -215,6 +234,65 @@ async def test_the_sse_parser_gives_the_same_events_however_the_text_is_cut(
     }
     # Cut anywhere, even between a CR and its LF, the parts give the same events.
     assert set(result["cuts"]) == {json.dumps(result["whole"]["events"], separators=(",", ":"))}
+
+
+async def test_a_tool_call_reaches_its_callback_and_the_stream(
+    browser: Any, relay_url: str
+) -> None:
+    page = await open_page(browser, relay_url)
+    result = await page.evaluate(
+        """async (messages) => {
+            const client = new relay.RelayClient();
+            const stream = record(await client.start({model: "mock:tools=true,tps=0", messages}));
+            const terminal = await stream.finished;
+            return {id: stream.id, toolCalls: stream.toolCalls, log: stream.log, terminal};
+        }""",
+        MESSAGES,
+    )
+    final = await snapshot(relay_url, result["id"])
+    assert final["tool_calls"] and result["toolCalls"] == final["tool_calls"]
+    assert [entry["data"] for entry in of_type(result["log"], "tool_call")] == final["tool_calls"]
+    assert json.loads(result["toolCalls"][0]["arguments"])  # complete JSON
+    assert result["terminal"]["data"]["finish_reason"] == "tool_calls"
+
+
+AGENT_EVENTS = [
+    {"type": "status", "data": {"state": "thinking", "message": "Thinking…"}},
+    {"type": "reasoning", "data": {"text": "The user greets; "}},
+    {"type": "reasoning", "data": {"text": "greet back."}},
+    {"type": "delta", "data": {"text": "Hello"}},
+    {"type": "delta", "data": {"text": " there"}},
+    {"type": "usage", "data": {"input_tokens": 1, "output_tokens": 2}},
+    {"type": "done", "data": {"finish_reason": "stop", "usage": None}},
+]
+
+
+async def test_every_event_of_an_agent_reaches_its_callback(browser: Any, relay_url: str) -> None:
+    """An external producer's session (reasoning, which the mock model has not): the
+    page attaches with the id and read token the agent's backend handed it."""
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{relay_url}/v1/sessions", json={"producer": "external"}) as made:
+            created = await made.json()
+        page = await open_page(browser, relay_url)
+        await page.evaluate(
+            "(session) => { record(new relay.RelayClient().attach(session)); }",
+            {"id": created["id"], "token": created["token"]},
+        )
+        await page.wait_for_function("stream.state === 'open'", timeout=WAIT_MS)
+        batch = {"seq": 1, "events": AGENT_EVENTS}
+        auth = {"Authorization": f"Bearer {created['producer_token']}"}
+        url = f"{relay_url}/v1/sessions/{created['id']}/events"
+        async with http.post(url, json=batch, headers=auth) as appended:
+            assert appended.status == 201, await appended.text()
+    ended = await wait_ended(page)
+    got = await page.evaluate("({reasoning: stream.reasoning, usage: stream.usage})")
+    assert [entry["type"] for entry in ended["log"]] == [
+        "open", "status", "reasoning", "reasoning", "text", "text", "usage", "done", "end",
+    ]  # fmt: skip
+    assert [entry["data"] for entry in ended["log"][1:-1]] == [e["data"] for e in AGENT_EVENTS]
+    assert got == {"reasoning": "The user greets; greet back.", "usage": AGENT_EVENTS[5]["data"]}
+    assert ended["text"] == "Hello there"
+    assert ended["ids"] == [1, 2, 3, 4, 5, 6, 7]
 
 
 def declared(kind: str, name: str) -> set[str]:
@@ -251,6 +329,8 @@ async def test_what_the_d_ts_declares_is_there(browser: Any, relay_url: str) -> 
 
 # --- reconnecting -----------------------------------------------------------------------
 
+RECONNECTS = "stream.log.filter((e) => e.type === 'reconnecting')"
+
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_a_cut_connection_is_reconnected_with_backoff_losing_nothing(
@@ -268,11 +348,15 @@ async def test_a_cut_connection_is_reconnected_with_backoff_losing_nothing(
         )
         await wait_for_words(page, 5)
         proxy.refuse()  # every connection is cut; new ones are cut at once
-        await page.wait_for_function(
-            "stream.log.filter((e) => e.type === 'reconnecting').length >= 4", timeout=WAIT_MS
-        )
+        await page.wait_for_function(f"{RECONNECTS}.length >= 4", timeout=WAIT_MS)
+        # Counted in this order, an attempt between the two counts keeps the bound below.
+        reconnects = await page.evaluate(f"{RECONNECTS}.length")
+        turned_away = proxy.turned_away
         proxy.accept()
         ended = await wait_ended(page)
+    # One connection per attempt (the last one may be still to come): EventSource's own
+    # reconnect does not run beside the client's.
+    assert reconnects - 1 <= turned_away <= reconnects
     final = await snapshot(relay_url, await page.evaluate("stream.id"))
     assert ended["state"] == "done"
     assert ended["text"] == final["text"]
@@ -287,6 +371,30 @@ async def test_a_cut_connection_is_reconnected_with_backoff_losing_nothing(
     assert resumed and resumed[-1]["data"]["reconnected"] is True
     assert 0 < resumed[-1]["data"]["lastEventId"] < final["last_event_id"]
     assert not of_type(ended["log"], "error")
+
+
+async def test_back_online_the_waiting_reconnect_goes_at_once(browser: Any, relay_url: str) -> None:
+    """A backoff far longer than the test waits: only the `online` event can end it."""
+    async with TcpProxy(relay_url) as proxy:
+        page = await open_page(browser, proxy.url)
+        await page.evaluate(
+            """async ([model, messages]) => {
+                const backoff = {initialMs: 600000, maxMs: 600000, jitter: 0};
+                record(await new relay.RelayClient({backoff}).start({model, messages}));
+            }""",
+            [SLOW, MESSAGES],
+        )
+        await wait_for_words(page, 5)
+        proxy.refuse()
+        await page.wait_for_function(f"{RECONNECTS}.length === 1", timeout=WAIT_MS)
+        proxy.accept()
+        await page.context.set_offline(True)
+        await page.context.set_offline(False)  # the page gets `online`
+        ended = await wait_ended(page)
+    final = await snapshot(relay_url, await page.evaluate("stream.id"))
+    assert ended["state"] == "done"
+    assert ended["text"] == final["text"]
+    assert [entry["data"]["delayMs"] for entry in of_type(ended["log"], "reconnecting")] == [600000]
 
 
 # --- a reloaded tab ---------------------------------------------------------------------
