@@ -2,8 +2,9 @@
 two-turn conversation (each turn sent with the messages before it), a reload mid-stream
 (the answer once, with its "resumed from event N" marker), Stop (the session ends
 `cancelled`), relay's own errors shown with their message (an upstream failure, an
-unknown model, a missing key), two tabs on one session, the WebSocket transport, a cut
-network, reasoning and tool calls, the keyboard, a phone-sized screen, light and dark.
+unknown model, a missing key), two tabs on one session (and a tab that opens after the
+one that asked was closed), New chat, the WebSocket transport, a cut network, reasoning
+and tool calls, the keyboard, a phone-sized screen, light and dark.
 
 Every test writes screenshots of the states it goes through, under `$RELAY_SCREENSHOTS/
 <test>/` when that is set, else under the test's own `tmp_path` (`screenshots/`).
@@ -377,6 +378,29 @@ async def test_two_tabs_following_one_session_show_the_same_text(
     await second.shoot("4-second-tab-follows-the-next-turn")
     assert one["session"] == two["session"]
     assert one["text"] == two["text"] == (await snapshot(relay, one["session"]))["text"]
+
+
+async def test_a_tab_closed_mid_answer_leaves_the_answer_to_the_next_tab(
+    new_chat: Callable[..., Awaitable[Chat]], relay: str
+) -> None:
+    first = await new_chat(relay)
+    await first.open()
+    await first.choose("mock:tokens=30,tps=20,ttft_ms=0")
+    await first.send("Tell me about rivers.")
+    await first.words_shown(5)
+    session_id = (await first.answer())["session"]
+    context = first.page.context
+    await first.page.close()  # nobody saw the end of it
+    async with asyncio.timeout(WAIT_MS / 1000):
+        while (await snapshot(relay, session_id))["status"] == "running":
+            await asyncio.sleep(0.1)
+    later = await new_chat(relay, context=context)
+    await later.open()
+    answer = await later.answer_ends("done")
+    await later.shoot("the-next-tab")
+    assert answer["session"] == session_id
+    assert answer["text"] == (await snapshot(relay, session_id))["text"]
+    assert len(answer["text"].split()) == 30
 
 
 async def test_the_page_follows_over_the_websocket(
