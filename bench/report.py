@@ -41,6 +41,7 @@ def evaluate(results: Result) -> list[Result]:
         _cpu_target,
         _fanout_target,
         _replay_target,
+        _catchup_target,
         _idle_target,
     ]
     return [found for check in checks if (found := check(s)) is not None]
@@ -174,6 +175,20 @@ def _replay_target(s: Result) -> Result | None:
     )
 
 
+def _catchup_target(s: Result) -> Result | None:
+    """Issue 16: the 10,000-event catch-up from Redis (bench/catchup.py)."""
+    rows = [row for row in s.get("catchup", {}).get("rows", []) if row["events"] == 10_000]
+    redis = [row for row in rows if "baseline" in row]
+    if not redis:
+        return None
+    p50, raw = redis[0]["replay_ms"]["p50"], redis[0]["baseline"]["raw_ms"]["p50"]
+    return _target(
+        "10,000-event replay from Redis ≤ 10 ms p50 (issue 16)",
+        f"{p50:.1f} ms (one XRANGE of its entries alone: {raw:.1f} ms)",
+        p50 <= 10.0,
+    )
+
+
 def _idle_target(s: Result) -> Result | None:
     if "idle" not in s:
         return None
@@ -227,6 +242,7 @@ def sections(results: Result) -> list[tuple[str, str]]:
             "Resume catch-up: a finished session replayed to a new subscriber",
             _replay_table,
         ),
+        ("catchup", "Catch-up from the start, against XRANGE alone", _catchup_table),
         ("idle", "Idle SSE subscribers", _idle_table),
         ("profile", "Where relay's CPU goes (py-spy)", _profile_table),
     ]
@@ -361,6 +377,29 @@ def _replay_table(replay: Result) -> str:
         for row in replay["rows"]
     ]
     headers = ["store", "events", "size", "p50 ms", "p99 ms", "replays", "time to write it"]
+    return markdown_table(headers, rows)
+
+
+def _catchup_table(catchup: Result) -> str:
+    headers = ["store", "events", "size", "p50 ms", "p99 ms", "replays"]
+    headers += ["XRANGE alone: redis-py p50 ms", "raw p50 ms", "relay / raw XRANGE"]
+    rows = []
+    for row in catchup["rows"]:
+        base = row.get("baseline")
+        raw = base["raw_ms"]["p50"] if base else None
+        rows.append(
+            [
+                row["target"],
+                f"{row['received_events']:,}",
+                f"{row['bytes'] / 1024:.0f} KiB",
+                _f(row["replay_ms"]["p50"]),
+                _f(row["replay_ms"]["p99"]),
+                str(row["replay_ms"]["n"]),
+                _f(base["redis_py_ms"]["p50"]) if base else NONE,
+                _f(raw),
+                f"{row['replay_ms']['p50'] / raw:.1f}x" if raw else NONE,
+            ]
+        )
     return markdown_table(headers, rows)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from bench.catchup import catchup
 from bench.harness import (
     MEMORY,
     MEMORY_NO_COALESCING,
@@ -382,6 +383,7 @@ SCENARIOS: dict[str, Callable[[Bench, Progress], Result]] = {
     "lag": lag,
     "fanout": fanout,
     "replay": replay,
+    "catchup": catchup,
     "throughput": throughput,
     "profile": profile,
 }

@@ -14,14 +14,15 @@ encodes for, not the feed: the frames of the events before the one it failed on 
 out, then the stream raises what it raised, and its SSE response ends with an in-band
 error (`relay.subscribers.sse`). The subscribers of other encoders go on.
 
-A replay is written a piece (about 64 KiB, or `EVENTS_PER_SLICE` events) at a time,
-with other tasks let in between two pieces: rendering a long log in a wire format is
-CPU work that no store read or socket write is sure to interrupt
-(`relay.subscribers.slices`). The feed never waits for a
-subscriber, and no subscriber makes relay hold more than `buffer_bytes` for it
-(`limits.subscriber_buffer_bytes`): what its inbox holds plus what its connection has
-not sent yet. Past that, when its socket is backed up (its client
-stopped reading, or reads too slowly), the connection is dropped at once; every frame
+A replay reads the log a batch (`store.read_batch` events) at a time, the next batch's
+read in flight while the current one is written (`relay.subscribers.backlog`), and
+writes it a piece (about 64 KiB, or `EVENTS_PER_SLICE` events) at a time, with other
+tasks let in between two pieces: rendering a long log in a wire format is CPU work
+that no store read or socket write is sure to interrupt (`relay.subscribers.slices`).
+The feed never waits for a subscriber, and no subscriber makes relay hold more than
+`buffer_bytes` for it (`limits.subscriber_buffer_bytes`): what its inbox holds plus
+what its connection has not sent yet. Past that, when its socket is backed up (its
+client stopped reading, or reads too slowly), the connection is dropped at once; every frame
 relay wrote to it was whole, so its client's Last-Event-ID is the last event it got
 entire (an SSE parser drops an event the connection cut short) and it resumes from
 there, losing nothing. When the socket is not backed up (the subscriber's task lags,
@@ -35,18 +36,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import functools
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Hashable, Iterable, Iterator, Sequence
 from typing import NamedTuple, NoReturn, Protocol
 
 from relay import log_context, sse
 from relay.errors import StoreError, StoreUnavailable
-from relay.events import Event
+from relay.events import Event, sse_frames
 from relay.metrics import TIMELINE
 from relay.store import Store
+from relay.subscribers.backlog import backlog
 from relay.subscribers.follow import Outage, follow, is_session_lost, session_lost
 from relay.subscribers.formats import WireRenderer
-from relay.subscribers.slices import EVENTS_PER_SLICE, let_others_run, prime
+from relay.subscribers.slices import EVENTS_PER_SLICE, let_others_run, prime, slices
 from relay.subscribers.sse import EventEncoder, native_frame
 from relay.tasks import cancel_and_wait
 from relay.vocabulary import session_tag
@@ -109,7 +112,7 @@ def encode_batch(encode: EventEncoder, events: Iterable[Event], after: int) -> E
 
 def replay_frames(
     encode: EventEncoder,
-    events: Iterable[Event],
+    events: Sequence[Event],
     piece_bytes: int = PIECE_BYTES,
     piece_events: int = EVENTS_PER_SLICE,
 ) -> Iterator[bytes]:
@@ -118,25 +121,47 @@ def replay_frames(
     and the caller can let other tasks run between pieces. A piece is empty when its
     events gave no frames (a Responses stream skips what its client has). Raises what
     `encode` raised, after the frames of the events before."""
+    for piece in slices(events, piece_events):
+        frames, error = _piece_frames(encode, piece)
+        yield from _by_size(frames, piece_bytes)
+        if error is not None:
+            raise error
+
+
+def _piece_frames(
+    encode: EventEncoder, events: Sequence[Event]
+) -> tuple[list[bytes], Exception | None]:
+    """The frames of `events`, and what `encode` raised on the next one if it did.
+    relay's own frames are made in one pass (`sse_frames`)."""
+    if encode is native_frame:
+        return sse_frames(events), None
     frames: list[bytes] = []
-    size = count = 0
     for event in events:
         try:
-            frame = encode(event)
-        except Exception:
-            if frames:
-                yield b"".join(frames)
-            raise
-        frames.append(frame)
-        size, count = size + len(frame), count + 1
-        if size >= piece_bytes or count >= piece_events:
-            yield b"".join(frames)
-            frames, size, count = [], 0, 0
-    if frames:
-        yield b"".join(frames)
+            frames.append(encode(event))
+        except Exception as exc:  # raised to the stream after the frames before it
+            return frames, exc
+    return frames, None
 
 
-async def replayed(encode: EventEncoder, events: Iterable[Event]) -> AsyncIterator[bytes]:
+def _by_size(frames: list[bytes], piece_bytes: int) -> Iterator[bytes]:
+    """`frames` joined into pieces that end once they hold `piece_bytes`; one piece
+    (maybe empty) when they hold less, as they do unless events are large."""
+    joined = b"".join(frames)
+    if len(joined) <= piece_bytes:
+        yield joined
+        return
+    start = size = 0
+    for end, frame in enumerate(frames, 1):
+        size += len(frame)
+        if size >= piece_bytes:
+            yield b"".join(frames[start:end])
+            start, size = end, 0
+    if start < len(frames):
+        yield b"".join(frames[start:])
+
+
+async def replayed(encode: EventEncoder, events: Sequence[Event]) -> AsyncIterator[bytes]:
     """`replay_frames`' pieces that hold frames, with a pause after every piece."""
     for piece in replay_frames(encode, events):
         if piece:
@@ -385,15 +410,17 @@ class Feeds:
         while not self._closed:
             feed = None
             while feed is None:
-                events = await self._read(session_id, after)
-                async for chunk in replayed(encode, events):
-                    yield chunk
-                if events:
-                    TIMELINE.delivered(session_id, events[-1].id, live=False)
-                if events and events[-1].is_terminal:
+                last: list[Event] = []
+                async with contextlib.aclosing(self._backlog(session_id, after)) as batches:
+                    async for events in batches:
+                        async for chunk in replayed(encode, events):
+                            yield chunk
+                        if events:
+                            TIMELINE.delivered(session_id, events[-1].id, live=False)
+                            after, last = events[-1].id, events
+                if last and last[-1].is_terminal:
                     return
-                after = events[-1].id if events else after
-                feed = self._joinable(session_id, after) if len(events) < self._batch else None
+                feed = self._joinable(session_id, after)
             inbox = feed.attach(after, encode, connection)
             try:
                 written = after
@@ -416,6 +443,11 @@ class Feeds:
         for feed in list(self._feeds.values()):
             feed.end()
         await cancel_and_wait(set(self._tasks))
+
+    def _backlog(self, session_id: str, after: int) -> AsyncGenerator[list[Event], None]:
+        """The session's events after `after`, read ahead a batch at a time, up to
+        the first read that ends what is there (`relay.subscribers.backlog`)."""
+        return backlog(functools.partial(self._read, session_id), after, self._batch)
 
     async def _read(self, session_id: str, after: int) -> list[Event]:
         """One replay read, riding out a store outage as `follow` does."""

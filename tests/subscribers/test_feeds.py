@@ -85,13 +85,13 @@ async def test_a_feed_builds_each_frame_once_for_all_its_subscribers(
     store: MemoryStore, live: Feeds, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     built: list[int] = []
-    frame = sse.event_frame
+    frame = sse.typed_frame
 
-    def counted(event_id: int, event_type: str, data: bytes) -> bytes:
+    def counted(event_id: int, head: bytes, data: bytes) -> bytes:
         built.append(event_id)
-        return frame(event_id, event_type, data)
+        return frame(event_id, head, data)
 
-    monkeypatch.setattr(sse, "event_frame", counted)
+    monkeypatch.setattr(sse, "typed_frame", counted)
     subscribers = [asyncio.create_task(stream(live, 0)) for _ in range(20)]
     await asyncio.sleep(0.05)  # all joined the feed: the log was empty
     for event_id in range(1, 10):
