@@ -94,7 +94,7 @@ def _line(row: Result) -> str:
 # --- the baseline job ----------------------------------------------------------------------
 
 
-async def _timed(read: Callable[[], Awaitable[list[Any]]], repeats: int) -> tuple[list[float], int]:
+async def _timed(read: Callable[[], Awaitable[Any]], repeats: int) -> tuple[list[float], int]:
     times: list[float] = []
     count = 0
     for _ in range(repeats):

@@ -42,6 +42,7 @@ def evaluate(results: Result) -> list[Result]:
         _fanout_target,
         _replay_target,
         _catchup_target,
+        _workers_target,
         _idle_target,
     ]
     return [found for check in checks if (found := check(s)) is not None]
@@ -189,6 +190,20 @@ def _catchup_target(s: Result) -> Result | None:
     )
 
 
+def _workers_target(s: Result) -> Result | None:
+    """Issue 16: `--workers 2` against one worker (bench/workers.py)."""
+    runs = {run["workers"]: run["best"] for run in s.get("workers", {}).get("runs", [])}
+    if not runs.get(1) or not runs.get(2):
+        return None
+    one, two = runs[1]["tokens_per_s"], runs[2]["tokens_per_s"]
+    return _target(
+        "`--workers 2` ≥ 1.8x the tokens/s of one worker at lag p99 ≤ 50 ms (issue 16)",
+        f"{two:,.0f} against {one:,.0f} tokens/s: {two / one:.2f}x "
+        f"({s['workers']['layout']} cores; see the capacity model)",
+        two >= 1.8 * one,
+    )
+
+
 def _idle_target(s: Result) -> Result | None:
     if "idle" not in s:
         return None
@@ -243,6 +258,7 @@ def sections(results: Result) -> list[tuple[str, str]]:
             _replay_table,
         ),
         ("catchup", "Catch-up from the start, against XRANGE alone", _catchup_table),
+        ("workers", "`relay serve --workers N` on Redis, the same offered load", _workers_table),
         ("idle", "Idle SSE subscribers", _idle_table),
         ("profile", "Where relay's CPU goes (py-spy)", _profile_table),
     ]
@@ -400,6 +416,28 @@ def _catchup_table(catchup: Result) -> str:
                 f"{row['replay_ms']['p50'] / raw:.1f}x" if raw else NONE,
             ]
         )
+    return markdown_table(headers, rows)
+
+
+def _workers_table(workers: Result) -> str:
+    headers = ["workers", "offered tok/s", "delivered tok/s", "lag p99 ms", "errors"]
+    headers += ["relay CPU per token", "Redis commands per token", "CPU"]
+    rows = []
+    for run in workers["runs"]:
+        for step in run["steps"]:
+            cpu = ", ".join(f"{name} {pct:.0f}%" for name, pct in step["cpu"]["cpu_pct"].items())
+            rows.append(
+                [
+                    str(run["workers"]),
+                    f"{step['offered_tokens_per_s']:,.0f}",
+                    f"{step['rate']['tokens_per_s']:,.0f}",
+                    _f(step["lag_ms"]["p99"]),
+                    str(step["errors"]),
+                    f"{_f(step['relay_cpu_us_per_token'])} µs",
+                    _f(step["redis_commands_per_token"], 2),
+                    cpu,
+                ]
+            )
     return markdown_table(headers, rows)
 
 

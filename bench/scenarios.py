@@ -18,6 +18,7 @@ from bench.harness import (
 from bench.processes import Child
 from bench.profile import start_recording, summarize
 from bench.redis_probe import RedisProbe
+from bench.workers import workers
 
 CHAT_PATH = "/v1/chat/completions"
 LAG_LIMIT_MS = 50.0  # the throughput ramp stops at the first step whose lag p99 passes it
@@ -385,5 +386,6 @@ SCENARIOS: dict[str, Callable[[Bench, Progress], Result]] = {
     "replay": replay,
     "catchup": catchup,
     "throughput": throughput,
+    "workers": workers,
     "profile": profile,
 }
