@@ -16,7 +16,7 @@ error (`relay.subscribers.sse`). The subscribers of other encoders go on.
 
 A replay reads the log a batch (`store.read_batch` events) at a time, the next batch's
 read in flight while the current one is written (`relay.subscribers.backlog`), and
-writes it a piece (about 64 KiB, or `EVENTS_PER_SLICE` events) at a time, with other
+writes it a piece (about 64 KiB, or a slice of events) at a time, with other
 tasks let in between two pieces: rendering a long log in a wire format is CPU work
 that no store read or socket write is sure to interrupt (`relay.subscribers.slices`).
 The feed never waits for a subscriber, and no subscriber makes relay hold more than
@@ -49,7 +49,12 @@ from relay.store import Store
 from relay.subscribers.backlog import backlog
 from relay.subscribers.follow import Outage, follow, is_session_lost, session_lost
 from relay.subscribers.formats import WireRenderer
-from relay.subscribers.slices import EVENTS_PER_SLICE, let_others_run, prime, slices
+from relay.subscribers.slices import (
+    EVENTS_PER_SLICE,
+    NATIVE_EVENTS_PER_SLICE,
+    let_others_run,
+    prime,
+)
 from relay.subscribers.sse import EventEncoder, native_frame
 from relay.tasks import cancel_and_wait
 from relay.vocabulary import session_tag
@@ -60,6 +65,9 @@ log = logging.getLogger(__name__)
 BUFFER_BYTES = 1 << 20
 # A replay's writes: about what a transport buffers before it pauses.
 PIECE_BYTES = 64 * 1024
+# relay's own frames are made this many at a time (`relay.events.sse_frames`): most of
+# the gain of one pass, and a piece of large events ends near PIECE_BYTES all the same.
+NATIVE_FRAMES_AT_ONCE = 16
 
 
 class Connection(Protocol):
@@ -114,23 +122,37 @@ def replay_frames(
     encode: EventEncoder,
     events: Sequence[Event],
     piece_bytes: int = PIECE_BYTES,
-    piece_events: int = EVENTS_PER_SLICE,
+    piece_events: int | None = None,
 ) -> Iterator[bytes]:
-    """The frames of `events`, about `piece_bytes` or `piece_events` events at a time: a
-    client that stops reading during a replay holds up one piece, not a whole read batch,
-    and the caller can let other tasks run between pieces. A piece is empty when its
-    events gave no frames (a Responses stream skips what its client has). Raises what
-    `encode` raised, after the frames of the events before."""
-    for piece in slices(events, piece_events):
-        frames, error = _piece_frames(encode, piece)
-        yield from _by_size(frames, piece_bytes)
+    """The frames of `events`, about `piece_bytes` or `piece_events` events at a time
+    (by default `EVENTS_PER_SLICE`, or `NATIVE_EVENTS_PER_SLICE` for relay's own frames,
+    which cost far less each): a client that stops reading during a replay holds up one
+    piece, not a whole read batch, and the caller can let other tasks run between pieces.
+    A piece is empty when its events gave no frames (a Responses stream skips what its
+    client has). Raises what `encode` raised, after the frames of the events before."""
+    per_piece = piece_events or (
+        NATIVE_EVENTS_PER_SLICE if encode is native_frame else EVENTS_PER_SLICE
+    )
+    step = NATIVE_FRAMES_AT_ONCE if encode is native_frame else 1
+    frames: list[bytes] = []
+    size = count = 0
+    for start in range(0, len(events), step):
+        part = events[start : start + step]
+        made, error = _frames(encode, part)
+        frames += made
+        size, count = size + sum(map(len, made)), count + len(part)
         if error is not None:
+            if frames:
+                yield b"".join(frames)
             raise error
+        if size >= piece_bytes or count >= per_piece:
+            yield b"".join(frames)
+            frames, size, count = [], 0, 0
+    if count:
+        yield b"".join(frames)
 
 
-def _piece_frames(
-    encode: EventEncoder, events: Sequence[Event]
-) -> tuple[list[bytes], Exception | None]:
+def _frames(encode: EventEncoder, events: Sequence[Event]) -> tuple[list[bytes], Exception | None]:
     """The frames of `events`, and what `encode` raised on the next one if it did.
     relay's own frames are made in one pass (`sse_frames`)."""
     if encode is native_frame:
@@ -142,23 +164,6 @@ def _piece_frames(
         except Exception as exc:  # raised to the stream after the frames before it
             return frames, exc
     return frames, None
-
-
-def _by_size(frames: list[bytes], piece_bytes: int) -> Iterator[bytes]:
-    """`frames` joined into pieces that end once they hold `piece_bytes`; one piece
-    (maybe empty) when they hold less, as they do unless events are large."""
-    joined = b"".join(frames)
-    if len(joined) <= piece_bytes:
-        yield joined
-        return
-    start = size = 0
-    for end, frame in enumerate(frames, 1):
-        size += len(frame)
-        if size >= piece_bytes:
-            yield b"".join(frames[start:end])
-            start, size = end, 0
-    if start < len(frames):
-        yield b"".join(frames[start:])
 
 
 async def replayed(encode: EventEncoder, events: Sequence[Event]) -> AsyncIterator[bytes]:
