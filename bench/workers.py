@@ -87,10 +87,11 @@ def _start_workers(bench: Bench, count: int, redis_port: int) -> Child:
 
 
 def _worker_pids(supervisor: int, count: int) -> list[int]:
-    """The supervisor's worker processes, once all `count` answer (each opened the port)."""
+    """The worker processes, once all `count` listen on the port: the supervisor's
+    children, or with one worker the process itself (`relay serve` supervises none)."""
     deadline = time.monotonic() + WORKERS_READY_S
     while time.monotonic() < deadline:
-        children = _children(supervisor)
+        children = _children(supervisor) if count > 1 else [supervisor]
         if len(children) == count and all(_listens(pid) for pid in children):
             return children
         time.sleep(0.1)
