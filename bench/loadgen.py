@@ -259,6 +259,7 @@ async def replay(job: Job) -> dict[str, Any]:
     frames = list(sse_frames(response.reads))
     counts.append(len(frames))
     return {
+        "session_id": created["id"],
         "events": record["last_event_id"],
         "received_events": counts[-1],
         "last_event": frames[-1].event if frames else None,

@@ -15,6 +15,7 @@ SAMPLE_EVERY_S = 0.25
 
 class RedisProbe:
     def __init__(self, port: int) -> None:
+        self.port = port
         self._client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=5)
         self._own_id = int(self._client.client_id())
 

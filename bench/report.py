@@ -41,6 +41,8 @@ def evaluate(results: Result) -> list[Result]:
         _cpu_target,
         _fanout_target,
         _replay_target,
+        _catchup_target,
+        _workers_target,
         _idle_target,
     ]
     return [found for check in checks if (found := check(s)) is not None]
@@ -174,6 +176,34 @@ def _replay_target(s: Result) -> Result | None:
     )
 
 
+def _catchup_target(s: Result) -> Result | None:
+    """Issue 16: the 10,000-event catch-up from Redis (bench/catchup.py)."""
+    rows = [row for row in s.get("catchup", {}).get("rows", []) if row["events"] == 10_000]
+    redis = [row for row in rows if "baseline" in row]
+    if not redis:
+        return None
+    p50, raw = redis[0]["replay_ms"]["p50"], redis[0]["baseline"]["raw_ms"]["p50"]
+    return _target(
+        "10,000-event replay from Redis ≤ 10 ms p50 (issue 16)",
+        f"{p50:.1f} ms (one XRANGE of its entries alone: {raw:.1f} ms)",
+        p50 <= 10.0,
+    )
+
+
+def _workers_target(s: Result) -> Result | None:
+    """Issue 16: `--workers 2` against one worker (bench/workers.py)."""
+    runs = {run["workers"]: run["best"] for run in s.get("workers", {}).get("runs", [])}
+    if not runs.get(1) or not runs.get(2):
+        return None
+    one, two = runs[1]["tokens_per_s"], runs[2]["tokens_per_s"]
+    return _target(
+        "`--workers 2` ≥ 1.8x the tokens/s of one worker at lag p99 ≤ 50 ms (issue 16)",
+        f"{two:,.0f} against {one:,.0f} tokens/s: {two / one:.2f}x "
+        f"({s['workers']['layout']} cores; see the capacity model)",
+        two >= 1.8 * one,
+    )
+
+
 def _idle_target(s: Result) -> Result | None:
     if "idle" not in s:
         return None
@@ -227,6 +257,8 @@ def sections(results: Result) -> list[tuple[str, str]]:
             "Resume catch-up: a finished session replayed to a new subscriber",
             _replay_table,
         ),
+        ("catchup", "Catch-up from the start, against XRANGE alone", _catchup_table),
+        ("workers", "`relay serve --workers N` on Redis, the same offered load", _workers_table),
         ("idle", "Idle SSE subscribers", _idle_table),
         ("profile", "Where relay's CPU goes (py-spy)", _profile_table),
     ]
@@ -361,6 +393,51 @@ def _replay_table(replay: Result) -> str:
         for row in replay["rows"]
     ]
     headers = ["store", "events", "size", "p50 ms", "p99 ms", "replays", "time to write it"]
+    return markdown_table(headers, rows)
+
+
+def _catchup_table(catchup: Result) -> str:
+    headers = ["store", "events", "size", "p50 ms", "p99 ms", "replays"]
+    headers += ["XRANGE alone: redis-py p50 ms", "raw p50 ms", "relay / raw XRANGE"]
+    rows = []
+    for row in catchup["rows"]:
+        base = row.get("baseline")
+        raw = base["raw_ms"]["p50"] if base else None
+        rows.append(
+            [
+                row["target"],
+                f"{row['received_events']:,}",
+                f"{row['bytes'] / 1024:.0f} KiB",
+                _f(row["replay_ms"]["p50"]),
+                _f(row["replay_ms"]["p99"]),
+                str(row["replay_ms"]["n"]),
+                _f(base["redis_py_ms"]["p50"]) if base else NONE,
+                _f(raw),
+                f"{row['replay_ms']['p50'] / raw:.1f}x" if raw else NONE,
+            ]
+        )
+    return markdown_table(headers, rows)
+
+
+def _workers_table(workers: Result) -> str:
+    headers = ["workers", "offered tok/s", "delivered tok/s", "lag p99 ms", "errors"]
+    headers += ["relay CPU per token", "Redis commands per token", "CPU"]
+    rows = []
+    for run in workers["runs"]:
+        for step in run["steps"]:
+            cpu = ", ".join(f"{name} {pct:.0f}%" for name, pct in step["cpu"]["cpu_pct"].items())
+            rows.append(
+                [
+                    str(run["workers"]),
+                    f"{step['offered_tokens_per_s']:,.0f}",
+                    f"{step['rate']['tokens_per_s']:,.0f}",
+                    _f(step["lag_ms"]["p99"]),
+                    str(step["errors"]),
+                    f"{_f(step['relay_cpu_us_per_token'])} µs",
+                    _f(step["redis_commands_per_token"], 2),
+                    cpu,
+                ]
+            )
     return markdown_table(headers, rows)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from bench.catchup import catchup
 from bench.harness import (
     MEMORY,
     MEMORY_NO_COALESCING,
@@ -17,6 +18,7 @@ from bench.harness import (
 from bench.processes import Child
 from bench.profile import start_recording, summarize
 from bench.redis_probe import RedisProbe
+from bench.workers import workers
 
 CHAT_PATH = "/v1/chat/completions"
 LAG_LIMIT_MS = 50.0  # the throughput ramp stops at the first step whose lag p99 passes it
@@ -382,6 +384,8 @@ SCENARIOS: dict[str, Callable[[Bench, Progress], Result]] = {
     "lag": lag,
     "fanout": fanout,
     "replay": replay,
+    "catchup": catchup,
     "throughput": throughput,
+    "workers": workers,
     "profile": profile,
 }

@@ -151,7 +151,7 @@ class StoreSettings(Section):
     # stay within their sum, whatever the number of subscribers.
     max_connections: PositiveInt = 64
     max_blocking_reads: PositiveInt = 32
-    read_batch: PositiveInt = 1000
+    read_batch: PositiveInt = 2000
     # The signals users send a session's producer (POST /v1/sessions/{id}/signals): past
     # this many a session takes no more (409 `signal_limit`); none is ever trimmed.
     max_signals_per_session: PositiveInt = 1000

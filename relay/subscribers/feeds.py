@@ -14,14 +14,15 @@ encodes for, not the feed: the frames of the events before the one it failed on 
 out, then the stream raises what it raised, and its SSE response ends with an in-band
 error (`relay.subscribers.sse`). The subscribers of other encoders go on.
 
-A replay is written a piece (about 64 KiB, or `EVENTS_PER_SLICE` events) at a time,
-with other tasks let in between two pieces: rendering a long log in a wire format is
-CPU work that no store read or socket write is sure to interrupt
-(`relay.subscribers.slices`). The feed never waits for a
-subscriber, and no subscriber makes relay hold more than `buffer_bytes` for it
-(`limits.subscriber_buffer_bytes`): what its inbox holds plus what its connection has
-not sent yet. Past that, when its socket is backed up (its client
-stopped reading, or reads too slowly), the connection is dropped at once; every frame
+A replay reads the log a batch (`store.read_batch` events) at a time, the next batch's
+read in flight while the current one is written (`relay.subscribers.backlog`), and
+writes it a piece (about 64 KiB, or a slice of events) at a time, with other
+tasks let in between two pieces: rendering a long log in a wire format is CPU work
+that no store read or socket write is sure to interrupt (`relay.subscribers.slices`).
+The feed never waits for a subscriber, and no subscriber makes relay hold more than
+`buffer_bytes` for it (`limits.subscriber_buffer_bytes`): what its inbox holds plus
+what its connection has not sent yet. Past that, when its socket is backed up (its
+client stopped reading, or reads too slowly), the connection is dropped at once; every frame
 relay wrote to it was whole, so its client's Last-Event-ID is the last event it got
 entire (an SSE parser drops an event the connection cut short) and it resumes from
 there, losing nothing. When the socket is not backed up (the subscriber's task lags,
@@ -35,18 +36,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import functools
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Hashable, Iterable, Iterator, Sequence
 from typing import NamedTuple, NoReturn, Protocol
 
 from relay import log_context, sse
 from relay.errors import StoreError, StoreUnavailable
-from relay.events import Event
+from relay.events import Event, sse_frames
 from relay.metrics import TIMELINE
 from relay.store import Store
+from relay.subscribers.backlog import backlog
 from relay.subscribers.follow import Outage, follow, is_session_lost, session_lost
 from relay.subscribers.formats import WireRenderer
-from relay.subscribers.slices import EVENTS_PER_SLICE, let_others_run, prime
+from relay.subscribers.slices import (
+    EVENTS_PER_SLICE,
+    NATIVE_EVENTS_PER_SLICE,
+    let_others_run,
+    prime,
+)
 from relay.subscribers.sse import EventEncoder, native_frame
 from relay.tasks import cancel_and_wait
 from relay.vocabulary import session_tag
@@ -57,6 +65,9 @@ log = logging.getLogger(__name__)
 BUFFER_BYTES = 1 << 20
 # A replay's writes: about what a transport buffers before it pauses.
 PIECE_BYTES = 64 * 1024
+# relay's own frames are made this many at a time (`relay.events.sse_frames`): most of
+# the gain of one pass, and a piece of large events ends near PIECE_BYTES all the same.
+NATIVE_FRAMES_AT_ONCE = 16
 
 
 class Connection(Protocol):
@@ -109,34 +120,53 @@ def encode_batch(encode: EventEncoder, events: Iterable[Event], after: int) -> E
 
 def replay_frames(
     encode: EventEncoder,
-    events: Iterable[Event],
+    events: Sequence[Event],
     piece_bytes: int = PIECE_BYTES,
-    piece_events: int = EVENTS_PER_SLICE,
+    piece_events: int | None = None,
 ) -> Iterator[bytes]:
-    """The frames of `events`, about `piece_bytes` or `piece_events` events at a time: a
-    client that stops reading during a replay holds up one piece, not a whole read batch,
-    and the caller can let other tasks run between pieces. A piece is empty when its
-    events gave no frames (a Responses stream skips what its client has). Raises what
-    `encode` raised, after the frames of the events before."""
+    """The frames of `events`, about `piece_bytes` or `piece_events` events at a time
+    (by default `EVENTS_PER_SLICE`, or `NATIVE_EVENTS_PER_SLICE` for relay's own frames,
+    which cost far less each): a client that stops reading during a replay holds up one
+    piece, not a whole read batch, and the caller can let other tasks run between pieces.
+    A piece is empty when its events gave no frames (a Responses stream skips what its
+    client has). Raises what `encode` raised, after the frames of the events before."""
+    per_piece = piece_events or (
+        NATIVE_EVENTS_PER_SLICE if encode is native_frame else EVENTS_PER_SLICE
+    )
+    step = NATIVE_FRAMES_AT_ONCE if encode is native_frame else 1
     frames: list[bytes] = []
     size = count = 0
-    for event in events:
-        try:
-            frame = encode(event)
-        except Exception:
+    for start in range(0, len(events), step):
+        part = events[start : start + step]
+        made, error = _frames(encode, part)
+        frames += made
+        size, count = size + sum(map(len, made)), count + len(part)
+        if error is not None:
             if frames:
                 yield b"".join(frames)
-            raise
-        frames.append(frame)
-        size, count = size + len(frame), count + 1
-        if size >= piece_bytes or count >= piece_events:
+            raise error
+        if size >= piece_bytes or count >= per_piece:
             yield b"".join(frames)
             frames, size, count = [], 0, 0
-    if frames:
+    if count:
         yield b"".join(frames)
 
 
-async def replayed(encode: EventEncoder, events: Iterable[Event]) -> AsyncIterator[bytes]:
+def _frames(encode: EventEncoder, events: Sequence[Event]) -> tuple[list[bytes], Exception | None]:
+    """The frames of `events`, and what `encode` raised on the next one if it did.
+    relay's own frames are made in one pass (`sse_frames`)."""
+    if encode is native_frame:
+        return sse_frames(events), None
+    frames: list[bytes] = []
+    for event in events:
+        try:
+            frames.append(encode(event))
+        except Exception as exc:  # raised to the stream after the frames before it
+            return frames, exc
+    return frames, None
+
+
+async def replayed(encode: EventEncoder, events: Sequence[Event]) -> AsyncIterator[bytes]:
     """`replay_frames`' pieces that hold frames, with a pause after every piece."""
     for piece in replay_frames(encode, events):
         if piece:
@@ -385,15 +415,17 @@ class Feeds:
         while not self._closed:
             feed = None
             while feed is None:
-                events = await self._read(session_id, after)
-                async for chunk in replayed(encode, events):
-                    yield chunk
-                if events:
-                    TIMELINE.delivered(session_id, events[-1].id, live=False)
-                if events and events[-1].is_terminal:
+                last: list[Event] = []
+                async with contextlib.aclosing(self._backlog(session_id, after)) as batches:
+                    async for events in batches:
+                        async for chunk in replayed(encode, events):
+                            yield chunk
+                        if events:
+                            TIMELINE.delivered(session_id, events[-1].id, live=False)
+                            after, last = events[-1].id, events
+                if last and last[-1].is_terminal:
                     return
-                after = events[-1].id if events else after
-                feed = self._joinable(session_id, after) if len(events) < self._batch else None
+                feed = self._joinable(session_id, after)
             inbox = feed.attach(after, encode, connection)
             try:
                 written = after
@@ -416,6 +448,11 @@ class Feeds:
         for feed in list(self._feeds.values()):
             feed.end()
         await cancel_and_wait(set(self._tasks))
+
+    def _backlog(self, session_id: str, after: int) -> AsyncGenerator[list[Event], None]:
+        """The session's events after `after`, read ahead a batch at a time, up to
+        the first read that ends what is there (`relay.subscribers.backlog`)."""
+        return backlog(functools.partial(self._read, session_id), after, self._batch)
 
     async def _read(self, session_id: str, after: int) -> list[Event]:
         """One replay read, riding out a store outage as `follow` does."""

@@ -21,6 +21,7 @@ from relay.subscribers import feeds
 from relay.subscribers.feeds import Feeds
 from relay.subscribers.formats import MessagesEventRenderer
 from relay.subscribers.responses_format import ResponsesEventRenderer
+from relay.subscribers.slices import NATIVE_EVENTS_PER_SLICE
 from relay.subscribers.sse import STREAM_FAILED, native_frame
 from tests.sse_client import SseParser
 
@@ -85,13 +86,13 @@ async def test_a_feed_builds_each_frame_once_for_all_its_subscribers(
     store: MemoryStore, live: Feeds, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     built: list[int] = []
-    frame = sse.event_frame
+    frame = sse.typed_frame
 
-    def counted(event_id: int, event_type: str, data: bytes) -> bytes:
+    def counted(event_id: int, head: bytes, data: bytes) -> bytes:
         built.append(event_id)
-        return frame(event_id, event_type, data)
+        return frame(event_id, head, data)
 
-    monkeypatch.setattr(sse, "event_frame", counted)
+    monkeypatch.setattr(sse, "typed_frame", counted)
     subscribers = [asyncio.create_task(stream(live, 0)) for _ in range(20)]
     await asyncio.sleep(0.05)  # all joined the feed: the log was empty
     for event_id in range(1, 10):
@@ -354,7 +355,10 @@ def test_a_replay_is_written_in_pieces_of_whole_frames() -> None:
     events = [delta(event_id) for event_id in range(1, 101)]
     pieces = list(feeds.replay_frames(native_frame, events, piece_bytes=500))
     assert len(pieces) > 5
-    assert all(len(piece) < 500 + len(native_frame(events[0])) * 2 for piece in pieces)
+    # relay's own frames are made NATIVE_FRAMES_AT_ONCE at a time: a piece ends after
+    # the group that takes it past its size
+    most = 500 + len(native_frame(events[0])) * (feeds.NATIVE_FRAMES_AT_ONCE + 1)
+    assert all(len(piece) < most for piece in pieces)
     assert [ids(piece)[0] for piece in pieces] == sorted({ids(piece)[0] for piece in pieces})
     assert b"".join(pieces) == b"".join(native_frame(event) for event in events)
 
@@ -369,3 +373,16 @@ def test_a_replay_raises_what_its_encoder_raised_after_the_frames_before() -> No
     assert ids(next(replay)) == [1, 2]
     with pytest.raises(KeyError):
         next(replay)
+
+
+def test_a_native_replay_takes_longer_slices_of_small_events_and_cuts_large_ones() -> None:
+    """relay's own frames are cheap: a piece holds NATIVE_EVENTS_PER_SLICE small events;
+    large events still end a piece once it holds PIECE_BYTES."""
+    small = [delta(event_id) for event_id in range(1, 3001)]
+    pieces = list(feeds.replay_frames(native_frame, small))
+    assert [len(ids(piece)) for piece in pieces] == [NATIVE_EVENTS_PER_SLICE] * 2 + [952]
+    large = [make_event(i, EventType.DELTA, TextData("x" * 4000)) for i in range(1, 101)]
+    pieces = list(feeds.replay_frames(native_frame, large))
+    most = feeds.PIECE_BYTES + feeds.NATIVE_FRAMES_AT_ONCE * 4100
+    assert len(pieces) > 2 and all(len(piece) < most for piece in pieces)
+    assert b"".join(pieces) == b"".join(native_frame(event) for event in large)

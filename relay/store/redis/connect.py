@@ -30,6 +30,7 @@ __all__ = [
     "RedisClient",
     "RedisConnection",
     "connect",
+    "raw_stream_replies",
 ]
 
 RedisClient: TypeAlias = redis.asyncio.Redis | RedisCluster
@@ -72,6 +73,22 @@ def connect(address: RedisAddress, max_connections: int) -> RedisConnection:
     if address.topology is Topology.SENTINEL:
         return _sentinel_client(address, max_connections)
     return RedisConnection(_server_client(address, max_connections))
+
+
+# Stream commands whose replies the store decodes itself (relay.store.redis.codec).
+RAW_REPLY_COMMANDS = ("XRANGE", "XREAD")
+
+
+def raw_stream_replies(client: RedisClient) -> None:
+    """Make `client` return stream replies as the server sent them (lists, as hiredis
+    parses them), for every command and pipeline on it: redis-py's own parsing builds a
+    dict per entry, most of the cost of a long replay."""
+    for command in RAW_REPLY_COMMANDS:
+        client.set_response_callback(command, _as_sent)
+
+
+def _as_sent(response: Any, **options: Any) -> Any:
+    return response
 
 
 def _connection_options(address: RedisAddress) -> dict[str, Any]:

@@ -34,15 +34,24 @@ from relay.store.base import Signal, Store, check_batch
 from relay.store.redis.boundary import AppendRefusals, Boundary
 from relay.store.redis.cancels import RedisCancelBus
 from relay.store.redis.codec import (
-    Entries,
     Fields,
+    RawEntries,
     decode_entries,
     decode_record,
+    decode_signal_entries,
+    decode_stream_read,
     encode_record,
     entry_id,
     ms,
+    stream_read_entries,
 )
-from relay.store.redis.connect import POOL_TIMEOUT_S, Closeable, RedisClient, connect
+from relay.store.redis.connect import (
+    POOL_TIMEOUT_S,
+    Closeable,
+    RedisClient,
+    connect,
+    raw_stream_replies,
+)
 from relay.store.redis.expiry import AppendingSessions, append_ttl_s, expires_by
 from relay.store.redis.group_commit import AppendSender
 from relay.store.redis.keys import session_keys
@@ -81,6 +90,7 @@ class RedisStore(Store):
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._client = client
+        raw_stream_replies(client)  # decoded by codec.py, faster than redis-py does
         self._settings = settings
         self._commands = Boundary(max_connections, POOL_TIMEOUT_S)
         self._tail_reads = Boundary(max_tail_connections, None)
@@ -198,7 +208,7 @@ class RedisStore(Store):
             entries = await self._client.xrange(
                 session_keys(session_id).log, min=entry_id(max(after, 0) + 1), count=limit
             )
-        return decode_entries(cast(Entries, entries))
+        return decode_entries(cast(RawEntries, entries))
 
     async def wait(self, session_id: str, after: int, limit: int, timeout: float) -> list[Event]:
         if limit <= 0:
@@ -256,8 +266,7 @@ class RedisStore(Store):
             reply = await xread_blocking(
                 self._client, log_key, entry_id(cursor), self._settings.read_batch
             )
-        streams = cast(list[tuple[bytes, Entries]], reply or [])
-        return [event for _, entries in streams for event in decode_entries(entries)]
+        return decode_stream_read(reply)
 
     # --- the signal log ---------------------------------------------------------------
 
@@ -279,7 +288,7 @@ class RedisStore(Store):
             entries = await self._client.xrange(
                 session_keys(session_id).signals, min=entry_id(max(after, 0) + 1), count=limit
             )
-        return _signals(cast(Entries, entries))
+        return _signals(cast(RawEntries, entries))
 
     async def wait_signals(
         self, session_id: str, after: int, limit: int, timeout: float
@@ -299,8 +308,9 @@ class RedisStore(Store):
                 return signals
             async with self._tail_reads:
                 reply = await xread_blocking(self._client, keys.signals, entry_id(after), limit)
-            streams = cast(list[tuple[bytes, Entries]], reply or [])
-            if signals := [signal for _, found in streams for signal in _signals(found)]:
+            if signals := [
+                signal for found in stream_read_entries(reply) for signal in _signals(found)
+            ]:
                 return signals
 
     # --- the leases and the cancel bus (leases.py, cancels.py) ------------------------
@@ -351,6 +361,6 @@ class RedisStore(Store):
             await owned.aclose()
 
 
-def _signals(entries: Entries) -> list[Signal]:
+def _signals(entries: RawEntries) -> list[Signal]:
     """Signal entries (`N-0`, field `d`) as signals."""
-    return [Signal(int(entry.split(b"-")[0]), fields[b"d"]) for entry, fields in entries]
+    return [Signal(signal_id, data) for signal_id, data in decode_signal_entries(entries)]
