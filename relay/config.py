@@ -179,6 +179,9 @@ class LogSettings(Section):
     format: Literal["text", "json"] = "text"
 
 
+ContinuationStyle = Literal["assistant_prefill", "continue_final_message", "none"]
+
+
 class UpstreamSettings(Section):
     name: NonEmptyStr
     kind: Literal["openai", "anthropic", "mock"]
@@ -202,6 +205,17 @@ class UpstreamSettings(Section):
     # `max_takeovers` times per session (relay/takeover.py).
     on_instance_loss: Literal["fail", "continue", "restart"] = "fail"
     max_takeovers: NonNegativeInt = 1
+    # How this upstream continues an answer relay hands it (a takeover's `continue`): the
+    # answer as a final assistant message (`assistant_prefill`), the same with vLLM's flags
+    # (`continue_final_message`), or not at all (`none`). Unset: what the kind can do.
+    continuation: ContinuationStyle | None = None
+
+    @property
+    def continuation_style(self) -> ContinuationStyle:
+        """`continuation`, or the kind's default: `openai` servers differ, so `none`."""
+        if self.continuation is not None:
+            return self.continuation
+        return "none" if self.kind == "openai" else "assistant_prefill"
 
 
 Sha256Hex = Annotated[str, Meta(pattern="^[0-9a-fA-F]{64}$")]
@@ -399,6 +413,11 @@ def _check_upstreams(upstreams: list[UpstreamSettings]) -> None:
     for index, upstream in enumerate(upstreams):
         if upstream.kind != "mock" and not upstream.base_url:
             raise ConfigError(f"upstreams[{index}].base_url is required for kind {upstream.kind!r}")
+        if upstream.kind != "openai" and upstream.continuation == "continue_final_message":
+            raise ConfigError(
+                f"upstreams[{index}].continuation 'continue_final_message' is for kind 'openai'; "
+                f"kind {upstream.kind!r} allows 'assistant_prefill' or 'none'"
+            )
 
 
 def _check_clients(clients: list[ClientSettings]) -> None:

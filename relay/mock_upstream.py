@@ -19,13 +19,21 @@ to `parse_mock_model`:
 `tokens` and `reasoning` are each capped (`--max-tokens`, by default 100,000, as the
 in-process mock's `mock_max_tokens`): more is a 400. Words are made as they are sent.
 
-`GET /_mock/stats` tells tests in other processes what happened; `POST /_mock/reset`
-zeroes the counters and the `fail_first` tallies.
+A continuation is asked as the upstreams ask it: a final assistant message (Anthropic's
+prefill), or one flagged `continue_final_message` with `add_generation_prompt: false`
+(vLLM's). The answer then is the rest of the in-process mock's (`Resume`), with no
+reasoning; a prefill Anthropic would refuse (trailing whitespace) or flags vLLM would
+refuse (both, or no final assistant message) get the 400 they would.
+
+`GET /_mock/stats` tells tests in other processes what happened, `GET /_mock/requests`
+what they asked (the last `RECORDED_REQUESTS` bodies); `POST /_mock/reset` zeroes the
+counters, the `fail_first` tallies and the record.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import enum
 import functools
@@ -69,6 +77,9 @@ DEFAULT_PORT = 8090
 LISTED_MODELS = ("mock", "mock:tools", "mock:reasoning=8", "mock:tokens=200,tps=80,ttft_ms=50")
 
 SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
+
+# The requests `GET /_mock/requests` keeps, newest last: a testing aid, so a few suffice.
+RECORDED_REQUESTS = 32
 
 
 # --- model options ---------------------------------------------------------------
@@ -175,7 +186,7 @@ class UpstreamPlan(msgspec.Struct):
         if self.tool_call is not None:
             yield from (Piece(PieceKind.ARGUMENTS, part) for part in self.fragments)
             return
-        for text in islice(spaced(self.mock.words()), self.mock.count):
+        for text in islice(self.mock.tokens(), self.mock.count):
             yield Piece(PieceKind.TEXT, text)
 
 
@@ -186,14 +197,18 @@ async def plan_upstream(
     cap: TokenCap,
 ) -> UpstreamPlan:
     """What the response to `call` will hold; a large prompt is planned off the loop."""
-    request = GenerationRequest(mock_model, call.messages, max_tokens=call.max_tokens)
+    request = GenerationRequest(
+        mock_model, call.messages, max_tokens=call.max_tokens, prefill=call.prefill
+    )
     mock, reasoning_seed = await off_loop(
-        functools.partial(_plan_words, request, cap), large=large_prompt(call.messages)
+        functools.partial(_plan_words, request, cap),
+        large=large_prompt(call.messages, call.prefill),
     )
     cap.check("reasoning", options.reasoning)
+    reasoning = 0 if call.prefill else options.reasoning  # a continuation goes on answering
     tool_call = await mock.tool_call() if mock.options.tools else None
     fragments = argument_fragments(tool_call) if tool_call is not None else []
-    return UpstreamPlan(mock, options.reasoning, reasoning_seed, tool_call, fragments)
+    return UpstreamPlan(mock, reasoning, reasoning_seed, tool_call, fragments)
 
 
 def _plan_words(request: GenerationRequest, cap: TokenCap) -> tuple[MockPlan, bytes]:
@@ -397,13 +412,25 @@ class AnthropicRenderer:
 
 
 class UpstreamCall(msgspec.Struct):
-    """A request in either wire format, reduced to what the mock needs."""
+    """A request in either wire format, reduced to what the mock needs: `prefill` is the
+    answer to continue, taken off the end of `messages`."""
 
     model: str
     messages: list[Message]
     max_tokens: int | None
     stream: bool
     include_usage: bool = False
+    prefill: str = ""
+
+
+class ContinuationFlags(msgspec.Struct):
+    """vLLM's chat template flags, as far as the mock reads them (with vLLM's defaults)."""
+
+    continue_final_message: bool = False
+    add_generation_prompt: bool = True
+
+
+CONTINUATION_FLAGS = msgspec.json.Decoder(ContinuationFlags)
 
 
 @dataclass(frozen=True)
@@ -416,15 +443,39 @@ class WireFormat:
 def _decode_chat(body: bytes) -> UpstreamCall:
     request = chat_request.decode_request(body)
     messages = chat_request.to_relay_messages(request)
-    return UpstreamCall(
+    call = UpstreamCall(
         request.model, messages, request.output_limit, bool(request.stream), request.include_usage
     )
+    if CONTINUATION_FLAGS.decode(body).continue_final_message:
+        _check_continuation(body, messages)
+        call.messages, call.prefill = messages[:-1], messages[-1].text()
+    return call
+
+
+def _check_continuation(body: bytes, messages: list[Message]) -> None:
+    """What vLLM refuses of a `continue_final_message` request, refused alike."""
+    if CONTINUATION_FLAGS.decode(body).add_generation_prompt:
+        raise ValueError(
+            "cannot set both add_generation_prompt and continue_final_message to true "
+            "(add_generation_prompt defaults to true: send it as false)"
+        )
+    if messages[-1].role != "assistant":
+        raise ValueError("continue_final_message needs the final message to be an assistant's")
 
 
 def _decode_messages(body: bytes) -> UpstreamCall:
     request = messages_request.decode_request(body)
     messages = anthropic_to_chat.to_relay_messages(request)
-    return UpstreamCall(request.model, messages, request.max_tokens, bool(request.stream))
+    call = UpstreamCall(request.model, messages, request.max_tokens, bool(request.stream))
+    last = messages[-1] if messages else None
+    if last is not None and last.role == "assistant" and not last.tool_calls:
+        prefill = last.text()
+        if prefill != prefill.rstrip():  # as the Messages API answers it
+            raise ValueError(
+                "messages: final assistant content cannot end with trailing whitespace"
+            )
+        call.messages, call.prefill = messages[:-1], prefill
+    return call
 
 
 def _chat_error(status: int, message: str) -> dict[str, Any]:
@@ -461,25 +512,38 @@ class MockUpstreamStats(msgspec.Struct):
     last_request: Any = None
 
 
+class RecordedRequest(msgspec.Struct):
+    """A request as `/_mock/requests` reports it: its path and JSON body (null if none)."""
+
+    path: str
+    body: Any
+
+
 class MockUpstreamState:
-    """Counters for `/_mock/stats`, and the `fail_first` tally per model string."""
+    """Counters for `/_mock/stats`, the last requests for `/_mock/requests`, and the
+    `fail_first` tally per model string."""
 
     def __init__(self, cap: TokenCap) -> None:
         self.stats = MockUpstreamStats()
         self.refused: dict[str, int] = {}
+        self.recorded: collections.deque[RecordedRequest] = collections.deque(
+            maxlen=RECORDED_REQUESTS
+        )
         self.cap = cap
 
     def reset(self) -> None:
         # `active` keeps counting what really runs, so it never goes negative.
         self.stats = MockUpstreamStats(active=self.stats.active)
         self.refused.clear()
+        self.recorded.clear()
 
-    def record_request(self, body: bytes) -> None:
+    def record_request(self, path: str, body: bytes) -> None:
         self.stats.requests += 1
         try:
             self.stats.last_request = json.loads(body)
         except ValueError:
             self.stats.last_request = None
+        self.recorded.append(RecordedRequest(path, self.stats.last_request))
 
     def refusal(self, model: str, options: UpstreamOptions) -> int | None:
         """The status to refuse this request with, if it must be refused."""
@@ -523,7 +587,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
 async def _generate(request: web.Request, wire: WireFormat) -> web.StreamResponse:
     state = request.app[STATE]
     body = await request.read()
-    state.record_request(body)
+    state.record_request(request.path, body)
     try:
         call = wire.decode(body)
         mock_model, options = split_model(call.model)
@@ -556,7 +620,7 @@ async def _stream(
     await _write(response, renderer.opening())
     pieces = plan.pieces()
     try:
-        async for index in pace_tokens(plan.mock.options, plan.piece_count):
+        async for index in pace_tokens(plan.mock.options, plan.piece_count, plan.mock.resume):
             if options.disconnects_at(index):
                 _abort(request)
                 return response
@@ -581,7 +645,7 @@ async def _answer(
     """A non-streamed answer: the same pacing and failures, one body at the end."""
     pieces, answer = plan.pieces(), Answer()
     try:
-        async for index in pace_tokens(plan.mock.options, plan.piece_count):
+        async for index in pace_tokens(plan.mock.options, plan.piece_count, plan.mock.resume):
             if options.disconnects_at(index):
                 _abort(request)
                 return web.Response()  # never sent: the connection is gone
@@ -619,6 +683,12 @@ async def stats(request: web.Request) -> web.Response:
     )
 
 
+async def recorded_requests(request: web.Request) -> web.Response:
+    """The last requests asked, oldest first: `{"requests": [{"path", "body"}, …]}`."""
+    recorded = {"requests": list(request.app[STATE].recorded)}
+    return web.Response(body=msgspec.json.encode(recorded), content_type="application/json")
+
+
 async def reset(request: web.Request) -> web.Response:
     request.app[STATE].reset()
     return web.Response(status=204)
@@ -631,6 +701,7 @@ def create_mock_upstream_app(max_tokens: int = MOCK_MAX_TOKENS) -> web.Applicati
     app.router.add_post("/v1/messages", messages)
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/_mock/stats", stats)
+    app.router.add_get("/_mock/requests", recorded_requests)
     app.router.add_post("/_mock/reset", reset)
     return app
 

@@ -97,8 +97,7 @@ class GenerationRequest(msgspec.Struct, omit_defaults=True):
     tool_choice: ToolChoice | None = None
     parallel_tool_calls: bool | None = None
     passthrough: Passthrough | None = None
-    # The assistant's answer so far; when non-empty the provider asks the upstream to
-    # continue it and yields only the continuation (a takeover, relay/takeover.py).
+    # The answer so far, for a provider to continue (a takeover, relay/takeover.py).
     prefill: str = ""
 
 

@@ -8,9 +8,10 @@ reasons in relay's (OpenAI's) vocabulary. Requests are converted from relay's
 assistant `tool_calls` become `tool_use` blocks, `tool` messages become `tool_result`
 blocks, and consecutive messages of one role are merged; blocks already in Anthropic's
 shape pass through. Chat's `tool_choice` and `parallel_tool_calls` become Anthropic's
-`tool_choice`; passthrough fields are sent only from an Anthropic-format request.
-All of it is pure code; `AnthropicProvider` is the format bound to `UpstreamProvider`,
-which does the I/O.
+`tool_choice`; passthrough fields are sent only from an Anthropic-format request. A
+prefill (the answer so far) goes as the final assistant message, which Anthropic
+continues (models before Claude 4.6, without extended thinking). All of it is pure
+code; `AnthropicProvider` is the format bound to `UpstreamProvider`, which does the I/O.
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ class MessagesRequest(msgspec.Struct, omit_defaults=True, kw_only=True):
 def messages_request(request: GenerationRequest) -> MessagesRequest:
     return MessagesRequest(
         model=request.model,
-        messages=anthropic_messages(request.messages),
+        messages=anthropic_messages([*request.messages, *prefill_messages(request.prefill)]),
         max_tokens=request.max_tokens or DEFAULT_MAX_TOKENS,
         stream=True,
         system=system_prompt(request.messages),
@@ -97,6 +98,19 @@ def anthropic_tool_choice(request: GenerationRequest) -> ToolChoiceParam | None:
 
 
 # --- relay's messages → Anthropic's -------------------------------------------------------
+
+
+def prefill_messages(prefill: str) -> list[Message]:
+    """The answer so far as the final assistant message that Anthropic continues, without
+    its trailing whitespace, which the API refuses (`EventAssembler` drops it from the
+    continuation's start instead); none when nothing else is left."""
+    sent = prefill.rstrip()
+    return [Message(role="assistant", content=sent)] if sent else []
+
+
+def unsent_whitespace(prefill: str) -> str:
+    """What `prefill_messages` leaves out: the prefill's trailing whitespace."""
+    return prefill[len(prefill.rstrip()) :]
 
 
 def system_prompt(messages: Iterable[Message]) -> str | list[Block] | None:
@@ -268,14 +282,17 @@ class EventAssembler:
     """Messages API stream events → provider items. Pure: no I/O.
 
     Unknown event, block and delta types are ignored (the API adds them over time), as is
-    `ping`; an `error` event raises it.
+    `ping`; an `error` event raises it. `stored_whitespace`: what a continued prefill
+    ended with but was sent without (`unsent_whitespace`); the model writes it again at
+    the start of its text, where it is dropped, since the prefill's owner has it already.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, stored_whitespace: str = "") -> None:
         self._tool_uses: dict[int, PartialToolUse] = {}  # by content block index
         self._tool_count = 0
         self._input_tokens = 0
         self._stop_reason: str | None = None
+        self._stored_whitespace = stored_whitespace
 
     def feed(self, event: Event) -> list[ProviderItem]:
         kind = event.type
@@ -310,7 +327,7 @@ class EventAssembler:
             )
             self._tool_count += 1
         elif kind == "text" and block.text:
-            return [TextDelta(block.text)]
+            return self._text(block.text)
         elif kind == "thinking" and block.thinking:
             return [ReasoningDelta(block.thinking)]
         return []
@@ -320,12 +337,20 @@ class EventAssembler:
             return []
         kind = delta.type
         if kind == "text_delta" and delta.text:
-            return [TextDelta(delta.text)]
+            return self._text(delta.text)
         if kind == "thinking_delta" and delta.thinking:
             return [ReasoningDelta(delta.thinking)]
         if kind == "input_json_delta" and index in self._tool_uses:
             self._tool_uses[index].fragments.append(delta.partial_json or "")
         return []
+
+    def _text(self, text: str) -> list[ProviderItem]:
+        stored = self._stored_whitespace
+        if stored:
+            same = _shared_prefix(text, stored)
+            text = text[same:]
+            self._stored_whitespace = "" if text else stored[same:]
+        return [TextDelta(text)] if text else []
 
     def _block_stop(self, index: int) -> list[ProviderItem]:
         tool_use = self._tool_uses.pop(index, None)
@@ -339,6 +364,16 @@ class EventAssembler:
         if usage.input_tokens is not None:  # newer servers repeat the (final) input count
             self._input_tokens = _input_tokens(usage)
         return [UsageReport(self._input_tokens, usage.output_tokens or 0)]
+
+
+def _shared_prefix(text: str, other: str) -> int:
+    """How many characters `text` and `other` start with alike."""
+    same = 0
+    for mine, theirs in zip(text, other, strict=False):
+        if mine != theirs:
+            break
+        same += 1
+    return same
 
 
 def _input_tokens(usage: Usage | None) -> int:
@@ -378,8 +413,8 @@ class MessagesFormat:
     def decode_event(self, data: str) -> Event:
         return EVENT.decode(data)
 
-    def new_assembler(self) -> EventAssembler:
-        return EventAssembler()
+    def new_assembler(self, request: GenerationRequest) -> EventAssembler:
+        return EventAssembler(unsent_whitespace(request.prefill))
 
 
 class AnthropicProvider(UpstreamProvider[Event]):

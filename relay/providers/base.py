@@ -84,7 +84,15 @@ class Provider(abc.ABC):
 
     @abc.abstractmethod
     def stream(self, request: GenerationRequest) -> AsyncGenerator[ProviderItem, None]:
-        """Generate. Raises `UpstreamError`; `aclose()` ends the upstream request."""
+        """Generate. Raises `UpstreamError`; `aclose()` ends the upstream request.
+
+        With a `request.prefill` (only when `supports_continuation(request.model)`), the
+        upstream is asked to continue that answer, and only the continuation is yielded."""
+
+    def supports_continuation(self, model: str) -> bool:
+        """Whether `stream` can continue an answer (`GenerationRequest.prefill`) for `model`.
+        When it cannot, a prefill must not be sent: the caller restarts or fails instead."""
+        return False
 
     async def close(self) -> None:
         """Release connection pools."""

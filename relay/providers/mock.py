@@ -7,6 +7,10 @@ Each token is one word; the first has no leading space, the others one.
 Words are made as they are sent, never all before the first, and `tokens` is capped
 (`TokenCap`, an upstream's `mock_max_tokens`): what one request makes relay do between
 two awaits does not grow with the number it asks for.
+
+A request with a `prefill` (the answer so far) gets the rest of the answer the same
+request makes uninterrupted (`Resume`), so prefill + continuation is that text byte for
+byte; docs/api.md ("The mock model") says what a continuation counts and when it fails.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import json
 import math
 import random
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
+from typing import Any
 
 import msgspec
 
@@ -149,24 +154,96 @@ def words_seed(seed: int, messages: Sequence[Message]) -> bytes:
     return hashlib.sha256(material.encode()).digest()
 
 
-def mock_words(seed: bytes) -> Iterator[str]:
-    """The mock's words from `words_seed`, without end, made as they are taken."""
+def mock_words(seed: bytes, state: RandomState | None = None) -> Iterator[str]:
+    """The mock's words from `words_seed`, without end, made as they are taken; from
+    where `state` (of a generator of the same seed, `Resume.state`) had got to."""
     rng = random.Random(seed)
+    if state is not None:
+        rng.setstate(state)
     while True:
         yield rng.choice(WORDS)
 
 
-def large_prompt(messages: Sequence[Message]) -> bool:
-    """Whether counting and hashing the messages is worth a worker thread."""
+def large_prompt(messages: Sequence[Message], prefill: str = "") -> bool:
+    """Whether counting and hashing the messages (and walking the prefill) is worth a
+    worker thread."""
     if len(messages) > MANY_MESSAGES:
         return True
-    return sum(len(message.text()) for message in messages) > LARGE_PROMPT_CHARS
+    chars = len(prefill) + sum(len(message.text()) for message in messages)
+    return chars > LARGE_PROMPT_CHARS
 
 
-def spaced(words: Iterator[str]) -> Iterator[str]:
-    """The words as tokens: the first as it is, each other after a space."""
+def spaced(words: Iterator[str], first: str = "") -> Iterator[str]:
+    """The words as tokens: each after a space, but the first after `first` (none)."""
     for index, word in enumerate(words):
-        yield word if index == 0 else " " + word
+        yield (first if index == 0 else " ") + word
+
+
+RandomState = tuple[Any, ...]  # `random.Random.getstate()`
+
+
+class Resume(msgspec.Struct, frozen=True):
+    """Where a continuation starts in the mock's answer, from the prefill it is handed.
+
+    A prefill that is a prefix of the answer (at any character) resumes right after it:
+    the rest of a word it ends inside (`head`), then the words after. Any other prefill
+    resumes at its own word count (as far as the answer goes), each word after a space
+    but the first when the prefill ends in one. Never the answer's words again."""
+
+    words: int  # the answer's words the prefill holds, whole or in part
+    state: RandomState  # the word generator's, after those words
+    head: str = ""  # the rest of the word the prefill ends inside, sent first
+    first: str = " "  # what goes before the first word after the head
+
+    @property
+    def start(self) -> int:
+        """The answer's word the continuation's first token belongs to."""
+        return self.words - 1 if self.head else self.words
+
+
+def resume_point(seed: bytes, prefill: str, total: int) -> Resume:
+    """Where the answer of `total` words from `seed` continues after `prefill`."""
+    return _prefix_resume(seed, prefill, total) or _counted_resume(seed, prefill, total)
+
+
+def _prefix_resume(seed: bytes, prefill: str, total: int) -> Resume | None:
+    """The resume point when `prefill` is a prefix of the answer, else None."""
+    rng, position = random.Random(seed), 0
+    for index in range(total + 1):
+        remaining = len(prefill) - position
+        if remaining == 0:
+            return Resume(index, rng.getstate())
+        if index == total:
+            return None
+        token = (" " if index else "") + rng.choice(WORDS)
+        if prefill.startswith(token, position):
+            position += len(token)
+        elif remaining < len(token) and token.startswith(prefill[position:]):
+            return Resume(index + 1, rng.getstate(), head=token[remaining:])
+        else:
+            return None
+    return None
+
+
+def _counted_resume(seed: bytes, prefill: str, total: int) -> Resume:
+    """The resume point of a prefill that is not the answer's: at its word count."""
+    words = min(words_in(prefill), total)
+    rng = random.Random(seed)
+    for _ in range(words):
+        rng.choice(WORDS)
+    first = "" if not prefill or prefill[-1].isspace() else " "
+    return Resume(words, rng.getstate(), first=first)
+
+
+def fault_index(after: int | None, resume: Resume | None) -> int | None:
+    """Where among a response's tokens the fault at the answer's word `after` falls
+    (`fail_after`, `hang_after`); None when there is none. A continuation starting at
+    or past `after` does not meet it again: it happened to the answer it continues."""
+    if after is None:
+        return None
+    if resume is None:
+        return after
+    return after - resume.start if after > resume.start else None
 
 
 async def take_words(words: Iterator[str], count: int) -> list[str]:
@@ -190,13 +267,22 @@ class MockPlan(msgspec.Struct):
 
     options: MockOptions
     seed: bytes  # of its words (`words_seed`)
-    count: int  # the words it sends
+    count: int  # the tokens it sends (of a continuation: after the prefill)
     input_tokens: int
     finish_reason: str
+    resume: Resume | None = None  # where it continues the answer; None: from the start
 
     def words(self) -> Iterator[str]:
-        """Its words from the first: the first `count` are what it sends."""
-        return mock_words(self.seed)
+        """Its words from the first it sends (the resume point's, if any)."""
+        return mock_words(self.seed, self.resume.state if self.resume else None)
+
+    def tokens(self) -> Iterator[str]:
+        """What it sends, a token at a time: the first `count` of these."""
+        resume = self.resume
+        if resume is None:
+            return spaced(self.words())
+        tail = spaced(self.words(), resume.first)
+        return itertools.chain([resume.head], tail) if resume.head else tail
 
     async def tool_call(self) -> ToolCall:
         """The tool call it makes instead of text (`tools`), all its words in one."""
@@ -205,29 +291,39 @@ class MockPlan(msgspec.Struct):
 
 def plan_generation(request: GenerationRequest, cap: TokenCap = DEFAULT_CAP) -> MockPlan:
     options = parse_mock_model(request.model, cap)
-    count = options.tokens
+    seed = words_seed(options.seed, request.messages)
+    input_tokens = count_words(request.messages) + words_in(request.prefill)
+    # A tool call is whole or not at all: a continuation (of stored text) makes it anew.
+    resume = None
+    if request.prefill and not options.tools:
+        resume = resume_point(seed, request.prefill, options.tokens)
+    count = options.tokens - resume.start if resume else options.tokens
     finish = "tool_calls" if options.tools else "stop"
     if request.max_tokens is not None and request.max_tokens < count:
         count, finish = request.max_tokens, "length"
-    seed = words_seed(options.seed, request.messages)
-    return MockPlan(options, seed, count, count_words(request.messages), finish)
+    return MockPlan(options, seed, count, input_tokens, finish, resume)
 
 
-async def pace_tokens(options: MockOptions, count: int) -> AsyncIterator[int]:
-    """Yield 0 … count-1 on the mock's schedule, honouring fail_after and hang_after.
+async def pace_tokens(
+    options: MockOptions, count: int, resume: Resume | None = None
+) -> AsyncIterator[int]:
+    """Yield 0 … count-1 on the mock's schedule, honouring fail_after and hang_after
+    (words of the answer, which a continuation from `resume` may be past: `fault_index`).
 
     Token i is due at ttft + i / tps from the start, so a slow consumer does not make
     the mock drift. Shared by the in-process provider and the standalone mock upstream.
     """
     loop = asyncio.get_running_loop()
     start = loop.time() + options.ttft_ms / 1000
+    fail_at = fault_index(options.fail_after, resume)
+    hang_at = fault_index(options.hang_after, resume)
     await asyncio.sleep(options.ttft_ms / 1000)
     for index in range(count):
-        if options.fail_after is not None and index >= options.fail_after:
+        if fail_at is not None and index >= fail_at:
             raise UpstreamError(
                 "upstream_error", f"mock failure after {index} tokens", retryable=True
             )
-        if options.hang_after is not None and index >= options.hang_after:
+        if hang_at is not None and index >= hang_at:
             await asyncio.Future()  # silent forever, until cancelled
         await _sleep_until(loop, start + index / options.tps if options.tps else None, index)
         yield index
@@ -241,24 +337,29 @@ async def _sleep_until(loop: asyncio.AbstractEventLoop, due: float | None, index
 
 
 class MockProvider(Provider):
-    def __init__(self, max_tokens: int = MOCK_MAX_TOKENS) -> None:
+    def __init__(self, max_tokens: int = MOCK_MAX_TOKENS, *, continues: bool = True) -> None:
+        """`continues`: whether it continues a prefill (an upstream's `continuation`)."""
         self._cap = TokenCap(max_tokens)
+        self._continues = continues
 
     def check_model(self, model: str) -> None:
         parse_mock_model(model, self._cap)
 
+    def supports_continuation(self, model: str) -> bool:
+        return self._continues
+
     async def stream(self, request: GenerationRequest) -> AsyncGenerator[ProviderItem, None]:
         plan = await off_loop(
             functools.partial(plan_generation, request, self._cap),
-            large=large_prompt(request.messages),
+            large=large_prompt(request.messages, request.prefill),
         )
         if plan.options.tools:
             async for _ in pace_tokens(plan.options, 1 if plan.count else 0):
                 pass
             yield await plan.tool_call()
         else:
-            tokens = spaced(plan.words())
-            async for _ in pace_tokens(plan.options, plan.count):
+            tokens = plan.tokens()
+            async for _ in pace_tokens(plan.options, plan.count, plan.resume):
                 yield TextDelta(next(tokens))
         yield UsageReport(input_tokens=plan.input_tokens, output_tokens=plan.count)
         yield Finish(plan.finish_reason)

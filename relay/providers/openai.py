@@ -18,7 +18,7 @@ from typing import Any
 
 import msgspec
 
-from relay.config import UpstreamSettings
+from relay.config import ContinuationStyle, UpstreamSettings
 from relay.errors import UpstreamError
 from relay.providers.base import (
     Finish,
@@ -50,6 +50,14 @@ class ChatRequest(msgspec.Struct, omit_defaults=True, kw_only=True):
     tools: list[dict[str, Any]] | None = None
     tool_choice: ToolChoice | None = None
     parallel_tool_calls: bool | None = None
+
+
+class ContinuationChatRequest(ChatRequest, omit_defaults=True, kw_only=True):
+    """A request to continue its final (assistant) message, in vLLM's words, which SGLang
+    and llama.cpp's server also take: without them vLLM would start a new message."""
+
+    continue_final_message: bool = True
+    add_generation_prompt: bool = False
 
 
 # A chunk, as far as relay reads it. Every field may be absent or null: compatible
@@ -106,14 +114,30 @@ class ChatCompletionsFormat:
 
     endpoint = "/chat/completions"
 
-    def __init__(self, max_tokens_field: str) -> None:
+    def __init__(
+        self, max_tokens_field: str, continuation: ContinuationStyle = "continue_final_message"
+    ) -> None:
         self._max_tokens_field = max_tokens_field
+        self._continuation = continuation
 
     def headers(self, api_key: str | None) -> dict[str, str]:
         return {"authorization": f"Bearer {api_key}"} if api_key else {}
 
     def encode_request(self, request: GenerationRequest) -> bytes:
-        return encode_body(self._chat_request(request), request.passthrough, "openai")
+        return encode_body(self._body(request), request.passthrough, "openai")
+
+    def _body(self, request: GenerationRequest) -> ChatRequest:
+        """The request; with a prefill, the answer so far as the final assistant message,
+        flagged as one to continue when this server takes vLLM's flags. `encode_body`
+        then drops a client's passthrough fields of those names: relay's values win."""
+        chat = self._chat_request(request)
+        if not request.prefill:
+            return chat
+        messages = [*request.messages, Message(role="assistant", content=request.prefill)]
+        if self._continuation != "continue_final_message":
+            return msgspec.structs.replace(chat, messages=messages)
+        fields = msgspec.structs.asdict(chat) | {"messages": messages}
+        return ContinuationChatRequest(**fields)
 
     def _chat_request(self, request: GenerationRequest) -> ChatRequest:
         return ChatRequest(
@@ -137,7 +161,7 @@ class ChatCompletionsFormat:
     def decode_event(self, data: str) -> Chunk | None:
         return None if data == DONE else CHUNK.decode(data)
 
-    def new_assembler(self) -> ChunkAssembler:
+    def new_assembler(self, request: GenerationRequest) -> ChunkAssembler:
         return ChunkAssembler()
 
 
@@ -147,7 +171,7 @@ class OpenAIProvider(UpstreamProvider[Chunk]):
     def __init__(
         self, upstream: UpstreamSettings, api_key: str | None, *, proxy: str | None = None
     ) -> None:
-        chat = ChatCompletionsFormat(upstream.max_tokens_field)
+        chat = ChatCompletionsFormat(upstream.max_tokens_field, upstream.continuation_style)
         super().__init__(chat, upstream, api_key, proxy=proxy)
 
 

@@ -41,7 +41,8 @@ def build_provider(
 ) -> Provider:
     """The provider for one upstream; ConfigError when its API key variable is unset."""
     if upstream.kind == "mock":
-        return MockProvider(upstream.mock_max_tokens)
+        continues = upstream.continuation_style != "none"
+        return MockProvider(upstream.mock_max_tokens, continues=continues)
     api_key = read_api_key(upstream, environ)
     if upstream.api_key_env and api_key is None:
         raise ConfigError(

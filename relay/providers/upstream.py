@@ -64,7 +64,9 @@ class UpstreamFormat(Protocol[Event]):
         (with a typed `msgspec.json.Decoder`) for data that is not an event."""
         ...
 
-    def new_assembler(self) -> StreamAssembler[Event]: ...
+    def new_assembler(self, request: GenerationRequest) -> StreamAssembler[Event]:
+        """A fresh assembler for the answer to `request`."""
+        ...
 
 
 def endpoint_url(base_url: str | None, endpoint: str) -> str:
@@ -86,6 +88,7 @@ class UpstreamProvider(Provider, Generic[Event]):
         self._format = upstream_format
         self._policy = RetryPolicy.for_upstream(upstream)
         self._api_key = api_key
+        self._continuation = upstream.continuation_style
         url = endpoint_url(upstream.base_url, upstream_format.endpoint)
         self._client = SSEClient(upstream, url, upstream_format.headers(api_key), proxy=proxy)
 
@@ -93,7 +96,12 @@ class UpstreamProvider(Provider, Generic[Event]):
         if not model.strip():
             raise ValueError("the model name is empty")
 
+    def supports_continuation(self, model: str) -> bool:
+        return self._continuation != "none"
+
     def stream(self, request: GenerationRequest) -> AsyncGenerator[ProviderItem, None]:
+        if request.prefill and not self.supports_continuation(request.model):
+            raise ValueError("this upstream does not continue answers (its continuation is none)")
         return stream_with_retries(
             lambda: self._attempt(request), failure_of, self._policy, secret=self._api_key
         )
@@ -114,7 +122,7 @@ class UpstreamProvider(Provider, Generic[Event]):
             large=len(request.messages) > MANY_MESSAGES,
         )
         decode = self._format.decode_event
-        assembler = self._format.new_assembler()
+        assembler = self._format.new_assembler(request)
         # After the end sentinel the body is still read to its end: the connection is reused.
         ended = False
         async with slots, contextlib.aclosing(self._client.messages(body)) as batches:

@@ -51,7 +51,7 @@ class WordsFormat:
     def decode_event(self, data: str) -> Word | None:
         return None if data == "END" else WORD.decode(data)
 
-    def new_assembler(self) -> WordsAssembler:
+    def new_assembler(self, request: GenerationRequest) -> WordsAssembler:
         return WordsAssembler()
 
 
