@@ -19,8 +19,9 @@ over, and it counts the takeover in the record). The new owner reads what the lo
 so far and runs the generation here, its log going on at the next id after the status
 `taken_over` (and, for `restart`, `restarted`, so that a UI can clear the partial text):
 `continue` asks the upstream to continue the stored text (`GenerationRequest.prefill`:
-only text; the tool calls stored stay, and new ones are numbered after them); `restart`
-asks again from the start. The usage of the session adds up every call's (as far as
+only text; the tool calls stored stay, and new ones are numbered after them), where its
+provider can (`Provider.supports_continuation`; elsewhere it restarts); `restart` asks
+again from the start. The usage of the session adds up every call's (as far as
 each reported it) and says how many takeovers there were (`TakenOverUsage`).
 """
 
@@ -32,7 +33,7 @@ from typing import Literal
 
 import msgspec
 
-from relay.clients import ANONYMOUS, Client, Clients
+from relay.clients import Client, Clients
 from relay.config import Settings, UpstreamSettings
 from relay.errors import UnknownModel
 from relay.events import Event, EventType, StatusData, Usage
@@ -130,6 +131,18 @@ def seam(policy: Policy) -> list[StatusData]:
     return statuses
 
 
+def _feasible(policy: Policy, route: Route, session_id: str) -> Policy:
+    """`continue` where the upstream can continue an answer, else `restart`."""
+    if policy == "continue" and not route.provider.supports_continuation(route.model):
+        log.warning(
+            "session %s: upstream %s cannot continue an answer (its `continuation` is "
+            "none); restarting it instead",
+            session_tag(session_id), route.upstream,
+        )  # fmt: skip
+        return "restart"
+    return policy
+
+
 class Takeovers:
     """The lease reaper's other way out (relay/leases.py): take a lost generation over."""
 
@@ -185,7 +198,7 @@ class Takeovers:
     ) -> tuple[Route, Client] | None:
         """The route and client to run it with; None when the configuration no longer
         has them (the session is then lost)."""
-        client = self._clients.named(record.client) if record.client else ANONYMOUS
+        client = self._clients.named(record.client)
         try:
             route = self._router.resolve(f"{ticket.upstream}/{ticket.request.model}")
         except UnknownModel:
@@ -204,6 +217,8 @@ class Takeovers:
         takeovers: int,
         started: tuple[Route, Client],
     ) -> None:
+        route, client = started
+        policy = _feasible(policy, route, record.id)
         so_far = await self._log_so_far(record.id)
         prefill = so_far.text if policy == "continue" else ""
         request = msgspec.structs.replace(ticket.request, prefill=prefill)
@@ -214,7 +229,6 @@ class Takeovers:
             tool_calls_before=so_far.tool_calls,
             takeovers=takeovers,
         )
-        route, client = started
         self._runner.take_over(record, route, request, resume, client=client)
 
     async def _log_so_far(self, session_id: str) -> LogSoFar:
