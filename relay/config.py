@@ -10,6 +10,7 @@ import enum
 import ipaddress
 import os
 import re
+import types
 import typing
 import urllib.parse
 from collections.abc import Mapping
@@ -396,6 +397,8 @@ def _list_item(annotation: Any) -> Any:
 
 
 def _choices(annotation: Any) -> list[str]:
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):  # optional: unset
+        return [c for arg in typing.get_args(annotation) for c in _choices(arg)]
     if typing.get_origin(annotation) is Literal:
         return [str(choice) for choice in typing.get_args(annotation)]
     if isinstance(annotation, type) and issubclass(annotation, enum.Enum):

@@ -157,3 +157,40 @@ def test_an_allowed_host_with_a_port_or_not_a_host_names_the_entry(
 def test_no_allowed_hosts_at_all_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"server\.allowed_hosts is empty"):
         load_settings(write(tmp_path, "[server]\nallowed_hosts = []\n"), environ={})
+
+
+@pytest.mark.parametrize(
+    ("kind", "continuation", "style"),
+    [
+        ("openai", None, "none"),
+        ("openai", "continue_final_message", "continue_final_message"),
+        ("openai", "assistant_prefill", "assistant_prefill"),
+        ("anthropic", None, "assistant_prefill"),
+        ("anthropic", "none", "none"),
+        ("mock", None, "assistant_prefill"),
+    ],
+)
+def test_an_upstreams_continuation_defaults_to_what_its_kind_can_do(
+    tmp_path: Path, kind: str, continuation: str | None, style: str
+) -> None:
+    line = f'continuation = "{continuation}"\n' if continuation else ""
+    text = f'[[upstreams]]\nname = "u"\nkind = "{kind}"\nbase_url = "http://h"\n{line}'
+    [upstream] = load_settings(write(tmp_path, text), environ={}).upstreams
+    assert upstream.continuation_style == style
+
+
+@pytest.mark.parametrize(
+    ("kind", "value", "message"),
+    [
+        ("anthropic", "continue_final_message", "upstreams[0].continuation 'continue_final_"),
+        ("mock", "continue_final_message", "kind 'mock' allows 'assistant_prefill' or 'none'"),
+        ("openai", "vllm", "at `upstreams[0].continuation`; allowed: assistant_prefill"),
+    ],
+)
+def test_a_continuation_the_kind_cannot_do_names_the_key(
+    tmp_path: Path, kind: str, value: str, message: str
+) -> None:
+    text = f'[[upstreams]]\nname = "u"\nkind = "{kind}"\nbase_url = "http://h"\n'
+    with pytest.raises(ConfigError) as error:
+        load_settings(write(tmp_path, text + f'continuation = "{value}"\n'), environ={})
+    assert message in str(error.value)

@@ -31,6 +31,7 @@ from relay.providers.base import (
     TextDelta,
     ToolCall,
     UsageReport,
+    continued_messages,
 )
 from relay.providers.failures import incomplete_stream, stream_error_failure
 from relay.providers.passthrough import encode_body
@@ -70,7 +71,7 @@ class MessagesRequest(msgspec.Struct, omit_defaults=True, kw_only=True):
 def messages_request(request: GenerationRequest) -> MessagesRequest:
     return MessagesRequest(
         model=request.model,
-        messages=anthropic_messages([*request.messages, *prefill_messages(request.prefill)]),
+        messages=anthropic_messages(prefilled(request.messages, request.prefill)),
         max_tokens=request.max_tokens or DEFAULT_MAX_TOKENS,
         stream=True,
         system=system_prompt(request.messages),
@@ -100,16 +101,16 @@ def anthropic_tool_choice(request: GenerationRequest) -> ToolChoiceParam | None:
 # --- relay's messages → Anthropic's -------------------------------------------------------
 
 
-def prefill_messages(prefill: str) -> list[Message]:
-    """The answer so far as the final assistant message that Anthropic continues, without
-    its trailing whitespace, which the API refuses (`EventAssembler` drops it from the
-    continuation's start instead); none when nothing else is left."""
+def prefilled(messages: list[Message], prefill: str) -> list[Message]:
+    """The messages with the answer so far as the final assistant message that Anthropic
+    continues, without its trailing whitespace, which the API refuses (`EventAssembler`
+    drops it from the continuation's start instead); none when nothing else is left."""
     sent = prefill.rstrip()
-    return [Message(role="assistant", content=sent)] if sent else []
+    return continued_messages(messages, sent) if sent else messages
 
 
 def unsent_whitespace(prefill: str) -> str:
-    """What `prefill_messages` leaves out: the prefill's trailing whitespace."""
+    """What `prefilled` leaves out: the prefill's trailing whitespace."""
     return prefill[len(prefill.rstrip()) :]
 
 

@@ -14,7 +14,7 @@ from collections.abc import AsyncGenerator
 
 import msgspec
 
-from relay.vocabulary import GenerationRequest
+from relay.vocabulary import GenerationRequest, Message
 
 # What a provider yields.
 
@@ -97,3 +97,16 @@ class Provider(abc.ABC):
     async def close(self) -> None:
         """Release connection pools."""
         return None
+
+
+def continued_messages(messages: list[Message], prefill: str) -> list[Message]:
+    """The conversation that asks an upstream to continue `prefill`: it ends with the
+    answer so far as an assistant message. When the client's own request ended with one
+    (its prefill, which the answer continues), the answer so far is that text and then
+    the prefill, in the one message: two assistant turns would read as two answers."""
+    last = messages[-1] if messages else None
+    if last is None or last.role != "assistant" or last.tool_calls:
+        return [*messages, Message(role="assistant", content=prefill)]
+    if not isinstance(last.content, str):  # parts (images, cache marks): kept as they are
+        return [*messages, Message(role="assistant", content=prefill)]
+    return [*messages[:-1], Message(role="assistant", content=last.content + prefill)]

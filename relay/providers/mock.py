@@ -349,6 +349,8 @@ class MockProvider(Provider):
         return self._continues
 
     async def stream(self, request: GenerationRequest) -> AsyncGenerator[ProviderItem, None]:
+        if request.prefill and not self._continues:
+            raise ValueError("this upstream does not continue answers (its continuation is none)")
         plan = await off_loop(
             functools.partial(plan_generation, request, self._cap),
             large=large_prompt(request.messages, request.prefill),

@@ -27,6 +27,7 @@ from relay.providers.base import (
     TextDelta,
     ToolCall,
     UsageReport,
+    continued_messages,
 )
 from relay.providers.failures import incomplete_stream, stream_error_failure
 from relay.providers.passthrough import encode_body
@@ -54,10 +55,14 @@ class ChatRequest(msgspec.Struct, omit_defaults=True, kw_only=True):
 
 class ContinuationChatRequest(ChatRequest, omit_defaults=True, kw_only=True):
     """A request to continue its final (assistant) message, in vLLM's words, which SGLang
-    and llama.cpp's server also take: without them vLLM would start a new message."""
+    and llama.cpp's server also take: without them vLLM would start a new message. No
+    defaults, so that both are always sent (vLLM's `add_generation_prompt` is true)."""
 
-    continue_final_message: bool = True
-    add_generation_prompt: bool = False
+    continue_final_message: bool
+    add_generation_prompt: bool
+    # Never sent: declared so that a client's `echo` (vLLM: repeat the final message
+    # first) is not passed on, which would repeat the answer so far.
+    echo: bool | None = None
 
 
 # A chunk, as far as relay reads it. Every field may be absent or null: compatible
@@ -133,11 +138,13 @@ class ChatCompletionsFormat:
         chat = self._chat_request(request)
         if not request.prefill:
             return chat
-        messages = [*request.messages, Message(role="assistant", content=request.prefill)]
+        messages = continued_messages(request.messages, request.prefill)
         if self._continuation != "continue_final_message":
             return msgspec.structs.replace(chat, messages=messages)
         fields = msgspec.structs.asdict(chat) | {"messages": messages}
-        return ContinuationChatRequest(**fields)
+        return ContinuationChatRequest(
+            **fields, continue_final_message=True, add_generation_prompt=False
+        )
 
     def _chat_request(self, request: GenerationRequest) -> ChatRequest:
         return ChatRequest(
