@@ -47,9 +47,11 @@ UPSTREAMS: dict[str, dict[str, Any]] = {
 @dataclass
 class Pair:
     a: Instance  # generates, and is killed
-    b: Instance  # reads, and takes over
+    b: Instance  # reads; it and c race to take over
+    c: Instance
     balancer: str
     upstream: str  # the mock upstream's base URL
+    logs: dict[str, Path]  # each instance's log, by its name
 
 
 @contextlib.asynccontextmanager
@@ -92,14 +94,14 @@ async def pair(tmp_path: Path, redis_url: str) -> AsyncIterator[Pair]:
         upstream = await stack.enter_async_context(mock_upstream_process(tmp_path / "mock.log"))
         config = tmp_path / "relay.toml"
         config.write_text(config_text(redis_url, upstream))
-        instances = []
-        for name in ("a", "b"):
+        instances, logs = [], {}
+        for name in ("a", "b", "c"):
             port = free_port()
-            log_path = tmp_path / f"relay-{name}.log"
-            process = await stack.enter_async_context(relay_process(config, port, log_path))
+            logs[name] = tmp_path / f"relay-{name}.log"
+            process = await stack.enter_async_context(relay_process(config, port, logs[name]))
             instances.append(Instance(await instance_id(port), port, process))
         balancer = await stack.enter_async_context(nginx([i.port for i in instances]))
-        yield Pair(instances[0], instances[1], balancer, upstream)
+        yield Pair(*instances, balancer, upstream, logs)
 
 
 async def create_on(http: aiohttp.ClientSession, base: str, model: str) -> str:
@@ -210,6 +212,11 @@ async def anthropic_reader(instance: Instance, session_id: str) -> Any:
         return await AsyncMessageStream(raw, anthropic.NOT_GIVEN).get_final_message()
 
 
+def takers(pair: Pair) -> list[str]:
+    """The instances whose log says they took a session over."""
+    return [name for name, path in pair.logs.items() if "taken over from" in path.read_text()]
+
+
 def assert_one_log(events: list[SseEvent], terminal: str) -> None:
     ids = [e.int_id for e in events]
     assert ids == list(range(1, len(ids) + 1))  # consecutive: no gap, no event twice
@@ -242,10 +249,11 @@ async def test_continue_the_reader_gets_the_uninterrupted_text(pair: Pair, upstr
     assert killed.arrived[seam] - killed.killed_at <= LEASE_TTL_S + MARGIN_S
     assert "restarted" not in states(events)
     prefix, text = text_of(events[:seam]), text_of(events)
-    print("PREFIX", repr(prefix)); print("TEXT", repr(text[:300])); print("REF", repr(text_of(killed.reference)[:300])); print("ASKED", json.dumps(await continuation_requests(pair.upstream))[:1500])
     assert prefix and text == text_of(killed.reference)  # byte for byte
     asked = await continuation_requests(pair.upstream)
-    assert len(asked) == 1  # the continuation, which carried exactly the stored text
+    assert len(asked) == 1  # one continuation, which carried exactly the stored text
+    assert states(events).count("taken_over") == 1
+    assert takers(pair) in (["b"], ["c"])  # b and c raced for the lease: one won
     assert prefill_of(asked[0]["body"]) in (prefix, prefix.rstrip())
     if upstream == "vllm":
         assert asked[0]["body"]["continue_final_message"] is True
@@ -268,6 +276,7 @@ async def test_restart_says_restarted_then_gives_the_whole_answer(pair: Pair) ->
     seam = seam_at(events)
     assert killed.arrived[seam] - killed.killed_at <= LEASE_TTL_S + MARGIN_S
     assert states(events[seam:])[:2] == ["taken_over", "restarted"]
+    assert states(events).count("taken_over") == 1 and takers(pair) in (["b"], ["c"])
     assert text_of(events[:seam])
     assert text_of(events[seam:]) == text_of(killed.reference)
     assert await continuation_requests(pair.upstream) == []  # asked again from the start
@@ -279,5 +288,5 @@ async def test_fail_ends_with_generation_lost(pair: Pair) -> None:
     events = killed.events
     assert_one_log(events, "error")
     assert events[-1].json()["code"] == "generation_lost"
-    assert "taken_over" not in states(events)
+    assert "taken_over" not in states(events) and takers(pair) == []
     assert killed.arrived[-1] - killed.killed_at <= LEASE_TTL_S + MARGIN_S
