@@ -51,7 +51,7 @@ class Instance:
 
     async def die(self) -> None:
         """Stop every generation here without writing anything, as a SIGKILL does."""
-        generations = list(self.runner._generations.values())  # noqa: SLF001
+        generations = list(self.runner._generations.values())
         await cancel_and_wait([t for g in generations for t in (g.task, g.pump) if t])
 
 
