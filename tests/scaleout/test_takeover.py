@@ -290,3 +290,53 @@ async def test_fail_ends_with_generation_lost(pair: Pair) -> None:
     assert events[-1].json()["code"] == "generation_lost"
     assert "taken_over" not in states(events) and takers(pair) == []
     assert killed.arrived[-1] - killed.killed_at <= LEASE_TTL_S + MARGIN_S
+
+
+async def post_json(
+    http: aiohttp.ClientSession, url: str, body: Any, token: str | None = None
+) -> tuple[int, Any]:
+    headers = {"Authorization": f"Bearer {token}"} if token else None
+    async with http.post(url, json=body, headers=headers) as response:
+        return response.status, await response.json()
+
+
+async def test_an_external_producer_goes_on_from_another_process_after_an_instance_is_lost(
+    pair: Pair,
+) -> None:
+    """Nothing of an external session is any one instance's: A serving its producer is
+    killed, and a producer process on B learns from its signal stream that the session
+    is still open and the seq to go on with."""
+    async with aiohttp.ClientSession() as http:
+        body = {"producer": "external", "producer_idle_timeout_s": 30}
+        status, created = await post_json(http, pair.a.url + "/v1/sessions", body)
+        assert status == 201
+        sid, token = created["id"], created["producer_token"]
+        batch = {"seq": 1, "events": [{"type": "delta", "data": {"text": "half"}}]}
+        assert (await post_json(http, f"{pair.a.url}/v1/sessions/{sid}/events", batch, token))[
+            0
+        ] == 201
+        auth = {"Authorization": f"Bearer {token}"}
+        stream = await http.get(f"{pair.a.url}/v1/sessions/{sid}/signals", headers=auth)
+        pair.a.kill()
+        with contextlib.suppress(aiohttp.ClientError):  # cut with the instance
+            await asyncio.wait_for(stream.read(), 10)
+        stream.close()
+        await asyncio.sleep(LEASE_TTL_S + 1.0)  # B's reaper has looked: nothing lapsed
+        url = f"{pair.b.url}/v1/sessions/{sid}/signals"
+        async with http.get(url, params={"state": "true"}, headers=auth) as resumed:
+            parser, frames = SseParser(), []
+            while not frames:
+                frames = parser.feed(await resumed.content.readany())
+        assert (frames[0].event, frames[0].id) == ("session", None)
+        assert frames[0].json() == {
+            "state": "running", "last_seq": 1, "next_seq": 2, "last_event_id": 1
+        }  # fmt: skip
+        done = {"type": "done", "data": {"finish_reason": "stop"}}
+        rest = {"seq": 2, "events": [{"type": "delta", "data": {"text": " and all"}}, done]}
+        status, answer = await post_json(
+            http, f"{pair.b.url}/v1/sessions/{sid}/events", rest, token
+        )
+        assert (status, answer["ids"]) == (201, [2, 3])
+        events = await read_to_end(http, f"{pair.balancer}/v1/sessions/{sid}/events")
+    assert_one_log(events, "done")
+    assert text_of(events) == "half and all"
