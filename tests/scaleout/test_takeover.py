@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import signal
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -340,3 +341,35 @@ async def test_an_external_producer_goes_on_from_another_process_after_an_instan
         events = await read_to_end(http, f"{pair.balancer}/v1/sessions/{sid}/events")
     assert_one_log(events, "done")
     assert text_of(events) == "half and all"
+
+
+async def test_a_frozen_generator_that_comes_back_after_the_takeover_cannot_write(
+    pair: Pair,
+) -> None:
+    """A is frozen (SIGSTOP) past its lease, the session is taken over, then A wakes up
+    with text it wants to append: the store's id fence stops it, and the log stays one."""
+    model = f"cont/{MODEL}"
+    async with aiohttp.ClientSession() as http:
+        reference = asyncio.create_task(
+            read_to_end(
+                http, f"{pair.b.url}/v1/sessions/{await create_on(http, pair.b.url, model)}/events"
+            )
+        )
+        session_id = await create_on(http, pair.a.url, model)
+        follower = Follower()
+        url = f"{pair.b.url}/v1/sessions/{session_id}/events"
+        reading = asyncio.create_task(follower.follow(http, url))
+        await asyncio.wait_for(follower.text_seen.wait(), 10)
+        pair.a.send_signal(signal.SIGSTOP)
+        try:
+            async with asyncio.timeout(LEASE_TTL_S + 10):
+                while "taken_over" not in states(follower.events):
+                    await asyncio.sleep(0.05)
+        finally:
+            pair.a.send_signal(signal.SIGCONT)  # back, with text it wants to append
+        await asyncio.wait_for(reading, 20)
+        replay = await read_to_end(http, url)
+    assert_one_log(follower.events, "done")
+    assert [e.key() for e in replay] == [e.key() for e in follower.events]
+    assert text_of(follower.events) == text_of(await reference)
+    assert "another instance writes its log now" in pair.logs["a"].read_text()
