@@ -265,9 +265,12 @@ async def test_continue_the_reader_gets_the_uninterrupted_text(pair: Pair, upstr
     assert killed.chat.choices[0].finish_reason == "stop"
     assert [block.type for block in killed.message.content] == ["text"]
     assert killed.message.content[0].text == text
-    async with aiohttp.ClientSession() as http:  # a reader joining later, through nginx
-        replay = await read_to_end(http, f"{pair.balancer}/v1/sessions/{killed.session_id}/events")
+    url = f"{pair.balancer}/v1/sessions/{killed.session_id}/events"
+    async with aiohttp.ClientSession() as http:  # readers joining later, through nginx
+        replay = await read_to_end(http, url)
+        resumed = await read_to_end(http, f"{url}?last_event_id={seam - 1}")  # at the seam
     assert [e.key() for e in replay] == [e.key() for e in events]
+    assert [e.key() for e in resumed] == [e.key() for e in events[seam - 1 :]]
 
 
 async def test_restart_says_restarted_then_gives_the_whole_answer(pair: Pair) -> None:
