@@ -33,6 +33,7 @@ from typing import Literal
 
 import msgspec
 
+from relay import metrics
 from relay.clients import Client, Clients
 from relay.config import Settings, UpstreamSettings
 from relay.errors import UnknownModel
@@ -230,6 +231,7 @@ class Takeovers:
             takeovers=takeovers,
         )
         self._runner.take_over(record, route, request, resume, client=client)
+        metrics.taken_over(route.upstream, policy)
 
     async def _log_so_far(self, session_id: str) -> LogSoFar:
         """The lost generation's log, folded a batch at a time."""

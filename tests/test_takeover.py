@@ -14,6 +14,7 @@ from typing import Any
 import msgspec
 import pytest
 
+from relay import metrics
 from relay.clients import Clients
 from relay.config import Settings, load_settings
 from relay.events import Event, EventType, SessionStatus
@@ -118,8 +119,15 @@ def assert_continuous(events: list[Event], prefix: list[Event]) -> None:
     assert [e.type for e in events].count(EventType.DONE) == 1 and events[-1].type is EventType.DONE
 
 
+def takeovers_counted(policy: str) -> float:
+    labels = {"upstream": "mock", "policy": policy}
+    return metrics.REGISTRY.get_sample_value("relay_takeovers_total", labels) or 0.0
+
+
 async def test_continue_gives_the_text_of_the_answer_never_interrupted() -> None:
+    counted = takeovers_counted("continue")
     reference, events, prefix = await run_killed("continue")
+    assert takeovers_counted("continue") == counted + 1
     assert_continuous(events, prefix)
     assert text_of(events) == text_of(reference)  # byte for byte
     assert text_of(events).startswith(text_of(prefix)) and text_of(prefix)
@@ -147,7 +155,9 @@ async def test_continue_where_the_upstream_cannot_continue_restarts(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.WARNING, logger="relay.takeover")
+    counted = takeovers_counted("restart")
     reference, events, prefix = await run_killed("continue", continuation="none")
+    assert takeovers_counted("restart") == counted + 1
     assert statuses(events[len(prefix) :])[:2] == ["taken_over", "restarted"]
     assert text_of(events[len(prefix) :]) == text_of(reference)
     assert any("cannot continue" in r.getMessage() for r in caplog.records)
