@@ -44,6 +44,7 @@ from relay.runner import GenerationRunner
 from relay.services import SERVICES, Services
 from relay.store import Store, open_store
 from relay.store.measured import MeasuredStore
+from relay.takeover import Takeovers
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +113,8 @@ def _services_context(
         services = app[SERVICES] = Services(settings, store, router, runner, instance_id, clients)
         log.info("relay instance %s started, store %s", instance_id, _safe_url(settings.store.url))
         log.log(*clients.access_mode(settings.server))
-        leases = LeaseKeeper(store, runner, settings)
+        takeovers = Takeovers(settings, store, runner, router, clients)
+        leases = LeaseKeeper(store, runner, settings, takeovers)
         leases.start()
         services.sessions.start()
         try:

@@ -169,6 +169,10 @@ class GenerationSettings(Section):
     # A cancel reaches an external producer as a `cancel` signal; a session its producer
     # has not ended this long after it ends with `cancelled` from relay.
     producer_cancel_grace_s: PositiveSeconds = 5.0
+    # A session whose upstream takes over lost generations (`[[upstreams]]
+    # on_instance_loss`) keeps its request in the store for that, unless its JSON is
+    # larger than this: such a session is not eligible, and ends with `generation_lost`.
+    takeover_max_request_bytes: PositiveInt = 256 * 1024
 
 
 class LogSettings(Section):
@@ -196,6 +200,12 @@ class UpstreamSettings(Section):
     max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
     # kind mock: the most tokens a model may ask for (`mock:tokens=N`); more is a 400.
     mock_max_tokens: PositiveInt = MOCK_MAX_TOKENS
+    # When the instance generating a session dies: end it with `generation_lost` (`fail`),
+    # or let another instance call the upstream again to continue the partial answer
+    # (`continue`) or to answer again from the start (`restart`), at most
+    # `max_takeovers` times per session (relay/takeover.py).
+    on_instance_loss: Literal["fail", "continue", "restart"] = "fail"
+    max_takeovers: NonNegativeInt = 1
     # How this upstream continues an answer relay hands it (a takeover's `continue`): the
     # answer as a final assistant message (`assistant_prefill`), the same with vLLM's flags
     # (`continue_final_message`), or not at all (`none`). Unset: what the kind can do.

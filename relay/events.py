@@ -95,6 +95,13 @@ class Usage(msgspec.Struct):
     output_tokens: int = 0
 
 
+class TakenOverUsage(Usage, kw_only=True):
+    """The usage of a session another instance took over (relay/takeover.py): the sum
+    of every call's, and how many takeovers (so how many calls beyond the first)."""
+
+    takeovers: int
+
+
 class StatusData(msgspec.Struct):
     """Progress for UIs: `queued`, `connecting`, `retrying`, `generating`, or a producer's."""
 

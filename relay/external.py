@@ -18,6 +18,13 @@ Signals go the other way, from a session's users to its producer: each is append
 the session's signal log (`SignalLog`, ids 1, 2, 3 …) and the producer reads them as an
 SSE stream (`signal_frames`: replay after an id, then live, ending when the session
 ends). A cancel reaches the producer as the signal `CANCEL_SIGNAL` (relay.sessions).
+
+No instance owns an external session: whichever serves an append, a keep-alive or the
+signal stream renews its lease, so the loss of an instance costs the session nothing but
+the connections open to that instance. A producer whose signal stream was cut (or a new
+process taking over from a producer that died) opens it again asking for the session's
+state (`state_frame`, first on the stream): whether the session is still open, and the
+seq to append with next. There is no takeover to run: relay does not generate it.
 """
 
 from __future__ import annotations
@@ -70,6 +77,7 @@ INVALID_PRODUCER_TOKEN = (
 # What a cancel sends an external producer, as the data of a signal.
 CANCEL_SIGNAL: dict[str, object] = {"kind": "cancel"}
 SIGNAL_EVENT = "signal"
+STATE_EVENT = "session"
 
 
 class CreatedExternal(msgspec.Struct):
@@ -205,10 +213,15 @@ class ExternalProducers:
         except SessionNotFound as exc:
             raise _gone(record.id) from exc
 
-    async def signal_frames(self, record: SessionRecord, after: int) -> AsyncGenerator[bytes, None]:
+    async def signal_frames(
+        self, record: SessionRecord, after: int, *, state: bool = False
+    ) -> AsyncGenerator[bytes, None]:
         """The session's signals after `after` as SSE frames (`id`, `event: signal`, the
         data as sent), then each as it comes; a `: ping` when none came for a heartbeat;
-        over once the session has ended and every signal is sent."""
+        over once the session has ended and every signal is sent. With `state`, first
+        the session's state (`state_frame`)."""
+        if state:
+            yield state_frame(record)
         heartbeat_s = self._settings.server.heartbeat_s
         batch = self._settings.store.read_batch
         while True:
@@ -260,6 +273,25 @@ class ExternalProducers:
         if record.client:
             with contextlib.suppress(StoreError):  # the next admission finds it stale
                 await self._store.release(record.client, record.id)
+
+
+class ProducerState(msgspec.Struct):
+    """Where a session stands for its producer: whether it is still open, the last batch
+    it accepted and the next it takes, and its last event's id."""
+
+    state: str
+    last_seq: int
+    next_seq: int
+    last_event_id: int
+
+
+def state_frame(record: SessionRecord) -> bytes:
+    """`event: session` with the `ProducerState`, without `id:` (it is not a signal, and
+    must not move the stream's resume point)."""
+    state = ProducerState(
+        record.status.value, record.producer_seq, record.producer_seq + 1, record.last_event_id
+    )
+    return sse.data_frame(msgspec.json.encode(state), None, STATE_EVENT)
 
 
 def _signal_frames(signals: list[Signal]) -> bytes:

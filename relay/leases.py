@@ -5,7 +5,9 @@ Every instance also looks, every `lease_ttl_s / 4`, for running sessions whose l
 lapsed (their generator was killed, or lost the store for longer than it retries) and
 ends each with an `error` event, code `generation_lost`, retryable; a session of an
 external producer (relay/external.py), whose lease its producer's appends and
-keep-alives renew for its idle timeout, ends with code `producer_lost`. The store's id
+keep-alives renew for its idle timeout, ends with code `producer_lost`. A session whose
+upstream takes lost generations over (`on_instance_loss`, relay/takeover.py) is claimed
+and run here instead, while it has takeovers left. The store's id
 fence makes that safe when two instances race, or when the old generator comes back:
 exactly one terminal event is ever appended.
 
@@ -30,6 +32,7 @@ from relay.events import ErrorData, EventType
 from relay.external import PRODUCER_LOST
 from relay.runner import GenerationRunner
 from relay.store import Store
+from relay.takeover import Takeovers
 from relay.tasks import cancel_and_wait
 from relay.vocabulary import session_tag
 from relay.writer import end_from_outside
@@ -47,10 +50,17 @@ REAP_BATCH = 100
 class LeaseKeeper:
     """Owned by the app: `start()` on startup, `stop()` on shutdown."""
 
-    def __init__(self, store: Store, runner: GenerationRunner, settings: Settings) -> None:
+    def __init__(
+        self,
+        store: Store,
+        runner: GenerationRunner,
+        settings: Settings,
+        takeovers: Takeovers | None = None,
+    ) -> None:
         self._store = store
         self._runner = runner
         self._settings = settings
+        self._takeovers = takeovers
         self._renew_every_s = settings.store.lease_ttl_s / 3
         self._renew_due = 0.0  # loop time the next renewal is due
         self._tasks: list[asyncio.Task[None]] = []
@@ -115,6 +125,8 @@ class LeaseKeeper:
         record = await self._store.get(session_id)
         if record is None or record.status.is_final:
             return False
+        if self._takeovers is not None and await self._takeovers.take_over(record):
+            return False  # taken over (here or by another instance): not ended
         lost = PRODUCER_LOST if record.is_external else GENERATION_LOST
         wrote = await end_from_outside(
             self._store,

@@ -118,6 +118,12 @@ DELIVERY_LAG = Histogram(
     buckets=_FAST,
     registry=REGISTRY,
 )
+TAKEOVERS = Counter(
+    "relay_takeovers",
+    "Generations this instance took over from a lost one, by upstream and how",
+    ("upstream", "policy"),
+    registry=REGISTRY,
+)
 UPSTREAM_REQUESTS = Counter(
     "relay_upstream_requests",
     "Generations' upstream requests, by how they ended",
@@ -186,6 +192,12 @@ def session_ended_from_outside(status: str, reason: str) -> None:
     `generation_lost`, a cancel that no instance answered): it finished, but it was not
     running here, so the running gauge does not move."""
     SESSIONS_FINISHED.labels(status, reason).inc()
+
+
+def taken_over(upstream: str, policy: str) -> None:
+    """A lost generation this instance took over (relay/takeover.py): `continue`, or
+    `restart`."""
+    TAKEOVERS.labels(upstream, policy).inc()
 
 
 def first_token(upstream: str, model: str, seconds: float) -> None:

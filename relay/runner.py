@@ -38,6 +38,7 @@ from relay.clients import ANONYMOUS, Client
 from relay.coalescer import Flush, TextCoalescer
 from relay.config import GenerationSettings, StoreSettings
 from relay.errors import (
+    AppendConflict,
     EventLimitReached,
     SessionEnded,
     SessionNotFound,
@@ -54,6 +55,7 @@ from relay.events import (
     EventType,
     RetryingData,
     StatusData,
+    TakenOverUsage,
     TextData,
     ToolCallData,
     Usage,
@@ -119,6 +121,19 @@ class CreatedSession(msgspec.Struct):
     token: str  # the read-only token, only ever shown to the creator
 
 
+class ResumePoint(msgspec.Struct):
+    """Where a generation taken over from a lost instance (relay/takeover.py) picks its
+    session's log up: after `last_event_id`, with the `seam` statuses first. Its usage
+    adds up to `usage_before` (what the earlier calls reported) and says `takeovers`;
+    its tool calls are numbered on after the `tool_calls_before` already stored."""
+
+    last_event_id: int
+    seam: list[StatusData]
+    usage_before: Usage
+    tool_calls_before: int
+    takeovers: int
+
+
 class Generation:
     """One generation running on this instance, for `client`."""
 
@@ -143,6 +158,14 @@ class Generation:
         self.pump: asyncio.Task[None] | None = None
         self.task: asyncio.Task[None] | None = None
         self.cancel_requested = False
+        self.resume: ResumePoint | None = None  # set when taken over from a lost instance
+
+    def resume_at(self, resume: ResumePoint) -> None:
+        """Continue a session's log from `resume` (a takeover), instead of starting it."""
+        self.resume = resume
+        self.progress.earlier = resume
+        self.progress.usage = self.progress.combined(Usage())
+        self.progress.tokens_counted = resume.usage_before.output_tokens
 
     def cancel(self, reason: str) -> None:
         """Stop the upstream now; the generation task then writes `cancelled`."""
@@ -170,6 +193,23 @@ class GenerationProgress:
         self.generating = False  # the state is `generating`: checked for every delta
         self.tokens_counted = 0  # output tokens already counted for the client's quota
         self.deltas = 0  # text and reasoning deltas streamed: the estimate without usage
+        self.earlier: ResumePoint | None = None  # the calls before a takeover, if any
+
+    def combined(self, usage: Usage) -> Usage:
+        """This call's usage, with the earlier calls' added when it was taken over."""
+        earlier = self.earlier
+        if earlier is None:
+            return usage
+        before = earlier.usage_before
+        return TakenOverUsage(
+            before.input_tokens + usage.input_tokens,
+            before.output_tokens + usage.output_tokens,
+            takeovers=earlier.takeovers,
+        )
+
+    def tool_index(self, index: int) -> int:
+        """A tool call's index in the session: after those stored before a takeover."""
+        return index + (self.earlier.tool_calls_before if self.earlier is not None else 0)
 
     def tokens_to_count(self) -> int:
         """The output tokens reported since the last count; counted from now on."""
@@ -212,9 +252,11 @@ class GenerationRunner:
         *,
         client: Client = ANONYMOUS,
         session_id: str | None = None,
+        takeover: bytes | None = None,
     ) -> CreatedSession:
         """Create a session of `client` (with `session_id`, when its quota slot was taken
-        under it) and start its generation in the background."""
+        under it) and start its generation in the background; `takeover` is what the
+        store keeps for another instance to take it over (relay/takeover.py)."""
         now = time.time()
         token = new_token(READ_TOKEN_PREFIX)
         record = SessionRecord(
@@ -232,7 +274,7 @@ class GenerationRunner:
         # does not wait for the store's round trip.
         generation = self._call_upstream(record.id, route, request, client)
         try:
-            await self._store.create(record)
+            await self._store.create(record, takeover)
         except BaseException:
             await generation.stop_upstream()
             raise
@@ -240,6 +282,25 @@ class GenerationRunner:
         tag = session_tag(record.id)
         log.info("session %s created model=%s", tag, model)  # its upstream: a field of the line
         return CreatedSession(record, token)
+
+    def take_over(
+        self,
+        record: SessionRecord,
+        route: Route,
+        request: GenerationRequest,
+        resume: ResumePoint,
+        *,
+        client: Client = ANONYMOUS,
+    ) -> None:
+        """Run here the generation of a session whose instance was lost, its lease
+        claimed by this one (relay/takeover.py): the log goes on from `resume`."""
+        generation = self._call_upstream(record.id, route, request, client)
+        generation.resume_at(resume)
+        self._start(generation)
+        log.info(
+            "session %s taken over from %s after event %d (takeover %d)",
+            session_tag(record.id), record.owner or "?", resume.last_event_id, resume.takeovers,
+        )  # fmt: skip
 
     def cancel(self, session_id: str, reason: str) -> bool:
         """Cancel a generation running here; False when it does not run on this instance."""
@@ -316,10 +377,11 @@ class GenerationRunner:
         metrics.session_started(generation.upstream, generation.model_label, generation.client.name)
         metrics.TIMELINE.start(generation.session_id)
         tag = session_tag(generation.session_id)
+        resume = generation.resume
         writer = SessionWriter(
             self._store,
             generation.session_id,
-            last_event_id=0,
+            last_event_id=resume.last_event_id if resume is not None else 0,
             retry_s=self._settings.store_retry_s,
             max_events=self._max_events,
             slot_of=_slot_holder(generation.client),
@@ -330,6 +392,8 @@ class GenerationRunner:
             await writer.append([(EventType.ERROR, EVENT_LIMIT_ERROR)])
         except SessionEnded:
             log.info("session %s was ended by another writer", tag)
+        except AppendConflict:  # another instance took it over (this one was frozen)
+            log.warning("session %s: another instance writes its log now; generation stopped", tag)
         except SessionNotFound:  # store data loss, not relay's bug: no traceback
             log.warning("session %s vanished from the store (data loss); generation stopped", tag)
         except StoreError:
@@ -352,7 +416,7 @@ class GenerationRunner:
         # What the provider said while the session was stored (its task ran first) tells
         # the first status, which is written on its own, as soon as can be.
         items: list[InboxItem] = _take_all(generation.inbox)
-        await writer.append(_opening(items, progress))
+        await writer.append(_seam(generation.resume) + _opening(items, progress))
         pending: Pending = []
         while True:
             now = loop.time()
@@ -442,10 +506,10 @@ def _apply(
         return _started(progress) + _flushes(coalescer.add(kind, item.text, now))
     flushed = _flushes(coalescer.take())
     if isinstance(item, ToolCall):
-        call = ToolCallData(item.index, item.id, item.name, item.arguments)
+        call = ToolCallData(progress.tool_index(item.index), item.id, item.name, item.arguments)
         return _started(progress) + flushed + [(EventType.TOOL_CALL, call)]
     if isinstance(item, UsageReport):
-        progress.usage = Usage(item.input_tokens, item.output_tokens)
+        progress.usage = progress.combined(Usage(item.input_tokens, item.output_tokens))
         return flushed + [(EventType.USAGE, progress.usage)]
     if isinstance(item, Finish):
         progress.finish_reason = item.reason
@@ -453,6 +517,11 @@ def _apply(
     if isinstance(item, StatusReport):  # only ever before the first output; not after it
         return flushed if progress.generating else _status_change(progress, _status_of(item))
     return flushed + [_terminal(item, progress)]
+
+
+def _seam(resume: ResumePoint | None) -> Pending:
+    """The statuses that mark where a taken-over generation joins its log."""
+    return [(EventType.STATUS, status) for status in resume.seam] if resume is not None else []
 
 
 def _opening(items: list[InboxItem], progress: GenerationProgress) -> Pending:

@@ -77,6 +77,9 @@ class SessionRecord(msgspec.Struct):
     producer_seq: int = 0
     producer_first_id: int = 0
     producer_last_id: int = 0
+    # How many times another instance took the generation over from a lost one
+    # (relay/takeover.py); only the store's lease claim changes it.
+    takeovers: int = 0
 
     @property
     def is_external(self) -> bool:

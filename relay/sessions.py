@@ -49,6 +49,7 @@ from relay.runner import CreatedSession, GenerationRunner
 from relay.session import SessionRecord, Snapshot, new_session_id, token_matches
 from relay.store import Store
 from relay.subscribers import slices
+from relay.takeover import takeover_ticket
 from relay.tasks import cancel_and_wait
 from relay.vocabulary import GenerationRequest, prompt_chars, session_tag
 from relay.writer import end_from_outside
@@ -144,11 +145,14 @@ class Sessions:
             request, model=route.model, max_tokens=client.capped(request.max_tokens)
         )
         session_id = new_session_id()
+        settings = self._settings
+        takeover = await takeover_ticket(settings, route.upstream, upstream_request, session_id)
         await self._admit(client, session_id)
         try:
             return await self._runner.create(
-                model, route, upstream_request, client=client, session_id=session_id
-            )
+                model, route, upstream_request, client=client, session_id=session_id,
+                takeover=takeover,
+            )  # fmt: skip
         except BaseException:
             await self._give_back(client, session_id)
             raise

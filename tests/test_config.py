@@ -194,3 +194,38 @@ def test_a_continuation_the_kind_cannot_do_names_the_key(
     with pytest.raises(ConfigError) as error:
         load_settings(write(tmp_path, text + f'continuation = "{value}"\n'), environ={})
     assert message in str(error.value)
+
+
+def test_on_instance_loss_defaults_to_fail_once() -> None:
+    [upstream] = load_settings(None, environ={}).upstreams
+    assert (upstream.on_instance_loss, upstream.max_takeovers) == ("fail", 1)
+    assert load_settings(None, environ={}).generation.takeover_max_request_bytes == 256 * 1024
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        (
+            'on_instance_loss = "retry"',
+            "at `upstreams[1].on_instance_loss`; allowed: fail, continue, restart",
+        ),
+        ("max_takeovers = -1", "at `upstreams[1].max_takeovers`"),
+        ("max_takeovers = 1.5", "at `upstreams[1].max_takeovers`"),
+    ],
+)
+def test_a_bad_takeover_setting_names_its_path_and_what_is_allowed(
+    tmp_path: Path, line: str, message: str
+) -> None:
+    text = (
+        '[[upstreams]]\nname = "mock"\nkind = "mock"\n'
+        f'[[upstreams]]\nname = "u"\nkind = "anthropic"\nbase_url = "http://h"\n{line}\n'
+    )
+    with pytest.raises(ConfigError) as error:
+        load_settings(write(tmp_path, text), environ={})
+    assert message in str(error.value)
+
+
+def test_takeover_max_request_bytes_must_be_positive(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_settings(write(tmp_path, "[generation]\ntakeover_max_request_bytes = 0\n"), environ={})
+    assert "generation.takeover_max_request_bytes" in str(error.value)

@@ -402,11 +402,11 @@ class SlowCreateStore(MemoryStore):
         self.release = asyncio.Event()
         self.failure = failure
 
-    async def create(self, record: SessionRecord) -> None:
+    async def create(self, record: SessionRecord, takeover: bytes | None = None) -> None:
         await self.release.wait()
         if self.failure is not None:
             raise self.failure
-        await super().create(record)
+        await super().create(record, takeover)
 
 
 class OpeningProvider(ScriptedProvider):

@@ -4,7 +4,9 @@ producer's SSE stream of them, producer token only). The steps are relay.externa
 
 The stream replays the signals after `Last-Event-ID` (or `?last_event_id=`), then sends
 each as it comes, as `id: N`, `event: signal`, `data: <the signal's data, as sent>`, and
-ends when the session ends.
+ends when the session ends. With `?state=true` it starts with the session's state
+(`event: session`, no `id:`): whether it is still open and the seq to append with next,
+for a producer that reconnects after an instance was lost, or takes over from another.
 """
 
 from __future__ import annotations
@@ -48,9 +50,10 @@ async def stream_signals(request: web.Request) -> web.StreamResponse:
     services = request.app[SERVICES]
     record = await producing_session(request)
     after = min(resume_point(request), services.settings.store.max_signals_per_session)
+    state = request.query.get("state", "").lower() in ("1", "true", "yes")
     subscription = SseSubscription(
         record.id,
-        services.sessions.external.signal_frames(record, after),
+        services.sessions.external.signal_frames(record, after, state=state),
         retry_ms=services.settings.server.retry_ms,
         connection=ResponseConnection(request.transport),
         send_timeout_s=services.settings.limits.send_timeout_s,

@@ -484,6 +484,13 @@ def signal_stream() -> Schema:
                 {"type": "string", "pattern": RESUME_ID},
                 "resume after this signal id",
             ),
+            query(
+                "state",
+                {"type": "string", "enum": ["1", "true", "yes", "0", "false", "no"]},
+                "`true`: the stream starts with `event: session` (no `id:`), the session's "
+                "state: `{state, last_seq, next_seq, last_event_id}`, for a producer that "
+                "reconnects after an instance was lost, or takes over from another process",
+            ),
         ],
         security=PRODUCING,
     )

@@ -56,8 +56,17 @@ class EventLog(abc.ABC):
     """
 
     @abc.abstractmethod
-    async def create(self, record: SessionRecord) -> None:
-        """Store a new, empty session. Raises `StoreFull` when there is no room."""
+    async def create(self, record: SessionRecord, takeover: bytes | None = None) -> None:
+        """Store a new, empty session. Raises `StoreFull` when there is no room.
+
+        `takeover` is what another instance needs to take its generation over (its
+        request, relay/takeover.py), opaque to the store: kept beside the record, not
+        in it (no `get` reads it), while the session runs, and dropped when it ends."""
+
+    @abc.abstractmethod
+    async def read_takeover(self, session_id: str) -> bytes | None:
+        """What `create` was given as `takeover`; None when it was given none, or the
+        session has ended or is gone."""
 
     @abc.abstractmethod
     async def get(self, session_id: str) -> SessionRecord | None:
@@ -144,6 +153,15 @@ class Leases(abc.ABC):
     async def lapsed_leases(self, limit: int) -> list[str]:
         """Up to `limit` running sessions whose lease lapsed (their generator stopped
         renewing), most overdue first. Ending them is the caller's job."""
+
+    @abc.abstractmethod
+    async def claim_lease(self, session_id: str, owner: str, max_takeovers: int) -> int:
+        """Take over a running session whose lease lapsed, atomically: of any number of
+        instances claiming it at once, exactly one wins. The winner becomes its `owner`,
+        holds its lease for `lease_ttl_s`, and the record's `takeovers` goes up by one;
+        the new count is returned. 0 when nothing changed: the lease is held (it did not
+        lapse, or another claim won), the session is not running (or is gone), or it was
+        taken over `max_takeovers` times already."""
 
 
 class CancelBus(abc.ABC):

@@ -23,7 +23,7 @@ T = TypeVar("T")
 
 OPERATIONS = (
     "create", "get", "append", "read", "wait", "append_signal", "read_signals", "wait_signals",
-    "renew_leases", "lapsed_leases",
+    "renew_leases", "lapsed_leases", "read_takeover", "claim_lease",
     "publish_cancel", "cancel_requests", "admit", "release", "count_tokens", "ping",
 )  # fmt: skip
 
@@ -51,8 +51,11 @@ class MeasuredStore(Store):
             self._timers[op].errors.inc()
             raise
 
-    async def create(self, record: SessionRecord) -> None:
-        await self._timed("create", self.inner.create(record))
+    async def create(self, record: SessionRecord, takeover: bytes | None = None) -> None:
+        await self._timed("create", self.inner.create(record, takeover))
+
+    async def read_takeover(self, session_id: str) -> bytes | None:
+        return await self._timed("read_takeover", self.inner.read_takeover(session_id))
 
     async def get(self, session_id: str) -> SessionRecord | None:
         return await self._timed("get", self.inner.get(session_id))
@@ -87,6 +90,11 @@ class MeasuredStore(Store):
         self, owner: str, session_ids: Sequence[str], ttl_s: float | None = None
     ) -> None:
         await self._timed("renew_leases", self.inner.renew_leases(owner, session_ids, ttl_s))
+
+    async def claim_lease(self, session_id: str, owner: str, max_takeovers: int) -> int:
+        return await self._timed(
+            "claim_lease", self.inner.claim_lease(session_id, owner, max_takeovers)
+        )
 
     async def lapsed_leases(self, limit: int) -> list[str]:
         return await self._timed("lapsed_leases", self.inner.lapsed_leases(limit))

@@ -17,6 +17,8 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
 
+import msgspec
+
 from relay.config import StoreSettings
 from relay.errors import (
     AppendConflict,
@@ -40,10 +42,13 @@ EXPIRY_CHECK_S = 1.0
 
 
 class _SessionLog:
-    __slots__ = ("appended", "events", "expires_at", "record", "signalled", "signals")
+    __slots__ = (
+        "appended", "events", "expires_at", "record", "signalled", "signals", "takeover",
+    )  # fmt: skip
 
-    def __init__(self, record: SessionRecord) -> None:
+    def __init__(self, record: SessionRecord, takeover: bytes | None) -> None:
         self.record = record
+        self.takeover = takeover  # dropped when the session ends
         self.events: list[Event] = []
         self.signals: list[bytes] = []
         # Set and replaced on every append: waiters of one append share one future.
@@ -77,16 +82,20 @@ class MemoryStore(Store):
         # Frees finished sessions as they expire; runs while there are any.
         self._expiry: asyncio.Task[None] | None = None
 
-    async def create(self, record: SessionRecord) -> None:
+    async def create(self, record: SessionRecord, takeover: bytes | None = None) -> None:
         self._expire_finished()
         if len(self._sessions) >= self._settings.max_sessions:
             self._evict_oldest_finished()
-        self._sessions[record.id] = _SessionLog(record)
+        self._sessions[record.id] = _SessionLog(record, takeover)
         self._leases[record.id] = self._clock() + self._settings.lease_ttl_s
 
     async def get(self, session_id: str) -> SessionRecord | None:
         log = self._live(session_id)
         return log.record if log else None
+
+    async def read_takeover(self, session_id: str) -> bytes | None:
+        log = self._live(session_id)
+        return log.takeover if log else None
 
     async def append(self, session_id: str, events: Sequence[Event]) -> SessionRecord:
         return self._append(session_id, events, seq=None)
@@ -114,6 +123,7 @@ class MemoryStore(Store):
             log.expires_at = self._clock() + self._settings.retention_s
             self._finished[session_id] = None
             self._leases.pop(session_id, None)
+            log.takeover = None
             self._expire_on_timer()
         log.wake_waiters()
         return log.record
@@ -205,6 +215,19 @@ class MemoryStore(Store):
         now = self._clock()
         lapsed = sorted((deadline, sid) for sid, deadline in self._leases.items() if deadline < now)
         return [session_id for _, session_id in lapsed[:limit]]
+
+    async def claim_lease(self, session_id: str, owner: str, max_takeovers: int) -> int:
+        # No await in here: the check and the claim are one step, as the script is on Redis.
+        log = self._live(session_id)
+        deadline = self._leases.get(session_id)
+        if log is None or deadline is None or deadline >= self._clock():
+            return 0
+        record = log.record
+        if record.status.is_final or record.takeovers >= max_takeovers:
+            return 0
+        log.record = msgspec.structs.replace(record, owner=owner, takeovers=record.takeovers + 1)
+        self._leases[session_id] = self._clock() + self._settings.lease_ttl_s
+        return log.record.takeovers
 
     async def publish_cancel(self, session_id: str) -> None:
         for listener in self._cancel_listeners:

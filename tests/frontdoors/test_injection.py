@@ -55,7 +55,7 @@ async def test_an_injected_store_holds_the_sessions(start_relay: StartRelay) -> 
 class UnreachableStore(MemoryStore):
     """A store that cannot create sessions: as if Redis were down."""
 
-    async def create(self, record: SessionRecord) -> None:
+    async def create(self, record: SessionRecord, takeover: bytes | None = None) -> None:
         raise StoreUnavailable("injected: the store is down")
 
 

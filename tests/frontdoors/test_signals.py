@@ -283,3 +283,35 @@ async def test_a_websocket_cancel_of_an_external_session_signals_its_producer(
             assert (await reader.read(1))[0].json() == {"kind": "cancel"}
         message = await ws.receive_json(timeout=READ_TIMEOUT_S)
         assert (message["type"], message["event"]) == ("event", "cancelled")
+
+
+# --- the session's state, for a producer that reconnects or takes over ------------------
+
+
+async def test_a_stream_asked_for_the_state_starts_with_it(relay_server: Relay) -> None:
+    """A producer process taking over from another (or reconnecting after the instance
+    serving it was lost) learns that the session is still open and the seq to append
+    with next, then gets the signals as ever; the frame has no `id:`, so the stream's
+    resume point does not move."""
+    created = await create_external(relay_server)
+    assert (await post_batch(relay_server, created, 1, [delta("a"), delta("b")]))[0] == 201
+    assert (await post_batch(relay_server, created, 2, [delta("c")]))[0] == 201
+    await send_signal(relay_server, created["id"], {"n": 1})
+    headers = bearer(created["producer_token"])
+    url = signals_url(relay_server, created)
+    async with relay_server.http.get(url, params={"state": "true"}, headers=headers) as r:
+        reader = SseReader(r)
+        first, signal = await reader.read(2)
+        assert (first.id, first.event) == (None, "session")
+        assert first.json() == {
+            "state": "running", "last_seq": 2, "next_seq": 3, "last_event_id": 3
+        }  # fmt: skip
+        assert signal_keys([signal]) == [(1, "signal", {"n": 1})]
+        status, answer = await post_batch(relay_server, created, 3, [DONE])
+        assert status == 201 and answer["ids"] == [4]
+        assert await reader.read_all() == [first, signal]  # ended: nothing more
+    async with relay_server.http.get(url, params={"state": "1"}, headers=headers) as r:
+        ended = (await SseReader(r).read_all())[0]
+        assert ended.json() == {
+            "state": "completed", "last_seq": 3, "next_seq": 4, "last_event_id": 4
+        }  # fmt: skip

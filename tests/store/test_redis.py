@@ -81,7 +81,10 @@ async def test_a_unix_socket_url(tmp_path: Path) -> None:
 async def test_all_keys_of_a_session_share_one_hash_tag_and_slot(
     store: RedisStore, raw: redis.asyncio.Redis
 ) -> None:
-    session_id = await new_session(store, events=2)
+    record = new_record()
+    await store.create(record, b"{}")  # kept for a takeover
+    session_id = record.id
+    await store.append(session_id, [delta(1), delta(2)])
     await store.append_signal(session_id, b"{}")  # the signal log exists from its first
     keys = {key.decode() async for key in raw.scan_iter("relay:*")} - {LEASE_INDEX_KEY}
     assert keys == set(session_keys(session_id))  # besides the one index all sessions share

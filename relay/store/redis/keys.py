@@ -8,6 +8,8 @@ session's keys share one slot and a script may touch them all:
     relay:{<session id>}:lease  string; the generating instance, while it renews it
     relay:{<session id>}:signals  Stream; signal N is entry `N-0`, its data in field `d`
                                   (made by the first signal; expires with the log)
+    relay:{<session id>}:takeover  string; what a takeover needs (relay/takeover.py), for
+                                   a session that has it, while it runs
 
 and two names are shared by all sessions:
 
@@ -51,6 +53,7 @@ class SessionKeys(NamedTuple):
     meta: str
     lease: str  # exists while the generating instance keeps renewing it
     signals: str  # exists once a user sent the session's producer a signal
+    takeover: str  # exists while a session that another instance may take over runs
 
 
 def session_keys(session_id: str) -> SessionKeys:
@@ -61,6 +64,7 @@ def session_keys(session_id: str) -> SessionKeys:
         meta=f"{prefix}:meta",
         lease=f"{prefix}:lease",
         signals=f"{prefix}:signals",
+        takeover=f"{prefix}:takeover",
     )
 
 

@@ -20,6 +20,7 @@ from relay.store.redis.boundary import Boundary
 from relay.store.redis.codec import ms
 from relay.store.redis.connect import Pipeline, RedisClient
 from relay.store.redis.keys import LEASE_INDEX_KEY, session_keys
+from relay.store.redis.scripts import CLAIM_SCRIPT
 
 __all__ = ["RedisLeases"]
 
@@ -54,6 +55,20 @@ class RedisLeases(Leases):
         `ttl_ms`, by default `lease_ttl_s`) from now."""
         deadline_ms = int(self._clock() * 1000) + (ttl_ms or ms(self._settings.lease_ttl_s))
         pipe.zadd(LEASE_INDEX_KEY, dict.fromkeys(session_ids, deadline_ms))
+
+    async def claim_lease(self, session_id: str, owner: str, max_takeovers: int) -> int:
+        keys = session_keys(session_id)
+        script_keys = [keys.meta, keys.lease]
+        args = [owner, ms(self._settings.lease_ttl_s), max_takeovers]
+        async with self._commands, self._client.pipeline(transaction=False) as pipe:
+            CLAIM_SCRIPT.queue(pipe, script_keys, args)
+            (reply,) = await pipe.execute(raise_on_error=False)
+            takeovers = int(await CLAIM_SCRIPT.settle(self._client, reply, script_keys, args))
+        if takeovers:  # its index entry is due again (the new owner renews it from now)
+            async with self._commands, self._client.pipeline(transaction=False) as pipe:
+                self.queue_index_entries(pipe, [session_id])
+                await pipe.execute()
+        return takeovers
 
     async def lapsed_leases(self, limit: int) -> list[str]:
         now_ms = int(self._clock() * 1000)

@@ -16,7 +16,14 @@ import redis.exceptions
 
 from relay.store.redis.connect import Pipeline, RedisClient
 
-__all__ = ["ADMIT_SCRIPT", "APPEND_SCRIPT", "CREATE_SCRIPT", "SIGNAL_SCRIPT", "Script"]
+__all__ = [
+    "ADMIT_SCRIPT",
+    "APPEND_SCRIPT",
+    "CLAIM_SCRIPT",
+    "CREATE_SCRIPT",
+    "SIGNAL_SCRIPT",
+    "Script",
+]
 
 
 class Script:
@@ -57,7 +64,8 @@ return redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[2])
 # ids (so a second writer's XADD can never land between or on top of them) and updates
 # the record, all atomically. Its refusals are error replies `RELAY_<WHY> [detail]`,
 # which boundary.py translates.
-# KEYS: meta, log, signals (its expiry follows the log's). ARGV: now, first id, final
+# KEYS: meta, log, signals, takeover (their expiry follows the log's; the takeover is
+# deleted when the session ends: it is only needed while it runs). ARGV: now, first id, final
 # status ("" unless the batch ends with a terminal event), max events, retention ms,
 # running ttl ms (0: leave the expiry as it is), "1" to get the whole record back (else
 # the new last id), an external producer's batch seq ("0": not one; else it and the
@@ -104,10 +112,11 @@ if final ~= '' then
   redis.call('PEXPIRE', meta, retention_ms)
   redis.call('PEXPIRE', log, retention_ms)
   redis.call('PEXPIRE', KEYS[3], retention_ms)
+  redis.call('DEL', KEYS[4])
 else
   redis.call('HSET', meta, 'last_event_id', last_id, 'updated_at', now)
   -- Never shortened: another instance's append may have set a longer one.
-  for _, key in ipairs({meta, log, KEYS[3]}) do
+  for _, key in ipairs({meta, log, KEYS[3], KEYS[4]}) do
     if running_ms > 0 and redis.call('PTTL', key) < running_ms then
       redis.call('PEXPIRE', key, running_ms)
     end
@@ -117,6 +126,26 @@ if want_record then
   return redis.call('HGETALL', meta)
 end
 return last
+"""
+)
+
+# Claiming the lease of a running session whose lease lapsed (`Leases.claim_lease`): the
+# check and the claim in one step, so that of the instances claiming it at once exactly
+# one wins. KEYS: meta, lease. ARGV: owner, lease ttl ms, max takeovers. Returns the new
+# takeover count, or 0 when nothing changed.
+CLAIM_SCRIPT = Script(
+    """
+local state = redis.call('HMGET', KEYS[1], 'status', 'takeovers')
+if state[1] ~= 'running' or redis.call('EXISTS', KEYS[2]) == 1 then
+  return 0
+end
+local takeovers = tonumber(state[2] or '0')
+if takeovers >= tonumber(ARGV[3]) then
+  return 0
+end
+redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'takeovers', string.format('%d', takeovers + 1))
+return takeovers + 1
 """
 )
 

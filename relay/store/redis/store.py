@@ -119,7 +119,7 @@ class RedisStore(Store):
 
     # --- the event log ----------------------------------------------------------------
 
-    async def create(self, record: SessionRecord) -> None:
+    async def create(self, record: SessionRecord, takeover: bytes | None = None) -> None:
         keys = session_keys(record.id)
         settings = self._settings
         args: list[Any] = [ms(settings.running_ttl_s), ms(settings.lease_ttl_s), record.owner]
@@ -131,11 +131,19 @@ class RedisStore(Store):
         async with self._commands, self._client.pipeline(transaction=False) as pipe:
             CREATE_SCRIPT.queue(pipe, [keys.meta, keys.lease], args)
             self._leases.queue_index_entries(pipe, [record.id])
-            created, indexed = await pipe.execute(raise_on_error=False)
+            if takeover is not None:  # in the same round trip; its slot is the record's
+                pipe.set(keys.takeover, takeover, px=ms(settings.running_ttl_s))
+            created, indexed, *kept = await pipe.execute(raise_on_error=False)
             await CREATE_SCRIPT.settle(self._client, created, [keys.meta, keys.lease], args)
-            if isinstance(indexed, Exception):
-                raise indexed
+            for reply in (indexed, *kept):
+                if isinstance(reply, Exception):
+                    raise reply
         self._appending.remember(record, None)  # no expiry on its log yet: the first append sets it
+
+    async def read_takeover(self, session_id: str) -> bytes | None:
+        async with self._commands:
+            kept = await self._client.get(session_keys(session_id).takeover)
+        return cast(bytes | None, kept)
 
     async def get(self, session_id: str) -> SessionRecord | None:
         async with self._commands:
@@ -159,7 +167,9 @@ class RedisStore(Store):
         args = self._append_args(events, now, running_ttl_s, want_record=known is None, seq=seq)
         try:
             with AppendRefusals(session_id, events[0].id):
-                reply = await self._appends.run([keys.meta, keys.log, keys.signals], args)
+                reply = await self._appends.run(
+                    [keys.meta, keys.log, keys.signals, keys.takeover], args
+                )
         except (SessionNotFound, SessionEnded):
             self._appending.forget(session_id)
             self._tails.wake(session_id)  # its waiters here look again now: gone, or ended
@@ -322,6 +332,9 @@ class RedisStore(Store):
 
     async def lapsed_leases(self, limit: int) -> list[str]:
         return await self._leases.lapsed_leases(limit)
+
+    async def claim_lease(self, session_id: str, owner: str, max_takeovers: int) -> int:
+        return await self._leases.claim_lease(session_id, owner, max_takeovers)
 
     async def publish_cancel(self, session_id: str) -> None:
         await self._cancels.publish_cancel(session_id)
