@@ -124,6 +124,18 @@ class LogSoFar:
             self.last_event_id = events[-1].id
 
 
+def continuation(request: GenerationRequest, so_far: LogSoFar, route: Route) -> GenerationRequest:
+    """The lost call's request, asking for the rest of `so_far`'s text. `max_tokens` caps
+    what a continuation adds, so it is what the client allowed less what was stored (the
+    lost call's usage, else the provider's estimate); at least 1, an upstream refuses 0."""
+    text = so_far.text
+    limit = request.max_tokens
+    if limit is not None:
+        used = so_far.usage.output_tokens or route.provider.tokens_in(text)
+        limit = max(limit - used, 1)
+    return msgspec.structs.replace(request, prefill=text, max_tokens=limit)
+
+
 def seam(policy: Policy) -> list[StatusData]:
     """The statuses that mark where a taken-over generation joins its log."""
     statuses = [StatusData(TAKEN_OVER, _SEAM_MESSAGES[policy])]
@@ -221,8 +233,9 @@ class Takeovers:
         route, client = started
         policy = _feasible(policy, route, record.id)
         so_far = await self._log_so_far(record.id)
-        prefill = so_far.text if policy == "continue" else ""
-        request = msgspec.structs.replace(ticket.request, prefill=prefill)
+        request = ticket.request
+        if policy == "continue":
+            request = continuation(request, so_far, route)
         resume = ResumePoint(
             last_event_id=so_far.last_event_id,
             seam=seam(policy),

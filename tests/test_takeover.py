@@ -17,13 +17,14 @@ import pytest
 from relay import metrics
 from relay.clients import Clients
 from relay.config import Settings, load_settings
-from relay.events import Event, EventType, SessionStatus
+from relay.events import Event, EventType, SessionStatus, Usage
 from relay.leases import LeaseKeeper
-from relay.providers.router import ModelRouter
+from relay.providers.mock import MockProvider
+from relay.providers.router import ModelRouter, Route
 from relay.runner import GenerationRunner, ResumePoint
 from relay.sessions import Sessions
 from relay.store.memory import MemoryStore
-from relay.takeover import LogSoFar, Takeovers, policy_of, seam
+from relay.takeover import LogSoFar, Takeovers, continuation, policy_of, seam
 from relay.tasks import cancel_and_wait
 from relay.vocabulary import GenerationRequest, Message
 from tests.test_runner import wait_until_ended
@@ -288,3 +289,16 @@ def test_tool_calls_after_a_takeover_are_numbered_after_those_stored() -> None:
     assert progress.tool_index(0) == 2
     combined = progress.combined(Usage(12, 5))
     assert msgspec.json.encode(combined) == b'{"input_tokens":22,"output_tokens":9,"takeovers":1}'
+
+
+async def test_a_continuation_asks_only_for_what_max_tokens_leaves() -> None:
+    so_far = LogSoFar()
+    so_far.pieces = ["one two three"]
+    route = Route(upstream="mock", model="mock", provider=MockProvider())
+    request = GenerationRequest(model="mock", messages=[], max_tokens=10)
+    assert continuation(request, so_far, route).max_tokens == 7
+    assert continuation(request, so_far, route).prefill == "one two three"
+    so_far.usage = Usage(input_tokens=3, output_tokens=9)  # the lost call's own count wins
+    assert continuation(request, so_far, route).max_tokens == 1
+    unlimited = GenerationRequest(model="mock", messages=[])
+    assert continuation(unlimited, so_far, route).max_tokens is None

@@ -10,6 +10,7 @@ cancelled generation stops being generated and billed.
 from __future__ import annotations
 
 import abc
+import math
 from collections.abc import AsyncGenerator
 
 import msgspec
@@ -93,6 +94,12 @@ class Provider(abc.ABC):
         """Whether `stream` can continue an answer (`GenerationRequest.prefill`) for `model`.
         When it cannot, a prefill must not be sent: the caller restarts or fails instead."""
         return False
+
+    def tokens_in(self, text: str) -> int:
+        """About how many of the upstream's tokens `text` is (four characters each): what
+        a continuation's `max_tokens` subtracts for the answer so far when the lost call
+        had reported no usage."""
+        return math.ceil(len(text) / 4)
 
     async def close(self) -> None:
         """Release connection pools."""

@@ -348,6 +348,9 @@ class MockProvider(Provider):
     def supports_continuation(self, model: str) -> bool:
         return self._continues
 
+    def tokens_in(self, text: str) -> int:
+        return words_in(text)  # the mock's tokens are words
+
     async def stream(self, request: GenerationRequest) -> AsyncGenerator[ProviderItem, None]:
         if request.prefill and not self._continues:
             raise ValueError("this upstream does not continue answers (its continuation is none)")
