@@ -14,7 +14,7 @@ written before any route or other middleware runs.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler, Middleware
@@ -59,17 +59,27 @@ def _normal(name: str) -> str:
     return name.lower().removesuffix(".")
 
 
-def host_check(allowed: AllowedHosts) -> Middleware:
-    """The middleware that answers 421 to a Host that `allowed` does not list."""
+def host_refusal(allowed: AllowedHosts) -> Callable[[web.Request], web.Response | None]:
+    """The 421 for a request whose Host `allowed` does not list, else None."""
 
-    @web.middleware
-    async def check_host(request: web.Request, handler: Handler) -> web.StreamResponse:
+    def refusal(request: web.Request) -> web.Response | None:
         host = request.headers.get(hdrs.HOST)
         if host is None or allowed.allows(host):
-            return await handler(request)
+            return None
         quoted = repr(host[:MAX_QUOTED_HOST_CHARS])
         message = f"relay does not answer for the host {quoted}: it is not in server.allowed_hosts"
         return error_response(421, "host_not_allowed", message)
+
+    return refusal
+
+
+def host_check(allowed: AllowedHosts) -> Middleware:
+    """The middleware that answers 421 to a Host that `allowed` does not list."""
+    refusal = host_refusal(allowed)
+
+    @web.middleware
+    async def check_host(request: web.Request, handler: Handler) -> web.StreamResponse:
+        return refusal(request) or await handler(request)
 
     return check_host
 
