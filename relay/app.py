@@ -97,12 +97,14 @@ def create_metrics_app() -> web.Application:
 def _checked(clients: Clients, hosts: AllowedHosts) -> Middleware:
     """Inside the log context: the Host check (421), CORS preflights, then the handler
     under the error middleware, in one middleware."""
-    host_refused, preflight = host_refusal(hosts), cors.preflight_answer(clients)
+    checks = (host_refusal(hosts), cors.preflight_answer(clients))
 
     @web.middleware
     async def checked(request: web.Request, handler: Handler) -> web.StreamResponse:
-        refused = host_refused(request) or preflight(request)
-        return refused or await error_middleware(request, handler)
+        for check in checks:
+            if (answer := check(request)) is not None:
+                return answer
+        return await error_middleware(request, handler)
 
     return checked
 

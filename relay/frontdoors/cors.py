@@ -28,7 +28,6 @@ import urllib.parse
 from collections.abc import Callable, Iterable
 
 from aiohttp import hdrs, web
-from aiohttp.typedefs import Handler, Middleware
 
 from relay.clients import Client, Clients
 from relay.errors import ApiError
@@ -140,18 +139,6 @@ def preflight_answer(clients: Clients) -> Callable[[web.Request], web.Response |
         return web.Response(status=204, headers=preflight_headers(methods))
 
     return answer
-
-
-def preflight(clients: Clients) -> Middleware:
-    """The middleware that answers CORS preflights to the paths relay has (others go on
-    to the router's 404)."""
-    answer = preflight_answer(clients)
-
-    @web.middleware
-    async def answer_preflight(request: web.Request, handler: Handler) -> web.StreamResponse:
-        return answer(request) or await handler(request)
-
-    return answer_preflight
 
 
 def route_methods(request: web.Request) -> list[str] | None:

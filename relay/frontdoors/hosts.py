@@ -8,7 +8,7 @@ checked, `/healthz` too: a load balancer whose health check sends another name l
 A request without a Host header (HTTP/1.0) is not a browser's and passes.
 
 Refusals are 421 Misdirected Request in relay's JSON error shape, code `host_not_allowed`,
-written before any route or other middleware runs.
+answered (by `relay.app`'s one middleware, `host_refusal` first) before any route runs.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import logging
 from collections.abc import Callable, Sequence
 
 from aiohttp import hdrs, web
-from aiohttp.typedefs import Handler, Middleware
 
 from relay.config import ServerSettings, is_loopback
 from relay.frontdoors.http import error_response
@@ -71,17 +70,6 @@ def host_refusal(allowed: AllowedHosts) -> Callable[[web.Request], web.Response 
         return error_response(421, "host_not_allowed", message)
 
     return refusal
-
-
-def host_check(allowed: AllowedHosts) -> Middleware:
-    """The middleware that answers 421 to a Host that `allowed` does not list."""
-    refusal = host_refusal(allowed)
-
-    @web.middleware
-    async def check_host(request: web.Request, handler: Handler) -> web.StreamResponse:
-        return refusal(request) or await handler(request)
-
-    return check_host
 
 
 def exposure(server: ServerSettings) -> tuple[int, str]:
