@@ -75,6 +75,7 @@ def run(sizes: Sizes, chosen: list[str]) -> dict[str, Any]:
         bench.close()
     results["meta"]["seconds"] = time.monotonic() - started
     results["meta"]["relay_configs"] = bench.configs
+    results["meta"]["pinning"] = bench.pinning.as_dict()
     results["meta"]["relay_event_loop"] = _relay_event_loop(run_dir)
     results["targets"] = report.evaluate(results)
     return results

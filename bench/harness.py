@@ -7,6 +7,9 @@ Parts, started when a scenario first needs them and stopped at the end of the ru
   on the memory store or on a redis-server of its own, with the default flush interval
   or with coalescing off (`flush_interval_ms = 0`); their TOML is written here;
 - the load generator: `python -m bench.loadgen`, one process per job.
+
+Relays and the proxy (the processes under test) run on the tested core, the others on
+the rest (bench/processes.py `Pinning`).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import Any
 
 import msgspec
 
-from bench.processes import Child, free_port, python_child, redis_child
+from bench.processes import Child, Pinning, free_port, pin_self, python_child, redis_child
 from bench.procfs import CpuWatch
 from bench.redis_probe import RedisProbe
 from bench.sizes import Sizes
@@ -96,6 +99,10 @@ class Bench:
         self._named: dict[str, Child] = {}
         self._probes: dict[str, RedisProbe] = {}
         self.configs: dict[str, str] = {}
+        self.pinning = Pinning.detect()
+        # The harness, and so everything it starts unpinned (upstream, redis-server, the
+        # load generator), stays off the tested core.
+        pin_self(self.pinning.rest)
 
     def _start(self, child: Child, ready_path: str | None = None) -> Child:
         self.children.append(child)
@@ -115,7 +122,8 @@ class Bench:
             port, upstream = free_port(), self.upstream()
             args = ["-m", "bench.proxy", "--port", str(port)]
             args += ["--upstream", f"http://127.0.0.1:{upstream.port}"]
-            self._start(python_child("proxy", args, port, self.run_dir))
+            tested = self.pinning.tested
+            self._start(python_child("proxy", args, port, self.run_dir, tested))
         return self._named["proxy"]
 
     def relay(self, spec: RelaySpec, *, fresh: bool = False) -> Child:
@@ -130,7 +138,8 @@ class Bench:
             path.write_text(config)
             self.configs[spec.name] = config
             args = ["-m", "relay", "serve", "--config", str(path)]
-            self._start(python_child(spec.name, args, port, self.run_dir), "/readyz")
+            child = python_child(spec.name, args, port, self.run_dir, self.pinning.tested)
+            self._start(child, "/readyz")
         return self._named[spec.name]
 
     def _store_url(self, spec: RelaySpec) -> str:

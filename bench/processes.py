@@ -3,6 +3,11 @@
 Every child gets the hard limit of open files as its soft limit (10,000 subscribers need
 10,000 sockets), logs to a file under the run's directory, and is stopped by its pid
 when the run ends, whatever happened.
+
+Pinning (`Pinning.detect()`): on a machine with two or more cores, the process under test
+(a relay, or the bare pass-through it is compared with) runs alone on the first core and
+everything else (upstream, redis-server, load generator, the harness) on the others, as
+`taskset -c` would place them; with one core nothing is pinned and the run says so.
 """
 
 from __future__ import annotations
@@ -17,7 +22,8 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 START_TIMEOUT_S = 20.0
@@ -35,6 +41,50 @@ def raise_file_limit() -> None:
     """In a child, before exec: as many open files as the hard limit allows."""
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+@dataclass(frozen=True)
+class Pinning:
+    """Which cores the process under test gets, and which the rest of the run gets."""
+
+    tested: frozenset[int]
+    rest: frozenset[int]
+    note: str
+
+    @classmethod
+    def detect(cls) -> Pinning:
+        cores = sorted(os.sched_getaffinity(0))
+        if len(cores) < 2:
+            note = f"not pinned: {len(cores)} core available, every process shares it"
+            return cls(frozenset(), frozenset(), note)
+        tested, rest = frozenset(cores[:1]), frozenset(cores[1:])
+        note = f"pinned: the tested process on cpu {_cpus(tested)}, the rest on {_cpus(rest)}"
+        return cls(tested, rest, note)
+
+    @property
+    def pinned(self) -> bool:
+        return bool(self.tested)
+
+    def as_dict(self) -> dict[str, object]:
+        return {"tested": sorted(self.tested), "rest": sorted(self.rest), "note": self.note}
+
+
+def _cpus(cores: frozenset[int]) -> str:
+    return ",".join(str(core) for core in sorted(cores))
+
+
+def pin_self(cores: frozenset[int]) -> None:
+    """Move this process (and the children it starts from now on) to `cores`."""
+    if cores:
+        os.sched_setaffinity(0, cores)
+
+
+def _before_exec(cores: frozenset[int]) -> Callable[[], None]:
+    def prepare() -> None:
+        raise_file_limit()
+        pin_self(cores)
+
+    return prepare
 
 
 def file_limit() -> int:
@@ -60,8 +110,16 @@ def find_redis_server() -> str:
 class Child:
     """One started process that answers on `port`."""
 
-    def __init__(self, name: str, command: list[str], port: int, log_dir: Path) -> None:
+    def __init__(
+        self,
+        name: str,
+        command: list[str],
+        port: int,
+        log_dir: Path,
+        cores: frozenset[int] = frozenset(),
+    ) -> None:
         self.name = name
+        self.cores = cores  # empty: wherever the harness runs
         self.command = command
         self.port = port
         self.log_path = _unused(log_dir / f"{name}.log")
@@ -79,7 +137,7 @@ class Child:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                preexec_fn=raise_file_limit,
+                preexec_fn=_before_exec(self.cores),
             )
         self._wait_ready(ready_path)
 
@@ -145,8 +203,10 @@ def _unused(path: Path) -> Path:
     return candidate
 
 
-def python_child(name: str, args: list[str], port: int, log_dir: Path) -> Child:
-    return Child(name, [sys.executable, *args], port, log_dir)
+def python_child(
+    name: str, args: list[str], port: int, log_dir: Path, cores: frozenset[int] = frozenset()
+) -> Child:
+    return Child(name, [sys.executable, *args], port, log_dir, cores)
 
 
 def redis_child(name: str, log_dir: Path) -> Child:

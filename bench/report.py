@@ -267,7 +267,15 @@ def sections(results: Result) -> list[tuple[str, str]]:
             found.append((title, build(s[key])))
     if "lag" in s or "fanout" in s:
         found.append(("Redis: commands and connections", _redis_table(s)))
-    return found
+    return found + _floor_sections(results)
+
+
+def _floor_sections(results: Result) -> list[tuple[str, str]]:
+    """Issue 16's targets and tables (bench/floor_report.py builds on this module)."""
+    from bench import floor_report
+
+    pinning = results["meta"].get("pinning", {}).get("note", "pinning not recorded")
+    return floor_report.sections(results["scenarios"], pinning)
 
 
 def _targets_table(targets: list[Result]) -> str:

@@ -67,15 +67,21 @@ def ttft(bench: Bench, say: Progress) -> Result:
 
 
 def _ttft_job(
-    bench: Bench, targets: dict[str, Result], requests: int, *, upstream_ttft_ms: int
+    bench: Bench,
+    targets: dict[str, Result],
+    requests: int,
+    *,
+    upstream_ttft_ms: int,
+    tokens: int = 4,
+    warmup: int | None = None,
 ) -> Result:
-    model = f"mock:tokens=4,tps=0,ttft_ms={upstream_ttft_ms}"
+    model = f"mock:tokens={tokens},tps=0,ttft_ms={upstream_ttft_ms}"
     job = {
         "kind": "ttft",
         "targets": targets,
         "requests": requests,
-        "warmup": bench.sizes.ttft_warmup,
-        "tokens": 4,
+        "warmup": bench.sizes.ttft_warmup if warmup is None else warmup,
+        "tokens": tokens,
         "upstream_ttft_ms": upstream_ttft_ms,
     }
     result = bench.loadgen(job)
@@ -99,7 +105,15 @@ def _ttft_job(
 
 
 def run_streams(
-    bench: Bench, name: str, child: Child, streams: int, tps: float, seconds: float, stagger: float
+    bench: Bench,
+    name: str,
+    child: Child,
+    streams: int,
+    tps: float,
+    seconds: float,
+    stagger: float,
+    *,
+    watch: dict[str, int] | None = None,
 ) -> Result:
     job = {
         "kind": "streams",
@@ -109,7 +123,7 @@ def run_streams(
         "tokens": round(tps * seconds),
         "stagger_s": stagger,
         "grace_s": bench.sizes.grace_s,
-        "watch": bench.watch(*([child.name] if name != "direct" else [])),
+        "watch": watch or bench.watch(*([child.name] if name != "direct" else [])),
     }
     spec = _spec_of(name)
     probe = bench.redis_probe(spec) if spec else None
@@ -378,6 +392,13 @@ def profile(bench: Bench, say: Progress) -> Result:
     return {"runs": runs}
 
 
+def _floor_scenarios() -> dict[str, Callable[[Bench, Progress], Result]]:
+    """Issue 16's scenarios against the bare pass-through (bench/floor.py)."""
+    from bench.floor import FLOOR_SCENARIOS  # it builds on this module
+
+    return dict(FLOOR_SCENARIOS)
+
+
 SCENARIOS: dict[str, Callable[[Bench, Progress], Result]] = {
     "idle": idle,  # first, on fresh relays: later scenarios grow the heap
     "ttft": ttft,
@@ -389,3 +410,5 @@ SCENARIOS: dict[str, Callable[[Bench, Progress], Result]] = {
     "workers": workers,
     "profile": profile,
 }
+# Issue 16: relay against the floor (bench/floor.py).
+SCENARIOS.update(_floor_scenarios())

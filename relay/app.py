@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 
 from relay.clients import Clients
 from relay.config import Settings
@@ -34,7 +35,7 @@ from relay.frontdoors import (
     websocket,
 )
 from relay.frontdoors.errors import error_middleware
-from relay.frontdoors.hosts import AllowedHosts, host_check
+from relay.frontdoors.hosts import AllowedHosts, host_refusal
 from relay.leases import LeaseKeeper
 from relay.logs import answer_prepared, request_context
 from relay.openapi.routes import routes as openapi_routes
@@ -59,9 +60,8 @@ def create_app(
     providers: Mapping[str, Provider] | None = None,
 ) -> web.Application:
     clients = Clients.from_settings(settings)  # a key variable that is not set stops here
-    hosts = host_check(AllowedHosts.of(settings.server))
     app = web.Application(
-        middlewares=[request_context, hosts, cors.preflight(clients), error_middleware],
+        middlewares=[request_context, _checked(clients, AllowedHosts.of(settings.server))],
         client_max_size=settings.server.max_body_bytes,
     )
     app.add_routes(health.routes)
@@ -79,10 +79,7 @@ def create_app(
     if settings.server.metrics_port is None:
         app.add_routes([health.METRICS_ROUTE])
     app.cleanup_ctx.append(_services_context(settings, store, providers, clients))
-    app.on_response_prepare.append(_name_instance)
-    app.on_response_prepare.append(answer_prepared)
-    app.on_response_prepare.append(health.count_response)
-    app.on_response_prepare.append(cors.answer_headers(clients))
+    app.on_response_prepare.append(_prepared(clients))
     app.on_shutdown.append(drain)  # when embedded; `relay serve` drains before it stops
     return app
 
@@ -94,9 +91,39 @@ def create_metrics_app() -> web.Application:
     return app
 
 
-async def _name_instance(request: web.Request, response: web.StreamResponse) -> None:
-    """Which instance answered: for operators and tests behind a load balancer."""
-    response.headers["X-Relay-Instance"] = request.app[SERVICES].instance_id
+# Every request passes these hooks, so each is one call rather than a chain: a middleware
+# or a response hook more is a coroutine more on every request's (and every first
+# token's) path.
+
+
+def _checked(clients: Clients, hosts: AllowedHosts) -> Middleware:
+    """Inside the log context: the Host check (421), CORS preflights, then the handler
+    under the error middleware, in one middleware."""
+    checks = (host_refusal(hosts), cors.preflight_answer(clients))
+
+    @web.middleware
+    async def checked(request: web.Request, handler: Handler) -> web.StreamResponse:
+        for check in checks:
+            if (answer := check(request)) is not None:
+                return answer
+        return await error_middleware(request, handler)
+
+    return checked
+
+
+def _prepared(clients: Clients) -> Callable[[web.Request, web.StreamResponse], Awaitable[None]]:
+    """The `on_response_prepare` hook of every answer, a stream's too: which instance
+    answered (for operators and tests behind a load balancer), the request id and the
+    access log's record of it, the response count, the CORS headers."""
+    cors_headers = cors.answer_headers(clients)
+
+    async def prepared(request: web.Request, response: web.StreamResponse) -> None:
+        response.headers["X-Relay-Instance"] = request.app[SERVICES].instance_id
+        answer_prepared(request, response)
+        health.count_response(request, response)
+        cors_headers(request, response)
+
+    return prepared
 
 
 def _services_context(

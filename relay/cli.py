@@ -23,15 +23,18 @@ from relay.clients import Clients, check_exposure
 from relay.config import MOCK_MAX_TOKENS, Settings, dump_settings, load_settings
 from relay.errors import CannotListen, ConfigError
 from relay.frontdoors import hosts
-from relay.frontdoors.connections import ConnectionGate, LimitedRequestHandler, OutOfDescriptors
+from relay.frontdoors.connections import (
+    LISTEN_BACKLOG,
+    ConnectionGate,
+    LimitedRequestHandler,
+    OutOfDescriptors,
+)
 from relay.logs import AccessLog, configure_logging
 from relay.services import SERVICES
 from relay.store import check_store_url
 from relay.workers import check_workers, supervise
 
 log = logging.getLogger(__name__)
-
-LISTEN_BACKLOG = 128  # aiohttp's TCPSite default
 
 
 def main(argv: Sequence[str] | None = None) -> int:

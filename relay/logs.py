@@ -228,9 +228,10 @@ async def request_context(request: web.Request, handler: Handler) -> StreamRespo
         raise
 
 
-async def answer_prepared(request: web.Request, response: StreamResponse) -> None:
-    """`on_response_prepare`: every answer, a stream's too, names its request's id; the
-    answer is kept for the access line of a handler cancelled after it started."""
+def answer_prepared(request: web.Request, response: StreamResponse) -> None:
+    """As it is prepared (`on_response_prepare`): every answer, a stream's too, names its
+    request's id; the answer is kept for the access line of a handler cancelled after it
+    started."""
     request[PREPARED] = response
     context = request.get(LOG_CONTEXT)
     if context is not None and context.fields.request_id is not None:

@@ -302,6 +302,9 @@ class Timeline:
     def __init__(self, capacity: int = TIMELINE_SESSIONS) -> None:
         self._capacity = capacity
         self._sessions: collections.OrderedDict[str, SessionTimes] = collections.OrderedDict()
+        # The live batch last looked up, (session id, last id, its append's time): its
+        # other subscribers here are written it next, and each write is observed.
+        self._batch: tuple[str, int, float] | None = None
 
     def start(self, session_id: str) -> None:
         self._sessions[session_id] = SessionTimes()
@@ -323,16 +326,23 @@ class Timeline:
     def delivered(self, session_id: str, last_id: int, *, live: bool) -> None:
         """A subscriber here was written the events up to `last_id`: a live delivery's
         lag, and the session's first output's overhead, once."""
+        now = time.monotonic()
+        batch = self._batch
+        if live and batch is not None and batch[1] == last_id and batch[0] == session_id:
+            DELIVERY_LAG.observe(now - batch[2])  # the first output was observed already
+            return
         times = self._sessions.get(session_id)
         if times is None:
             return
-        now = time.monotonic()
         if live and (appended := times.appended_at(last_id)) is not None:
             DELIVERY_LAG.observe(now - appended)
+            self._batch = (session_id, last_id, appended)
         first = times.first_output_id
         if first is not None and last_id >= first and times.first_token_at is not None:
             OVERHEAD.observe(now - times.first_token_at)
             times.first_output_id = None
+        elif first is not None:
+            self._batch = None  # its first output is still to be observed
 
 
 TIMELINE = Timeline()

@@ -153,7 +153,8 @@ class Generation:
         self.first_token_at: float | None = None
         self.progress = GenerationProgress()
         self.inbox: asyncio.Queue[InboxItem] = asyncio.Queue()
-        # Set by cancel: wakes the generation task while it holds text until its flush.
+        # Set by cancel and by the end of the upstream's stream: wakes the generation task
+        # while it holds text until its flush (the text goes out with the end, at once).
         self.interrupt = asyncio.Event()
         self.pump: asyncio.Task[None] | None = None
         self.task: asyncio.Task[None] | None = None
@@ -369,6 +370,8 @@ class GenerationRunner:
             inbox.put_nowait(StreamFailed(INTERNAL_ERROR))
             outcome = INTERNAL_ERROR.code
         finally:
+            # The generation may be holding text for its flush: the end is not held.
+            generation.interrupt.set()
             metrics.upstream_request(generation.upstream, outcome)
 
     async def _run(self, generation: Generation) -> None:
@@ -631,9 +634,9 @@ async def _next_items(generation: Generation, timeout: float, *, holding: bool) 
     """Everything in the inbox, after waiting up to `timeout`.
 
     While the coalescer holds text (`holding`), the wait is the whole `timeout` (the
-    flush deadline) unless a cancel interrupts it: items that arrive meanwhile only
-    join the held text, so waking up for each of them would cost a task switch per
-    token for nothing. Otherwise the wait ends with the first item.
+    flush deadline) unless a cancel or the stream's end interrupts it: items that arrive
+    meanwhile only join the held text, so waking up for each of them would cost a task
+    switch per token for nothing. Otherwise the wait ends with the first item.
     """
     inbox = generation.inbox
     if holding:

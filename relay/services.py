@@ -122,6 +122,7 @@ class Services:
             retry_ms=retry_ms,
             connection=connection,
             send_timeout_s=self.settings.limits.send_timeout_s,
+            first_frames_ready=bool(read_ahead) and retry_ms is None,
         )
         wire_format = encode.wire_format if isinstance(encode, WireRenderer) else "native"
         async with self.counted_stream(session_id), self.subscriber(request):

@@ -9,6 +9,7 @@ one home. relay's canonical conversation is OpenAI Chat-shaped (roles `system`, 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from typing import Any, Literal
 
@@ -30,6 +31,7 @@ def session_suffix(session_id: str) -> str:
     return session_id.removeprefix(SESSION_ID_PREFIX)
 
 
+@functools.lru_cache(maxsize=4096)  # asked for by every log line and task name of a session
 def session_tag(session_id: str) -> str:
     """How logs name a session: `#` and the first 12 hex digits of the SHA-256 of the
     id's random part (which its wire ids share: the access log tags `resp_…` alike).

@@ -170,6 +170,17 @@ async def test_the_first_token_is_alone_and_later_tokens_are_coalesced() -> None
     assert "".join(deltas) == "a" + "".join(f" {n}" for n in range(50))
 
 
+async def test_the_end_of_the_stream_is_not_held_until_the_flush() -> None:
+    """Held text goes out with the end as soon as the upstream has finished: a stream of a
+    few tokens does not end a whole flush interval (here a minute) after its last token."""
+    store = MemoryStore(StoreSettings())
+    script = [TextDelta("a"), TextDelta(" b"), TextDelta(" c"), Finish("stop")]
+    runner = make_runner(store, flush_interval_ms=60_000)
+    _, events = await run_to_end(runner, store, ScriptedProvider(script))  # within 5 s
+    assert kinds(events) == ["status", "status", "delta", "delta", "done"]
+    assert texts(events) == ["a", " b c"]
+
+
 async def test_text_held_past_flush_max_chars_is_split_into_events_of_about_that_size() -> None:
     store = MemoryStore(StoreSettings())
     pieces = [f" {n:02d}" for n in range(60)]  # 3 characters each

@@ -25,10 +25,9 @@ a read token, never a cookie, so a page has no reason to send credentials.
 from __future__ import annotations
 
 import urllib.parse
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from aiohttp import hdrs, web
-from aiohttp.typedefs import Handler, Middleware
 
 from relay.clients import Client, Clients
 from relay.errors import ApiError
@@ -124,23 +123,22 @@ def is_preflight(request: web.Request) -> bool:
     )
 
 
-def preflight(clients: Clients) -> Middleware:
-    """The middleware that answers CORS preflights to the paths relay has (others go on
-    to the router's 404)."""
+def preflight_answer(clients: Clients) -> Callable[[web.Request], web.Response | None]:
+    """The answer to a CORS preflight to a path relay has, else None (the request goes
+    on: to its handler, or to the router's 404)."""
 
-    @web.middleware
-    async def answer_preflight(request: web.Request, handler: Handler) -> web.StreamResponse:
+    def answer(request: web.Request) -> web.Response | None:
         origin = cross_origin(request) if is_preflight(request) else None
         methods = route_methods(request) if origin is not None else None
         if origin is None or methods is None:
-            return await handler(request)
+            return None
         if not clients.any_allows_origin(origin):
             anyone = clients.anonymous_client if clients.anonymous else None
             refused = OriginNotAllowed(origin, anyone)
             return error_response(refused.status, refused.code, refused.message)
         return web.Response(status=204, headers=preflight_headers(methods))
 
-    return answer_preflight
+    return answer
 
 
 def route_methods(request: web.Request) -> list[str] | None:
@@ -160,14 +158,14 @@ def preflight_headers(methods: Iterable[str]) -> dict[str, str]:
     }
 
 
-ResponseHook = Callable[[web.Request, web.StreamResponse], Awaitable[None]]
+ResponseHook = Callable[[web.Request, web.StreamResponse], None]
 
 
 def answer_headers(clients: Clients) -> ResponseHook:
-    """The `on_response_prepare` hook that adds the CORS headers to every answer, streams
-    included (they are prepared inside their handlers, after any middleware ran)."""
+    """What adds the CORS headers to every answer as it is prepared (`on_response_prepare`),
+    streams included (they are prepared inside their handlers, after any middleware ran)."""
 
-    async def add_cors_headers(request: web.Request, response: web.StreamResponse) -> None:
+    def add_cors_headers(request: web.Request, response: web.StreamResponse) -> None:
         _vary_on_origin(response)
         origin = cross_origin(request)
         if origin is not None and clients.any_allows_origin(origin):

@@ -69,7 +69,7 @@ METRICS_ROUTE = web.get("/metrics", metrics_page)
 UNMATCHED_ROUTE = "unmatched"
 
 
-async def count_response(request: web.Request, response: web.StreamResponse) -> None:
+def count_response(request: web.Request, response: web.StreamResponse) -> None:
     """Count an answer by its route's template (`/v1/sessions/{session_id}`) and status,
     when its headers go out (a stream's too)."""
     resource = request.match_info.route.resource

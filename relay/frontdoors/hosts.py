@@ -8,16 +8,15 @@ checked, `/healthz` too: a load balancer whose health check sends another name l
 A request without a Host header (HTTP/1.0) is not a browser's and passes.
 
 Refusals are 421 Misdirected Request in relay's JSON error shape, code `host_not_allowed`,
-written before any route or other middleware runs.
+answered (by `relay.app`'s one middleware, `host_refusal` first) before any route runs.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from aiohttp import hdrs, web
-from aiohttp.typedefs import Handler, Middleware
 
 from relay.config import ServerSettings, is_loopback
 from relay.frontdoors.http import error_response
@@ -59,19 +58,18 @@ def _normal(name: str) -> str:
     return name.lower().removesuffix(".")
 
 
-def host_check(allowed: AllowedHosts) -> Middleware:
-    """The middleware that answers 421 to a Host that `allowed` does not list."""
+def host_refusal(allowed: AllowedHosts) -> Callable[[web.Request], web.Response | None]:
+    """The 421 for a request whose Host `allowed` does not list, else None."""
 
-    @web.middleware
-    async def check_host(request: web.Request, handler: Handler) -> web.StreamResponse:
+    def refusal(request: web.Request) -> web.Response | None:
         host = request.headers.get(hdrs.HOST)
         if host is None or allowed.allows(host):
-            return await handler(request)
+            return None
         quoted = repr(host[:MAX_QUOTED_HOST_CHARS])
         message = f"relay does not answer for the host {quoted}: it is not in server.allowed_hosts"
         return error_response(421, "host_not_allowed", message)
 
-    return check_host
+    return refusal
 
 
 def exposure(server: ServerSettings) -> tuple[int, str]:

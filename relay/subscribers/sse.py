@@ -37,6 +37,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable
 
 import msgspec
 from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
 
 from relay import log_context, sse
 from relay.errors import StoreError
@@ -78,6 +79,22 @@ def in_band_error(encode: EventEncoder, error: ErrorData) -> bytes:
     if isinstance(encode, WireRenderer):
         return encode.error_frame(error)
     return native_error_frame(error)
+
+
+class _HeadersWithFirstFrames(web.StreamResponse):
+    """A stream whose first frames are at hand: its headers go out in the same write as
+    they do (one send, not two, on the first token's path). aiohttp sends a plain
+    `StreamResponse`'s headers on their own when it is prepared; its `Response` waits
+    like this, by this class attribute (if a later aiohttp drops it, the headers just
+    go out on their own again)."""
+
+    _send_headers_immediately = False
+
+
+def _send_headers(writer: AbstractStreamWriter) -> None:
+    """The headers, if no write has taken them yet (and the client is still there)."""
+    with contextlib.suppress(ConnectionError):
+        writer.send_headers()
 
 
 class SubscriberGone(Exception):
@@ -147,8 +164,11 @@ class SseSubscription:
         retry_ms: int | None,
         connection: ResponseConnection | None = None,
         send_timeout_s: float | None = None,
+        first_frames_ready: bool = False,
     ) -> None:
         self.session_id = session_id
+        # The first frames need no wait (events read ahead): the headers go with them.
+        self.first_frames_ready = first_frames_ready
         self.frames = frames
         self.encode = encode
         self.retry_ms = retry_ms
@@ -160,10 +180,11 @@ class SseSubscription:
     async def respond(
         self, request: web.Request, headers: dict[str, str] | None = None
     ) -> web.StreamResponse:
-        response = web.StreamResponse(status=200, headers={**SSE_HEADERS, **(headers or {})})
+        kind = _HeadersWithFirstFrames if self.first_frames_ready else web.StreamResponse
+        response = kind(status=200, headers={**SSE_HEADERS, **(headers or {})})
         self._tally = log_context.stream_tally()  # for the request's access-log line
         try:
-            await self._send(response.prepare(request))  # the client may already be gone
+            await self._send(self._prepare(response, request))  # the client may be gone
             await self._write_stream(response)
         except SubscriberGone:
             return self._gone(response)
@@ -177,6 +198,13 @@ class SseSubscription:
         with contextlib.suppress(SubscriberGone):
             await self._send(response.write_eof())
         return response
+
+    async def _prepare(self, response: web.StreamResponse, request: web.Request) -> None:
+        writer = await response.prepare(request)
+        if self.first_frames_ready and writer is not None:
+            # Frames that render to nothing must not hold the headers back: by the next
+            # turn of the loop they go, with the first frames or on their own.
+            asyncio.get_running_loop().call_soon(_send_headers, writer)
 
     async def _write_stream(self, response: web.StreamResponse) -> None:
         if self.connection is not None and self.send_timeout_s is not None:

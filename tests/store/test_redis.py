@@ -215,6 +215,28 @@ async def test_appends_that_queue_meanwhile_share_one_round_trip(
         assert await store.read(session_id, 0, 10) == [delta(1), delta(2), delta(3)]
 
 
+async def test_creations_that_queue_meanwhile_share_one_round_trip_with_appends(
+    store: RedisStore, raw: redis.asyncio.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await new_session(store)  # the first sends the script whole (NOSCRIPT, then EVAL)
+    await new_session(store, events=1)
+    records = [new_record() for _ in range(40)]
+    sent = record_sends(monkeypatch)
+    creations = [asyncio.ensure_future(store.create(record)) for record in records]
+    # Queued right behind its creation, before the creation's reply: it cannot overtake it.
+    first_append = asyncio.ensure_future(store.append(records[-1].id, [delta(1)]))
+    await asyncio.gather(*creations)
+    appended = await first_append
+    monkeypatch.undo()
+    assert len(sent) <= 2  # the first creation alone, then everything that queued meanwhile
+    assert appended.last_event_id == 1
+    for record in records:
+        keys = session_keys(record.id)
+        assert await raw.exists(keys.meta, keys.lease) == 2
+        assert await raw.zscore(LEASE_INDEX_KEY, record.id) is not None
+    assert await store.read(records[-1].id, 0, 10) == [delta(1)]
+
+
 async def test_an_append_whose_caller_is_cancelled_does_not_hold_up_the_others(
     store: RedisStore,
 ) -> None:

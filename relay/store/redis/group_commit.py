@@ -1,37 +1,45 @@
-"""The append sender: the appends of every session of a store, a pipeline at a time.
+"""The append sender: the appends (and creations) of every session of a store, a
+pipeline at a time.
 
-A group commit: the appends that queue while a pipeline is out go together in the next
+A group commit: the calls that queue while a pipeline is out go together in the next
 one, so under load the client's per-command cost (a pool checkout, a write, a read) is
-paid once per round trip, not once per append; with one append waiting it goes out at
-once, alone.
+paid once per round trip, not once per call; with one call waiting it goes out at
+once, alone. Creations ride the same pipelines as appends (a burst of new sessions is
+one round trip, not one each), and in the order they were queued: a session's first
+append can never overtake its creation.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from relay.errors import StoreUnavailable
 from relay.store.redis.boundary import Boundary, error_reply_as_result
-from relay.store.redis.connect import RedisClient
+from relay.store.redis.connect import Pipeline, RedisClient
 from relay.store.redis.scripts import Script
 from relay.tasks import cancel_and_wait
 
 __all__ = ["MAX_APPEND_BATCH", "AppendSender"]
 
-# The most appends one pipeline carries.
+# The most calls one pipeline carries.
 MAX_APPEND_BATCH = 256
 
+# How a call puts its commands in a pipeline (returning how many it queued), and how
+# their replies become its answer (raising what its caller raises).
+Queue = Callable[[Pipeline], int]
+Settle = Callable[[list[Any]], Awaitable[Any]]
 
-class _QueuedAppend:
-    """One append waiting for its turn in a pipeline; `reply` is the script's answer."""
 
-    __slots__ = ("args", "keys", "reply")
+class _QueuedCall:
+    """One call waiting for its turn in a pipeline; `reply` is its answer."""
 
-    def __init__(self, keys: Sequence[str], args: Sequence[Any]) -> None:
-        self.keys = keys
-        self.args = args
+    __slots__ = ("queue", "reply", "settled")
+
+    def __init__(self, queue: Queue, settle: Settle) -> None:
+        self.queue = queue
+        self.settled = settle
         self.reply: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
 
     def settle(self, outcome: Any) -> None:
@@ -58,15 +66,29 @@ class AppendSender:
         self._client = client
         self._commands = commands
         self._script = script
-        self._queue: list[_QueuedAppend] = []
+        self._queue: list[_QueuedCall] = []
         self._queued = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
 
     async def run(self, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """The append script's reply for `keys` and `args`."""
+        script, client = self._script, self._client
+
+        def queue(pipe: Pipeline) -> int:
+            script.queue(pipe, keys, args)
+            return 1
+
+        async def settle(replies: list[Any]) -> Any:
+            return await script.settle(client, replies[0], keys, args)
+
+        return await self.send(queue, settle)
+
+    async def send(self, queue: Queue, settle: Settle) -> Any:
+        """Any call: its commands go in the next pipeline, after those queued before."""
         if self._closed:
             raise StoreUnavailable("the store is closed")
-        call = _QueuedAppend(keys, args)
+        call = _QueuedCall(queue, settle)
         self._queue.append(call)
         self._queued.set()
         if self._task is None:
@@ -90,26 +112,22 @@ class AppendSender:
                 del self._queue[:MAX_APPEND_BATCH]
                 await self._send(batch)
 
-    async def _send(self, batch: list[_QueuedAppend]) -> None:
+    async def _send(self, batch: list[_QueuedCall]) -> None:
         calls = [call for call in batch if not call.reply.done()]  # callers still there
         if not calls:
             return
         try:
             async with self._commands, self._client.pipeline(transaction=False) as pipe:
-                for call in calls:
-                    self._script.queue(pipe, call.keys, call.args)
+                counts = [call.queue(pipe) for call in calls]
                 replies = await pipe.execute(raise_on_error=False)
-                for call, reply in zip(calls, replies, strict=True):
-                    call.settle(await self._settled(call, reply))
+                start = 0
+                for call, count in zip(calls, counts, strict=True):
+                    own = replies[start : start + count]
+                    start += count
+                    call.settle(await error_reply_as_result(call.settled(own)))
         except Exception as exc:  # handed to every caller, not swallowed
             for call in calls:
                 call.settle(exc)
         finally:  # cancelled (the store closes): the batch may or may not have landed
             for call in calls:
                 call.settle(StoreUnavailable("the store closed while appending"))
-
-    async def _settled(self, call: _QueuedAppend, reply: Any) -> Any:
-        """The script's answer, or the exception its caller raises (a refusal is one)."""
-        return await error_reply_as_result(
-            self._script.settle(self._client, reply, call.keys, call.args)
-        )

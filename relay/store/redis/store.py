@@ -31,7 +31,7 @@ from relay.events import STATUS_AFTER_TERMINAL, Event, SessionStatus
 from relay.quotas import QuotaLimits, QuotaRefusal
 from relay.session import SessionRecord
 from relay.store.base import Signal, Store, check_batch
-from relay.store.redis.boundary import AppendRefusals, Boundary
+from relay.store.redis.boundary import AppendRefusals, Boundary, redis_errors_translated
 from relay.store.redis.cancels import RedisCancelBus
 from relay.store.redis.codec import (
     Fields,
@@ -48,6 +48,7 @@ from relay.store.redis.codec import (
 from relay.store.redis.connect import (
     POOL_TIMEOUT_S,
     Closeable,
+    Pipeline,
     RedisClient,
     connect,
     raw_stream_replies,
@@ -125,19 +126,29 @@ class RedisStore(Store):
         args: list[Any] = [ms(settings.running_ttl_s), ms(settings.lease_ttl_s), record.owner]
         for name, value in encode_record(record).items():
             args += [name, value]
-        # One round trip: the record and its first lease in one script, and its entry in
-        # the lease index beside it (on a Cluster, the index's node is sent it at the same
-        # time). An entry without a record is harmless: the lease sweep drops it.
-        async with self._commands, self._client.pipeline(transaction=False) as pipe:
-            CREATE_SCRIPT.queue(pipe, [keys.meta, keys.lease], args)
+        script_keys = [keys.meta, keys.lease]
+
+        # One round trip, shared with the other creations and appends under way: the
+        # record and its first lease in one script, and its entry in the lease index
+        # beside it (on a Cluster, the index's node is sent it at the same time). An
+        # entry without a record is harmless: the lease sweep drops it.
+        def queue(pipe: Pipeline) -> int:
+            CREATE_SCRIPT.queue(pipe, script_keys, args)
             self._leases.queue_index_entries(pipe, [record.id])
             if takeover is not None:  # in the same round trip; its slot is the record's
                 pipe.set(keys.takeover, takeover, px=ms(settings.running_ttl_s))
-            created, indexed, *kept = await pipe.execute(raise_on_error=False)
-            await CREATE_SCRIPT.settle(self._client, created, [keys.meta, keys.lease], args)
+                return 3
+            return 2
+
+        async def settle(replies: list[Any]) -> None:
+            created, indexed, *kept = replies
+            await CREATE_SCRIPT.settle(self._client, created, script_keys, args)
             for reply in (indexed, *kept):
                 if isinstance(reply, Exception):
                     raise reply
+
+        with redis_errors_translated():
+            await self._appends.send(queue, settle)
         self._appending.remember(record, None)  # no expiry on its log yet: the first append sets it
 
     async def read_takeover(self, session_id: str) -> bytes | None:
