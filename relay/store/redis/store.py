@@ -5,10 +5,10 @@ client.
 Each command and script touches the keys of one session only, which share one Cluster
 slot (see keys.py), or only the keys all sessions share, or only one client's quota
 keys (quotas.py), or one chat's key (chats.py). Appending is one round trip: the append
-script (scripts.py), sent with the appends that queued meanwhile (group_commit.py). Creating is one round trip
-too: a script writes the record and the first lease, pipelined with the session's
-entry in the lease index. Reading is XRANGE; waiting parks on the session's tail
-(tail.py).
+script (scripts.py), sent with the appends that queued meanwhile (group_commit.py).
+Creating is one round trip too: a script writes the record and the first lease,
+pipelined with the session's entry in the lease index. Reading is XRANGE; waiting parks
+on the session's tail (tail.py).
 
 Connections. One client per store (connect.py). Every call passes one of two
 `Boundary`s (boundary.py): commands, and the tails' blocking reads. The client's pool
