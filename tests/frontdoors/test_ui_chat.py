@@ -389,3 +389,37 @@ async def test_the_prefix_and_the_default_model_are_configurable(
 def test_a_prefix_that_is_not_a_path_is_a_config_error(prefix: str) -> None:
     with pytest.raises(ConfigError, match=r"ui_chat\.prefix"):
         load_settings(None, environ={}, overrides={"ui_chat": {"prefix": prefix}})
+
+
+async def test_a_page_on_a_listed_origin_may_call_it_across_origins(
+    start_relay: StartRelay,
+) -> None:
+    origin = "https://chat.example.com"
+    clients = [{**CLIENTS[0], "origins": [origin]}]
+    relay = await start_relay(clients=clients)
+    for path, method in [
+        (PREFIX, "POST"),
+        (f"{PREFIX}/c/stream", "GET"),
+        (f"{PREFIX}/c/stop", "POST"),
+    ]:
+        preflight = await relay.http.options(
+            relay.url(path),
+            headers={
+                "Origin": origin,
+                "Access-Control-Request-Method": method,
+                "Access-Control-Request-Headers": "authorization, content-type",
+            },
+        )
+        assert preflight.status == 204, (path, await preflight.text())
+        assert preflight.headers["Access-Control-Allow-Origin"] == origin
+        assert method in preflight.headers["Access-Control-Allow-Methods"]
+    headers = {**bearer(WEB_KEY), "Origin": origin}
+    body = transport_body("c-cors", FAST)
+    async with relay.http.post(relay.url(PREFIX), json=body, headers=headers) as response:
+        assert response.status == 200
+        assert response.headers["Access-Control-Allow-Origin"] == origin
+        assert (await read_stream(response))[-1] == "[DONE]"
+    elsewhere = {**bearer(WEB_KEY), "Origin": "https://evil.example.com"}
+    refused = await relay.http.post(relay.url(PREFIX), json=body, headers=elsewhere)
+    assert refused.status == 403
+    assert (await refused.json())["error"]["code"] == "origin_not_allowed"
