@@ -60,8 +60,7 @@ async def send_messages(request: web.Request) -> web.StreamResponse:
         wire.generation_request, default_model=services.settings.ui_chat.default_model
     )
     body, generation = await decode_request(raw, wire.UIChatRequest, translate)
-    created = await services.sessions.create(generation.model, generation, client)
-    record = created.record
+    record = await wire_streams.start_session(services, generation.model, generation, client)
     stream = ChatStream(record.id, wire.response_message_id(body, record.id))
     await services.sessions.stream_chat(client, body.id, stream)
     renderer = UIMessageRenderer(record.id, stream.message_id, record.model)
@@ -88,7 +87,8 @@ async def stop_chat(request: web.Request) -> web.Response:
     found = await chat_stream(request, services)
     if found is None:
         chat_id = request.match_info["chat_id"]
-        raise ApiError(404, "chat_not_found", f"chat {chat_id!r} has no message streaming")
+        message = f"chat {chat_id!r} has no session: it never streamed, or it has expired"
+        raise ApiError(404, "chat_not_found", message)
     record, _ = found
     status = await services.sessions.cancel(record)
     shown = "cancelling" if status is SessionStatus.RUNNING else status.value
