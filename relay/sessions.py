@@ -47,7 +47,7 @@ from relay.off_loop import MANY_MESSAGES, off_loop
 from relay.providers.router import ModelRouter
 from relay.runner import CreatedSession, GenerationRunner
 from relay.session import SessionRecord, Snapshot, new_session_id, token_matches
-from relay.store import Store
+from relay.store import ChatStream, Store
 from relay.subscribers import slices
 from relay.takeover import takeover_ticket
 from relay.tasks import cancel_and_wait
@@ -229,6 +229,24 @@ class Sessions:
             if len(chunk) < limit:
                 break
         return events
+
+    # --- chats (the Vercel AI SDK front door) --------------------------------------------
+
+    async def stream_chat(self, client: Client, chat_id: str, stream: ChatStream) -> None:
+        """The client's chat `chat_id` streams `stream`'s message now (on every instance)."""
+        await self._store.set_chat_stream(client.name, chat_id, stream)
+
+    async def chat_stream(
+        self, client: Client, chat_id: str
+    ) -> tuple[SessionRecord, ChatStream] | None:
+        """What the client's chat streamed last and its session's record; None when it
+        never streamed, or its session is gone."""
+        stream = await self._store.chat_stream(client.name, chat_id)
+        record = None if stream is None else await self._store.get(stream.session_id)
+        if stream is None or record is None or record.client != client.name:
+            return None
+        log_context.note(session_id=record.id, client=record.client)
+        return record, stream
 
     # --- cancel ------------------------------------------------------------------------
 

@@ -23,25 +23,33 @@ NODE_DIR = Path(__file__).parent / "node"
 SCRIPT_TIMEOUT_S = 30.0
 
 
-def installed_version(package: str) -> str | None:
-    manifest = NODE_DIR / "node_modules" / package / "package.json"
+def installed_version(package: str, node_dir: Path = NODE_DIR) -> str | None:
+    manifest = node_dir / "node_modules" / package / "package.json"
     if not manifest.is_file():
         return None
     version: str = json.loads(manifest.read_text())["version"]
     return version
 
 
-def require_node() -> str:
-    """The node binary, once every package tests/node/package.json pins is installed at
+def require_node(node_dir: Path = NODE_DIR) -> str:
+    """The node binary, once every package `node_dir`/package.json pins is installed at
     its pinned version; else skip, or fail under RELAY_REQUIRE_ALL=1."""
     node = require_program("node", env="NODE", package="nodejs npm")
-    pinned: dict[str, str] = json.loads((NODE_DIR / "package.json").read_text())["dependencies"]
-    for package, version in pinned.items():
-        found = installed_version(package)
+    require_packages(node_dir)
+    return node
+
+
+def require_packages(node_dir: Path) -> None:
+    """Every dependency `node_dir`/package.json pins, installed at its pinned version (an
+    alias `npm:NAME@VERSION` at VERSION); else skip, or fail under RELAY_REQUIRE_ALL=1."""
+    manifest = json.loads((node_dir / "package.json").read_text())
+    where = node_dir.relative_to(NODE_DIR.parent.parent)
+    for package, pinned in manifest["dependencies"].items():
+        version = pinned.rpartition("@")[2] if pinned.startswith("npm:") else pinned
+        found = installed_version(package, node_dir)
         if found != version:
             state = "not installed" if found is None else f"{found}, not the pinned {version}"
-            missing(f"the npm package {package} in tests/node is {state} (`npm ci` there)")
-    return node
+            missing(f"the npm package {package} in {where} is {state} (`npm ci` there)")
 
 
 def script_env(extra: Mapping[str, str]) -> dict[str, str]:
@@ -58,14 +66,16 @@ async def run_script(
     *args: str,
     env: Mapping[str, str],
     timeout_s: float = SCRIPT_TIMEOUT_S,
+    cwd: Path = NODE_DIR,
 ) -> Any:
-    """Run tests/node/`script` and return the JSON of its last line of output (a package
-    may print its own lines before it); killed after `timeout_s`."""
+    """Run tests/node/`script` in `cwd` (where its packages are found) and return the JSON
+    of its last line of output (a package may print its own lines before it); killed
+    after `timeout_s`."""
     process = await asyncio.create_subprocess_exec(
         node,
-        script,
+        str(NODE_DIR / script),
         *args,
-        cwd=NODE_DIR,
+        cwd=cwd,
         env=script_env(env),
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,

@@ -8,7 +8,7 @@ would; once output has started, failures arrive in the stream instead.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from aiohttp import web
 
@@ -64,7 +64,9 @@ async def stream_answer(
     session_id: str,
     renderer: WireRenderer,
     error_body: ErrorBody,
+    stream_headers: Mapping[str, str] | None = None,
 ) -> web.StreamResponse:
+    """`stream_headers` are the stream's own (a format's), beside the session's."""
     headers = {SESSION_HEADER: session_id}
     head = await until_first_output(services, session_id)
     first = first_output(head)
@@ -73,7 +75,12 @@ async def stream_answer(
         return json_response(error_body(status, first.decoded_data()), status, headers)
     # What was read goes out first: the first token does not wait for a second read.
     return await services.stream(
-        request, session_id, 0, encode=renderer, headers=headers, read_ahead=head
+        request,
+        session_id,
+        0,
+        encode=renderer,
+        headers={**headers, **(stream_headers or {})},
+        read_ahead=head,
     )
 
 

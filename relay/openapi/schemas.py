@@ -189,6 +189,15 @@ class AnswerCancel(msgspec.Struct):
     status: Literal["cancelling", "completed", "failed", "cancelled"]
 
 
+class AnswerChatStop(msgspec.Struct):
+    """`POST {ui_chat.prefix}/{chatId}/stop`: the chat's session and its status, as
+    `AnswerCancel` has it."""
+
+    chat_id: str
+    session_id: str
+    status: Literal["cancelling", "completed", "failed", "cancelled"]
+
+
 class AnswerHealth(msgspec.Struct):
     status: Literal["ok"]
     instance: str

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from relay import __version__
+from relay.config import UIChatSettings
 from relay.frontdoors.native import WIRE_FORMATS, CreateExternalBody, CreateSessionBody
 from relay.frontdoors.signals import SignalBody
 from relay.frontdoors.wire_streams import SESSION_HEADER
@@ -23,6 +24,7 @@ from relay.wire.chat_request import ChatCompletionRequest
 from relay.wire.messages_request import MessagesRequest
 from relay.wire.producer_request import EventsBody
 from relay.wire.responses_request import ResponsesRequest
+from relay.wire.ui_chat_request import UIChatRequest
 
 Refs = dict[type[Any], Schema]
 Operations = dict[str, Schema]
@@ -42,11 +44,13 @@ BODIES: tuple[type[Any], ...] = (
     ChatCompletionRequest,
     MessagesRequest,
     ResponsesRequest,
+    UIChatRequest,
 )
 ANSWERS: tuple[type[Any], ...] = (
     Snapshot,
     schemas.AnswerCreatedSession,
     schemas.AnswerCancel,
+    schemas.AnswerChatStop,
     schemas.AnswerBatch,
     schemas.AnswerKeepalive,
     schemas.AnswerSignal,
@@ -77,6 +81,12 @@ TAGS = [
     {
         "name": "anthropic",
         "description": "Anthropic's Messages API; every answer is a resumable session.",
+    },
+    {
+        "name": "vercel",
+        "description": "The Vercel AI SDK's UI message stream protocol (v1), what `useChat`'s "
+        "`DefaultChatTransport` speaks, under `[ui_chat] prefix` (described at its default, "
+        "`/v1/ui/chat`); every answer is a resumable session.",
     },
     {"name": "operations", "description": "Health probes and this description."},
 ]
@@ -126,7 +136,11 @@ def build() -> Schema:
         "openapi": "3.1.0",
         "info": {"title": "relay", "version": __version__, "description": DESCRIPTION},
         "tags": TAGS,
-        "paths": native_paths(refs) | openai_paths(refs) | anthropic_paths(refs) | ops_paths(refs),
+        "paths": native_paths(refs)
+        | openai_paths(refs)
+        | anthropic_paths(refs)
+        | ui_chat_paths(refs)
+        | ops_paths(refs),
         "components": {"schemas": found, "securitySchemes": SECURITY_SCHEMES},
         # A key is needed only when `[[clients]]` are configured: no key is also allowed.
         "security": [{}, {"clientKey": []}],
@@ -664,6 +678,103 @@ def messages(refs: Refs) -> Schema:
         "kind answers; block types relay does not model reach an `anthropic` upstream.",
         requestBody=json_body(refs[MessagesRequest], example),
         security=[{}, {"clientKey": []}, {"anthropicKey": []}],
+    )
+
+
+# --- the Vercel AI SDK front door (at the default `[ui_chat] prefix`) ----------------------
+
+UI_CHAT_PREFIX = UIChatSettings().prefix
+CHAT_ID = r"^[^/{}]{1,256}$"
+UI_CHUNK_EVENT = schemas.wire_event(
+    "a UI message chunk (`start`, `text-delta`, `finish`, …), the last one `[DONE]`; the "
+    "last chunk of each of relay's events carries `id: N`",
+    {"const": "message"},
+)
+
+
+def ui_chat_paths(refs: Refs) -> dict[str, Operations]:
+    return {
+        UI_CHAT_PREFIX: {"post": send_chat_messages(refs)},
+        UI_CHAT_PREFIX + "/{chat_id}/stream": {"get": reconnect_to_chat_stream()},
+        UI_CHAT_PREFIX + "/{chat_id}/stop": {"post": stop_chat(refs)},
+    }
+
+
+def ui_message_stream(description: str) -> Schema:
+    session = header("the session behind the stream, for `/v1/sessions/{id}`")
+    return {
+        "description": description,
+        "content": {"text/event-stream": event_stream(UI_CHUNK_EVENT)},
+        "headers": {
+            "x-vercel-ai-ui-message-stream": header("`v1`"),
+            "X-Accel-Buffering": header("`no`: proxies must not buffer the stream"),
+            SESSION_HEADER: session,
+        },
+    }
+
+
+def chat_id_parameter() -> Schema:
+    return path_id("chat_id", CHAT_ID, "the chat's `id` (useChat's), at most 256 characters")
+
+
+def send_chat_messages(refs: Refs) -> Schema:
+    statuses = BODY_ERRORS | {
+        "4XX": "the upstream refused the request before any output (its status)",
+        503: UNAVAILABLE,
+    }
+    example = {
+        "id": "chat-1",
+        "messages": [{"id": "u1", "role": "user", "parts": [{"type": "text", "text": "Hi"}]}],
+        "trigger": "submit-message",
+        "model": EXAMPLE_MODEL,
+    }
+    return operation(
+        "sendChatMessages",
+        "vercel",
+        "useChat: send messages (DefaultChatTransport.sendMessages)",
+        {"200": ui_message_stream("the answer's UI message chunks, live")}
+        | errors(relay_error(), statuses)
+        | rate_limited(relay_error(), upstream_too=True),
+        description="The body is what `DefaultChatTransport` POSTs, with the transport's "
+        "`body` fields (`model`, else `[ui_chat] default_model`); other fields of the app's "
+        "are ignored. The chat's `id` names the answer's session from then on, on every "
+        "instance.",
+        requestBody=json_body(refs[UIChatRequest], example),
+    )
+
+
+def reconnect_to_chat_stream() -> Schema:
+    statuses: dict[int | str, str] = {
+        400: "a chat id over 256 characters (`invalid_request`)",
+        503: f"{UNAVAILABLE}, or the session has `limits.max_subscribers_per_session` streams "
+        "here (`too_many_subscribers`)",
+    }
+    resumed = ui_message_stream("the chat's message from its first chunk, then live")
+    idle = answer("the chat has no message streaming: none, or it has ended")
+    return operation(
+        "reconnectToChatStream",
+        "vercel",
+        "useChat: resume the chat's stream (DefaultChatTransport.reconnectToStream)",
+        {"200": resumed, "204": idle} | errors(relay_error(), statuses),
+        parameters=[chat_id_parameter()],
+    )
+
+
+def stop_chat(refs: Refs) -> Schema:
+    statuses: dict[int | str, str] = {
+        400: "a chat id over 256 characters (`invalid_request`)",
+        404: "the chat has no session (`chat_not_found`)",
+        503: UNAVAILABLE,
+    }
+    stopped = answer("cancelled, or the status it had ended with", refs[schemas.AnswerChatStop])
+    return operation(
+        "stopChat",
+        "vercel",
+        "Stop the chat's message (cancel its session)",
+        {"202": stopped} | errors(relay_error(), statuses),
+        description="As `DELETE /v1/sessions/{id}` on the chat's latest session: idempotent; "
+        "the streams of the message end with `abort`.",
+        parameters=[chat_id_parameter()],
     )
 
 

@@ -1,16 +1,28 @@
-"""Stores: the event log, the signal log, the leases, the cancel bus and the quotas
-(relay/store/base.py), in memory or in Redis. `open_store` picks the implementation from
-the store URL."""
+"""Stores: the event log, the signal log, the leases, the cancel bus, the quotas and the
+chat streams (relay/store/base.py), in memory or in Redis. `open_store` picks the
+implementation from the store URL."""
 
 from __future__ import annotations
 
 from relay.config import StoreSettings
 from relay.errors import ConfigError
-from relay.store.base import CancelBus, EventLog, Leases, Quotas, Signal, SignalLog, Store
+from relay.store.base import (
+    CancelBus,
+    ChatStream,
+    ChatStreams,
+    EventLog,
+    Leases,
+    Quotas,
+    Signal,
+    SignalLog,
+    Store,
+)
 from relay.store.redis_url import REDIS_SCHEMES, parse_redis_url
 
 __all__ = [
     "CancelBus",
+    "ChatStream",
+    "ChatStreams",
     "EventLog",
     "Leases",
     "Quotas",

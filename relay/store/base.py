@@ -1,11 +1,11 @@
-"""The store's interfaces: the event log, the signal log, the leases, the cancel bus and
-the quotas, and `Store`, which is all five on one backend.
+"""The store's interfaces: the event log, the signal log, the leases, the cancel bus, the
+quotas and the chat streams, and `Store`, which is all six on one backend.
 
 Every implementation behaves identically where a caller can observe it: one contract
 suite per interface in tests/store/ runs against each store on each backend. Times are
 the caller's clock, in seconds since the epoch.
 
-`ping` and `close` belong to `Store`, not to one of its parts: the four share one
+`ping` and `close` belong to `Store`, not to one of its parts: they all share one
 backend (one Redis client, one process's memory), so whether it can serve and when it
 is released are questions about the whole; closing it ends each part's waiting (see
 `EventLog.wait` and `CancelBus.cancel_requests`). Code that only uses a part takes
@@ -26,6 +26,8 @@ from relay.session import SessionRecord
 
 __all__ = [
     "CancelBus",
+    "ChatStream",
+    "ChatStreams",
     "EventLog",
     "Leases",
     "Quotas",
@@ -216,9 +218,39 @@ class Quotas(abc.ABC):
         """Count `tokens` output tokens generated for `client` in `now`'s minute."""
 
 
-class Store(EventLog, SignalLog, Leases, CancelBus, Quotas):
-    """The event log, the signal log, the leases, the cancel bus and the quotas of one
-    backend."""
+class ChatStream(msgspec.Struct, frozen=True):
+    """The message a chat of the Vercel AI SDK front door streams now: its session, and
+    the UI message id its chunks carry (relay/frontdoors/ui_chat.py)."""
+
+    session_id: str
+    message_id: str
+
+
+class ChatStreams(abc.ABC):
+    """Which session each client's chat streams now, shared by every instance on the
+    backend, so that a chat's stream can be resumed by its id alone (the AI SDK's
+    `GET {api}/{chatId}/stream`) on any instance.
+
+    A chat is named by its client and its id (any string: the client chooses it); two
+    clients' chats of the same id are two chats. `set_chat_stream` replaces what the chat
+    streamed before. An entry lasts at most `running_ttl_s + retention_s` from when it
+    was set (as long as its session can be kept) and may go earlier, when its session
+    expires: the session it names may have ended or be gone, which is the caller's to
+    check.
+    """
+
+    @abc.abstractmethod
+    async def set_chat_stream(self, client: str, chat_id: str, stream: ChatStream) -> None:
+        """The chat's message is now `stream`'s."""
+
+    @abc.abstractmethod
+    async def chat_stream(self, client: str, chat_id: str) -> ChatStream | None:
+        """What the chat streamed last, or None when it never streamed (or it expired)."""
+
+
+class Store(EventLog, SignalLog, Leases, CancelBus, Quotas, ChatStreams):
+    """The event log, the signal log, the leases, the cancel bus, the quotas and the chat
+    streams of one backend."""
 
     @abc.abstractmethod
     async def ping(self) -> None:

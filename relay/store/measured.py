@@ -17,14 +17,15 @@ from relay.events import Event
 from relay.metrics import StoreTimer
 from relay.quotas import QuotaLimits, QuotaRefusal
 from relay.session import SessionRecord
-from relay.store.base import Signal, Store
+from relay.store.base import ChatStream, Signal, Store
 
 T = TypeVar("T")
 
 OPERATIONS = (
     "create", "get", "append", "read", "wait", "append_signal", "read_signals", "wait_signals",
     "renew_leases", "lapsed_leases", "read_takeover", "claim_lease",
-    "publish_cancel", "cancel_requests", "admit", "release", "count_tokens", "ping",
+    "publish_cancel", "cancel_requests", "admit", "release", "count_tokens",
+    "set_chat_stream", "chat_stream", "ping",
 )  # fmt: skip
 
 
@@ -120,6 +121,12 @@ class MeasuredStore(Store):
 
     async def count_tokens(self, client: str, tokens: int, now: float) -> None:
         await self._timed("count_tokens", self.inner.count_tokens(client, tokens, now))
+
+    async def set_chat_stream(self, client: str, chat_id: str, stream: ChatStream) -> None:
+        await self._timed("set_chat_stream", self.inner.set_chat_stream(client, chat_id, stream))
+
+    async def chat_stream(self, client: str, chat_id: str) -> ChatStream | None:
+        return await self._timed("chat_stream", self.inner.chat_stream(client, chat_id))
 
     async def ping(self) -> None:
         await self._timed("ping", self.inner.ping())

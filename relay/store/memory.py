@@ -7,7 +7,8 @@ running) and `max_events_per_session` events each. Finished sessions expire
 as well as by the next create.
 
 Its cancel bus reaches the listeners of this store object, and its quotas
-(memory_quotas.py) count for it alone: in one process it is the whole backend.
+(memory_quotas.py) count for it alone: in one process it is the whole backend. A chat's
+stream is forgotten with its session (so there are never more than sessions).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from relay.errors import (
 from relay.events import Event
 from relay.quotas import QuotaLimits, QuotaRefusal
 from relay.session import SessionRecord
-from relay.store.base import Signal, Store, check_batch
+from relay.store.base import ChatStream, Signal, Store, check_batch
 from relay.store.memory_quotas import MemoryQuotas
 from relay.tasks import cancel_and_wait
 from relay.vocabulary import session_tag
@@ -43,7 +44,8 @@ EXPIRY_CHECK_S = 1.0
 
 class _SessionLog:
     __slots__ = (
-        "appended", "events", "expires_at", "record", "signalled", "signals", "takeover",
+        "appended", "chat", "events", "expires_at", "record", "signalled", "signals",
+        "takeover",
     )  # fmt: skip
 
     def __init__(self, record: SessionRecord, takeover: bytes | None) -> None:
@@ -55,6 +57,8 @@ class _SessionLog:
         self.appended = asyncio.Event()
         self.signalled = asyncio.Event()
         self.expires_at = float("inf")
+        # The chat that streams this session (client, chat id), if one does.
+        self.chat: tuple[str, str] | None = None
 
     def wake_waiters(self) -> None:
         self.appended.set()
@@ -79,6 +83,8 @@ class MemoryStore(Store):
         # One queue per cancel listener; None ends it.
         self._cancel_listeners: set[asyncio.Queue[str | None]] = set()
         self._quotas = MemoryQuotas(self._record_of)
+        # What each chat streams, by (client, chat id), and until when it may.
+        self._chats: dict[tuple[str, str], tuple[ChatStream, float]] = {}
         # Frees finished sessions as they expire; runs while there are any.
         self._expiry: asyncio.Task[None] | None = None
 
@@ -255,6 +261,21 @@ class MemoryStore(Store):
     async def count_tokens(self, client: str, tokens: int, now: float) -> None:
         await self._quotas.count_tokens(client, tokens, now)
 
+    async def set_chat_stream(self, client: str, chat_id: str, stream: ChatStream) -> None:
+        log = self._live(stream.session_id)
+        if log is None:
+            return  # its session is gone already: the chat streams nothing
+        chat = (client, chat_id)
+        lasts_s = self._settings.running_ttl_s + self._settings.retention_s
+        self._chats[chat] = (stream, self._clock() + lasts_s)
+        log.chat = chat
+
+    async def chat_stream(self, client: str, chat_id: str) -> ChatStream | None:
+        stream, expires_at = self._chats.get((client, chat_id), (None, 0.0))
+        if stream is None or self._live(stream.session_id) is None:
+            return None  # forgotten with its session (now, by `_live`, or before)
+        return stream if expires_at > self._clock() else None
+
     def _record_of(self, session_id: str) -> SessionRecord | None:
         log = self._live(session_id)
         return log.record if log else None
@@ -309,5 +330,13 @@ class MemoryStore(Store):
     def _forget(self, session_id: str) -> None:
         log = self._sessions.pop(session_id)
         self._finished.pop(session_id, None)
+        if log.chat is not None:
+            self._forget_chat(log.chat, session_id)
         self._leases.pop(session_id, None)
         log.wake_waiters()
+
+    def _forget_chat(self, chat: tuple[str, str], session_id: str) -> None:
+        """The chat's entry, unless a later session of the chat replaced it."""
+        stream, _ = self._chats.get(chat, (None, 0.0))
+        if stream is not None and stream.session_id == session_id:
+            del self._chats[chat]

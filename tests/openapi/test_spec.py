@@ -89,6 +89,7 @@ def test_every_body_the_front_doors_decode_has_an_example() -> None:
         "post /v1/sessions",
         "post /v1/sessions/{session_id}/events",
         "post /v1/sessions/{session_id}/signals",
+        "post /v1/ui/chat",
     ]
 
 
@@ -141,7 +142,13 @@ def test_structs_that_share_a_name_are_told_apart_by_module() -> None:
     assert not any(name.startswith("relay.") for name in names)
 
 
-SESSION_STARTING = {"createSession", "createChatCompletion", "createMessage", "createResponse"}
+SESSION_STARTING = {
+    "createSession",
+    "createChatCompletion",
+    "createMessage",
+    "createResponse",
+    "sendChatMessages",
+}
 
 
 def test_the_operations_that_start_a_session_answer_429_with_retry_after() -> None:

@@ -26,10 +26,17 @@ so the admission script touches one slot; it never touches a session's keys:
 
 (`<minute>` is the caller's clock in whole minutes since the epoch; both expire after
 `QUOTA_COUNT_TTL_MS`, once the window no longer looks back at them.)
+
+What a chat of the Vercel AI SDK front door streams now (see chats.py) is one key per
+chat, named by a digest of its client and its id (the id is the client's own string, of
+any length and characters; the digest keeps it out of key names and makes it a tag):
+
+    relay:chat:{<32 hex digits>}             string; the `ChatStream` as JSON
 """
 
 from __future__ import annotations
 
+import hashlib
 from typing import NamedTuple
 
 __all__ = [
@@ -38,6 +45,7 @@ __all__ = [
     "QUOTA_COUNT_TTL_MS",
     "QuotaKeys",
     "SessionKeys",
+    "chat_key",
     "quota_keys",
     "session_keys",
 ]
@@ -87,3 +95,10 @@ def quota_keys(client: str) -> QuotaKeys:
     return QuotaKeys(
         slots=f"{prefix}:slots", requests=f"{prefix}:requests", tokens=f"{prefix}:tokens"
     )
+
+
+def chat_key(client: str, chat_id: str) -> str:
+    """The key of one client's chat. Its name's length comes first in what is digested,
+    so that no other client and chat id give the same key."""
+    digest = hashlib.sha256(f"{len(client)}:{client}:{chat_id}".encode()).hexdigest()[:32]
+    return f"relay:chat:{{{digest}}}"

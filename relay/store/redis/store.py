@@ -1,13 +1,14 @@
 """The Redis store: one Stream (the event log) and one hash (the record) per session,
-with the leases, the cancel bus and the quotas beside them on the same client.
+with the leases, the cancel bus, the quotas and the chat streams beside them on the same
+client.
 
 Each command and script touches the keys of one session only, which share one Cluster
 slot (see keys.py), or only the keys all sessions share, or only one client's quota
-keys (quotas.py). Appending is one round trip: the append script (scripts.py), sent
-with the appends that queued meanwhile (group_commit.py). Creating is one round trip
-too: a script writes the record and the first lease, pipelined with the session's
-entry in the lease index. Reading is XRANGE; waiting parks on the session's tail
-(tail.py).
+keys (quotas.py), or one chat's key (chats.py). Appending is one round trip: the append
+script (scripts.py), sent with the appends that queued meanwhile (group_commit.py).
+Creating is one round trip too: a script writes the record and the first lease,
+pipelined with the session's entry in the lease index. Reading is XRANGE; waiting parks
+on the session's tail (tail.py).
 
 Connections. One client per store (connect.py). Every call passes one of two
 `Boundary`s (boundary.py): commands, and the tails' blocking reads. The client's pool
@@ -30,9 +31,10 @@ from relay.errors import SessionEnded, SessionNotFound
 from relay.events import STATUS_AFTER_TERMINAL, Event, SessionStatus
 from relay.quotas import QuotaLimits, QuotaRefusal
 from relay.session import SessionRecord
-from relay.store.base import Signal, Store, check_batch
+from relay.store.base import ChatStream, Signal, Store, check_batch
 from relay.store.redis.boundary import AppendRefusals, Boundary, redis_errors_translated
 from relay.store.redis.cancels import RedisCancelBus
+from relay.store.redis.chats import RedisChatStreams
 from relay.store.redis.codec import (
     Fields,
     RawEntries,
@@ -103,6 +105,7 @@ class RedisStore(Store):
         self._leases = RedisLeases(client, self._commands, settings, clock)
         self._cancels = RedisCancelBus(client, self._commands)
         self._quotas = RedisQuotas(client, self._commands)
+        self._chats = RedisChatStreams(client, self._commands, settings)
 
     @classmethod
     def from_url(cls, url: str, settings: StoreSettings) -> RedisStore:
@@ -365,6 +368,14 @@ class RedisStore(Store):
 
     async def count_tokens(self, client: str, tokens: int, now: float) -> None:
         await self._quotas.count_tokens(client, tokens, now)
+
+    # --- the chat streams (chats.py) ----------------------------------------------------
+
+    async def set_chat_stream(self, client: str, chat_id: str, stream: ChatStream) -> None:
+        await self._chats.set_chat_stream(client, chat_id, stream)
+
+    async def chat_stream(self, client: str, chat_id: str) -> ChatStream | None:
+        return await self._chats.chat_stream(client, chat_id)
 
     # --- the whole store ----------------------------------------------------------------
 
