@@ -102,8 +102,16 @@ class TakenOverUsage(Usage, kw_only=True):
     takeovers: int
 
 
+# The statuses of a takeover's seam (relay/takeover.py): where another instance's
+# generation joins the log, and, when it asks again from the start, that the answer
+# restarts (a UI clears the partial text; the UI message stream starts a new step).
+TAKEN_OVER = "taken_over"
+RESTARTED = "restarted"
+
+
 class StatusData(msgspec.Struct):
-    """Progress for UIs: `queued`, `connecting`, `retrying`, `generating`, or a producer's."""
+    """Progress for UIs: `queued`, `connecting`, `retrying`, `generating`, a takeover's
+    `taken_over` and `restarted`, or a producer's."""
 
     state: str
     message: str = ""

@@ -37,7 +37,7 @@ from relay import metrics
 from relay.clients import Client, Clients
 from relay.config import Settings, UpstreamSettings
 from relay.errors import UnknownModel
-from relay.events import Event, EventType, StatusData, Usage
+from relay.events import RESTARTED, TAKEN_OVER, Event, EventType, StatusData, Usage
 from relay.off_loop import MANY_MESSAGES, off_loop
 from relay.providers.router import ModelRouter, Route
 from relay.runner import GenerationRunner, ResumePoint
@@ -49,8 +49,6 @@ log = logging.getLogger(__name__)
 
 Policy = Literal["fail", "continue", "restart"]
 
-TAKEN_OVER = "taken_over"
-RESTARTED = "restarted"
 _SEAM_MESSAGES = {
     "continue": "the instance generating this session stopped; another continues the answer",
     "restart": "the instance generating this session stopped; another answers again from the start",

