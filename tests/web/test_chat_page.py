@@ -34,6 +34,8 @@ from tests.web.tcp_proxy import TcpProxy
 
 WAIT_MS = 20_000
 SLOW = "mock:tokens=80,tps=20,ttft_ms=0"  # four seconds: time to reload, stop, open a tab
+LONG = "mock:tokens=1000,tps=20,ttft_ms=0"  # still running when the test acts on it
+RIVERS = "Tell me about rivers."
 
 
 def answer_js(turn: int) -> str:
@@ -105,6 +107,10 @@ class Chat:
         await self.page.fill("#prompt", prompt)
         await self.page.press("#prompt", "Enter")
 
+    async def ask(self, model: str, prompt: str = RIVERS) -> None:
+        await self.choose(model)
+        await self.send(prompt)
+
     async def answer_ends(self, state: str, turn: int = 1) -> dict[str, str]:
         """Wait for the answer of `turn` to end in `state`; its session, text and notes."""
         await self.page.wait_for_function(
@@ -139,8 +145,11 @@ class Chat:
         await self.page.screenshot(path=str(self.screenshots / f"{name}.png"), full_page=True)
 
 
+NewChat = Callable[..., Awaitable[Chat]]  # opens a tab: (base, context=None, **options)
+
+
 @pytest.fixture
-async def new_chat(browser, screenshots: Path) -> AsyncIterator[Callable[..., Awaitable[Chat]]]:  # type: ignore[no-untyped-def]
+async def new_chat(browser, screenshots: Path) -> AsyncIterator[NewChat]:  # type: ignore[no-untyped-def]
     """Open tabs of the chat page (`context`: share one browser profile, as tabs do);
     none may have thrown a JavaScript error by the end."""
     contexts: list[Any] = []
@@ -158,6 +167,17 @@ async def new_chat(browser, screenshots: Path) -> AsyncIterator[Callable[..., Aw
     for context in contexts:
         await context.close()
     assert [error for chat in chats for error in chat.errors] == []
+
+
+async def asking(
+    new_chat: NewChat, base: str, model: str, prompt: str = RIVERS, **options: Any
+) -> Chat:
+    """A new tab of the chat page at `base` (browser context `options`) that has asked
+    `model` `prompt`."""
+    chat = await new_chat(base, **options)
+    await chat.open()
+    await chat.ask(model, prompt)
+    return chat
 
 
 async def snapshot(base: str, session_id: str) -> dict[str, Any]:
@@ -179,6 +199,14 @@ async def create(base: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         return response.status, answer
 
 
+async def once_ended(base: str, session_id: str) -> dict[str, Any]:
+    """The session's snapshot once it is no longer running."""
+    async with asyncio.timeout(WAIT_MS / 1000):
+        while (found := await snapshot(base, session_id))["status"] == "running":
+            await asyncio.sleep(0.1)
+    return found
+
+
 async def generated_text(base: str, model: str, messages: list[dict[str, str]]) -> str:
     """The text relay generates for these messages, asked directly (the mock is
     deterministic: the same model and messages give the same words)."""
@@ -193,7 +221,7 @@ async def generated_text(base: str, model: str, messages: list[dict[str, str]]) 
 
 
 async def test_a_two_turn_conversation_sends_each_turn_with_the_messages_before_it(
-    new_chat: Callable[..., Awaitable[Chat]], relay: str
+    new_chat: NewChat, relay: str
 ) -> None:
     chat = await new_chat(relay)
     await chat.open()
@@ -204,8 +232,7 @@ async def test_a_two_turn_conversation_sends_each_turn_with_the_messages_before_
     assert options == [*listed, ""]
     assert await chat.page.input_value("#model") == listed[0]
     model = "mock:tokens=40,tps=20,ttft_ms=0"
-    await chat.choose(model)
-    await chat.send("Tell me about rivers.")
+    await chat.ask(model)
     await chat.words_shown(3)
     # While it streams: the status line is relay's own `status` event, the cursor shows.
     assert await chat.text("#status") == "generating · the model is answering"
@@ -220,7 +247,7 @@ async def test_a_two_turn_conversation_sends_each_turn_with_the_messages_before_
     one, two = await snapshot(relay, first["session"]), await snapshot(relay, second["session"])
     assert (first["text"], second["text"]) == (one["text"], two["text"])
     history = [
-        {"role": "user", "content": "Tell me about rivers."},
+        {"role": "user", "content": RIVERS},
         {"role": "assistant", "content": one["text"]},
         {"role": "user", "content": "And lakes?"},
     ]
@@ -234,7 +261,7 @@ async def test_a_two_turn_conversation_sends_each_turn_with_the_messages_before_
     await chat.page.reload()
     await chat.ready()
     shown = await chat.page.locator("article .text").all_text_contents()
-    assert shown == ["Tell me about rivers.", one["text"], "And lakes?", two["text"]]
+    assert shown == [RIVERS, one["text"], "And lakes?", two["text"]]
     await chat.shoot("3-after-reload")
     await chat.page.click("#new-chat")  # and a new chat starts from nothing
     assert await chat.page.locator("article").count() == 0
@@ -244,12 +271,9 @@ async def test_a_two_turn_conversation_sends_each_turn_with_the_messages_before_
 
 
 async def test_a_reload_mid_stream_resumes_and_shows_the_answer_once(
-    new_chat: Callable[..., Awaitable[Chat]], relay: str
+    new_chat: NewChat, relay: str
 ) -> None:
-    chat = await new_chat(relay)
-    await chat.open()
-    await chat.choose(SLOW)
-    await chat.send("Tell me about rivers.")
+    chat = await asking(new_chat, relay, SLOW)
     await chat.words_shown(10)
     await chat.shoot("1-before-reload")
     await chat.page.reload()
@@ -269,13 +293,8 @@ async def test_a_reload_mid_stream_resumes_and_shows_the_answer_once(
     assert await chat.page.locator("article.assistant").count() == 1
 
 
-async def test_stop_cancels_the_session_and_the_page_says_so(
-    new_chat: Callable[..., Awaitable[Chat]], relay: str
-) -> None:
-    chat = await new_chat(relay)
-    await chat.open()
-    await chat.choose("mock:tokens=1000,tps=20,ttft_ms=0")
-    await chat.send("Tell me about rivers.")
+async def test_stop_cancels_the_session_and_the_page_says_so(new_chat: NewChat, relay: str) -> None:
+    chat = await asking(new_chat, relay, LONG)
     await chat.words_shown(5)
     assert await chat.page.is_enabled("#stop")
     await chat.page.click("#stop")
@@ -291,32 +310,23 @@ async def test_stop_cancels_the_session_and_the_page_says_so(
 
 
 async def test_a_new_chat_while_an_answer_streams_stops_it_and_starts_from_nothing(
-    new_chat: Callable[..., Awaitable[Chat]], relay: str
+    new_chat: NewChat, relay: str
 ) -> None:
-    chat = await new_chat(relay)
-    await chat.open()
-    await chat.choose("mock:tokens=1000,tps=20,ttft_ms=0")
-    await chat.send("Tell me about rivers.")
+    chat = await asking(new_chat, relay, LONG)
     await chat.words_shown(3)
     session_id = (await chat.answer())["session"]
     await chat.page.click("#new-chat")
     assert await chat.page.locator("article").count() == 0
-    async with asyncio.timeout(WAIT_MS / 1000):
-        while (await snapshot(relay, session_id))["status"] == "running":
-            await asyncio.sleep(0.1)
-    assert (await snapshot(relay, session_id))["status"] == "cancelled"
+    assert (await once_ended(relay, session_id))["status"] == "cancelled"
     assert await chat.text("#status") == "idle"  # the old answer's end is not this chat's
     assert await chat.page.is_enabled("#send-button")
     await chat.shoot("new-chat")
 
 
 async def test_an_upstream_failure_shows_relays_error_message(
-    new_chat: Callable[..., Awaitable[Chat]], relay: str
+    new_chat: NewChat, relay: str
 ) -> None:
-    chat = await new_chat(relay)
-    await chat.open()
-    await chat.choose("mock:tokens=50,fail_after=3,tps=20,ttft_ms=0")
-    await chat.send("Tell me about rivers.")
+    chat = await asking(new_chat, relay, "mock:tokens=50,fail_after=3,tps=20,ttft_ms=0")
     answer = await chat.answer_ends("error")
     await chat.shoot("1-failed")
     error = (await snapshot(relay, answer["session"]))["error"]
@@ -331,12 +341,9 @@ async def test_an_upstream_failure_shows_relays_error_message(
 
 
 async def test_an_unknown_model_is_refused_with_relays_message(
-    new_chat: Callable[..., Awaitable[Chat]], relay: str
+    new_chat: NewChat, relay: str
 ) -> None:
-    chat = await new_chat(relay)
-    await chat.open()
-    await chat.choose("no-such-model")
-    await chat.send("Tell me about rivers.")
+    chat = await asking(new_chat, relay, "no-such-model")
     await chat.page.wait_for_function(
         "document.getElementById('alert').textContent !== ''", timeout=WAIT_MS
     )
@@ -350,16 +357,13 @@ async def test_an_unknown_model_is_refused_with_relays_message(
     assert await chat.text("#alert") == f"{error['code']}: {error['message']}"
     # Nothing was sent: no turn, and the question is back in the box to send again.
     assert await chat.page.locator("article").count() == 0
-    assert await chat.page.input_value("#prompt") == "Tell me about rivers."
+    assert await chat.page.input_value("#prompt") == RIVERS
 
 
 async def test_two_tabs_following_one_session_show_the_same_text(
-    new_chat: Callable[..., Awaitable[Chat]], relay: str
+    new_chat: NewChat, relay: str
 ) -> None:
-    first = await new_chat(relay)
-    await first.open()
-    await first.choose(SLOW)
-    await first.send("Tell me about rivers.")
+    first = await asking(new_chat, relay, SLOW)
     await first.words_shown(5)
     second = await new_chat(relay, context=first.page.context)  # a tab of the same browser
     await second.open()
@@ -381,19 +385,14 @@ async def test_two_tabs_following_one_session_show_the_same_text(
 
 
 async def test_a_tab_closed_mid_answer_leaves_the_answer_to_the_next_tab(
-    new_chat: Callable[..., Awaitable[Chat]], relay: str
+    new_chat: NewChat, relay: str
 ) -> None:
-    first = await new_chat(relay)
-    await first.open()
-    await first.choose("mock:tokens=30,tps=20,ttft_ms=0")
-    await first.send("Tell me about rivers.")
+    first = await asking(new_chat, relay, "mock:tokens=30,tps=20,ttft_ms=0")
     await first.words_shown(5)
     session_id = (await first.answer())["session"]
     context = first.page.context
     await first.page.close()  # nobody saw the end of it
-    async with asyncio.timeout(WAIT_MS / 1000):
-        while (await snapshot(relay, session_id))["status"] == "running":
-            await asyncio.sleep(0.1)
+    await once_ended(relay, session_id)
     later = await new_chat(relay, context=context)
     await later.open()
     answer = await later.answer_ends("done")
@@ -403,9 +402,7 @@ async def test_a_tab_closed_mid_answer_leaves_the_answer_to_the_next_tab(
     assert len(answer["text"].split()) == 30
 
 
-async def test_the_page_follows_over_the_websocket(
-    new_chat: Callable[..., Awaitable[Chat]], relay: str
-) -> None:
+async def test_the_page_follows_over_the_websocket(new_chat: NewChat, relay: str) -> None:
     chat = await new_chat(relay)
     sockets: list[str] = []
     chat.page.on("websocket", lambda socket: sockets.append(socket.url))
@@ -413,8 +410,7 @@ async def test_the_page_follows_over_the_websocket(
     chat.page.on("request", lambda r: event_streams.append(r.url) if "/events" in r.url else None)
     await chat.open("?transport=websocket")
     assert await chat.text("#transport") == "websocket"
-    await chat.choose(SLOW)
-    await chat.send("Tell me about rivers.")
+    await chat.ask(SLOW)
     await chat.words_shown(10)
     await chat.page.reload()  # resumes over the socket too
     await chat.ready()
@@ -429,13 +425,10 @@ async def test_the_page_follows_over_the_websocket(
 
 
 async def test_a_cut_network_shows_reconnecting_then_the_stream_resumes(
-    new_chat: Callable[..., Awaitable[Chat]], relay: str
+    new_chat: NewChat, relay: str
 ) -> None:
     async with TcpProxy(relay) as proxy:
-        chat = await new_chat(proxy.url)
-        await chat.open()
-        await chat.choose(SLOW)
-        await chat.send("Tell me about rivers.")
+        chat = await asking(new_chat, proxy.url, SLOW)
         await chat.words_shown(10)
         proxy.refuse()
         await chat.page.wait_for_function(
@@ -453,7 +446,7 @@ async def test_a_cut_network_shows_reconnecting_then_the_stream_resumes(
 
 
 async def test_reasoning_is_folded_and_tool_calls_are_shown(
-    new_chat: Callable[..., Awaitable[Chat]], serve: Serve, mock_upstream: TestServer
+    new_chat: NewChat, serve: Serve, mock_upstream: TestServer
 ) -> None:
     upstream = str(mock_upstream.make_url("/v1"))
     relay = await serve(
@@ -462,8 +455,7 @@ async def test_reasoning_is_folded_and_tool_calls_are_shown(
     )
     chat = await new_chat(relay)
     await chat.open()
-    await chat.choose("oai/mock:reasoning=8,tokens=10,tps=0,ttft_ms=0")
-    await chat.send("Think first.")
+    await chat.ask("oai/mock:reasoning=8,tokens=10,tps=0,ttft_ms=0", "Think first.")
     answer = await chat.answer_ends("done")
     reasoning = chat.page.locator("article.assistant details.reasoning").first
     assert await reasoning.is_visible()
@@ -475,8 +467,7 @@ async def test_reasoning_is_folded_and_tool_calls_are_shown(
     await chat.shoot("2-reasoning-open")
     assert answer["text"] == (await snapshot(relay, answer["session"]))["text"]
 
-    await chat.choose("mock:tools=true,tps=0,ttft_ms=0")
-    await chat.send("Call a tool.")
+    await chat.ask("mock:tools=true,tps=0,ttft_ms=0", "Call a tool.")
     answer = await chat.answer_ends("done", turn=2)
     await chat.shoot("3-tool-call")
     call = (await snapshot(relay, answer["session"]))["tool_calls"][0]
@@ -491,7 +482,7 @@ async def test_reasoning_is_folded_and_tool_calls_are_shown(
 
 
 async def test_the_keyboard_sends_with_enter_and_breaks_lines_with_shift_enter(
-    new_chat: Callable[..., Awaitable[Chat]], relay: str
+    new_chat: NewChat, relay: str
 ) -> None:
     chat = await new_chat(relay)
     await chat.open("?model=mock:tokens=5,tps=0,ttft_ms=0")  # a model picked in the URL
@@ -514,17 +505,13 @@ async def test_the_keyboard_sends_with_enter_and_breaks_lines_with_shift_enter(
     await chat.shoot("keyboard-focus")
 
 
-async def test_the_page_fits_a_phone_in_light_and_dark(
-    new_chat: Callable[..., Awaitable[Chat]], relay: str
-) -> None:
+async def test_the_page_fits_a_phone_in_light_and_dark(new_chat: NewChat, relay: str) -> None:
     backgrounds = {}
     for scheme in ("light", "dark"):
-        chat = await new_chat(
-            relay, viewport={"width": 390, "height": 844}, color_scheme=scheme, is_mobile=True
-        )
-        await chat.open()
-        await chat.choose("mock:tokens=40,tps=0,ttft_ms=0,seed=7")
-        await chat.send("Tell me about rivers, at length, on a small screen.")
+        phone = {"viewport": {"width": 390, "height": 844}, "is_mobile": True}
+        prompt = "Tell me about rivers, at length, on a small screen."
+        model = "mock:tokens=40,tps=0,ttft_ms=0,seed=7"
+        chat = await asking(new_chat, relay, model, prompt, color_scheme=scheme, **phone)
         await chat.answer_ends("done")
         await chat.shoot(f"phone-{scheme}")
         # Nothing wider than the screen; the message box and Send are on it.
@@ -542,7 +529,7 @@ KEY = "rk_chat_Qw3Er6Ty9Ui2Op5As8Df"
 
 
 async def test_with_clients_the_page_asks_for_a_key_and_works_with_it(
-    new_chat: Callable[..., Awaitable[Chat]], serve: Serve
+    new_chat: NewChat, serve: Serve
 ) -> None:
     digest = hashlib.sha256(KEY.encode()).hexdigest()
     relay = await serve(f'[[clients]]\nname = "demo"\napi_key_sha256 = "{digest}"\n')
@@ -555,8 +542,7 @@ async def test_with_clients_the_page_asks_for_a_key_and_works_with_it(
     await chat.page.fill("#api-key", KEY)
     await chat.page.press("#api-key", "Enter")
     await chat.page.wait_for_function("document.getElementById('alert').textContent === ''")
-    await chat.choose("mock:tokens=6,tps=0,ttft_ms=0")
-    await chat.send("hi")
+    await chat.ask("mock:tokens=6,tps=0,ttft_ms=0", "hi")
     answer = await chat.answer_ends("done")
     await chat.shoot("2-with-a-key")
     assert len(answer["text"].split()) == 6

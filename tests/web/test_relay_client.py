@@ -117,6 +117,26 @@ async def ended_snapshot(base_url: str, session_id: str) -> dict[str, Any]:
     raise AssertionError(f"session {session_id} still running")
 
 
+async def started_page(
+    browser: Any, origin: str, options: dict[str, Any], model: str = SLOW
+) -> Any:  # playwright's Page
+    """A page on `origin` whose `new RelayClient(options)` has started a session of
+    `model`, its stream recorded as `window.stream`."""
+    page = await open_page(browser, origin)
+    await page.evaluate(
+        """async ([options, model, messages]) => {
+            record(await new relay.RelayClient(options).start({model, messages}));
+        }""",
+        [options, model, MESSAGES],
+    )
+    return page
+
+
+async def stream_snapshot(page: Any, base_url: str) -> dict[str, Any]:
+    """The snapshot of the session the page's stream reads."""
+    return await snapshot(base_url, await page.evaluate("stream.id"))
+
+
 async def wait_for_words(page: Any, count: int) -> None:
     await page.wait_for_function(
         f"window.stream && window.stream.text.split(' ').length >= {count}", timeout=WAIT_MS
@@ -136,6 +156,13 @@ async def wait_ended(page: Any) -> dict[str, Any]:
     return ended
 
 
+@pytest.fixture(params=TRANSPORTS)
+def transport(request: pytest.FixtureRequest) -> str:
+    """Each of relay-client.js's transports in turn."""
+    name: str = request.param
+    return name
+
+
 def of_type(log: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
     return [entry for entry in log if entry["type"] == kind]
 
@@ -143,7 +170,6 @@ def of_type(log: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
 # --- reading a session ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_each_transport_reads_a_session_to_its_end(
     browser: Any, relay_url: str, transport: str
 ) -> None:
@@ -182,7 +208,6 @@ async def test_each_transport_reads_a_session_to_its_end(
     assert result["stored"] is None  # forgotten at the terminal event
 
 
-@pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_a_key_on_a_relay_without_clients_does_no_harm(
     browser: Any, relay_url: str, transport: str
 ) -> None:
@@ -332,20 +357,12 @@ async def test_what_the_d_ts_declares_is_there(browser: Any, relay_url: str) -> 
 RECONNECTS = "stream.log.filter((e) => e.type === 'reconnecting')"
 
 
-@pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_a_cut_connection_is_reconnected_with_backoff_losing_nothing(
     browser: Any, relay_url: str, transport: str
 ) -> None:
     async with TcpProxy(relay_url) as proxy:
-        page = await open_page(browser, proxy.url)
-        await page.evaluate(
-            """async ([model, messages, transport]) => {
-                const backoff = {initialMs: 100, maxMs: 400, jitter: 0.5};
-                const client = new relay.RelayClient({transport, backoff});
-                record(await client.start({model, messages}));
-            }""",
-            [SLOW, MESSAGES, transport],
-        )
+        backoff = {"initialMs": 100, "maxMs": 400, "jitter": 0.5}
+        page = await started_page(browser, proxy.url, {"transport": transport, "backoff": backoff})
         await wait_for_words(page, 5)
         proxy.refuse()  # every connection is cut; new ones are cut at once
         await page.wait_for_function(f"{RECONNECTS}.length >= 4", timeout=WAIT_MS)
@@ -357,7 +374,7 @@ async def test_a_cut_connection_is_reconnected_with_backoff_losing_nothing(
     # One connection per attempt (the last one may be still to come): EventSource's own
     # reconnect does not run beside the client's.
     assert reconnects - 1 <= turned_away <= reconnects
-    final = await snapshot(relay_url, await page.evaluate("stream.id"))
+    final = await stream_snapshot(page, relay_url)
     assert ended["state"] == "done"
     assert ended["text"] == final["text"]
     assert ended["ids"] == list(range(1, final["last_event_id"] + 1))  # no gap, no double
@@ -376,14 +393,8 @@ async def test_a_cut_connection_is_reconnected_with_backoff_losing_nothing(
 async def test_back_online_the_waiting_reconnect_goes_at_once(browser: Any, relay_url: str) -> None:
     """A backoff far longer than the test waits: only the `online` event can end it."""
     async with TcpProxy(relay_url) as proxy:
-        page = await open_page(browser, proxy.url)
-        await page.evaluate(
-            """async ([model, messages]) => {
-                const backoff = {initialMs: 600000, maxMs: 600000, jitter: 0};
-                record(await new relay.RelayClient({backoff}).start({model, messages}));
-            }""",
-            [SLOW, MESSAGES],
-        )
+        backoff = {"initialMs": 600000, "maxMs": 600000, "jitter": 0}
+        page = await started_page(browser, proxy.url, {"backoff": backoff})
         await wait_for_words(page, 5)
         proxy.refuse()
         await page.wait_for_function(f"{RECONNECTS}.length === 1", timeout=WAIT_MS)
@@ -391,7 +402,7 @@ async def test_back_online_the_waiting_reconnect_goes_at_once(browser: Any, rela
         await page.context.set_offline(True)
         await page.context.set_offline(False)  # the page gets `online`
         ended = await wait_ended(page)
-    final = await snapshot(relay_url, await page.evaluate("stream.id"))
+    final = await stream_snapshot(page, relay_url)
     assert ended["state"] == "done"
     assert ended["text"] == final["text"]
     assert [entry["data"]["delayMs"] for entry in of_type(ended["log"], "reconnecting")] == [600000]
@@ -400,15 +411,10 @@ async def test_back_online_the_waiting_reconnect_goes_at_once(browser: Any, rela
 # --- a reloaded tab ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_a_reloaded_page_resumes_from_session_storage_at_the_next_event(
     browser: Any, relay_url: str, transport: str
 ) -> None:
-    page = await open_page(browser, relay_url)
-    start = """async ([model, messages, transport]) => {
-        record(await new relay.RelayClient({transport}).start({model, messages}));
-    }"""
-    await page.evaluate(start, [SLOW, MESSAGES, transport])
+    page = await started_page(browser, relay_url, {"transport": transport})
     await wait_for_words(page, 10)
     await page.reload()
     await page.wait_for_function("window.ready === true")
@@ -448,19 +454,12 @@ async def test_resume_with_nothing_stored_is_null(browser: Any, relay_url: str) 
 # --- stop and close ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_stop_cancels_the_session(browser: Any, relay_url: str, transport: str) -> None:
-    page = await open_page(browser, relay_url)
-    await page.evaluate(
-        """async ([model, messages, transport]) => {
-            record(await new relay.RelayClient({transport}).start({model, messages}));
-        }""",
-        [SLOW, MESSAGES, transport],
-    )
+    page = await started_page(browser, relay_url, {"transport": transport})
     await wait_for_words(page, 3)
     terminal = await page.evaluate("stream.stop()")
     ended = await wait_ended(page)
-    final = await snapshot(relay_url, await page.evaluate("stream.id"))
+    final = await stream_snapshot(page, relay_url)
     assert terminal["type"] == "cancelled"
     assert terminal["data"]["reason"] == "client"
     assert final["status"] == "cancelled"
@@ -469,17 +468,10 @@ async def test_stop_cancels_the_session(browser: Any, relay_url: str, transport:
     assert await page.evaluate("sessionStorage.getItem('relay-session')") is None
 
 
-@pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_close_only_disconnects_and_the_session_completes(
     browser: Any, relay_url: str, transport: str
 ) -> None:
-    page = await open_page(browser, relay_url)
-    await page.evaluate(
-        """async ([model, messages, transport]) => {
-            record(await new relay.RelayClient({transport}).start({model, messages}));
-        }""",
-        [SLOW, MESSAGES, transport],
-    )
+    page = await started_page(browser, relay_url, {"transport": transport})
     await wait_for_words(page, 3)
     closed_at = await page.evaluate("stream.close(); stream.lastEventId")
     ended = await wait_ended(page)
@@ -496,7 +488,6 @@ async def test_close_only_disconnects_and_the_session_completes(
 # --- the end of a session ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_attaching_after_the_end_is_a_204_and_the_stream_ends(
     browser: Any, relay_url: str, transport: str
 ) -> None:
@@ -522,20 +513,14 @@ async def test_attaching_after_the_end_is_a_204_and_the_stream_ends(
     assert await page.evaluate("sessionStorage.getItem('relay-session')") is None
 
 
-@pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_relays_error_event_reaches_the_error_callback(
     browser: Any, relay_url: str, transport: str
 ) -> None:
-    page = await open_page(browser, relay_url)
-    await page.evaluate(
-        """async ([messages, transport]) => {
-            const client = new relay.RelayClient({transport});
-            record(await client.start({model: "mock:fail_after=3,tps=0", messages}));
-        }""",
-        [MESSAGES, transport],
+    page = await started_page(
+        browser, relay_url, {"transport": transport}, "mock:fail_after=3,tps=0"
     )
     ended = await wait_ended(page)
-    final = await snapshot(relay_url, await page.evaluate("stream.id"))
+    final = await stream_snapshot(page, relay_url)
     assert ended["state"] == "error"
     errors = of_type(ended["log"], "error")
     assert len(errors) == 1
@@ -546,7 +531,6 @@ async def test_relays_error_event_reaches_the_error_callback(
     assert not of_type(ended["log"], "reconnecting")
 
 
-@pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_an_unknown_session_is_refused_with_relays_message(
     browser: Any, relay_url: str, transport: str
 ) -> None:
@@ -660,18 +644,12 @@ async def frontend() -> AsyncIterator[tuple[Frontend, str]]:
             yield front, origin
 
 
-@pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_a_page_holding_the_key_starts_reads_and_stops_across_origins(
     browser: Any, frontend: tuple[Frontend, str], transport: str
 ) -> None:
     front, origin = frontend
-    page = await open_page(browser, origin)
-    await page.evaluate(
-        """async ([baseUrl, apiKey, model, messages, transport]) => {
-            const client = new relay.RelayClient({baseUrl, apiKey, transport});
-            record(await client.start({model, messages}));
-        }""",
-        [front.relay, KEY, SLOW, MESSAGES, transport],
+    page = await started_page(
+        browser, origin, {"baseUrl": front.relay, "apiKey": KEY, "transport": transport}
     )
     await wait_for_words(page, 3)
     terminal = await page.evaluate("stream.stop()")
@@ -684,22 +662,15 @@ async def test_a_page_holding_the_key_starts_reads_and_stops_across_origins(
     assert ended["ids"] == list(range(1, final["last_event_id"] + 1))
 
 
-@pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_the_read_token_flow_through_the_apps_backend(
     browser: Any, frontend: tuple[Frontend, str], transport: str
 ) -> None:
     """The page holds no key: the app's backend starts and stops; the page reads with the
     token. relay itself refuses the page's own cancel (a read token cannot cancel)."""
     front, origin = frontend
-    page = await open_page(browser, origin)
-    common = "{baseUrl, transport, startUrl: '/api/start', stopUrl: '/api/stop'}"
-    await page.evaluate(
-        f"""async ([baseUrl, model, messages, transport]) => {{
-            const client = new relay.RelayClient({common});
-            record(await client.start({{model, messages}}));
-        }}""",
-        [front.relay, SLOW, MESSAGES, transport],
-    )
+    options = {"baseUrl": front.relay, "transport": transport,
+               "startUrl": "/api/start", "stopUrl": "/api/stop"}  # fmt: skip
+    page = await started_page(browser, origin, options)
     await wait_for_words(page, 3)
     refused = await page.evaluate(
         """async (baseUrl) => {
@@ -717,12 +688,12 @@ async def test_the_read_token_flow_through_the_apps_backend(
     assert ended["text"] == final["text"]
     # And a start the backend passes a refusal of: the page gets relay's message.
     rejected = await page.evaluate(
-        f"""async ([baseUrl, transport]) => {{
-            const client = new relay.RelayClient({common});
-            try {{ await client.start({{model: "nosuch", messages: []}}); }}
-            catch (error) {{ return [error.status, error.code, error.message]; }}
-        }}""",
-        [front.relay, transport],
+        """async (options) => {
+            const client = new relay.RelayClient(options);
+            try { await client.start({model: "nosuch", messages: []}); }
+            catch (error) { return [error.status, error.code, error.message]; }
+        }""",
+        options,
     )
     assert rejected[0] == 400
     assert rejected[1] == "invalid_request"
