@@ -7,7 +7,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from bench.report import NONE, Result, Row, _f, _target, _targets_table, markdown_table
+from bench.report import (
+    NONE,
+    Result,
+    Row,
+    _f,
+    _target,
+    _targets_table,
+    markdown_table,
+    ttft_rows,
+)
 
 RELAYS = ("relay-memory", "relay-redis")
 TTFT20_LIMITS = {"relay-memory": 1.5, "relay-redis": 2.0}
@@ -134,20 +143,7 @@ def sections(s: Result, pinning: str) -> list[tuple[str, str]]:
 
 def _ttft20(s: Result) -> str:
     result = s["ttft20"]
-    rows: list[Row] = []
-    for name, summary in result["summary_ms"].items():
-        added = result["added_ms"].get(name)
-        rows.append(
-            [
-                name,
-                _f(summary["p50"], 2),
-                _f(summary["p99"], 2),
-                _f(added["p50"], 2) if added else NONE,
-                _f(added["p99"], 2) if added else NONE,
-                _x(result["ratio_to_proxy"].get(name)) if added else NONE,
-                str(summary["n"]),
-            ]
-        )
+    rows = ttft_rows(result, lambda name: _x(result["ratio_to_proxy"].get(name)))
     headers = ["path", "p50 ms", "p99 ms", "added p50", "added p99", "x proxy", "requests"]
     return markdown_table(headers, rows)
 

@@ -283,22 +283,28 @@ def _targets_table(targets: list[Result]) -> str:
     return markdown_table(["target", "measured", ""], rows)
 
 
+def ttft_rows(ttft: Result, ratio: Callable[[str], str] | None = None) -> list[Row]:
+    """A row per path of a TTFT result: p50, p99, what it adds over `direct`, the `ratio`
+    column where given (bench/floor_report.py's "x proxy"), requests."""
+    return [
+        _ttft_row(name, summary, ttft["added_ms"].get(name), ratio)
+        for name, summary in ttft["summary_ms"].items()
+    ]
+
+
+def _ttft_row(
+    name: str, summary: Result, added: Result | None, ratio: Callable[[str], str] | None
+) -> Row:
+    row = [name, _f(summary["p50"], 2), _f(summary["p99"], 2)]
+    row += [_f(added[q], 2) if added else NONE for q in ("p50", "p99")]
+    if ratio is not None:
+        row.append(ratio(name) if added else NONE)
+    return row + [str(summary["n"])]
+
+
 def _ttft_table(ttft: Result) -> str:
-    rows = []
-    for name, summary in ttft["summary_ms"].items():
-        added = ttft["added_ms"].get(name)
-        rows.append(
-            [
-                name,
-                _f(summary["p50"], 2),
-                _f(summary["p99"], 2),
-                _f(added["p50"], 2) if added else NONE,
-                _f(added["p99"], 2) if added else NONE,
-                str(summary["n"]),
-            ]
-        )
     headers = ["path", "p50", "p99", "added p50", "added p99", "requests"]
-    table = markdown_table(headers, rows)
+    table = markdown_table(headers, ttft_rows(ttft))
     thinking = ttft.get("thinking_upstream")
     if thinking is None:
         return table
