@@ -143,12 +143,6 @@ class _RefusalBody(msgspec.Struct):
     error: _Refusal
 
 
-class _BatchAnswer(msgspec.Struct):
-    seq: int
-    ids: list[int]
-    appended: bool
-
-
 class _KeptAlive(msgspec.Struct):
     idle_timeout_s: float | None = None
 

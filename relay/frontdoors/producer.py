@@ -22,7 +22,7 @@ from relay.services import SERVICES
 from relay.session import SessionRecord
 from relay.vocabulary import PRODUCER_TOKEN_PREFIX
 from relay.wire.decoding import InvalidBody
-from relay.wire.producer_request import EventsBody, Items
+from relay.wire.producer_request import AnswerBatch, EventsBody, Items
 
 routes = web.RouteTableDef()
 
@@ -56,13 +56,8 @@ def decoded_batch(raw: bytes) -> tuple[int, Items]:
         raise InvalidRequest(exc) from exc
 
 
-def batch_answer(record: SessionRecord, accepted: BatchAccepted) -> dict[str, object]:
-    return {
-        "id": record.id,
-        "seq": accepted.seq,
-        "ids": accepted.ids,
-        "appended": accepted.appended,
-    }
+def batch_answer(record: SessionRecord, accepted: BatchAccepted) -> AnswerBatch:
+    return AnswerBatch(record.id, accepted.seq, accepted.ids, accepted.appended)
 
 
 @routes.post("/v1/sessions/{session_id}/keepalive")

@@ -9,8 +9,9 @@ family, "an object of any other type"; a family with a default tag (a Responses 
 an Anthropic client tool) takes its default member without the tag.
 
 Answers the handlers write as dicts are described by the structs below (`Answer…`),
-mirrors of what `relay.wire` and the front doors build; the schemathesis test checks
-every answer against them.
+mirrors of what `relay.wire` and the front doors build; an answer a handler writes as a
+struct of its own is that struct (`AnswerBatch`, from relay.wire.producer_request). The
+schemathesis test checks every answer against them.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from relay.events import (
     Usage,
 )
 from relay.wire.decoding import Block, family_members
+from relay.wire.producer_request import AnswerBatch as AnswerBatch  # described with the rest
 
 REF = "#/components/schemas/{name}"
 
@@ -154,16 +156,6 @@ class AnswerCreatedSession(msgspec.Struct):
     # For `{"producer": "external"}` only: what its producer appends with.
     producer_token: str | None = None
     producer_idle_timeout_s: float | None = None
-
-
-class AnswerBatch(msgspec.Struct):
-    """A batch of an external producer: the ids its events were given (`appended` is
-    false for a retry of the last batch, which appended nothing)."""
-
-    id: str
-    seq: int
-    ids: list[int]
-    appended: bool
 
 
 class AnswerKeepalive(msgspec.Struct):

@@ -1,6 +1,7 @@
-"""The producer API's request bodies (`POST /v1/sessions/{id}/events`): a numbered batch
-of events, each typed by its `type` and its `data` checked against that type's struct
-in relay/events.py. Pure code, no I/O.
+"""The producer API's batch (`POST /v1/sessions/{id}/events`): the request body, a numbered
+batch of events, each typed by its `type` and its `data` checked against that type's struct
+in relay/events.py, and the answer (`AnswerBatch`, which the OpenAPI document describes
+too). Pure code, no I/O.
 
 Errors name the path (`events[2].data.text: required`), as every body's do
 (relay/wire/decoding.py). Text coalescing, when a batch asks for it, merges each run of
@@ -28,7 +29,7 @@ from relay.events import (
 )
 from relay.wire.decoding import InvalidBody
 
-__all__ = ["EventsBody", "ProducerEvent"]
+__all__ = ["AnswerBatch", "EventsBody", "ProducerEvent"]
 
 # The most events one batch may carry: a producer streaming faster batches more often.
 MAX_BATCH_EVENTS = 1000
@@ -119,3 +120,13 @@ def _coalesced(events: list[ProducerEvent]) -> list[ProducerEvent]:
         else:
             merged += group
     return merged
+
+
+class AnswerBatch(msgspec.Struct):
+    """A batch of an external producer: the ids its events were given (`appended` is
+    false for a retry of the last batch, which appended nothing)."""
+
+    id: str
+    seq: int
+    ids: list[int]
+    appended: bool

@@ -124,6 +124,22 @@ async def test_a_retried_batch_gets_the_same_answer_and_appends_nothing(
     assert (snapshot["status"], snapshot["text"]) == ("completed", "Hello world")
 
 
+async def test_a_batch_answer_is_these_bytes(relay_server: Relay) -> None:
+    created = await create_external(relay_server)
+    url = relay_server.url(f"/v1/sessions/{created['id']}/events")
+    body = {"seq": 1, "events": [delta("a"), delta("b")], "coalesce": True}
+    headers = bearer(created["producer_token"])
+    for status, appended in ((201, b"true"), (200, b"false")):
+        async with relay_server.http.post(url, json=body, headers=headers) as response:
+            assert response.status == status
+            assert response.content_type == "application/json"
+            expected = b'{"id":"%s","seq":1,"ids":[1],"appended":%s}' % (
+                created["id"].encode(),
+                appended,
+            )
+            assert await response.read() == expected
+
+
 async def test_a_gap_or_an_old_seq_is_409_naming_the_seq_expected(relay_server: Relay) -> None:
     created = await create_external(relay_server)
     status, answer = await post_batch(relay_server, created, 2, [delta("a")])
