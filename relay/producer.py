@@ -1,7 +1,8 @@
 """`relay.producer`: the client helper an agent backend imports to publish into a relay
 session through the producer API (docs/api.md "The producer API"). A library, not part
 of relay's server: it speaks HTTP to relay through aiohttp's client and shares only the
-event shapes (relay.events).
+event shapes (relay.events) and the batch's, the structs relay decodes it with
+(relay.wire.producer_request), so what it sends is what relay reads.
 
     async with Producer.create("http://127.0.0.1:8080", key=KEY) as p:
         await p.status("searching", "Searching knowledge base…")
@@ -43,18 +44,28 @@ import aiohttp
 import msgspec
 
 from relay.events import (
-    TERMINAL_TYPES,
     CancelledData,
     DoneData,
     ErrorData,
-    EventData,
-    EventType,
     StatusData,
     TextData,
     ToolCallData,
     Usage,
 )
 from relay.tasks import cancel_and_wait
+from relay.wire.producer_request import (
+    TERMINAL_EVENTS,
+    CancelledEvent,
+    DeltaEvent,
+    DoneEvent,
+    ErrorEvent,
+    EventsBody,
+    ProducerEvent,
+    ReasoningEvent,
+    StatusEvent,
+    ToolCallEvent,
+    UsageEvent,
+)
 
 __all__ = [
     "Producer",
@@ -188,10 +199,10 @@ class Producer:
         self._timeout = aiohttp.ClientTimeout(total=request_timeout_s)
         self._http = http
         self._owns_http = http is None
-        self._pending: list[dict[str, Any]] = []
+        self._pending: list[ProducerEvent] = []
         # The batch being sent: kept until relay answers it, so that a send cut short
         # (a cancelled flush) is sent again with the same seq, never renumbered.
-        self._in_flight: list[dict[str, Any]] = []
+        self._in_flight: list[ProducerEvent] = []
         self._seq = next_seq - 1  # the last batch relay accepted
         self._sent_lock = asyncio.Lock()
         self._queued = asyncio.Event()
@@ -236,28 +247,32 @@ class Producer:
     # The events, as CONTRACT.md's table defines them.
 
     async def status(self, state: str, message: str = "") -> None:
-        await self._emit(EventType.STATUS, StatusData(state, message))
+        await self._emit(StatusEvent(StatusData(state, message)))
 
     async def delta(self, text: str) -> None:
-        await self._emit(EventType.DELTA, TextData(text))
+        await self._emit(DeltaEvent(TextData(text)))
 
     async def reasoning(self, text: str) -> None:
-        await self._emit(EventType.REASONING, TextData(text))
+        await self._emit(ReasoningEvent(TextData(text)))
 
     async def tool_call(self, index: int, call_id: str, name: str, arguments: str) -> None:
-        await self._emit(EventType.TOOL_CALL, ToolCallData(index, call_id, name, arguments))
+        await self._emit(ToolCallEvent(ToolCallData(index, call_id, name, arguments)))
 
     async def usage(self, input_tokens: int, output_tokens: int) -> None:
-        await self._emit(EventType.USAGE, Usage(input_tokens, output_tokens))
+        await self._emit(UsageEvent(Usage(input_tokens, output_tokens)))
 
-    async def done(self, finish_reason: str = "stop", usage: Usage | None = None) -> None:
-        await self._emit(EventType.DONE, DoneData(finish_reason, usage))
+    async def done(
+        self, finish_reason: str = "stop", usage: Usage | Mapping[str, int] | None = None
+    ) -> None:
+        """`usage` is a `Usage`, or a mapping as the event's JSON has it
+        (`{"input_tokens": n, "output_tokens": n}`)."""
+        await self._emit(DoneEvent(DoneData(finish_reason, _usage_of(usage))))
 
     async def error(self, code: str, message: str, *, retryable: bool = False) -> None:
-        await self._emit(EventType.ERROR, ErrorData(code, message, retryable))
+        await self._emit(ErrorEvent(ErrorData(code, message, retryable)))
 
     async def cancelled(self, reason: str = "client") -> None:
-        await self._emit(EventType.CANCELLED, CancelledData(reason))
+        await self._emit(CancelledEvent(CancelledData(reason)))
 
     # Lifecycle.
 
@@ -317,12 +332,12 @@ class Producer:
         answer = await self._request("keepalive", None)
         self.idle_timeout_s = msgspec.json.decode(answer, type=_KeptAlive).idle_timeout_s
 
-    async def _emit(self, kind: EventType, data: EventData) -> None:
+    async def _emit(self, event: ProducerEvent) -> None:
         self._raise_failure()
         if self.ended:
             raise SessionEnded(409, "session_ended", "this producer already ended the session")
-        self._pending.append({"type": kind.value, "data": data})
-        if kind in TERMINAL_TYPES or len(self._pending) >= self._max_batch:
+        self._pending.append(event)
+        if isinstance(event, TERMINAL_EVENTS) or len(self._pending) >= self._max_batch:
             await self.flush()
         else:
             self._queued.set()
@@ -331,7 +346,7 @@ class Producer:
         if self._failure is not None:
             raise self._failure
 
-    async def _send_batch(self, events: list[dict[str, Any]]) -> None:
+    async def _send_batch(self, events: list[ProducerEvent]) -> None:
         try:
             await self._send_numbered(events)
         except SessionEnded as exc:
@@ -341,13 +356,12 @@ class Producer:
         except (RelayRefused, RelayUnavailable) as exc:
             self._failure = exc
             raise
-        if events[-1]["type"] in TERMINAL_TYPES:
+        if isinstance(events[-1], TERMINAL_EVENTS):
             self.ended = True
 
-    async def _send_numbered(self, events: list[dict[str, Any]]) -> None:
+    async def _send_numbered(self, events: list[ProducerEvent]) -> None:
         """Send `events` as the next batch, under the same seq until relay answers."""
-        body = {"seq": self._seq + 1, "events": events, "coalesce": self._coalesce}
-        await self._request("events", body)
+        await self._request("events", EventsBody(self._seq + 1, events, self._coalesce))
         self._seq += 1
 
     async def _flush_when_queued(self) -> None:
@@ -376,7 +390,7 @@ class Producer:
 
     # HTTP, with retries.
 
-    async def _request(self, action: str, body: Mapping[str, Any] | None) -> bytes:
+    async def _request(self, action: str, body: EventsBody | None) -> bytes:
         """POST `…/{session}/{action}` until it is answered; the answer's body."""
         url = f"{self.base_url}/v1/sessions/{self.session_id}/{action}"
         payload = None if body is None else _encode(body)
@@ -442,6 +456,14 @@ class Producer:
         except _NETWORK_ERRORS as exc:
             raise _Transient(f"{type(exc).__name__}: {exc}") from exc
         raise _Transient("the signal stream closed")  # the session may still run: reconnect
+
+
+def _usage_of(usage: Usage | Mapping[str, int] | None) -> Usage | None:
+    """`usage` as the struct; a mapping's bad value raises `msgspec.ValidationError`
+    naming its key (`$.input_tokens`)."""
+    if usage is None or isinstance(usage, Usage):
+        return usage
+    return msgspec.convert(dict(usage), Usage)
 
 
 class _StreamOver(Exception):

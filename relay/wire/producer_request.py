@@ -29,7 +29,20 @@ from relay.events import (
 )
 from relay.wire.decoding import InvalidBody
 
-__all__ = ["AnswerBatch", "EventsBody", "ProducerEvent"]
+__all__ = [
+    "TERMINAL_EVENTS",
+    "AnswerBatch",
+    "CancelledEvent",
+    "DeltaEvent",
+    "DoneEvent",
+    "ErrorEvent",
+    "EventsBody",
+    "ProducerEvent",
+    "ReasoningEvent",
+    "StatusEvent",
+    "ToolCallEvent",
+    "UsageEvent",
+]
 
 # The most events one batch may carry: a producer streaming faster batches more often.
 MAX_BATCH_EVENTS = 1000
@@ -82,6 +95,7 @@ ProducerEvent = (
     | CancelledEvent
 )
 _TEXT_EVENTS = (DeltaEvent, ReasoningEvent)
+TERMINAL_EVENTS = (DoneEvent, ErrorEvent, CancelledEvent)
 
 Items = list[tuple[EventType, EventData]]
 
@@ -97,7 +111,7 @@ class EventsBody(msgspec.Struct, forbid_unknown_fields=True):
         """The batch as the log's events; a terminal event anywhere but last is refused
         with `InvalidBody` naming it."""
         for index, event in enumerate(self.events[:-1]):
-            if isinstance(event, DoneEvent | ErrorEvent | CancelledEvent):
+            if isinstance(event, TERMINAL_EVENTS):
                 problem = f"a terminal event ({_type_of(event)!r}) may only be the last of a batch"
                 raise InvalidBody(f"events[{index}].type", problem)
         events = _coalesced(self.events) if self.coalesce else self.events

@@ -20,10 +20,12 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import msgspec
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from relay.events import Usage
 from relay.producer import (
     Producer,
     Retry,
@@ -256,6 +258,7 @@ class StubRelay:
         self.drop_after = drop_after
         self.fail_first = False
         self.batches: list[tuple[int, dict[str, Any]]] = []
+        self.bodies: list[bytes] = []  # each batch as it came over the wire
         self.resumed_from: list[str | None] = []
         app = web.Application()
         app.router.add_post("/v1/sessions/{id}/events", self.events)
@@ -268,6 +271,7 @@ class StubRelay:
         return str(self.server.make_url("/"))
 
     async def events(self, request: web.Request) -> web.Response:
+        self.bodies.append(await request.read())
         body = await request.json()
         status = 503 if self.fail_first and not self.batches else 201
         self.batches.append((status, body))
@@ -313,6 +317,47 @@ async def test_a_5xx_is_retried_with_the_same_seq() -> None:
             pass
     assert [(status, body["seq"]) for status, body in stub.batches] == [(503, 1), (201, 1)]
     assert stub.batches[0][1]["events"] == [{"type": "done", "data": DONE_DATA}]
+
+
+async def test_every_event_goes_over_the_wire_as_these_bytes() -> None:
+    async with stub_relay([]) as stub:
+        async with Producer(stub.url, "s_stub", "pt_stub", coalesce=False) as producer:
+            await producer.status("searching", "Searching…")
+            await producer.delta("Hi")
+            await producer.reasoning("hm")
+            await producer.tool_call(0, "call_1", "lookup", '{"q": 1}')
+            await producer.usage(3, 4)
+            await producer.done("length", Usage(3, 4))
+        async with Producer(stub.url, "s_stub", "pt_stub") as producer:
+            await producer.error("agent_error", "no", retryable=True)
+        async with Producer(stub.url, "s_stub", "pt_stub") as producer:
+            await producer.cancelled("producer")
+        async with Producer(stub.url, "s_stub", "pt_stub") as producer:
+            await producer.done(usage={"input_tokens": 1, "output_tokens": 2})  # as JSON has it
+    assert stub.bodies == [
+        b'{"seq":1,"events":['
+        b'{"type":"status","data":{"state":"searching","message":"Searching\xe2\x80\xa6"}},'
+        b'{"type":"delta","data":{"text":"Hi"}},'
+        b'{"type":"reasoning","data":{"text":"hm"}},'
+        b'{"type":"tool_call","data":{"index":0,"id":"call_1","name":"lookup",'
+        b'"arguments":"{\\"q\\": 1}"}},'
+        b'{"type":"usage","data":{"input_tokens":3,"output_tokens":4}},'
+        b'{"type":"done","data":{"finish_reason":"length",'
+        b'"usage":{"input_tokens":3,"output_tokens":4}}}'
+        b'],"coalesce":false}',
+        b'{"seq":1,"events":[{"type":"error","data":{"code":"agent_error","message":"no",'
+        b'"retryable":true}}],"coalesce":true}',
+        b'{"seq":1,"events":[{"type":"cancelled","data":{"reason":"producer"}}],"coalesce":true}',
+        b'{"seq":1,"events":[{"type":"done","data":{"finish_reason":"stop",'
+        b'"usage":{"input_tokens":1,"output_tokens":2}}}],"coalesce":true}',
+    ]
+
+
+async def test_a_usage_mapping_with_a_bad_value_is_refused_naming_its_key() -> None:
+    async with stub_relay([]) as stub, Producer(stub.url, "s_stub", "pt_stub") as producer:
+        with pytest.raises(msgspec.ValidationError, match=r"\$\.output_tokens"):
+            await producer.done(usage={"input_tokens": 1, "output_tokens": "many"})
+    assert [body["events"] for _, body in stub.batches] == [[{"type": "done", "data": DONE_DATA}]]
 
 
 async def test_signals_are_read_in_order_and_resumed_after_a_dropped_connection() -> None:
