@@ -187,17 +187,37 @@ def json_body(schema: Schema, example: Mapping[str, Any]) -> Schema:
 
 def answer(description: str, schema: Schema | None = None, **headers: Schema) -> Schema:
     """An answer with a JSON body (if `schema`) and the named headers."""
+    content = None if schema is None else {"application/json": {"schema": schema}}
+    return _answered(description, content, headers)
+
+
+def stream_answer(description: str, event: Schema, **headers: Schema) -> Schema:
+    """An answer whose body is an SSE stream of `event`s, with the named headers."""
+    return _answered(description, {"text/event-stream": event_stream(event)}, headers)
+
+
+def text_answer(description: str, media_type: str) -> Schema:
+    """An answer whose body is a text of `media_type` (a page, Prometheus' format)."""
+    return _answered(description, {media_type: {"schema": {"type": "string"}}}, {})
+
+
+def _answered(description: str, content: Schema | None, headers: Mapping[str, Schema]) -> Schema:
     answered: Schema = {"description": description}
-    if schema is not None:
-        answered["content"] = {"application/json": {"schema": schema}}
+    if content is not None:
+        answered["content"] = content
     if headers:
-        answered["headers"] = headers
+        answered["headers"] = dict(headers)
     return answered
 
 
 def header(description: str) -> Schema:
     """A header every such answer carries."""
     return {"description": description, "required": True, "schema": {"type": "string"}}
+
+
+def no_buffering() -> Schema:
+    """`X-Accel-Buffering`, which every stream carries."""
+    return header("`no`: proxies must not buffer the stream")
 
 
 def event_stream(event: Schema) -> Schema:
@@ -251,6 +271,16 @@ def relay_error() -> Schema:
     return ref("RelayErrorBody")
 
 
+def relay_errors(statuses: Mapping[int | str, str]) -> dict[str, Schema]:
+    """`errors` in relay's own shape (the native API, the UI chat door, operations)."""
+    return errors(relay_error(), statuses)
+
+
+def unavailable() -> dict[str, Schema]:
+    """The 503 of a provider-format door's other operations, in relay's shape."""
+    return {"503": answer(UNAVAILABLE, relay_error())}
+
+
 RATE_LIMITED = (
     "with `[[clients]]`: the client is over `max_concurrent_sessions`, "
     "`requests_per_minute` or `tokens_per_minute` (`rate_limited`); the message names the "
@@ -293,6 +323,15 @@ def query(name: str, schema: Schema, description: str) -> Schema:
     }
 
 
+def resume_query(name: str, description: str) -> Schema:
+    """A resume id in the query (`last_event_id`, `starting_after`): digits."""
+    return query(name, {"type": "string", "pattern": RESUME_ID}, description)
+
+
+def token_query() -> Schema:
+    return query("token", {"type": "string"}, "the session's read token (browsers)")
+
+
 def last_event_id_header(description: str) -> Schema:
     schema = {"type": "string", "pattern": RESUME_ID}
     return {
@@ -314,6 +353,11 @@ BODY_ERRORS: dict[int | str, str] = {
     403: "with `[[clients]]`: the client's `models` do not include the model (`model_not_allowed`)",
 }
 UNAVAILABLE = "`store_unavailable`, `capacity` (the memory store is full) or `draining`"
+TOO_MANY_SUBSCRIBERS = (
+    f"{UNAVAILABLE}, or the session has `limits.max_subscribers_per_session` streams "
+    "here (`too_many_subscribers`)"
+)
+UPSTREAM_REFUSED = "the upstream refused the request before any output (its status)"
 SESSION_ERRORS: dict[int | str, str] = {
     404: "unknown or expired (`session_not_found`)",
     503: UNAVAILABLE,
@@ -346,8 +390,7 @@ def websocket() -> Schema:
         "openWebSocket",
         "sessions",
         "Open a WebSocket for several sessions",
-        {"101": upgraded}
-        | errors(relay_error(), {426: "not a WebSocket upgrade (`Upgrade: websocket`)"}),
+        {"101": upgraded} | relay_errors({426: "not a WebSocket upgrade (`Upgrade: websocket`)"}),
         description="Send `start`, `subscribe`, `unsubscribe`, `cancel`, `signal`, `ping` "
         "(and `auth` "
         "when no `Authorization` header came); events come as `event` messages. The "
@@ -373,7 +416,7 @@ def create_session(refs: Refs) -> Schema:
         "sessions",
         "Start a generation",
         {"201": created}
-        | errors(relay_error(), BODY_ERRORS | {503: UNAVAILABLE})
+        | relay_errors(BODY_ERRORS | {503: UNAVAILABLE})
         | rate_limited(relay_error()),
         description="Messages and tools are Chat Completions'. Unknown top-level fields are "
         "refused; the answer returns as soon as the session exists. With "
@@ -400,7 +443,7 @@ def append_events(refs: Refs) -> Schema:
     statuses = BODY_ERRORS | PRODUCER_ERRORS
     statuses[409] += ", the batch is not the next (`seq_conflict`, with `expected_seq`), or "
     statuses[409] += "it would pass `store.max_events_per_session` (`event_limit`)"
-    answers = errors(relay_error(), statuses)
+    answers = relay_errors(statuses)
     answers["409"]["content"]["application/json"]["schema"] = {
         "anyOf": [relay_error(), refs[schemas.SeqConflictBody]]
     }
@@ -424,7 +467,7 @@ def keep_alive(refs: Refs) -> Schema:
         "sessions",
         "Keep an external producer's session alive",
         {"200": answer("its idle timeout runs again from now", refs[schemas.AnswerKeepalive])}
-        | errors(relay_error(), PRODUCER_ERRORS),
+        | relay_errors(PRODUCER_ERRORS),
         description="A producer silent (no batch, no keep-alive) for its "
         "`producer_idle_timeout_s` loses the session: relay ends it with `error` "
         "`producer_lost`.",
@@ -451,13 +494,13 @@ def send_signal(refs: Refs) -> Schema:
         "sessions",
         "Send a signal to a session's producer",
         {"201": answer("the signal is in the session's signal log", refs[schemas.AnswerSignal])}
-        | errors(relay_error(), statuses),
+        | relay_errors(statuses),
         description="For sessions of an external producer, which reads them in order with "
         "`GET /v1/sessions/{id}/signals`. `data` is any JSON object; relay does not read it.",
         requestBody=json_body(refs[SignalBody], example),
         parameters=[
             session_id_parameter(),
-            query("token", {"type": "string"}, "the session's read token (browsers)"),
+            token_query(),
         ],
         security=READABLE,
     )
@@ -473,11 +516,11 @@ def signal_stream() -> Schema:
         },
         "required": ["event", "data", "id"],
     }
-    stream = {
-        "description": "`retry: <ms>`, then the signals after the resume point, then live, "
+    stream = stream_answer(
+        "`retry: <ms>`, then the signals after the resume point, then live, "
         "until the session ends; `: ping` comments while idle",
-        "content": {"text/event-stream": event_stream(signal)},
-    }
+        signal,
+    )
     statuses = PRODUCER_ERRORS | {
         400: "a resume id that is not a non-negative integer (`invalid_last_event_id`)"
     }
@@ -486,18 +529,14 @@ def signal_stream() -> Schema:
         "getSessionSignals",
         "sessions",
         "Read a session's signals (SSE, the producer)",
-        {"200": stream} | errors(relay_error(), statuses),
+        {"200": stream} | relay_errors(statuses),
         description="Each signal is `id: N`, `event: signal`, `data:` its data as sent. A "
         'cancel of the session comes as `{"kind": "cancel"}`: end the session within '
         "`generation.producer_cancel_grace_s`, or relay appends `cancelled` itself.",
         parameters=[
             session_id_parameter(),
             last_event_id_header("resume after this signal id (wins over `last_event_id`)"),
-            query(
-                "last_event_id",
-                {"type": "string", "pattern": RESUME_ID},
-                "resume after this signal id",
-            ),
+            resume_query("last_event_id", "resume after this signal id"),
             query(
                 "state",
                 {"type": "string", "enum": ["1", "true", "yes", "0", "false", "no"]},
@@ -525,8 +564,7 @@ def snapshot(refs: Refs) -> Schema:
         "getSession",
         "sessions",
         "Snapshot a session",
-        {"200": answer("the session as of now", refs[Snapshot])}
-        | errors(relay_error(), SESSION_ERRORS),
+        {"200": answer("the session as of now", refs[Snapshot])} | relay_errors(SESSION_ERRORS),
         description="`text` is all delta text so far, `usage` the latest usage, `error` the "
         "error event's data or null; times are RFC 3339 UTC.",
         security=READABLE,
@@ -540,7 +578,7 @@ def cancel_session(refs: Refs) -> Schema:
         "sessions",
         "Cancel a session",
         {"202": answer("cancelled, or the status it had ended with", refs[schemas.AnswerCancel])}
-        | errors(relay_error(), SESSION_ERRORS),
+        | relay_errors(SESSION_ERRORS),
         description="Idempotent. Stops the generation wherever it runs and appends one "
         "`cancelled` event; on a session that already ended, changes nothing. A session of "
         'an external producer is sent the signal `{"kind": "cancel"}` and ends with its '
@@ -551,15 +589,12 @@ def cancel_session(refs: Refs) -> Schema:
 
 
 def session_events() -> Schema:
-    stream = {
-        "description": "`retry: <ms>`, then the events after the resume point, then live, "
+    stream = stream_answer(
+        "`retry: <ms>`, then the events after the resume point, then live, "
         "until the terminal one; `: ping` comments while idle",
-        "content": {"text/event-stream": event_stream(session_stream_event())},
-        "headers": {
-            "Cache-Control": header("`no-cache`"),
-            "X-Accel-Buffering": header("`no`: proxies must not buffer the stream"),
-        },
-    }
+        session_stream_event(),
+        **{"Cache-Control": header("`no-cache`"), "X-Accel-Buffering": no_buffering()},
+    )
     statuses: dict[int | str, str] = {
         400: "a resume id that is not a non-negative integer (`invalid_last_event_id`), "
         "or an unknown `format` (`invalid_format`)",
@@ -567,15 +602,14 @@ def session_events() -> Schema:
         "`invalid_api_key`); any store: `token` is not this session's read token "
         "(`invalid_token`)",
         **SESSION_ERRORS,
-        503: f"{UNAVAILABLE}, or the session has `limits.max_subscribers_per_session` streams "
-        "here (`too_many_subscribers`)",
+        503: TOO_MANY_SUBSCRIBERS,
     }
     ended = answer("the client already has the terminal event: nothing more will come")
     return operation(
         "getSessionEvents",
         "sessions",
         "Follow a session (SSE)",
-        {"200": stream, "204": ended} | errors(relay_error(), statuses),
+        {"200": stream, "204": ended} | relay_errors(statuses),
         description="The resume point is `Last-Event-ID`, else `?last_event_id=`, else the "
         "start; the header wins. Values are decimal digits; empty counts as absent.",
         parameters=events_parameters(),
@@ -593,14 +627,10 @@ def events_parameters() -> list[Schema]:
     return [
         session_id_parameter(),
         last_event_id_header("resume after this event id (wins over `last_event_id`)"),
-        query(
-            "last_event_id",
-            {"type": "string", "pattern": RESUME_ID},
-            "resume after this event id (for EventSource on a new page)",
-        ),
+        resume_query("last_event_id", "resume after this event id (for EventSource on a new page)"),
         query("format", formats, "the wire format of the stream"),
         query("include_usage", {"type": "boolean"}, "with `format=openai`: the usage chunk"),
-        query("token", {"type": "string"}, "the session's read token (browsers)"),
+        token_query(),
     ]
 
 
@@ -624,7 +654,7 @@ def anthropic_paths(refs: Refs) -> dict[str, Operations]:
 def generation_errors(error: Schema) -> dict[str, Schema]:
     """What a provider-format door answers when a generation cannot start or finish."""
     statuses = BODY_ERRORS | {
-        "4XX": "the upstream refused the request before any output (its status)",
+        "4XX": UPSTREAM_REFUSED,
         499: "(`stream: false`) the session was cancelled meanwhile",
         502: "(`stream: false`) the generation failed (`upstream_*`)",
     }
@@ -685,6 +715,7 @@ def messages(refs: Refs) -> Schema:
 
 UI_CHAT_PREFIX = UIChatSettings().prefix
 CHAT_ID = r"^[^/{}]{1,256}$"
+CHAT_ID_TOO_LONG = "a chat id over 256 characters (`invalid_request`)"
 UI_CHUNK_EVENT = schemas.wire_event(
     "a UI message chunk (`start`, `text-delta`, `finish`, …), the last one `[DONE]`; the "
     "last chunk of each of relay's events carries `id: N`",
@@ -702,15 +733,12 @@ def ui_chat_paths(refs: Refs) -> dict[str, Operations]:
 
 def ui_message_stream(description: str) -> Schema:
     session = header("the session behind the stream, for `/v1/sessions/{id}`")
-    return {
-        "description": description,
-        "content": {"text/event-stream": event_stream(UI_CHUNK_EVENT)},
-        "headers": {
-            "x-vercel-ai-ui-message-stream": header("`v1`"),
-            "X-Accel-Buffering": header("`no`: proxies must not buffer the stream"),
-            SESSION_HEADER: session,
-        },
+    headers = {
+        "x-vercel-ai-ui-message-stream": header("`v1`"),
+        "X-Accel-Buffering": no_buffering(),
+        SESSION_HEADER: session,
     }
+    return stream_answer(description, UI_CHUNK_EVENT, **headers)
 
 
 def chat_id_parameter() -> Schema:
@@ -719,7 +747,7 @@ def chat_id_parameter() -> Schema:
 
 def send_chat_messages(refs: Refs) -> Schema:
     statuses = BODY_ERRORS | {
-        "4XX": "the upstream refused the request before any output (its status)",
+        "4XX": UPSTREAM_REFUSED,
         503: UNAVAILABLE,
     }
     example = {
@@ -733,7 +761,7 @@ def send_chat_messages(refs: Refs) -> Schema:
         "vercel",
         "useChat: send messages (DefaultChatTransport.sendMessages)",
         {"200": ui_message_stream("the answer's UI message chunks, live")}
-        | errors(relay_error(), statuses)
+        | relay_errors(statuses)
         | rate_limited(relay_error(), upstream_too=True),
         description="The body is what `DefaultChatTransport` POSTs, with the transport's "
         "`body` fields (`model`, else `[ui_chat] default_model`); other fields of the app's "
@@ -745,9 +773,8 @@ def send_chat_messages(refs: Refs) -> Schema:
 
 def reconnect_to_chat_stream() -> Schema:
     statuses: dict[int | str, str] = {
-        400: "a chat id over 256 characters (`invalid_request`)",
-        503: f"{UNAVAILABLE}, or the session has `limits.max_subscribers_per_session` streams "
-        "here (`too_many_subscribers`)",
+        400: CHAT_ID_TOO_LONG,
+        503: TOO_MANY_SUBSCRIBERS,
     }
     resumed = ui_message_stream("the chat's message from its first chunk, then live")
     idle = answer("the chat has no message streaming: none, or it has ended")
@@ -755,14 +782,14 @@ def reconnect_to_chat_stream() -> Schema:
         "reconnectToChatStream",
         "vercel",
         "useChat: resume the chat's stream (DefaultChatTransport.reconnectToStream)",
-        {"200": resumed, "204": idle} | errors(relay_error(), statuses),
+        {"200": resumed, "204": idle} | relay_errors(statuses),
         parameters=[chat_id_parameter()],
     )
 
 
 def stop_chat(refs: Refs) -> Schema:
     statuses: dict[int | str, str] = {
-        400: "a chat id over 256 characters (`invalid_request`)",
+        400: CHAT_ID_TOO_LONG,
         404: "the chat has no session (`chat_not_found`)",
         503: UNAVAILABLE,
     }
@@ -771,7 +798,7 @@ def stop_chat(refs: Refs) -> Schema:
         "stopChat",
         "vercel",
         "Stop the chat's message (cancel its session)",
-        {"202": stopped} | errors(relay_error(), statuses),
+        {"202": stopped} | relay_errors(statuses),
         description="As `DELETE /v1/sessions/{id}` on the chat's latest session: idempotent; "
         "the streams of the message end with `abort`.",
         parameters=[chat_id_parameter()],
@@ -826,16 +853,12 @@ def retrieve_response(refs: Refs) -> Schema:
         "getResponse",
         "openai",
         "Retrieve a response, or stream it again",
-        {"200": retrieved}
-        | errors(ref("OpenAIErrorBody"), statuses)
-        | {"503": answer(UNAVAILABLE, relay_error())},
+        {"200": retrieved} | errors(ref("OpenAIErrorBody"), statuses) | unavailable(),
         parameters=[
             response_id_parameter(),
             query("stream", {"type": "boolean"}, "stream the events instead"),
-            query(
-                "starting_after",
-                {"type": "string", "pattern": RESUME_ID},
-                "with `stream`: only the events after this sequence number",
+            resume_query(
+                "starting_after", "with `stream`: only the events after this sequence number"
             ),
             last_event_id_header("with `stream`: wins over `starting_after`"),
         ],
@@ -852,9 +875,7 @@ def cancel_response(refs: Refs) -> Schema:
         "cancelResponse",
         "openai",
         "Cancel a response",
-        {"200": cancelled}
-        | errors(ref("OpenAIErrorBody"), not_found_response())
-        | {"503": answer(UNAVAILABLE, relay_error())},
+        {"200": cancelled} | errors(ref("OpenAIErrorBody"), not_found_response()) | unavailable(),
         parameters=[response_id_parameter()],
     )
 
@@ -864,8 +885,7 @@ def list_models(refs: Refs) -> Schema:
         "listModels",
         "openai",
         "List the models named literally in the upstreams",
-        {"200": answer("OpenAI's model list", refs[schemas.AnswerModelList])}
-        | errors(relay_error(), {}),
+        {"200": answer("OpenAI's model list", refs[schemas.AnswerModelList])} | relay_errors({}),
         description="Glob patterns cannot be listed; any model is also reachable as "
         "`UPSTREAM/MODEL`.",
     )
@@ -876,7 +896,6 @@ def list_models(refs: Refs) -> Schema:
 
 def ops_paths(refs: Refs) -> dict[str, Operations]:
     document = {"application/json": {"schema": {"type": "object"}}}
-    page = {"text/html": {"schema": {"type": "string"}}}
     return {
         "/healthz": {"get": healthz(refs)},
         "/readyz": {"get": readyz(refs)},
@@ -895,7 +914,7 @@ def ops_paths(refs: Refs) -> dict[str, Operations]:
                 "getDocs",
                 "operations",
                 "This document as a web page",
-                {"200": {"description": "a self-contained HTML page", "content": page}},
+                {"200": text_answer("a self-contained HTML page", "text/html")},
                 security=OPEN,
             )
         },
@@ -903,13 +922,12 @@ def ops_paths(refs: Refs) -> dict[str, Operations]:
 
 
 def metrics_page() -> Schema:
-    text = {"text/plain": {"schema": {"type": "string"}}}
     return operation(
         "getMetrics",
         "operations",
         "Prometheus metrics (text format; docs/operations.md lists them). Served here only "
         "while `[server] metrics_port` is unset; then on that port alone",
-        {"200": {"description": "every `relay_*` metric", "content": text}},
+        {"200": text_answer("every `relay_*` metric", "text/plain")},
         security=OPEN,
     )
 
