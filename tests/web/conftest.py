@@ -3,9 +3,11 @@ Debian's Chromium driven by Playwright through `executable_path` (nothing is dow
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from relay.app import create_app
@@ -25,14 +27,21 @@ CHROMIUM_FLAGS = [
 ]
 
 
-@pytest.fixture
-async def relay_url() -> AsyncIterator[str]:
-    server = TestServer(create_app(load_settings(None, environ={})), host="127.0.0.1")
+@contextlib.asynccontextmanager
+async def serving(app: web.Application) -> AsyncIterator[str]:
+    """`app` on a real socket of 127.0.0.1: its origin, without the trailing slash."""
+    server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     try:
         yield str(server.make_url("/")).rstrip("/")
     finally:
         await server.close()
+
+
+@pytest.fixture
+async def relay_url() -> AsyncIterator[str]:
+    async with serving(create_app(load_settings(None, environ={}))) as url:
+        yield url
 
 
 @pytest.fixture

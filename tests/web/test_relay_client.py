@@ -13,7 +13,6 @@ an app would; `page.evaluate` drives it. The page's `record(stream)` logs every 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
 import re
@@ -25,12 +24,12 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
 
 from relay.app import create_app
 from relay.config import load_settings
 from tests.redis_server import free_port
 from tests.relay_process import relay_process
+from tests.web.conftest import serving
 from tests.web.tcp_proxy import TcpProxy
 
 FAST = "mock:tokens=12,tps=0,ttft_ms=0"
@@ -75,18 +74,9 @@ def relay_app(overrides: dict[str, Any] | None = None) -> web.Application:
     return app
 
 
-@contextlib.asynccontextmanager
-async def serving(app: web.Application) -> AsyncIterator[str]:
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
-    try:
-        yield str(server.make_url("/")).rstrip("/")
-    finally:
-        await server.close()
-
-
 @pytest.fixture
 async def relay_url() -> AsyncIterator[str]:
+    """conftest's relay, plus the test page."""
     async with serving(relay_app()) as url:
         yield url
 
@@ -644,6 +634,18 @@ async def frontend() -> AsyncIterator[tuple[Frontend, str]]:
             yield front, origin
 
 
+async def stopped_through(page: Any, front: Frontend) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The page's `stream.stop()`: a `cancelled` session whose text is what the page had;
+    what the page recorded and the session's final snapshot."""
+    terminal = await page.evaluate("stream.stop()")
+    ended = await wait_ended(page)
+    final, _ = await front.call("GET", f"/v1/sessions/{await page.evaluate('stream.id')}")
+    assert terminal["type"] == "cancelled"
+    assert final["status"] == "cancelled"
+    assert ended["text"] == final["text"]
+    return ended, final
+
+
 async def test_a_page_holding_the_key_starts_reads_and_stops_across_origins(
     browser: Any, frontend: tuple[Frontend, str], transport: str
 ) -> None:
@@ -652,12 +654,7 @@ async def test_a_page_holding_the_key_starts_reads_and_stops_across_origins(
         browser, origin, {"baseUrl": front.relay, "apiKey": KEY, "transport": transport}
     )
     await wait_for_words(page, 3)
-    terminal = await page.evaluate("stream.stop()")
-    ended = await wait_ended(page)
-    final, _ = await front.call("GET", f"/v1/sessions/{await page.evaluate('stream.id')}")
-    assert terminal["type"] == "cancelled"
-    assert final["status"] == "cancelled"
-    assert ended["text"] == final["text"]
+    ended, final = await stopped_through(page, front)
     assert ended["ids"][0] == 1
     assert ended["ids"] == list(range(1, final["last_event_id"] + 1))
 
@@ -680,12 +677,7 @@ async def test_the_read_token_flow_through_the_apps_backend(
         front.relay,
     )
     assert refused == 401
-    terminal = await page.evaluate("stream.stop()")
-    ended = await wait_ended(page)
-    final, _ = await front.call("GET", f"/v1/sessions/{await page.evaluate('stream.id')}")
-    assert terminal["type"] == "cancelled"
-    assert final["status"] == "cancelled"
-    assert ended["text"] == final["text"]
+    await stopped_through(page, front)
     # And a start the backend passes a refusal of: the page gets relay's message.
     rejected = await page.evaluate(
         """async (options) => {
