@@ -1,6 +1,7 @@
 """A TCP proxy between a browser and relay that a test can cut: `refuse()` closes every
 open connection and each new one at once (a network that dropped), `accept()` lets them
-through again. Bytes are forwarded as they come, so streams stay streams."""
+through again. Bytes are forwarded as they come, so streams stay streams. Its pipes end
+as relay's own tasks do (relay.tasks.cancel_and_wait)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import asyncio
 import contextlib
 from types import TracebackType
 from urllib.parse import urlsplit
+
+from relay.tasks import cancel_and_wait
 
 CHUNK_BYTES = 65536
 
@@ -43,9 +46,7 @@ class TcpProxy:
         assert self._server is not None
         self._server.close()
         self.refuse()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_and_wait(list(self._tasks))
         await self._server.wait_closed()
 
     def refuse(self) -> None:
@@ -79,9 +80,7 @@ class TcpProxy:
         try:
             await asyncio.wait(both, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in both:
-                task.cancel()
-            await asyncio.gather(*both, return_exceptions=True)
+            await cancel_and_wait(both)
             self._tasks.difference_update(both)
             for end in (writer, upstream_writer):
                 self._writers.discard(end)
