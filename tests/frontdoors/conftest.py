@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
@@ -29,6 +30,19 @@ FAST_MOCK = "mock:tokens=20,tps=0,ttft_ms=0"
 MESSAGES = [{"role": "user", "content": "tell me a short story"}]
 
 Overrides = Mapping[str, Mapping[str, Any]]
+
+
+def keyed_clients(keys: Mapping[str, str], **more: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """`[[clients]]` for `start_relay(clients=…)`: one per name in `keys`, known by the
+    SHA-256 of its key, with the fields `more` gives under its name."""
+    return [
+        {
+            "name": name,
+            "api_key_sha256": hashlib.sha256(key.encode()).hexdigest(),
+            **more.get(name, {}),
+        }
+        for name, key in keys.items()
+    ]
 
 
 class Relay:

@@ -21,8 +21,8 @@ from relay.config import load_settings
 from relay.errors import ConfigError
 from relay.providers.base import Finish, Provider, ProviderItem, ReasoningDelta, TextDelta
 from relay.vocabulary import GenerationRequest
-from tests.frontdoors.conftest import READ_TIMEOUT_S, Relay, StartRelay
-from tests.frontdoors.test_clients import bearer, sha256
+from tests.frontdoors.conftest import READ_TIMEOUT_S, Relay, StartRelay, keyed_clients
+from tests.frontdoors.test_clients import bearer
 from tests.sse_client import SseParser
 
 PREFIX = "/v1/ui/chat"
@@ -30,10 +30,7 @@ FAST = "mock:tokens=6,tps=0,ttft_ms=0"
 SLOW = "mock:tokens=120,tps=60,ttft_ms=0"
 WEB_KEY = "rk_web_Ui5Ch4At3Pq9Zx"
 MOBILE_KEY = "rk_mobile_Ui8Ch2At6Lm1Wv"
-CLIENTS = [
-    {"name": "web", "api_key_sha256": sha256(WEB_KEY)},
-    {"name": "mobile", "api_key_sha256": sha256(MOBILE_KEY)},
-]
+CLIENTS = keyed_clients({"web": WEB_KEY, "mobile": MOBILE_KEY})
 
 
 def user(text: str, message_id: str = "u1") -> dict[str, Any]:

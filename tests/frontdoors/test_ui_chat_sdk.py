@@ -28,12 +28,12 @@ from typing import Any
 
 import pytest
 
-from tests.frontdoors.conftest import Relay, StartRelay
-from tests.frontdoors.test_clients import bearer, ended, sha256
+from tests.frontdoors.conftest import Relay, StartRelay, keyed_clients
+from tests.frontdoors.test_clients import bearer, ended
 from tests.node_scripts import NODE_DIR, node_for_major, run_script
 
 KEY = "rk_web_Sd7Kq2Lx9Vb4Ht"
-CLIENTS = [{"name": "web", "api_key_sha256": sha256(KEY)}]
+CLIENTS = keyed_clients({"web": KEY})
 PREFIX = "/v1/ui/chat"
 TEXT_MODEL = "mock:tokens=8,tps=0,ttft_ms=0"
 TOOL_MODEL = "mock:tools=1,tps=0,ttft_ms=0"

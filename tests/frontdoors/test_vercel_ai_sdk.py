@@ -19,8 +19,8 @@ import msgspec
 import pytest
 
 from relay.vocabulary import Message
-from tests.frontdoors.conftest import Relay, StartRelay
-from tests.frontdoors.test_clients import bearer, call, ended, sha256
+from tests.frontdoors.conftest import Relay, StartRelay, keyed_clients
+from tests.frontdoors.test_clients import bearer, call, ended
 from tests.frontdoors.test_sdk_front_doors import expected
 from tests.node_scripts import require_node, run_script
 
@@ -28,10 +28,7 @@ WEB_KEY = "rk_web_Zr4Lm8Qa2Xc6Vb1Np9Ty"
 MOBILE_KEY = "rk_mobile_Hs5Jd3Kf7Gw2Ue8Pq"
 WEB_MODEL = "mock:tokens=5"
 MOBILE_MODEL = "mock:tokens=3"
-CLIENTS = [
-    {"name": "web", "api_key_sha256": sha256(WEB_KEY)},
-    {"name": "mobile", "api_key_sha256": sha256(MOBILE_KEY), "models": [MOBILE_MODEL]},
-]
+CLIENTS = keyed_clients({"web": WEB_KEY, "mobile": MOBILE_KEY}, mobile={"models": [MOBILE_MODEL]})
 OTHER_CLIENTS_KEY = {WEB_KEY: MOBILE_KEY, MOBILE_KEY: WEB_KEY}
 PROMPT = "Where do rivers go?"
 
