@@ -1,8 +1,10 @@
 """relay-client.js in a real headless Chromium against a real relay: each transport reads a
 session to its end; a cut connection is reconnected with backoff and nothing is lost or
-doubled; a reloaded tab resumes from sessionStorage at exactly the next event; stop()
-cancels while close() only disconnects; a session that already ended is a 204; relay's
-`error` events and refusals reach the `error` callback with relay's message.
+doubled, and so is a half-open one (a frozen proxy) after the idle timeout, which relay's
+pings hold off where the transport lets the page see them; the stream keeps no events
+unless asked (`keepEvents`); a reloaded tab resumes from sessionStorage at exactly the
+next event; stop() cancels while close() only disconnects; a session that already ended is
+a 204; relay's `error` events and refusals reach the `error` callback with relay's message.
 
 Each test opens a blank page on relay's origin (the test adds that one page to relay's app:
 a page that Playwright made up would be on no address, and Chromium's local-network checks
