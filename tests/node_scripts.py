@@ -41,11 +41,13 @@ def require_node(node_dir: Path = NODE_DIR) -> str:
 
 
 def require_packages(node_dir: Path) -> None:
-    """Every dependency `node_dir`/package.json pins, installed at its pinned version (an
-    alias `npm:NAME@VERSION` at VERSION); else skip, or fail under RELAY_REQUIRE_ALL=1."""
+    """Every dependency `node_dir`/package.json pins (devDependencies too: the tools the
+    tests run, such as `tsc`), installed at its pinned version (an alias
+    `npm:NAME@VERSION` at VERSION); else skip, or fail under RELAY_REQUIRE_ALL=1."""
     manifest = json.loads((node_dir / "package.json").read_text())
     where = node_dir.relative_to(NODE_DIR.parent.parent)
-    for package, pinned in manifest["dependencies"].items():
+    pins = {**manifest.get("dependencies", {}), **manifest.get("devDependencies", {})}
+    for package, pinned in pins.items():
         version = pinned.rpartition("@")[2] if pinned.startswith("npm:") else pinned
         found = installed_version(package, node_dir)
         if found != version:

@@ -10,6 +10,7 @@
 import { RelayClient } from "/static/relay-client.js";
 
 const CONVERSATION_KEY = "relay-chat"; // localStorage: {turns: [{user, model, session, token, answer}]}
+// An answer: {text, reasoning, toolCalls, end: {state, finishReason, reason, code, message}, usage}.
 const MODEL_KEY = "relay-chat-model"; // localStorage: the model last picked
 const API_KEY_KEY = "relay-chat-api-key"; // sessionStorage: a key never outlives its tab
 const STREAM_KEY = "relay-chat-stream"; // sessionStorage: the client's resume point
@@ -181,8 +182,10 @@ function answerView(sessionId) {
   const text = element("div", "text");
   const end = element("p", "end");
   end.hidden = true;
-  root.append(marker, reasoning, tools, text, end);
-  return { root, marker, reasoning, reasoningText, tools, text, end };
+  const usage = element("p", "usage");
+  usage.hidden = true;
+  root.append(marker, reasoning, tools, text, end, usage);
+  return { root, marker, reasoning, reasoningText, tools, text, end, usage };
 }
 
 function renderAnswer(turn) {
@@ -196,8 +199,10 @@ function renderAnswer(turn) {
     for (const call of answer.toolCalls) appendToolCall(view, call);
   }
   if (streaming) live.view = view;
-  if (turn.answer && !streaming) showEnd(view, turn.answer.end);
-  else setStreaming(view, true);
+  if (turn.answer && !streaming) {
+    showEnd(view, turn.answer.end);
+    showUsage(view, turn.answer.usage);
+  } else setStreaming(view, true);
   return view.root;
 }
 
@@ -252,6 +257,12 @@ function showEnd(view, end) {
   view.end.className = `end ${end.state}`;
   view.end.textContent = end.state === "cancelled" ? `Stopped: ${endText(end)}` : endText(end);
   view.end.setAttribute("role", end.state === "error" ? "alert" : "note");
+}
+
+// The answer's final usage, small, under it (when relay reported one).
+function showUsage(view, usage) {
+  view.usage.hidden = !usage;
+  view.usage.textContent = usage ? `${usage.input_tokens} input · ${usage.output_tokens} output tokens` : "";
 }
 
 function setStatus(text) {
@@ -320,8 +331,9 @@ function answerOf(stream, state, terminal) {
     code: error.code || null,
     message: error.message || null,
   };
-  if (!terminal && snapshot) return { text: snapshot.text, reasoning: stream.reasoning, toolCalls: snapshot.tool_calls, end };
-  return { ...streamed(stream), end };
+  const usage = (terminal ? stream.usage : snapshot?.usage) ?? stream.usage ?? null;
+  if (!terminal && snapshot) return { text: snapshot.text, reasoning: stream.reasoning, toolCalls: snapshot.tool_calls, end, usage };
+  return { ...streamed(stream), end, usage };
 }
 
 // The pending turn of the conversation: this tab's own stream when it remembers it (a

@@ -45,6 +45,15 @@ export interface RelayClientOptions {
   storageKey?: string;
   /** Reconnect delays (default {initialMs: 500, maxMs: 10000, jitter: 0.5}). */
   backoff?: Partial<Backoff>;
+  /** Reconnect (from the last id) when a connection brings nothing for this long: a
+   * half-open connection is silent, not closed. Default 35000, a bit over two of relay's
+   * 15 s heartbeats; keep it above twice `[server] heartbeat_s`; 0 turns it off. With
+   * "sse" only events count (EventSource hides relay's `: ping`), so a session quiet
+   * for longer reconnects once per timeout, losing nothing. */
+  idleTimeoutMs?: number;
+  /** How many of the latest events `stream.events` keeps (default 0: none; Infinity: all).
+   * The text, reasoning, tool calls, usage and last id are kept whatever this is. */
+  keepEvents?: number;
 }
 
 /** What start() POSTs: the body of POST /v1/sessions (docs/api.md). */
@@ -94,6 +103,7 @@ export class RelayClient {
 }
 
 export interface OpenInfo { lastEventId: number; reconnected: boolean }
+/** `reason` says why, e.g. "nothing received for 35000 ms (idle timeout)". */
 export interface ReconnectingInfo { attempt: number; delayMs: number; lastEventId: number; reason: string }
 /** `reason`: "terminal" (its terminal event), "ended" (204: it had ended), "refused" (404, 401…), "closed". */
 export interface EndInfo {
@@ -141,7 +151,7 @@ export class RelayStream implements AsyncIterable<RelayEvent> {
   readonly toolCalls: ToolCallData[];
   readonly usage: Usage | null;
   readonly state: StreamState;
-  /** The events this stream received, in order. */
+  /** The last `keepEvents` events this stream received, in order (none by default). */
   readonly events: RelayEvent[];
   /** Resolves with the terminal event; null after close() or a 204; a RefusedEvent when relay
    * refused the stream. Never rejects. */
@@ -152,7 +162,9 @@ export class RelayStream implements AsyncIterable<RelayEvent> {
   stop(): Promise<RelayEvent | RefusedEvent | null>;
   /** Disconnect only: the session goes on, storage keeps it, a reload resumes it. */
   close(): void;
-  /** Every event in order from this stream's first; ends after the terminal event (or close()). */
+  /** The events kept (`keepEvents`), then every event from the moment the loop starts (all of
+   * them when it starts before the first, as right after start()); ends after the terminal
+   * event (or close()). */
   [Symbol.asyncIterator](): AsyncIterator<RelayEvent>;
 }
 

@@ -5,7 +5,9 @@
 // backend that returns {id, token}), follows its events over SSE (EventSource), fetch streaming
 // or relay's WebSocket, remembers {id, token, lastEventId} in sessionStorage after every event so
 // a reloaded tab resumes exactly where it was, reconnects with backoff and jitter after network
-// errors, and ends on the session's terminal event (done, error, cancelled) or a 204.
+// errors and after a connection silent past its idle timeout (a half-open one), and ends
+// on the session's terminal event (done, error, cancelled) or a 204. A stream keeps the
+// text so far and the last id, not every event (`keepEvents` keeps the last N).
 // stop() cancels the session; close() only disconnects. Types: relay-client.d.ts.
 
 const TERMINAL = new Set(["done", "error", "cancelled"]);
@@ -17,6 +19,10 @@ const EVENT_TYPES = ["status", "delta", "reasoning", "tool_call", "usage", "done
 const CALLBACK_OF = { delta: "text" };
 
 const DEFAULT_BACKOFF = { initialMs: 500, maxMs: 10000, jitter: 0.5 };
+
+// relay sends a `: ping` every heartbeat (15 s by default) while a stream is idle: two
+// missed and a bit is a connection that is gone without saying so (docs/frontend.md).
+const DEFAULT_IDLE_TIMEOUT_MS = 35000;
 
 /** An error relay (or the app's backend) answered: `code`, `status` and relay's message. */
 export class RelayError extends Error {
@@ -114,6 +120,8 @@ export class RelayClient {
     this.storage = options.storage === undefined ? defaultStorage() : options.storage;
     this.storageKey = options.storageKey ?? "relay-session";
     this.backoff = { ...DEFAULT_BACKOFF, ...(options.backoff || {}) };
+    this.idleTimeoutMs = options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
+    this.keepEvents = options.keepEvents ?? 0;
     if (!["sse", "fetch", "websocket"].includes(this.transport)) {
       const given = JSON.stringify(this.transport);
       throw new RelayError(`transport must be "sse", "fetch" or "websocket", got ${given}`, { code: "invalid_transport" });
@@ -188,13 +196,15 @@ export class RelayStream {
     this.toolCalls = [...session.toolCalls];
     this.usage = session.usage;
     this.state = "connecting";
-    this.events = [];
+    this.events = []; // the last `keepEvents` events only
     this.terminal = null;
     this.attempt = 0;
     this.connection = null;
     this.timer = null;
+    this.watchdog = null;
+    this.heardAt = 0;
     this.handlers = new Map();
-    this.waiters = new Set();
+    this.iterators = new Set(); // each running `for await`'s queue of events to give
     this.finished = new Promise((resolve) => { this._finish = resolve; });
     this.onOnline = () => this.retryNow();
     globalThis.addEventListener?.("online", this.onOnline);
@@ -228,19 +238,48 @@ export class RelayStream {
     if (this.ended) return;
     const open = { sse: openEventSource, fetch: openFetch, websocket: openWebSocket }[this.client.transport];
     this.connection = open(this, this.lastEventId);
+    this.watch(this.connection);
   }
 
   disconnect() {
     clearTimeout(this.timer);
     this.timer = null;
+    clearTimeout(this.watchdog);
+    this.watchdog = null;
     const connection = this.connection;
     this.connection = null;
     if (connection) connection.close();
   }
 
+  // --- the idle watchdog --------------------------------------------------------------
+
+  /** Reconnect when `connection` brings nothing for `idleTimeoutMs`: a connection that
+   * died without a FIN or RST (a NAT that forgot it, a laptop lid) is silent, not closed.
+   * Half-way through the silence it asks `connection.ping` for a sign of life, where the
+   * transport has one (the WebSocket's `ping`: relay's pings are frames a page never sees). */
+  watch(connection) {
+    const idleMs = this.client.idleTimeoutMs;
+    if (!(idleMs > 0)) return;
+    this.heardAt = Date.now();
+    const check = () => {
+      if (connection !== this.connection || this.ended) return;
+      const quietMs = Date.now() - this.heardAt;
+      if (quietMs >= idleMs) return this.dropped(connection, `nothing received for ${idleMs} ms (idle timeout)`);
+      if (quietMs >= idleMs / 2) connection.ping?.();
+      this.watchdog = setTimeout(check, (quietMs < idleMs / 2 ? idleMs / 2 : idleMs) - quietMs);
+    };
+    this.watchdog = setTimeout(check, idleMs / 2);
+  }
+
+  /** `connection` brought something (an event, a ping, a pong, its opening): it lives. */
+  heard(connection) {
+    if (connection === this.connection) this.heardAt = Date.now();
+  }
+
   /** The transport is connected: the `open` callback, and `resumed` from a non-zero offset. */
   opened(connection) {
     if (connection !== this.connection || this.ended) return;
+    this.heard(connection);
     const reconnected = this.state === "reconnecting";
     this.state = "open";
     this.emit("open", { lastEventId: this.lastEventId, reconnected });
@@ -304,18 +343,28 @@ export class RelayStream {
   /** One relay event {id, type, data}, from any transport. */
   received(connection, event) {
     if (connection !== this.connection || this.ended) return;
+    this.heard(connection);
     if (event.id !== null && event.id <= this.lastEventId) return; // never twice
     this.attempt = 0;
     if (event.id !== null) this.lastEventId = event.id;
     this.apply(event);
-    this.events.push(event);
+    this.keep(event);
     this.save();
     const terminal = TERMINAL.has(event.type);
     if (terminal) this.settle(event.type, event, "terminal"); // its callbacks see the final state
     this.emit(CALLBACK_OF[event.type] || event.type, event.data, event);
     this.emit("event", event, event);
-    for (const wake of this.waiters) wake();
+    for (const iterator of this.iterators) iterator.give(event);
     if (terminal) this.announce(event, "terminal");
+  }
+
+  /** `events` holds the last `keepEvents` events: a long session's events would otherwise
+   * all stay in the page's memory (the text, what resume needs, is kept apart). */
+  keep(event) {
+    const limit = this.client.keepEvents;
+    if (!(limit > 0)) return;
+    this.events.push(event);
+    if (this.events.length > limit) this.events.splice(0, this.events.length - limit);
   }
 
   apply({ type, data }) {
@@ -342,7 +391,7 @@ export class RelayStream {
 
   announce(terminal, reason) {
     this.emit("end", { state: this.state, reason, lastEventId: this.lastEventId }, terminal);
-    for (const wake of this.waiters) wake();
+    for (const iterator of this.iterators) iterator.give(null);
     this._finish(terminal);
   }
 
@@ -395,21 +444,33 @@ export class RelayStream {
 
   // --- async iteration ----------------------------------------------------------------
 
-  /** Every event {id, type, data} in order, from this stream's first; ends after the terminal one. */
+  /** The events kept (`keepEvents`), then every event from the moment the loop starts, in
+   * order; ends after the terminal one (or close()). A loop started before the stream's
+   * first event (as right after start() or attach()) gets every event. */
   async *[Symbol.asyncIterator]() {
-    let next = 0;
-    while (true) {
-      while (next < this.events.length) yield this.events[next++];
-      if (this.ended) return;
-      await new Promise((resolve) => {
-        const wake = () => { this.waiters.delete(wake); resolve(); };
-        this.waiters.add(wake);
-      });
+    const queue = [...this.events];
+    let wake = null;
+    const iterator = { give: (event) => { queue.push(event); wake?.(); } };
+    if (this.ended) queue.push(null);
+    else this.iterators.add(iterator);
+    try {
+      while (true) {
+        if (!queue.length) await new Promise((resolve) => { wake = resolve; });
+        wake = null;
+        const event = queue.shift();
+        if (event === null) return;
+        yield event;
+      }
+    } finally {
+      this.iterators.delete(iterator);
     }
   }
 }
 
-// --- transports: each returns {close()} and reports to the stream's callbacks -----------
+// --- transports: each returns {close(), ping?()} and reports to the stream's callbacks ---
+// What each can tell of a quiet connection's life (the idle watchdog, RelayStream.watch):
+// fetch reads every byte, relay's `: ping` comments too; a WebSocket gets the `pong` to
+// the `ping` the watchdog sends; EventSource hides comments, so only events count there.
 
 function eventsUrl(stream, after, { token = true } = {}) {
   const url = stream.client.url(`/v1/sessions/${encodeURIComponent(stream.id)}/events`);
@@ -488,6 +549,7 @@ async function readEvents(stream, connection, body) {
   while (connection === stream.connection) {
     const { value, done } = await reader.read();
     if (done) return;
+    stream.heard(connection); // any bytes, a `: ping` too: the connection lives
     const parsed = parseSSE(rest + value);
     rest = parsed.rest;
     for (const event of parsed.events) stream.received(connection, decoded(event.id, event.type, event.data));
@@ -502,7 +564,11 @@ function openWebSocket(stream, after) {
   const url = stream.client.url("/v1/ws");
   url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
   const socket = new WebSocket(url);
-  const connection = { close: () => socket.close(1000) };
+  const connection = {
+    close: () => socket.close(1000),
+    // relay's pings are protocol frames the browser answers unseen: ask for a `pong`.
+    ping: () => socket.readyState === WebSocket.OPEN && socket.send(JSON.stringify({ type: "ping" })),
+  };
   let subscribed = false;
   const confirm = () => {
     if (!subscribed) stream.opened(connection);
@@ -516,6 +582,7 @@ function openWebSocket(stream, after) {
     socket.send(JSON.stringify({ type: "ping" }));
   };
   socket.onmessage = (frame) => {
+    stream.heard(connection);
     const message = JSON.parse(frame.data);
     if (message.type === "pong") confirm();
     else if (message.type === "event" && message.session === stream.id) {

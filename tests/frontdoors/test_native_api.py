@@ -7,7 +7,6 @@ import contextlib
 import datetime
 import json
 import re
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -431,25 +430,42 @@ async def read_until(reader: SseReader, kind: str) -> SseEvent:
 
 
 async def test_cancel_stops_a_long_generation_quickly(relay_server: Relay) -> None:
-    created = await relay_server.create("mock:tokens=100000,tps=50,ttft_ms=0")
+    """Quickly, counted in the upstream's tokens rather than in time (a loaded machine
+    stretches any time): the DELETE comes while the upstream is silent between tokens
+    (it hangs after `SPOKEN`), so a cancel that waited for its next token, or for the
+    end of its 100,000, would never end the session. It ends at once: the DELETE's
+    answer already finds it `cancelled` (relay waits up to `cancel_wait_s` for that),
+    and the subscriber's next event is `cancelled`."""
+    model = f"mock:tokens=100000,tps=50,ttft_ms=0,hang_after={SPOKEN}"
+    created = await relay_server.create(model)
     async with relay_server.subscribe(created["id"]) as reader:
-        await read_until(reader, "delta")
-        await read_until(reader, "delta")
-        sent_at = time.monotonic()
+        before = await read_words(reader, SPOKEN)
         assert await delete(relay_server, created["id"]) == 202
-        cancelled = await read_until(reader, "cancelled")
-        reaction_s = time.monotonic() - sent_at
-        rest = await reader.read_all()
-    assert reaction_s < 0.1, f"cancelled arrived {reaction_s * 1000:.0f} ms after DELETE"
+        at_the_answer = await relay_server.snapshot(created["id"])
+        assert at_the_answer["status"] == "cancelled", at_the_answer
+        events = await reader.read_all()
+    assert events[: len(before)] == before
+    assert [event.event for event in events[len(before) :]] == ["cancelled"]
+    cancelled = events[-1]
     assert cancelled.json() == {"reason": "client"}
-    assert rest[-1] is cancelled
-    assert_well_formed(rest)
+    assert_well_formed(events)
     snapshot = await relay_server.snapshot(created["id"])
-    assert snapshot["status"] == "cancelled"
-    assert snapshot["text"] == delta_text(rest)
-    assert snapshot["text"]
+    assert snapshot == at_the_answer
+    assert snapshot["text"] == delta_text(before)
+    assert len(snapshot["text"].split()) == SPOKEN
     assert snapshot["last_event_id"] == cancelled.int_id
     assert snapshot["finish_reason"] is None
+
+
+SPOKEN = 5  # the words the upstream says before it falls silent
+
+
+async def read_words(reader: SseReader, count: int) -> list[SseEvent]:
+    """The events read up to the one whose text makes `count` words."""
+    async for _ in reader:
+        if len(delta_text(reader.events).split()) >= count:
+            return list(reader.events)
+    raise AssertionError(f"the stream ended before {count} words: {reader.events}")
 
 
 async def test_delete_is_idempotent(relay_server: Relay) -> None:

@@ -1,13 +1,17 @@
 """Nothing a client sends makes relay hold its event loop (issue 12): a concurrent
-`/healthz` is answered within 50 ms while relay replays a 50,000-event session in each
-wire format, answers the mock's largest requests, and decodes the largest bodies the
-limits allow.
+`/healthz` is answered within 50 ms of work while relay replays a 50,000-event session
+in each wire format, answers the mock's largest requests, and decodes the largest bodies
+the limits allow.
 
-The server runs on the test's own event loop, so a `/healthz` round trip times relay's
-loop. Before the fix each of these requests held the loop in one piece of CPU work:
-0.1-0.5 s for a replay or 100,000 messages, 16 s for `mock:tokens=40000000`. A try
-can never be faster than the work it is held up by, only slower (a loaded machine takes
-the CPU away at random), so the best of `TRIES` tries still proves the work is cut up.
+The server runs on the test's own event loop, so a `/healthz` round trip waits for
+whatever relay's loop does first. It is measured in the process's CPU time
+(`tests.loop_lag.round_trips`): the work it was held up by, which a loaded machine does
+not inflate (it stretches wall time: a worker thread descheduled while it holds the GIL
+stalls the loop meanwhile). Before the fix each of these requests held the loop in one
+piece of CPU work: 0.1-0.5 s for a replay or 100,000 messages, 16 s for
+`mock:tokens=40000000`. A try can never take less work than the piece it is held up by,
+only more (a collection, a cold cache), so the best of `TRIES` tries still proves the
+work is cut up.
 
 On the memory store only: its reads never wait (the events are at hand), so nothing but
 relay's own pauses lets other tasks run; a Redis read waits on the network anyway.
@@ -52,7 +56,8 @@ def frozen_heap() -> Iterator[None]:
 
 
 async def slowest_healthz(relay: Relay, work: Work) -> tuple[float, int]:
-    """The slowest `/healthz` round trip while `work()` ran, and how many there were."""
+    """The costliest `/healthz` round trip (in CPU time) while `work()` ran, and how
+    many there were."""
     task = asyncio.ensure_future(work())
     times = await round_trips(relay.http, relay.url("/healthz"), task)
     await task

@@ -1,7 +1,9 @@
 """A TCP proxy between a browser and relay that a test can cut: `refuse()` closes every
 open connection and each new one at once (a network that dropped), `accept()` lets them
-through again. Bytes are forwarded as they come, so streams stay streams. Its pipes end
-as relay's own tasks do (relay.tasks.cancel_and_wait)."""
+through again; `freeze()` stops forwarding on every open connection without closing it
+(a half-open connection: a NAT that forgot it, a cable pulled somewhere between), while
+new ones go through. Bytes are forwarded as they come, so streams stay streams. Its pipes
+end as relay's own tasks do (relay.tasks.cancel_and_wait)."""
 
 from __future__ import annotations
 
@@ -23,7 +25,10 @@ class TcpProxy:
         self.refusing = False
         self.cuts = 0
         self.turned_away = 0  # connections cut at once while refusing
+        self.connections = 0  # connections forwarded
+        self.frozen = 0  # connections frozen
         self._writers: set[asyncio.StreamWriter] = set()
+        self._gates: set[asyncio.Event] = set()  # one per open connection, set while it flows
         self._tasks: set[asyncio.Task[None]] = set()
         self._server: asyncio.Server | None = None
 
@@ -59,6 +64,14 @@ class TcpProxy:
     def accept(self) -> None:
         self.refusing = False
 
+    def freeze(self) -> None:
+        """Stop forwarding on each open connection, for good, without closing it: neither
+        end hears anything more, nor that anything is wrong."""
+        for gate in self._gates:
+            gate.clear()
+        self.frozen += len(self._gates)
+        self._gates.clear()
+
     async def _connected(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self.refusing:
             self.turned_away += 1
@@ -72,9 +85,13 @@ class TcpProxy:
             writer.transport.abort()
             return
         self._writers |= {writer, upstream_writer}
+        self.connections += 1
+        gate = asyncio.Event()
+        gate.set()
+        self._gates.add(gate)
         both = [
-            asyncio.create_task(self._pipe(reader, upstream_writer)),
-            asyncio.create_task(self._pipe(upstream_reader, writer)),
+            asyncio.create_task(self._pipe(reader, upstream_writer, gate)),
+            asyncio.create_task(self._pipe(upstream_reader, writer, gate)),
         ]
         self._tasks.update(both)
         try:
@@ -82,12 +99,16 @@ class TcpProxy:
         finally:
             await cancel_and_wait(both)
             self._tasks.difference_update(both)
+            self._gates.discard(gate)
             for end in (writer, upstream_writer):
                 self._writers.discard(end)
                 end.transport.abort()
 
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pipe(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, gate: asyncio.Event
+    ) -> None:
         with contextlib.suppress(ConnectionError, OSError):
             while chunk := await reader.read(CHUNK_BYTES):
+                await gate.wait()  # frozen: held here (and nothing more read) until the end
                 writer.write(chunk)
                 await writer.drain()

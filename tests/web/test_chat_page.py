@@ -125,7 +125,8 @@ class Chat:
               return {{session: answer.dataset.session, state: answer.dataset.state,
                        text: answer.querySelector(':scope > .text').textContent,
                        marker: answer.querySelector('.marker').textContent,
-                       end: answer.querySelector('.end').textContent}};
+                       end: answer.querySelector('.end').textContent,
+                       usage: answer.querySelector('.usage').textContent}};
             }})()"""
         )
         return answer
@@ -199,6 +200,12 @@ async def create(base: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         return response.status, answer
 
 
+def usage_line(session: dict[str, Any]) -> str:
+    """What the page shows under an answer for the session's final usage."""
+    usage = session["usage"]
+    return f"{usage['input_tokens']} input · {usage['output_tokens']} output tokens"
+
+
 async def once_ended(base: str, session_id: str) -> dict[str, Any]:
     """The session's snapshot once it is no longer running."""
     async with asyncio.timeout(WAIT_MS / 1000):
@@ -246,6 +253,10 @@ async def test_a_two_turn_conversation_sends_each_turn_with_the_messages_before_
 
     one, two = await snapshot(relay, first["session"]), await snapshot(relay, second["session"])
     assert (first["text"], second["text"]) == (one["text"], two["text"])
+    # Under each answer, small, its final usage.
+    assert (first["usage"], second["usage"]) == (usage_line(one), usage_line(two))
+    assert one["usage"]["output_tokens"] == 40
+    assert await chat.page.is_visible("article.assistant .usage")
     history = [
         {"role": "user", "content": RIVERS},
         {"role": "assistant", "content": one["text"]},
@@ -262,6 +273,8 @@ async def test_a_two_turn_conversation_sends_each_turn_with_the_messages_before_
     await chat.ready()
     shown = await chat.page.locator("article .text").all_text_contents()
     assert shown == [RIVERS, one["text"], "And lakes?", two["text"]]
+    usages = await chat.page.locator("article .usage").all_text_contents()
+    assert usages == [usage_line(one), usage_line(two)]
     await chat.shoot("3-after-reload")
     await chat.page.click("#new-chat")  # and a new chat starts from nothing
     assert await chat.page.locator("article").count() == 0
@@ -303,6 +316,10 @@ async def test_stop_cancels_the_session_and_the_page_says_so(new_chat: NewChat, 
     session = await snapshot(relay, answer["session"])
     assert session["status"] == "cancelled"
     assert answer["end"] == "Stopped: cancelled · reason: client"
+    # The mock reports no usage for an answer it did not finish: none is shown.
+    assert session["usage"] is None
+    assert answer["usage"] == ""
+    assert await chat.page.is_hidden("article.assistant .usage")
     assert await chat.text("#status") == "cancelled · reason: client"
     assert answer["text"] == session["text"]  # what was generated before the stop, all of it
     assert await chat.page.is_disabled("#stop")
@@ -397,9 +414,11 @@ async def test_a_tab_closed_mid_answer_leaves_the_answer_to_the_next_tab(
     await later.open()
     answer = await later.answer_ends("done")
     await later.shoot("the-next-tab")
+    ended = await snapshot(relay, session_id)
     assert answer["session"] == session_id
-    assert answer["text"] == (await snapshot(relay, session_id))["text"]
+    assert answer["text"] == ended["text"]
     assert len(answer["text"].split()) == 30
+    assert answer["usage"] == usage_line(ended)  # from the snapshot: the stream had ended
 
 
 async def test_the_page_follows_over_the_websocket(new_chat: NewChat, relay: str) -> None:

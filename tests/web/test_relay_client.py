@@ -1,13 +1,16 @@
 """relay-client.js in a real headless Chromium against a real relay: each transport reads a
 session to its end; a cut connection is reconnected with backoff and nothing is lost or
-doubled; a reloaded tab resumes from sessionStorage at exactly the next event; stop()
-cancels while close() only disconnects; a session that already ended is a 204; relay's
-`error` events and refusals reach the `error` callback with relay's message.
+doubled, and so is a half-open one (a frozen proxy) after the idle timeout, which relay's
+pings hold off where the transport lets the page see them; the stream keeps no events
+unless asked (`keepEvents`); a reloaded tab resumes from sessionStorage at exactly the
+next event; stop() cancels while close() only disconnects; a session that already ended is
+a 204; relay's `error` events and refusals reach the `error` callback with relay's message.
 
 Each test opens a blank page on relay's origin (the test adds that one page to relay's app:
 a page that Playwright made up would be on no address, and Chromium's local-network checks
 would then block its WebSocket to 127.0.0.1), which imports `/static/relay-client.js` as
-an app would; `page.evaluate` drives it. The page's `record(stream)` logs every callback.
+an app would; `page.evaluate` drives it. The page's `record(stream)` logs every callback,
+and the id of every event (`stream.ids`: the stream itself keeps no events by default).
 """
 
 from __future__ import annotations
@@ -50,6 +53,8 @@ import * as relay from "/static/relay-client.js";
 window.relay = relay;
 window.record = (stream) => {
   stream.log = [];
+  stream.ids = [];
+  stream.on("event", (event) => stream.ids.push(event.id));
   for (const type of %s) {
     stream.on(type, (data, event) => stream.log.push(
       {type, data: JSON.parse(JSON.stringify(data ?? null)), id: event ? event.id : null}));
@@ -141,7 +146,7 @@ async def wait_ended(page: Any) -> dict[str, Any]:
     )
     ended: dict[str, Any] = await page.evaluate(
         """() => ({state: stream.state, text: stream.text, lastEventId: stream.lastEventId,
-                   ids: stream.events.map((e) => e.id), log: stream.log})"""
+                   ids: stream.ids, log: stream.log})"""
     )
     return ended
 
@@ -342,6 +347,38 @@ async def test_what_the_d_ts_declares_is_there(browser: Any, relay_url: str) -> 
     assert {"stop", "close", "on", "finished", "lastEventId"} <= declared("class", "RelayStream")
 
 
+async def test_the_stream_keeps_only_the_events_it_is_asked_to(
+    browser: Any, relay_url: str
+) -> None:
+    """`stream.events` is empty by default (a long session's events would all stay in the
+    page), the last `keepEvents` with it; the text and the last id are kept either way,
+    and a loop started before the first event gets every event."""
+    page = await open_page(browser, relay_url)
+    kept = await page.evaluate(
+        """async ([model, messages]) => {
+            const read = async (options) => {
+                const stream = await new relay.RelayClient(options).start({model, messages});
+                const iterated = [];
+                for await (const event of stream) iterated.push(event.id);
+                const again = [];
+                for await (const event of stream) again.push(event.id);
+                return {kept: stream.events.map((e) => e.id), iterated, again,
+                        lastEventId: stream.lastEventId, text: stream.text, id: stream.id};
+            };
+            return [await read({}), await read({keepEvents: 3}),
+                    await read({keepEvents: Infinity})];
+        }""",
+        [FAST, MESSAGES],
+    )
+    for got in kept:
+        final = await snapshot(relay_url, got["id"])
+        every = list(range(1, final["last_event_id"] + 1))
+        assert got["iterated"] == every
+        assert (got["lastEventId"], got["text"]) == (final["last_event_id"], final["text"])
+    assert [got["kept"] for got in kept] == [[], every[-3:], every]
+    assert [got["again"] for got in kept] == [[], every[-3:], every]  # after the end: the kept
+
+
 # --- reconnecting -----------------------------------------------------------------------
 
 RECONNECTS = "stream.log.filter((e) => e.type === 'reconnecting')"
@@ -396,6 +433,71 @@ async def test_back_online_the_waiting_reconnect_goes_at_once(browser: Any, rela
     assert ended["state"] == "done"
     assert ended["text"] == final["text"]
     assert [entry["data"]["delayMs"] for entry in of_type(ended["log"], "reconnecting")] == [600000]
+
+
+IDLE_MS = 1500
+
+
+async def test_a_frozen_connection_is_reconnected_after_the_idle_timeout(
+    browser: Any, relay_url: str, transport: str
+) -> None:
+    """The proxy stops forwarding without closing (a half-open connection): nothing tells
+    the page, but nothing comes either, and after `idleTimeoutMs` the client reconnects
+    from the last id it had."""
+    async with TcpProxy(relay_url) as proxy:
+        options = {"transport": transport, "idleTimeoutMs": IDLE_MS}
+        page = await started_page(browser, proxy.url, options)
+        await wait_for_words(page, 5)
+        proxy.freeze()
+        ended = await wait_ended(page)
+    final = await stream_snapshot(page, relay_url)
+    assert proxy.frozen >= 1
+    assert ended["state"] == "done"
+    assert ended["text"] == final["text"]
+    assert ended["ids"] == list(range(1, final["last_event_id"] + 1))  # no gap, no double
+    attempts = of_type(ended["log"], "reconnecting")
+    assert [a["data"]["reason"] for a in attempts] == [
+        f"nothing received for {IDLE_MS} ms (idle timeout)"
+    ]
+    resumed = of_type(ended["log"], "resumed")
+    assert resumed[-1]["data"]["reconnected"] is True
+    assert resumed[-1]["data"]["lastEventId"] == attempts[0]["data"]["lastEventId"] > 0
+
+
+async def test_relays_pings_keep_a_quiet_stream_open_where_the_page_sees_them(
+    browser: Any, transport: str
+) -> None:
+    """A session with nothing to say for twice the idle timeout: fetch reads relay's
+    `: ping` comments and the WebSocket gets the `pong` to its `ping`, so neither
+    reconnects; EventSource hides comments, so an `sse` stream reconnects, and loses
+    nothing by it."""
+    async with serving(relay_app({"server": {"heartbeat_s": 0.2}})) as relay_url:
+        async with aiohttp.ClientSession() as http:
+            made = await http.post(f"{relay_url}/v1/sessions", json={"producer": "external"})
+            created = await made.json()
+            page = await open_page(browser, relay_url)
+            options = {"transport": transport, "idleTimeoutMs": IDLE_MS}
+            await page.evaluate(
+                """([session, options]) => {
+                    record(new relay.RelayClient(options).attach(session)); }""",
+                [{"id": created["id"], "token": created["token"]}, options],
+            )
+            await page.wait_for_function("stream.state === 'open'", timeout=WAIT_MS)
+            await asyncio.sleep(2 * IDLE_MS / 1000)
+            auth = {"Authorization": f"Bearer {created['producer_token']}"}
+            url = f"{relay_url}/v1/sessions/{created['id']}/events"
+            async with http.post(url, json={"seq": 1, "events": AGENT_EVENTS}, headers=auth):
+                pass
+        ended = await wait_ended(page)
+    reconnects = of_type(ended["log"], "reconnecting")
+    assert ended["state"] == "done"
+    assert ended["ids"] == list(range(1, len(AGENT_EVENTS) + 1))
+    assert ended["text"] == "Hello there"
+    if transport == "sse":
+        assert reconnects, "EventSource cannot see relay's pings: the quiet stream reconnects"
+        assert all("idle timeout" in entry["data"]["reason"] for entry in reconnects)
+    else:
+        assert reconnects == []
 
 
 # --- a reloaded tab ---------------------------------------------------------------------
