@@ -506,7 +506,10 @@ def _apply(
     if isinstance(item, TextDelta | ReasoningDelta):
         progress.deltas += 1
         kind = EventType.DELTA if isinstance(item, TextDelta) else EventType.REASONING
-        return _started(progress) + _flushes(coalescer.add(kind, item.text, now))
+        flushes = coalescer.add(kind, item.text, now)
+        if progress.generating:  # every token after the first: most are only held
+            return _flushes(flushes) if flushes else []
+        return _started(progress) + _flushes(flushes)
     flushed = _flushes(coalescer.take())
     if isinstance(item, ToolCall):
         call = ToolCallData(progress.tool_index(item.index), item.id, item.name, item.arguments)

@@ -216,6 +216,9 @@ class ChunkAssembler:
     def feed(self, chunk: Chunk) -> list[ProviderItem]:
         if chunk.error:
             raise _stream_error(chunk.error)
+        text = _only_text(chunk)
+        if text:  # the usual chunk, once per token: one piece of text and nothing else
+            return [TextDelta(text)]
         items: list[ProviderItem] = []
         for choice in chunk.choices or []:
             if not choice.index:  # relay asks for one choice; its index is 0 (or absent)
@@ -254,6 +257,23 @@ class ChunkAssembler:
         calls = [call.complete() for _, call in sorted(self._calls.items())]
         self._calls.clear()
         return list[ProviderItem](calls)
+
+
+def _only_text(chunk: Chunk) -> str | None:
+    """The content of a chunk that holds nothing else (what `feed` would make of it is
+    one `TextDelta`), else None."""
+    choices = chunk.choices
+    if chunk.usage is not None or choices is None or len(choices) != 1:
+        return None
+    choice = choices[0]
+    delta = choice.delta
+    if choice.index or choice.finish_reason or delta is None:
+        return None
+    if delta.tool_calls or delta.refusal:
+        return None
+    if delta.reasoning_content is not None or delta.reasoning is not None:
+        return None
+    return delta.content
 
 
 def _reasoning(delta: Delta) -> str:

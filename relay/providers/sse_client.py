@@ -22,8 +22,10 @@ relay reaches upstreams:
 
 aiohttp's exceptions are translated here, once, into `UpstreamFailed` (chained with
 `raise … from exc`), as are non-2xx answers, with the upstream's own message and its
-`Retry-After`. Closing the stream of messages closes the HTTP response: an unfinished
-answer's connection is closed, so the upstream stops generating, not returned to the pool.
+`Retry-After`. The answer's body is read by its reader (`UpstreamProvider`), a chunk at a
+time (`read_chunk`), into its own `SSEDecoder`: one loop per token, not a stack of async
+generators. Closing the response (`open`'s) of an unfinished answer closes its
+connection, so the upstream stops generating, not returned to the pool.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import Mapping
 
 import aiohttp
 import msgspec
@@ -48,7 +50,6 @@ from relay.providers.failures import (
     status_failure,
     timeout_failure,
 )
-from relay.providers.sse_decoder import SSEDecoder, SSEMessage
 
 log = logging.getLogger(__name__)
 
@@ -85,30 +86,17 @@ class SSEClient:
         self._url = URL(url)
         self._headers = {**JSON_HEADERS, **headers}
         self._session: aiohttp.ClientSession | None = None  # made in the running event loop
-        # Held by the caller around `messages()`: see the module's docstring.
+        # Held by the caller from before `open()` until its response is closed: see the
+        # module's docstring.
         self.connection_slots = asyncio.Semaphore(upstream.max_connections)
 
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
 
-    async def messages(self, body: bytes) -> AsyncGenerator[list[SSEMessage], None]:
-        """The answer's messages, a batch per read from the socket (often one message).
-
-        Raises `UpstreamFailed`; closing the generator closes the response.
-        """
-        response = await self._post(body)
-        try:
-            decoder = SSEDecoder()
-            while chunk := await _read(response):
-                messages = decoder.feed(chunk)
-                if messages:
-                    yield messages
-            yield decoder.flush()
-        finally:
-            response.close()  # a response read to its end is already back in the pool
-
-    async def _post(self, body: bytes) -> aiohttp.ClientResponse:
+    async def open(self, body: bytes) -> aiohttp.ClientResponse:
+        """The answer to `body`, its status checked: its body is read with `read_chunk`
+        and closing it closes the connection. Raises `UpstreamFailed`."""
         if self._session is None:
             self._session = client_session(self._upstream, self._proxy)
         try:
@@ -156,8 +144,8 @@ def transport_failure(exc: Exception) -> Failure:
     return connection_failure(ConnectionFault.READ)
 
 
-async def _read(response: aiohttp.ClientResponse) -> bytes:
-    """The next bytes of the body as they arrive; b"" at its end."""
+async def read_chunk(response: aiohttp.ClientResponse) -> bytes:
+    """The next bytes of the body as they arrive; b"" at its end. Raises `UpstreamFailed`."""
     try:
         return await response.content.readany()
     except _TRANSPORT_ERRORS as exc:
@@ -178,7 +166,7 @@ async def _status_failure(response: aiohttp.ClientResponse) -> Failure:
 async def _bounded_body(response: aiohttp.ClientResponse, limit: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
-    while size < limit and (chunk := await _read(response)):
+    while size < limit and (chunk := await read_chunk(response)):
         chunks.append(chunk)
         size += len(chunk)
     return b"".join(chunks)[:limit]

@@ -4,8 +4,9 @@ What differs between upstreams is their `UpstreamFormat`, pure code: the endpoin
 headers, the request body, how one SSE message's data decodes into the format's event
 (where an end sentinel such as `[DONE]` is recognised), and the assembler that turns
 events into provider items. The provider does the I/O once for every format: one
-`SSEClient` (one connection pool) per upstream, each attempt read message by message
-into the assembler, and attempts retried by `retry.py`'s `stream_with_retries`.
+`SSEClient` (one connection pool) per upstream, each attempt's body read a chunk at a time
+into its `AnswerDecoder` (pure: SSE messages → events → assembler), in one loop per
+token, and attempts retried by `retry.py`'s `stream_with_retries`.
 
 An attempt raises `UpstreamFailed` (the connection's, or an event that cannot be read) or
 `UpstreamError` (an error the assembler found in the stream); anything else is a bug and
@@ -26,7 +27,8 @@ from relay.off_loop import MANY_MESSAGES, off_loop
 from relay.providers.base import Connecting, Provider, ProviderItem, Queued
 from relay.providers.failures import UpstreamFailed, bad_response_failure, failure_of
 from relay.providers.retry import RetryPolicy, stream_with_retries
-from relay.providers.sse_client import SSEClient
+from relay.providers.sse_client import SSEClient, read_chunk
+from relay.providers.sse_decoder import SSEDecoder, SSEMessage
 from relay.vocabulary import GenerationRequest
 
 Event = TypeVar("Event")
@@ -110,9 +112,11 @@ class UpstreamProvider(Provider, Generic[Event]):
         await self._client.close()
 
     async def _attempt(self, request: GenerationRequest) -> AsyncGenerator[ProviderItem, None]:
-        """One request to the upstream, streamed: its messages decoded and assembled. When
-        every connection is taken it says so first (`Queued`), and again when it got one
-        (`Connecting`); before any await, so that the runner hears it at once."""
+        """One request to the upstream, streamed: its body read a chunk at a time, each
+        decoded and assembled in this one loop (a generator per layer would cost a frame
+        resume per layer per token). When every connection is taken it says so first
+        (`Queued`), and again when it got one (`Connecting`); before any await, so that
+        the runner hears it at once."""
         slots = self._client.connection_slots
         queued = slots.locked()
         if queued:
@@ -121,25 +125,63 @@ class UpstreamProvider(Provider, Generic[Event]):
             functools.partial(self._format.encode_request, request),
             large=len(request.messages) > MANY_MESSAGES,
         )
-        decode = self._format.decode_event
-        assembler = self._format.new_assembler(request)
-        # After the end sentinel the body is still read to its end: the connection is reused.
-        ended = False
-        async with slots, contextlib.aclosing(self._client.messages(body)) as batches:
+        answer = AnswerDecoder(self._format, self._format.new_assembler(request))
+        async with slots:
             if queued:
                 yield Connecting()
-            async for messages in batches:
-                if ended:
-                    continue
-                for message in messages:
-                    try:
-                        event = decode(message.data)
-                    except msgspec.DecodeError as exc:
-                        raise UpstreamFailed(bad_response_failure(exc)) from exc
-                    if event is None:
-                        ended = True
-                        break
-                    for item in assembler.feed(event):
+            # A response read to its end is already back in the pool when it is closed;
+            # an unfinished one (closed from the runner) takes its connection with it.
+            with contextlib.closing(await self._client.open(body)) as response:
+                while chunk := await read_chunk(response):
+                    # Each message's items go out before the next is decoded: an error
+                    # later in the same read must not take the output before it along.
+                    for message in answer.messages(chunk):
+                        for item in answer.items(message):
+                            yield item
+                for message in answer.end_of_body():
+                    for item in answer.items(message):
                         yield item
-        for item in assembler.finish():
+        for item in answer.finish():
             yield item
+
+
+class AnswerDecoder(Generic[Event]):
+    """An answer's body → provider items: its SSE messages, each decoded by the format
+    and fed to the assembler. Pure: no I/O.
+
+    After the format's end sentinel the rest of the body is still read (its connection is
+    reused) but not decoded."""
+
+    def __init__(
+        self, upstream_format: UpstreamFormat[Event], assembler: StreamAssembler[Event]
+    ) -> None:
+        self._sse = SSEDecoder()
+        self._decode = upstream_format.decode_event
+        self._assembler = assembler
+        self._ended = False
+
+    def messages(self, chunk: bytes) -> list[SSEMessage]:
+        """The messages `chunk` of the body completes, none after the end sentinel."""
+        return [] if self._ended else self._sse.feed(chunk)
+
+    def end_of_body(self) -> list[SSEMessage]:
+        """The body's last message, when no blank line ended it."""
+        return [] if self._ended else self._sse.flush()
+
+    def items(self, message: SSEMessage) -> list[ProviderItem]:
+        """The items `message` completes; raises `UpstreamFailed` for one that is not an
+        event, `UpstreamError` for an error event."""
+        if self._ended:
+            return []
+        try:
+            event = self._decode(message.data)
+        except msgspec.DecodeError as exc:
+            raise UpstreamFailed(bad_response_failure(exc)) from exc
+        if event is None:
+            self._ended = True
+            return []
+        return self._assembler.feed(event)
+
+    def finish(self) -> list[ProviderItem]:
+        """The items the end of the stream releases; raises when it ended unfinished."""
+        return self._assembler.finish()

@@ -587,6 +587,45 @@ def test_reasoning_fields_of_vllm_deepseek_and_openrouter_and_refusals() -> None
     assert items == [ReasoningDelta("a"), ReasoningDelta("b"), TextDelta("c"), TextDelta("d")]
 
 
+@pytest.mark.parametrize(
+    ("chunk", "expected"),
+    [
+        ({"choices": [{"delta": {"content": "a"}}]}, [TextDelta("a")]),  # no index: 0
+        ({"choices": [{"index": 1, "delta": {"content": "a"}}]}, []),  # a second choice
+        ({"choices": [{"index": 0, "delta": {"content": ""}}]}, []),
+        (
+            {"choices": [{"index": 0, "delta": {"content": "a", "reasoning_content": "r"}}]},
+            [ReasoningDelta("r"), TextDelta("a")],
+        ),
+        ({"choices": [{"index": 0, "delta": {"content": "a", "reasoning": 7}}]}, [TextDelta("a")]),
+        (
+            {"choices": [{"index": 0, "delta": {"content": "a", "refusal": "no"}}]},
+            [TextDelta("a"), TextDelta("no")],
+        ),
+        (
+            {"choices": [{"index": 0, "delta": {"content": "a"}}], "usage": {"prompt_tokens": 1}},
+            [TextDelta("a"), UsageReport(1, 0)],
+        ),
+        (
+            {"choices": [{"index": 0, "delta": {"content": "a"}}, {"index": 0, "delta": {}}]},
+            [TextDelta("a")],
+        ),
+    ],
+)
+def test_a_chunk_of_text_with_anything_beside_it_keeps_all_of_it(
+    chunk: dict[str, Any], expected: list[ProviderItem]
+) -> None:
+    """The chunk that holds only text has a fast path; its neighbours must not take it."""
+    assert ChunkAssembler().feed(parse(chunk)) == expected
+
+
+def test_a_text_chunk_with_the_finish_reason_still_finishes() -> None:
+    assembler = ChunkAssembler()
+    choice = {"index": 0, "delta": {"content": "end"}, "finish_reason": "length"}
+    assert assembler.feed(parse({"choices": [choice]})) == [TextDelta("end")]
+    assert assembler.finish() == [Finish("length")]
+
+
 def test_tool_call_fragments_are_assembled_per_index() -> None:
     fragments = [
         {
