@@ -110,6 +110,8 @@ class OwnConnection:
 
 
 async def _round_trip(connection: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
+    if not connection.is_connected:  # its own `connect`: a Sentinel's asks for the master
+        await connection.connect()
     await connection.send_packed_command(connection.pack_commands(commands), check_health=False)
     replies: list[Any] = []
     for _ in commands:
