@@ -197,7 +197,7 @@ async def test_creating_a_session_is_one_round_trip(
     assert await store.lapsed_leases(10) == []
 
 
-async def test_a_session_and_its_first_events_are_one_round_trip_and_its_creator_follows_it_without_a_read(
+async def test_a_session_with_its_first_events_is_one_round_trip_and_followed_without_a_read(
     store: RedisStore, raw: redis.asyncio.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     await new_session(store)  # the first sends the script whole (NOSCRIPT, then EVAL)
