@@ -28,7 +28,7 @@ from relay.store.redis.connect import CommandBatch, Commands, OwnConnection, Red
 from relay.store.redis.scripts import Script
 from relay.tasks import cancel_and_wait
 
-__all__ = ["APPEND_CONNECTIONS", "MAX_APPEND_BATCH", "AppendSender"]
+__all__ = ["APPEND_CONNECTIONS", "MAX_APPEND_BATCH", "AppendSender", "Queue", "Settle"]
 
 # The connections the sender holds of its own, per Redis server (see the docstring).
 APPEND_CONNECTIONS = 1

@@ -58,7 +58,7 @@ from relay.store.redis.connect import (
     raw_stream_replies,
 )
 from relay.store.redis.expiry import AppendingSessions, append_ttl_s, expires_by
-from relay.store.redis.group_commit import APPEND_CONNECTIONS, AppendSender
+from relay.store.redis.group_commit import APPEND_CONNECTIONS, AppendSender, Queue, Settle
 from relay.store.redis.keys import session_keys
 from relay.store.redis.leases import RedisLeases
 from relay.store.redis.quotas import RedisQuotas
@@ -135,9 +135,23 @@ class RedisStore(Store):
         settings = self._settings
         check_first(first, settings.max_events_per_session)
         stored = with_first(record, first)
-        keys = session_keys(record.id)
+        queue, settle = self._creation(stored, takeover, self._create_args(stored, first))
+        sent_at = time.monotonic()
+        with redis_errors_translated():
+            await self._appends.send(queue, settle)
+        # Without first events its log has no expiry yet: the first append sets it.
+        expiry = sent_at + settings.running_ttl_s if first else None
+        self._appending.remember(stored, expiry)
+        self._tails.created(record.id, first)  # its subscribers here need no first read
+        return stored
+
+    def _creation(
+        self, stored: SessionRecord, takeover: bytes | None, args: list[Any]
+    ) -> tuple[Queue, Settle]:
+        """How a creation goes in the append sender's round trip, and its replies."""
+        keys = session_keys(stored.id)
         script_keys = [keys.meta, keys.lease, keys.log]
-        args = self._create_args(stored, first)
+        running_ttl_ms = ms(self._settings.running_ttl_s)
 
         # One round trip, shared with the other creations and appends under way: the
         # record, its first lease and first events in one script, and its entry in the
@@ -145,11 +159,9 @@ class RedisStore(Store):
         # time). An entry without a record is harmless: the lease sweep drops it.
         def queue(pipe: Commands) -> int:
             CREATE_SCRIPT.queue(pipe, script_keys, args)
-            self._leases.queue_index_entries(pipe, [record.id])
+            self._leases.queue_index_entries(pipe, [stored.id])
             if takeover is not None:  # in the same round trip; its slot is the record's
-                pipe.execute_command(
-                    "SET", keys.takeover, takeover, "PX", ms(settings.running_ttl_s)
-                )
+                pipe.execute_command("SET", keys.takeover, takeover, "PX", running_ttl_ms)
                 return 3
             return 2
 
@@ -160,14 +172,7 @@ class RedisStore(Store):
                 if isinstance(reply, Exception):
                     raise reply
 
-        sent_at = time.monotonic()
-        with redis_errors_translated():
-            await self._appends.send(queue, settle)
-        # Without first events its log has no expiry yet: the first append sets it.
-        expiry = sent_at + settings.running_ttl_s if first else None
-        self._appending.remember(stored, expiry)
-        self._tails.created(record.id, first)  # its subscribers here need no first read
-        return stored
+        return queue, settle
 
     def _create_args(self, stored: SessionRecord, first: Sequence[Event]) -> list[Any]:
         settings = self._settings
