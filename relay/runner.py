@@ -82,7 +82,7 @@ from relay.vocabulary import (
     prompt_chars,
     session_tag,
 )
-from relay.writer import EVENT_LIMIT_ERROR, SessionWriter
+from relay.writer import EVENT_LIMIT_ERROR, SessionWriter, numbered
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +160,9 @@ class Generation:
         self.task: asyncio.Task[None] | None = None
         self.cancel_requested = False
         self.resume: ResumePoint | None = None  # set when taken over from a lost instance
+        # The events its session was created with, and the inbox items taken to choose them.
+        self.opened = 0
+        self.early: list[InboxItem] = []
 
     def resume_at(self, resume: ResumePoint) -> None:
         """Continue a session's log from `resume` (a takeover), instead of starting it."""
@@ -272,10 +275,11 @@ class GenerationRunner:
         # Before the generation's tasks are created: they copy the request's context.
         log_context.note(session_id=record.id, client=client.name, upstream=route.upstream)
         # The upstream request starts while the session is stored: the first token
-        # does not wait for the store's round trip.
+        # does not wait for the store's round trip, which also writes the first status.
         generation = self._call_upstream(record.id, route, request, client)
         try:
-            await self._store.create(record, takeover)
+            await asyncio.sleep(0)  # the pump's first step: a provider says `queued` in it
+            record = await self._store.create(record, takeover, _opened(generation))
         except BaseException:
             await generation.stop_upstream()
             raise
@@ -384,7 +388,7 @@ class GenerationRunner:
         writer = SessionWriter(
             self._store,
             generation.session_id,
-            last_event_id=resume.last_event_id if resume is not None else 0,
+            last_event_id=resume.last_event_id if resume is not None else generation.opened,
             retry_s=self._settings.store_retry_s,
             max_events=self._max_events,
             slot_of=_slot_holder(generation.client),
@@ -416,10 +420,11 @@ class GenerationRunner:
         )
         progress = generation.progress
         last_item_at = loop.time()
-        # What the provider said while the session was stored (its task ran first) tells
-        # the first status, which is written on its own, as soon as can be.
-        items: list[InboxItem] = _take_all(generation.inbox)
-        await writer.append(_seam(generation.resume) + _opening(items, progress))
+        # A session created here has its first status (`_opened`); one taken over gets
+        # it now, on its own, as soon as can be, told by what the provider said so far.
+        items: list[InboxItem] = generation.early + _take_all(generation.inbox)
+        if generation.resume is not None:
+            await writer.append(_seam(generation.resume) + _opening(items, progress))
         pending: Pending = []
         while True:
             now = loop.time()
@@ -536,6 +541,15 @@ def _opening(items: list[InboxItem], progress: GenerationProgress) -> Pending:
     if items and isinstance(items[0], Queued):
         return []
     return _status_change(progress, CONNECTING)
+
+
+def _opened(generation: Generation) -> list[Event]:
+    """The first events of a new session, stored with it: its first status, told by
+    what the provider said in its first step (taken from the inbox, applied later)."""
+    generation.early = _take_all(generation.inbox)
+    events = numbered(1, _opening(generation.early, generation.progress))
+    generation.opened = len(events)
+    return events
 
 
 def _status_of(report: StatusReport) -> StatusData:

@@ -40,6 +40,11 @@ EVENT_LIMIT_ERROR = ErrorData(
 Items = list[tuple[EventType, EventData]]
 
 
+def numbered(first_id: int, items: Items) -> list[Event]:
+    """`items` as the events from id `first_id` on, each encoded once."""
+    return [make_event(first_id + i, kind, data) for i, (kind, data) in enumerate(items)]
+
+
 class SessionWriter:
     def __init__(
         self,
@@ -68,9 +73,7 @@ class SessionWriter:
         """Append `items` as the next events of the log, in one store call."""
         if not items:
             return []
-        items = self._fit(items)
-        first = self.last_event_id + 1
-        events = [make_event(first + i, kind, data) for i, (kind, data) in enumerate(items)]
+        events = numbered(self.last_event_id + 1, self._fit(items))
         await self._append_with_retry(events)
         self.last_event_id = events[-1].id
         self.last_type = events[-1].type

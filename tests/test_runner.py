@@ -413,11 +413,13 @@ class SlowCreateStore(MemoryStore):
         self.release = asyncio.Event()
         self.failure = failure
 
-    async def create(self, record: SessionRecord, takeover: bytes | None = None) -> None:
+    async def create(
+        self, record: SessionRecord, takeover: bytes | None = None, first: Sequence[Event] = ()
+    ) -> SessionRecord:
         await self.release.wait()
         if self.failure is not None:
             raise self.failure
-        await super().create(record, takeover)
+        return await super().create(record, takeover, first)
 
 
 class OpeningProvider(ScriptedProvider):
@@ -483,7 +485,7 @@ async def test_a_session_lost_from_the_store_stops_its_generation_with_one_warni
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO)
-    store = LosingStore(keep=1)  # its `connecting` status
+    store = LosingStore(keep=0)  # its `connecting` status came with the creation
     provider = ScriptedProvider([TextDelta("a"), None])  # then waits: it must be closed
     runner = make_runner(store, flush_interval_ms=0)
     created = await runner.create("scripted", Route("test", "scripted", provider), REQUEST)

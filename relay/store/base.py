@@ -35,6 +35,8 @@ __all__ = [
     "SignalLog",
     "Store",
     "check_batch",
+    "check_first",
+    "with_first",
 ]
 
 
@@ -58,12 +60,21 @@ class EventLog(abc.ABC):
     """
 
     @abc.abstractmethod
-    async def create(self, record: SessionRecord, takeover: bytes | None = None) -> None:
-        """Store a new, empty session. Raises `StoreFull` when there is no room.
+    async def create(
+        self,
+        record: SessionRecord,
+        takeover: bytes | None = None,
+        first: Sequence[Event] = (),
+    ) -> SessionRecord:
+        """Store a new session, with `first` as its first events, in one step; returns
+        its record as stored (`last_event_id` that of the last of `first`, or 0).
+        Raises `StoreFull` when there is no room.
 
         `takeover` is what another instance needs to take its generation over (its
         request, relay/takeover.py), opaque to the store: kept beside the record, not
-        in it (no `get` reads it), while the session runs, and dropped when it ends."""
+        in it (no `get` reads it), while the session runs, and dropped when it ends.
+        `first` (see `check_first`) saves the creator an append: its ids are 1, 2, …,
+        none of them terminal, within `max_events - 1`, read back like appended ones."""
 
     @abc.abstractmethod
     async def read_takeover(self, session_id: str) -> bytes | None:
@@ -270,3 +281,24 @@ def check_batch(events: Sequence[Event]) -> None:
             raise ValueError(f"event ids must be consecutive, got {previous.id} then {event.id}")
         if previous.is_terminal:
             raise ValueError("a terminal event must be the last of its batch")
+
+
+def check_first(events: Sequence[Event], max_events: int) -> None:
+    """Reject a creation's first events that no store could accept, before any I/O:
+    they are a batch from id 1, none terminal, that leaves the last id for the end."""
+    if not events:
+        return
+    check_batch(events)
+    if events[0].id != 1:
+        raise ValueError(f"a session's first event has id 1, got {events[0].id}")
+    if events[-1].is_terminal:
+        raise ValueError("a session cannot be created ended: its first events end it")
+    if events[-1].id > max_events - 1:
+        raise ValueError(f"{len(events)} first events do not fit in {max_events} events")
+
+
+def with_first(record: SessionRecord, first: Sequence[Event]) -> SessionRecord:
+    """A new session's record as stored with its `first` events."""
+    if not first:
+        return record
+    return msgspec.structs.replace(record, last_event_id=first[-1].id)

@@ -52,8 +52,13 @@ class MeasuredStore(Store):
             self._timers[op].errors.inc()
             raise
 
-    async def create(self, record: SessionRecord, takeover: bytes | None = None) -> None:
-        await self._timed("create", self.inner.create(record, takeover))
+    async def create(
+        self,
+        record: SessionRecord,
+        takeover: bytes | None = None,
+        first: Sequence[Event] = (),
+    ) -> SessionRecord:
+        return await self._timed("create", self.inner.create(record, takeover, first))
 
     async def read_takeover(self, session_id: str) -> bytes | None:
         return await self._timed("read_takeover", self.inner.read_takeover(session_id))

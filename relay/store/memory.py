@@ -32,7 +32,7 @@ from relay.errors import (
 from relay.events import Event
 from relay.quotas import QuotaLimits, QuotaRefusal
 from relay.session import SessionRecord
-from relay.store.base import ChatStream, Signal, Store, check_batch
+from relay.store.base import ChatStream, Signal, Store, check_batch, check_first, with_first
 from relay.store.memory_quotas import MemoryQuotas
 from relay.tasks import cancel_and_wait
 from relay.vocabulary import session_tag
@@ -88,12 +88,20 @@ class MemoryStore(Store):
         # Frees finished sessions as they expire; runs while there are any.
         self._expiry: asyncio.Task[None] | None = None
 
-    async def create(self, record: SessionRecord, takeover: bytes | None = None) -> None:
+    async def create(
+        self,
+        record: SessionRecord,
+        takeover: bytes | None = None,
+        first: Sequence[Event] = (),
+    ) -> SessionRecord:
+        check_first(first, self._settings.max_events_per_session)
         self._expire_finished()
         if len(self._sessions) >= self._settings.max_sessions:
             self._evict_oldest_finished()
-        self._sessions[record.id] = _SessionLog(record, takeover)
+        log = self._sessions[record.id] = _SessionLog(with_first(record, first), takeover)
+        log.events.extend(first)
         self._leases[record.id] = self._clock() + self._settings.lease_ttl_s
+        return log.record
 
     async def get(self, session_id: str) -> SessionRecord | None:
         log = self._live(session_id)

@@ -46,6 +46,71 @@ async def test_the_client_a_session_belongs_to_round_trips(store: Store) -> None
     assert (await store.get(record.id)) == appended
 
 
+async def test_a_session_created_with_its_first_events_has_them_in_its_log(
+    store: Store, open_peer: PeerFactory
+) -> None:
+    record = new_record()
+    stored = await store.create(record, first=[delta(1), delta(2)])
+    assert stored == msgspec.structs.replace(record, last_event_id=2)
+    peer = await open_peer(store)
+    for instance in (store, peer):
+        assert await instance.get(record.id) == stored
+        assert await instance.read(record.id, 0, 100) == [delta(1), delta(2)]
+        assert await instance.wait(record.id, 0, 100, timeout=5) == [delta(1), delta(2)]
+    # The next ids follow on, whichever instance appends, and the fence holds.
+    with pytest.raises(AppendConflict):
+        await peer.append(record.id, [delta(1)])
+    assert (await peer.append(record.id, [delta(3)])).last_event_id == 3
+    assert (await store.append(record.id, [terminal(4)])).status is SessionStatus.COMPLETED
+    assert [event.id for event in await store.read(record.id, 0, 100)] == [1, 2, 3, 4]
+
+
+async def test_a_session_created_without_first_events_is_empty(store: Store) -> None:
+    record = new_record()
+    assert await store.create(record) == record
+    assert await store.read(record.id, 0, 100) == []
+
+
+async def test_a_waiter_on_another_instance_hears_of_the_appends_after_the_first_events(
+    store: Store, open_peer: PeerFactory
+) -> None:
+    reader = await open_peer(store)
+    record = new_record()
+    await store.create(record, first=[delta(1)])
+    assert await reader.wait(record.id, 0, 100, timeout=5) == [delta(1)]
+    waiting = asyncio.create_task(reader.wait(record.id, 1, 100, timeout=10))
+    await asyncio.sleep(0.2)
+    await store.append(record.id, [delta(2)])
+    assert await asyncio.wait_for(waiting, 1) == [delta(2)]
+
+
+async def test_a_waiter_on_the_creating_instance_follows_from_the_first_events(
+    store: Store,
+) -> None:
+    record = new_record()
+    await store.create(record, first=[delta(1)])
+    assert await store.wait(record.id, 0, 100, timeout=5) == [delta(1)]
+    waiting = asyncio.create_task(store.wait(record.id, 1, 100, timeout=10))
+    await asyncio.sleep(0.05)
+    await store.append(record.id, [delta(2), terminal(3)])
+    assert await asyncio.wait_for(waiting, PROMPTLY_S) == [delta(2), terminal(3)]
+    assert await store.wait(record.id, 3, 100, timeout=5) == []
+
+
+@pytest.mark.parametrize(
+    "first",
+    [[delta(2)], [delta(1), delta(3)], [delta(1), terminal(2)]],
+    ids=["not from 1", "not consecutive", "ended"],
+)
+async def test_first_events_no_store_accepts_are_refused_before_anything_is_stored(
+    store: Store, first: list[Event]
+) -> None:
+    record = new_record()
+    with pytest.raises(ValueError):
+        await store.create(record, first=first)
+    assert await store.get(record.id) is None
+
+
 async def test_get_of_an_unknown_session_is_none(store: Store) -> None:
     assert await store.get(new_session_id()) is None
 

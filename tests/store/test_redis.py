@@ -197,6 +197,28 @@ async def test_creating_a_session_is_one_round_trip(
     assert await store.lapsed_leases(10) == []
 
 
+async def test_a_session_with_its_first_events_is_one_round_trip_and_followed_without_a_read(
+    store: RedisStore, raw: redis.asyncio.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await new_session(store)  # the first sends the script whole (NOSCRIPT, then EVAL)
+    record = new_record()
+    sent = record_sends(monkeypatch)
+    await store.create(record, b"{}", first=[delta(1)])
+    # The creator's subscriber: the first events, then the next append, with no read.
+    assert await store.wait(record.id, 0, 10, timeout=5) == [delta(1)]
+    waiting = asyncio.create_task(store.wait(record.id, 1, 10, timeout=5))
+    await asyncio.sleep(0.05)
+    await store.append(record.id, [delta(2)])
+    assert await waiting == [delta(2)]
+    monkeypatch.undo()
+    assert len(sent) == 2  # the creation, the append
+    keys = session_keys(record.id)
+    assert await raw.exists(keys.meta, keys.lease, keys.log, keys.takeover) == 4
+    for key in (keys.meta, keys.log, keys.takeover):  # running: they expire as the record does
+        assert 0 < await raw.pttl(key) <= StoreSettings().running_ttl_s * 1000
+    assert await raw.zscore(LEASE_INDEX_KEY, record.id) is not None
+
+
 async def test_appends_that_queue_meanwhile_share_one_round_trip(
     store: RedisStore, raw: redis.asyncio.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:

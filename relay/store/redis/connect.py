@@ -11,7 +11,7 @@ never opens more.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Protocol, TypeAlias
+from typing import Any, NamedTuple, Protocol, TypeAlias, cast
 
 import redis.asyncio
 import redis.exceptions
@@ -26,6 +26,9 @@ from relay.store.redis_url import RedisAddress, Topology
 __all__ = [
     "POOL_TIMEOUT_S",
     "Closeable",
+    "CommandBatch",
+    "Commands",
+    "OwnConnection",
     "Pipeline",
     "RedisClient",
     "RedisConnection",
@@ -53,6 +56,70 @@ RETRY = Retry(
     retries=2,
     supported_errors=(redis.exceptions.ConnectionError,),
 )
+
+
+class Commands(Protocol):
+    """Where commands are queued for one round trip: a pipeline, or a `CommandBatch`."""
+
+    def execute_command(self, *args: Any, **options: Any) -> Any: ...
+
+
+class CommandBatch:
+    """Commands queued for an `OwnConnection`'s next round trip."""
+
+    __slots__ = ("commands",)
+
+    def __init__(self) -> None:
+        self.commands: list[tuple[Any, ...]] = []
+
+    def execute_command(self, *args: Any, **options: Any) -> None:
+        self.commands.append(args)
+
+
+class OwnConnection:
+    """One connection of a client's pool, held by one user from its first round trip to
+    `aclose`: its round trips skip the pool's checkout and a pipeline's machinery. After
+    a dropped connection it reconnects (a Sentinel's asks for the master again), with the
+    client's retries; a timeout or a cancel leaves it closed, to reconnect next time (a
+    late reply must never be read as the next one's)."""
+
+    def __init__(self, client: redis.asyncio.Redis) -> None:
+        self._pool = client.connection_pool
+        self._connection: Any = None
+
+    async def execute(self, batch: CommandBatch) -> list[Any]:
+        """Each command's reply in order, an error reply (`ResponseError`) as its reply."""
+        if self._connection is None:
+            self._connection = await self._pool.get_connection()  # type: ignore[no-untyped-call]
+        connection = self._connection
+
+        async def dropped(error: Exception) -> None:
+            await connection.disconnect()
+
+        return cast(
+            list[Any],
+            await connection.retry.call_with_retry(
+                lambda: _round_trip(connection, batch.commands), dropped
+            ),
+        )
+
+    async def aclose(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            await self._pool.release(connection)
+
+
+async def _round_trip(connection: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
+    if not connection.is_connected:  # its own `connect`: a Sentinel's asks for the master
+        await connection.connect()
+    await connection.send_packed_command(connection.pack_commands(commands), check_health=False)
+    replies: list[Any] = []
+    for _ in commands:
+        try:
+            replies.append(await connection.read_response())
+        except redis.exceptions.ResponseError as exc:
+            replies.append(exc)
+    return replies
 
 
 class Closeable(Protocol):

@@ -7,6 +7,11 @@ paid once per round trip, not once per call; with one call waiting it goes out a
 once, alone. Creations ride the same pipelines as appends (a burst of new sessions is
 one round trip, not one each), and in the order they were queued: a session's first
 append can never overtake its creation.
+
+On one server (or a Sentinel's master) the sender holds a connection of its own
+(`OwnConnection`): no pool checkout per round trip. A store's pool is sized one more for
+it (`RedisStore.from_url`). A Cluster splits each pipeline by node, so there the sender
+sends redis-py's Cluster pipelines, within the commands' `Boundary` like any command.
 """
 
 from __future__ import annotations
@@ -15,20 +20,25 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from redis.asyncio.cluster import RedisCluster
+
 from relay.errors import StoreUnavailable
-from relay.store.redis.boundary import Boundary, error_reply_as_result
-from relay.store.redis.connect import Pipeline, RedisClient
+from relay.store.redis.boundary import Boundary, error_reply_as_result, redis_errors_translated
+from relay.store.redis.connect import CommandBatch, Commands, OwnConnection, RedisClient
 from relay.store.redis.scripts import Script
 from relay.tasks import cancel_and_wait
 
-__all__ = ["MAX_APPEND_BATCH", "AppendSender"]
+__all__ = ["APPEND_CONNECTIONS", "MAX_APPEND_BATCH", "AppendSender", "Queue", "Settle"]
+
+# The connections the sender holds of its own, per Redis server (see the docstring).
+APPEND_CONNECTIONS = 1
 
 # The most calls one pipeline carries.
 MAX_APPEND_BATCH = 256
 
 # How a call puts its commands in a pipeline (returning how many it queued), and how
 # their replies become its answer (raising what its caller raises).
-Queue = Callable[[Pipeline], int]
+Queue = Callable[[Commands], int]
 Settle = Callable[[list[Any]], Awaitable[Any]]
 
 
@@ -66,6 +76,7 @@ class AppendSender:
         self._client = client
         self._commands = commands
         self._script = script
+        self._own = None if isinstance(client, RedisCluster) else OwnConnection(client)
         self._queue: list[_QueuedCall] = []
         self._queued = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -75,7 +86,7 @@ class AppendSender:
         """The append script's reply for `keys` and `args`."""
         script, client = self._script, self._client
 
-        def queue(pipe: Pipeline) -> int:
+        def queue(pipe: Commands) -> int:
             script.queue(pipe, keys, args)
             return 1
 
@@ -102,6 +113,8 @@ class AppendSender:
         for call in self._queue:
             call.settle(StoreUnavailable("the store is closed"))
         self._queue.clear()
+        if self._own is not None:
+            await self._own.aclose()
 
     async def _send_forever(self) -> None:
         while True:
@@ -117,9 +130,8 @@ class AppendSender:
         if not calls:
             return
         try:
-            async with self._commands, self._client.pipeline(transaction=False) as pipe:
-                counts = [call.queue(pipe) for call in calls]
-                replies = await pipe.execute(raise_on_error=False)
+            with redis_errors_translated():  # also a settle's own call (a script sent whole)
+                counts, replies = await self._round_trip(calls)
                 start = 0
                 for call, count in zip(calls, counts, strict=True):
                     own = replies[start : start + count]
@@ -131,3 +143,13 @@ class AppendSender:
         finally:  # cancelled (the store closes): the batch may or may not have landed
             for call in calls:
                 call.settle(StoreUnavailable("the store closed while appending"))
+
+    async def _round_trip(self, calls: list[_QueuedCall]) -> tuple[list[int], list[Any]]:
+        """How many commands each call queued, and the replies of them all."""
+        if self._own is not None:
+            batch = CommandBatch()
+            counts = [call.queue(batch) for call in calls]
+            return counts, await self._own.execute(batch)
+        async with self._commands, self._client.pipeline(transaction=False) as pipe:
+            counts = [call.queue(pipe) for call in calls]
+            return counts, await pipe.execute(raise_on_error=False)

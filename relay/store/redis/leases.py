@@ -18,7 +18,7 @@ from relay.events import SessionStatus
 from relay.store.base import Leases
 from relay.store.redis.boundary import Boundary
 from relay.store.redis.codec import ms
-from relay.store.redis.connect import Pipeline, RedisClient
+from relay.store.redis.connect import Commands, RedisClient
 from relay.store.redis.keys import LEASE_INDEX_KEY, session_keys
 from relay.store.redis.scripts import CLAIM_SCRIPT
 
@@ -49,12 +49,13 @@ class RedisLeases(Leases):
             await pipe.execute()
 
     def queue_index_entries(
-        self, pipe: Pipeline, session_ids: Sequence[str], ttl_ms: int | None = None
+        self, pipe: Commands, session_ids: Sequence[str], ttl_ms: int | None = None
     ) -> None:
         """Put these sessions in the lease index as part of `pipe`, due a lease (of
         `ttl_ms`, by default `lease_ttl_s`) from now."""
         deadline_ms = int(self._clock() * 1000) + (ttl_ms or ms(self._settings.lease_ttl_s))
-        pipe.zadd(LEASE_INDEX_KEY, dict.fromkeys(session_ids, deadline_ms))
+        scored = [part for session_id in session_ids for part in (deadline_ms, session_id)]
+        pipe.execute_command("ZADD", LEASE_INDEX_KEY, *scored)
 
     async def claim_lease(self, session_id: str, owner: str, max_takeovers: int) -> int:
         keys = session_keys(session_id)

@@ -14,7 +14,7 @@ from typing import Any
 
 import redis.exceptions
 
-from relay.store.redis.connect import Pipeline, RedisClient
+from relay.store.redis.connect import Commands, RedisClient
 
 __all__ = [
     "ADMIT_SCRIPT",
@@ -33,7 +33,7 @@ class Script:
         self.source = source
         self.sha = hashlib.sha1(source.encode()).hexdigest()
 
-    def queue(self, pipe: Pipeline, keys: Sequence[str], args: Sequence[Any]) -> None:
+    def queue(self, pipe: Commands, keys: Sequence[str], args: Sequence[Any]) -> None:
         """Run it as part of `pipe`; `settle` its reply (executed with raise_on_error=False)."""
         # By name: redis-py blocks `evalsha` on a Cluster pipeline, but routes the
         # command by its keys like any other (all of a script's keys share one slot).
@@ -50,12 +50,24 @@ class Script:
         return reply
 
 
-# Creating a session: its record, and its first lease.
-# KEYS: meta, lease. ARGV: running ttl ms, lease ttl ms, owner, then field, value pairs.
+# Creating a session: its record, its first lease and its first events (ids 1, 2, …:
+# `EventLog.create` checked them), whose log then expires like the record.
+# KEYS: meta, lease, log. ARGV: running ttl ms, lease ttl ms, owner, how many record
+# arguments follow (field, value pairs), those, then type, data per first event.
 CREATE_SCRIPT = Script(
     """
-redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+local fields = tonumber(ARGV[4])
+redis.call('HSET', KEYS[1], unpack(ARGV, 5, 4 + fields))
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
+local first = 5 + fields
+local count = (#ARGV - first + 1) / 2
+for i = 0, count - 1 do
+  redis.call('XADD', KEYS[3], string.format('%d-0', i + 1),
+             't', ARGV[first + 2 * i], 'd', ARGV[first + 1 + 2 * i])
+end
+if count > 0 then
+  redis.call('PEXPIRE', KEYS[3], ARGV[1])
+end
 return redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[2])
 """
 )

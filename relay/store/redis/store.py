@@ -6,14 +6,16 @@ Each command and script touches the keys of one session only, which share one Cl
 slot (see keys.py), or only the keys all sessions share, or only one client's quota
 keys (quotas.py), or one chat's key (chats.py). Appending is one round trip: the append
 script (scripts.py), sent with the appends that queued meanwhile (group_commit.py).
-Creating is one round trip too: a script writes the record and the first lease,
-pipelined with the session's entry in the lease index. Reading is XRANGE; waiting parks
-on the session's tail (tail.py).
+Creating is one round trip too: a script writes the record, the first lease and the
+session's first events (its first `status`), pipelined with the session's entry in the
+lease index; this process's subscribers follow it from there without a read. Reading
+is XRANGE; waiting parks on the session's tail (tail.py).
 
 Connections. One client per store (connect.py). Every call passes one of two
-`Boundary`s (boundary.py): commands, and the tails' blocking reads. The client's pool
-(per node, on a Cluster) holds their sum, so no shape ever opens more, or fails for
-want of a free connection.
+`Boundary`s (boundary.py): commands, and the tails' blocking reads, except the append
+sender's round trips, on a connection of its own (group_commit.py; on a Cluster they
+are commands). The client's pool (per node, on a Cluster) holds their sum and one more,
+so no shape ever opens more, or fails for want of a free connection.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from relay.errors import SessionEnded, SessionNotFound
 from relay.events import STATUS_AFTER_TERMINAL, Event, SessionStatus
 from relay.quotas import QuotaLimits, QuotaRefusal
 from relay.session import SessionRecord
-from relay.store.base import ChatStream, Signal, Store, check_batch
+from relay.store.base import ChatStream, Signal, Store, check_batch, check_first, with_first
 from relay.store.redis.boundary import AppendRefusals, Boundary, redis_errors_translated
 from relay.store.redis.cancels import RedisCancelBus
 from relay.store.redis.chats import RedisChatStreams
@@ -50,13 +52,13 @@ from relay.store.redis.codec import (
 from relay.store.redis.connect import (
     POOL_TIMEOUT_S,
     Closeable,
-    Pipeline,
+    Commands,
     RedisClient,
     connect,
     raw_stream_replies,
 )
 from relay.store.redis.expiry import AppendingSessions, append_ttl_s, expires_by
-from relay.store.redis.group_commit import AppendSender
+from relay.store.redis.group_commit import APPEND_CONNECTIONS, AppendSender, Queue, Settle
 from relay.store.redis.keys import session_keys
 from relay.store.redis.leases import RedisLeases
 from relay.store.redis.quotas import RedisQuotas
@@ -110,8 +112,9 @@ class RedisStore(Store):
     @classmethod
     def from_url(cls, url: str, settings: StoreSettings) -> RedisStore:
         """A store on the Redis `url` names (see relay/store/redis_url.py), with at most
-        `max_connections + max_blocking_reads` connections per Redis server."""
-        limits = settings.max_connections, settings.max_blocking_reads
+        `max_connections + max_blocking_reads + 1` connections per Redis server (the
+        one: the append sender's own, group_commit.py)."""
+        limits = settings.max_connections, settings.max_blocking_reads, APPEND_CONNECTIONS
         client, also_close = connect(parse_redis_url(url), sum(limits))
         return cls(
             client,
@@ -123,23 +126,42 @@ class RedisStore(Store):
 
     # --- the event log ----------------------------------------------------------------
 
-    async def create(self, record: SessionRecord, takeover: bytes | None = None) -> None:
-        keys = session_keys(record.id)
+    async def create(
+        self,
+        record: SessionRecord,
+        takeover: bytes | None = None,
+        first: Sequence[Event] = (),
+    ) -> SessionRecord:
         settings = self._settings
-        args: list[Any] = [ms(settings.running_ttl_s), ms(settings.lease_ttl_s), record.owner]
-        for name, value in encode_record(record).items():
-            args += [name, value]
-        script_keys = [keys.meta, keys.lease]
+        check_first(first, settings.max_events_per_session)
+        stored = with_first(record, first)
+        queue, settle = self._creation(stored, takeover, self._create_args(stored, first))
+        sent_at = time.monotonic()
+        with redis_errors_translated():
+            await self._appends.send(queue, settle)
+        # Without first events its log has no expiry yet: the first append sets it.
+        expiry = sent_at + settings.running_ttl_s if first else None
+        self._appending.remember(stored, expiry)
+        self._tails.created(record.id, first)  # its subscribers here need no first read
+        return stored
+
+    def _creation(
+        self, stored: SessionRecord, takeover: bytes | None, args: list[Any]
+    ) -> tuple[Queue, Settle]:
+        """How a creation goes in the append sender's round trip, and its replies."""
+        keys = session_keys(stored.id)
+        script_keys = [keys.meta, keys.lease, keys.log]
+        running_ttl_ms = ms(self._settings.running_ttl_s)
 
         # One round trip, shared with the other creations and appends under way: the
-        # record and its first lease in one script, and its entry in the lease index
-        # beside it (on a Cluster, the index's node is sent it at the same time). An
-        # entry without a record is harmless: the lease sweep drops it.
-        def queue(pipe: Pipeline) -> int:
+        # record, its first lease and first events in one script, and its entry in the
+        # lease index beside it (on a Cluster, the index's node is sent it at the same
+        # time). An entry without a record is harmless: the lease sweep drops it.
+        def queue(pipe: Commands) -> int:
             CREATE_SCRIPT.queue(pipe, script_keys, args)
-            self._leases.queue_index_entries(pipe, [record.id])
+            self._leases.queue_index_entries(pipe, [stored.id])
             if takeover is not None:  # in the same round trip; its slot is the record's
-                pipe.set(keys.takeover, takeover, px=ms(settings.running_ttl_s))
+                pipe.execute_command("SET", keys.takeover, takeover, "PX", running_ttl_ms)
                 return 3
             return 2
 
@@ -150,9 +172,18 @@ class RedisStore(Store):
                 if isinstance(reply, Exception):
                     raise reply
 
-        with redis_errors_translated():
-            await self._appends.send(queue, settle)
-        self._appending.remember(record, None)  # no expiry on its log yet: the first append sets it
+        return queue, settle
+
+    def _create_args(self, stored: SessionRecord, first: Sequence[Event]) -> list[Any]:
+        settings = self._settings
+        fields: list[Any] = []
+        for name, value in encode_record(stored).items():
+            fields += [name, value]
+        args = [ms(settings.running_ttl_s), ms(settings.lease_ttl_s), stored.owner, len(fields)]
+        args += fields
+        for event in first:
+            args += [event.type.value, memoryview(event.data)]
+        return args
 
     async def read_takeover(self, session_id: str) -> bytes | None:
         async with self._commands:

@@ -5,6 +5,12 @@ session's stream and handing new events to all of them. So the number of connect
 grows with the sessions being watched, not with the waiters. Events appended by this
 process are handed to its tail as soon as they are stored, without waiting for the
 XREAD; waiters on other instances hear of them through theirs.
+
+A session created here gets its tail at once, seeded with its first events and fed
+this process's appends, so that its subscribers here (the creator's own stream, most
+often) need no read of their own before its first token. Until its first waiter comes
+such a tail has no task and keeps only the last events handed to it: a session nobody
+follows here costs no task and no read, and at most UNWATCHED_TAILS are kept.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ __all__ = [
     "BLOCK_MS",
     "LINGER_READS",
     "RECENT_EVENTS",
+    "UNWATCHED_TAILS",
     "SessionTail",
     "SessionTails",
     "Waiter",
@@ -47,6 +54,9 @@ RECENT_EVENTS = 1024
 # directly, and a blocking read would only bring them again, a round trip per append.
 # Appends from elsewhere (a fence write after a lapsed lease) are read once it passes.
 APPEND_QUIET_S = 0.5
+# Tails of sessions created here that no waiter has joined yet, kept at most; past it
+# the oldest is dropped (its first waiter reads the store, like one on another instance).
+UNWATCHED_TAILS = 4096
 
 # A tail's blocking read: the events after the cursor it is given.
 ReadNew = Callable[[int], Awaitable[list[Event]]]
@@ -166,9 +176,21 @@ class SessionTail:
             return False
         self._cursor = fresh[-1].id
         self._ended = fresh[-1].is_terminal
+        if self._task is None:  # nobody has waited yet: the last events are enough
+            self._recent.clear()
         self._recent.extend(fresh)
         self._hand_out(fresh)
         return True
+
+    @property
+    def watched(self) -> bool:
+        """A waiter has joined it (its task has started)."""
+        return self._task is not None
+
+    @property
+    def ended(self) -> bool:
+        """It handed out the terminal event."""
+        return self._ended
 
     def wake(self) -> None:
         """Answer every waiter with nothing now, so that each reads the store again."""
@@ -228,12 +250,28 @@ class SessionTails:
     `read_new(session_id)` gives the blocking read of a session's tail.
     """
 
-    def __init__(self, read_new: Callable[[str], ReadNew]) -> None:
+    def __init__(
+        self, read_new: Callable[[str], ReadNew], unwatched_limit: int = UNWATCHED_TAILS
+    ) -> None:
         self._read_new = read_new
         self._tails: dict[str, SessionTail] = {}
+        # Tails of sessions created here that no waiter joined yet, oldest first.
+        self._unwatched: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self._unwatched_limit = unwatched_limit
 
     def get(self, session_id: str) -> SessionTail | None:
         return self._tails.get(session_id)
+
+    def created(self, session_id: str, first: Sequence[Event]) -> None:
+        """A session this process created with `first` as its first events: its tail
+        starts after them, without a task until its first waiter."""
+        tail = SessionTail(session_id, 0, self._read_new(session_id), self._forget)
+        tail.take_appended(first)
+        self._tails[session_id] = tail
+        self._unwatched[session_id] = None
+        if len(self._unwatched) > self._unwatched_limit:
+            oldest, _ = self._unwatched.popitem(last=False)
+            self._tails.pop(oldest, None)
 
     async def wait_on(
         self, session_id: str, top: int, after: int, limit: int, timeout: float
@@ -247,6 +285,7 @@ class SessionTails:
         waiter = tail.join(after, limit)
         if waiter is None:
             return None
+        self._unwatched.pop(session_id, None)  # its task runs now
         try:
             return await asyncio.wait_for(waiter.future, timeout)
         except TimeoutError:
@@ -260,6 +299,8 @@ class SessionTails:
         tail = self._tails.get(session_id)
         if tail is not None:
             tail.take_appended(events)
+            if tail.ended and not tail.watched:  # nobody will wait on it now
+                self._drop_unwatched(session_id)
 
     def wake(self, session_id: str) -> None:
         """The session's waiters here read the store again at once (an append here found
@@ -267,11 +308,18 @@ class SessionTails:
         tail = self._tails.get(session_id)
         if tail is not None:
             tail.wake()
+            if not tail.watched:
+                self._drop_unwatched(session_id)
 
     async def aclose(self) -> None:
         tails = list(self._tails.values())
         self._tails.clear()
+        self._unwatched.clear()
         await asyncio.gather(*(tail.aclose() for tail in tails))
+
+    def _drop_unwatched(self, session_id: str) -> None:
+        del self._tails[session_id]
+        self._unwatched.pop(session_id, None)
 
     def _forget(self, tail: SessionTail) -> None:
         if self._tails.get(tail.session_id) is tail:
