@@ -15,7 +15,7 @@ name, as ai 5.0 does), so a field added here with no default is a key on the wir
 
 from __future__ import annotations
 
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import msgspec
 
@@ -156,7 +156,7 @@ class ToolInputDelta(Chunk, tag="tool-input-delta"):
 class ToolInputAvailable(Chunk, tag="tool-input-available"):
     tool_call_id: str
     tool_name: str
-    input: object  # a JSON value: the arguments parsed, or their text
+    input: Any  # a JSON value: the arguments parsed, or their text
 
 
 # relay's statuses.
@@ -195,7 +195,7 @@ def tool_input(call_id: str, name: str, arguments: str) -> list[Chunk]:
     """A complete tool call: its start, its arguments as one delta, then its input (the
     arguments parsed; arguments that are not JSON are given as their text)."""
     try:
-        parsed: object = msgspec.json.decode(arguments)
+        parsed: Any = msgspec.json.decode(arguments)
     except msgspec.DecodeError:
         parsed = arguments
     return [
