@@ -33,17 +33,33 @@ the live stream's, chunk for chunk: a resumed message is the whole message once.
 from __future__ import annotations
 
 from collections.abc import Hashable
-from typing import Any
 
 import msgspec
 
-from relay.events import RESTARTED, ErrorData, Event, EventType
+from relay.events import (
+    RESTARTED,
+    DoneData,
+    ErrorData,
+    Event,
+    EventType,
+    StatusData,
+    TextData,
+    ToolCallData,
+    Usage,
+)
 from relay.subscribers.formats import Payload, WireRenderer
 from relay.wire import ui_message_stream as wire
 
-_json = msgspec.json.Encoder().encode
+_PART_KINDS = {EventType.DELTA: wire.TEXT, EventType.REASONING: wire.REASONING}
 
-_PART_KINDS = {EventType.DELTA: "text", EventType.REASONING: "reasoning"}
+# Each event type's data, decoded into its type (fields a reader here does not use, as
+# a `retrying` status's or a takeover's usage count, are skipped).
+_text = msgspec.json.Decoder(TextData).decode
+_tool_call = msgspec.json.Decoder(ToolCallData).decode
+_status = msgspec.json.Decoder(StatusData).decode
+_usage = msgspec.json.Decoder(Usage).decode
+_done = msgspec.json.Decoder(DoneData).decode
+_error = msgspec.json.Decoder(ErrorData).decode
 
 
 class UIMessageRenderer(WireRenderer):
@@ -56,7 +72,7 @@ class UIMessageRenderer(WireRenderer):
         self._model = model
         self._started = False
         self._parts = 0
-        self._open: tuple[str, str] | None = None  # the open part's kind and id
+        self._open: tuple[EventType, str] | None = None  # the open part's event type and id
         self._usage = (0, 0)
 
     def share_key(self) -> Hashable:
@@ -64,68 +80,66 @@ class UIMessageRenderer(WireRenderer):
 
     def payloads(self, event: Event) -> list[Payload]:
         chunks = self._start() + self._chunks(event)
-        payloads: list[Payload] = [(_json(chunk), None) for chunk in chunks]
+        payloads: list[Payload] = [(wire.encode(chunk), None) for chunk in chunks]
         return payloads + ([(wire.DONE, None)] if event.is_terminal else [])
 
     def error_payloads(self, error: ErrorData) -> list[Payload]:
         """An `error` chunk, as the AI SDK ends a stream that failed, then `[DONE]`."""
-        return [(_json(wire.error(error.message)), None), (wire.DONE, None)]
+        return [(wire.encode(wire.ErrorChunk(error.message)), None), (wire.DONE, None)]
 
     def _start(self) -> list[wire.Chunk]:
         if self._started:
             return []
         self._started = True
-        metadata = {"sessionId": self._session_id, "model": self._model}
-        return [wire.start(self.message_id, metadata), wire.start_step()]
+        metadata = wire.StartMetadata(self._session_id, self._model)
+        return [wire.Start(self.message_id, metadata), wire.StartStep()]
 
     def _chunks(self, event: Event) -> list[wire.Chunk]:
-        kind = event.type
-        data = event.decoded_data()
+        kind, data = event.type, event.data
         if kind in _PART_KINDS:
-            return self._text(_PART_KINDS[kind], str(data["text"]))
+            return self._text(kind, _text(data).text)
         if kind is EventType.TOOL_CALL:
-            arguments = wire.tool_input(str(data["id"]), str(data["name"]), str(data["arguments"]))
-            return self._close() + arguments
+            call = _tool_call(data)
+            return self._close() + wire.tool_input(call.id, call.name, call.arguments)
         if kind is EventType.STATUS:
-            return self._status(data)
+            return self._status(_status(data).state, data)
         if kind is EventType.USAGE:
-            self._usage = (int(data["input_tokens"]), int(data["output_tokens"]))
+            usage = _usage(data)
+            self._usage = (usage.input_tokens, usage.output_tokens)
             return []
         if kind is EventType.DONE:
-            return self._close() + [wire.finish_step(), wire.finish(self._finish_metadata(data))]
+            return self._close() + [wire.FinishStep(), wire.Finish(self._finish(_done(data)))]
         if kind is EventType.ERROR:
-            return self._close() + [wire.error(str(data["message"]))]
-        return self._close() + [wire.finish_step(), wire.abort()]
+            return self._close() + [wire.ErrorChunk(_error(data).message)]
+        return self._close() + [wire.FinishStep(), wire.Abort()]
 
-    def _status(self, data: dict[str, Any]) -> list[wire.Chunk]:
-        """Transient data, which leaves the open part open (a takeover that continues
-        the answer goes on in the same text part). A takeover that asks again from the
-        start (`restarted`) ends the step and starts another: the answer given again is
-        a part of its own, after a `step-start`, so a UI can tell it from the partial one."""
-        if data.get("state") != RESTARTED:
+    def _status(self, state: str, data: msgspec.Raw) -> list[wire.Chunk]:
+        """Transient data (the event's, as the log holds it), which leaves the open part
+        open (a takeover that continues the answer goes on in the same text part). A
+        takeover that asks again from the start (`restarted`) ends the step and starts
+        another: the answer given again is a part of its own, after a `step-start`, so a
+        UI can tell it from the partial one."""
+        if state != RESTARTED:
             return [wire.status(data)]
-        return self._close() + [wire.finish_step(), wire.status(data), wire.start_step()]
+        return self._close() + [wire.FinishStep(), wire.status(data), wire.StartStep()]
 
-    def _text(self, kind: str, text: str) -> list[wire.Chunk]:
+    def _text(self, kind: EventType, text: str) -> list[wire.Chunk]:
+        part = _PART_KINDS[kind]
         chunks: list[wire.Chunk] = []
-        if self._open is None or self._open[0] != kind:
+        if self._open is None or self._open[0] is not kind:
             chunks = self._close()
             self._parts += 1
-            self._open = (kind, f"{kind}-{self._parts}")
-            chunks.append(wire.part_start(kind, self._open[1]))
-        return chunks + [wire.part_delta(kind, self._open[1], text)]
+            self._open = (kind, f"{part.name}-{self._parts}")
+            chunks.append(part.start(self._open[1]))
+        return chunks + [part.delta(self._open[1], text)]
 
     def _close(self) -> list[wire.Chunk]:
         if self._open is None:
             return []
         (kind, part_id), self._open = self._open, None
-        return [wire.part_end(kind, part_id)]
+        return [_PART_KINDS[kind].end(part_id)]
 
-    def _finish_metadata(self, data: dict[str, Any]) -> dict[str, Any]:
-        usage = data.get("usage")
-        if isinstance(usage, dict):
-            self._usage = (int(usage["input_tokens"]), int(usage["output_tokens"]))
-        return {
-            "finishReason": wire.finish_reason(str(data["finish_reason"])),
-            "usage": wire.usage(*self._usage),
-        }
+    def _finish(self, done: DoneData) -> wire.FinishMetadata:
+        if done.usage is not None:
+            self._usage = (done.usage.input_tokens, done.usage.output_tokens)
+        return wire.FinishMetadata(wire.finish_reason(done.finish_reason), wire.usage(*self._usage))

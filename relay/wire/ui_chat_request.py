@@ -20,7 +20,7 @@ every other field alone, as the AI SDK's own server helpers do. `messages` are U
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -155,21 +155,20 @@ def message_as_relays(message: UIMessage, path: str) -> list[Message]:
 
 
 def user_content(parts: list[UIPart]) -> str | list[dict[str, Any]]:
-    """Text alone as a string; with files, Chat's content parts."""
+    """Text alone as a string; with files, Chat's content parts (as relay's canonical
+    content holds them, `chat_request.parts`)."""
     files = [part for part in parts if isinstance(part, FilePart)]
     if not files:
         return _text(parts)
-    content: list[dict[str, Any]] = [{"type": "text", "text": _text(parts)}]
-    return content + [file_content(part) for part in files]
+    text: list[chat_request.ChatPart] = [chat_request.TextPart(text=_text(parts))]
+    return chat_request.parts(text + [file_content(part) for part in files])
 
 
-def file_content(part: FilePart) -> dict[str, Any]:
+def file_content(part: FilePart) -> chat_request.ImagePart | chat_request.FilePart:
     if part.media_type.startswith("image/"):
-        return {"type": "image_url", "image_url": {"url": part.url}}
-    file: dict[str, Any] = {"file_data": part.url}
-    if part.filename:
-        file["filename"] = part.filename
-    return {"type": "file", "file": file}
+        return chat_request.ImagePart(image_url=chat_request.ImageUrl(part.url))
+    file = chat_request.FileRef(file_data=part.url, filename=part.filename or None)
+    return chat_request.FilePart(file=file)
 
 
 def assistant_messages(message: UIMessage, path: str) -> Iterator[Message]:
@@ -179,7 +178,7 @@ def assistant_messages(message: UIMessage, path: str) -> Iterator[Message]:
         calls = [call for call in step if isinstance(call, AnsweredCall)]
         if not texts and not calls:
             continue
-        tool_calls = [call.as_tool_call() for call in calls]
+        tool_calls = [msgspec.to_builtins(call.as_tool_call()) for call in calls]
         yield Message("assistant", _text(texts) or None, tool_calls=tool_calls or None)
         for call in calls:
             yield Message("tool", call.result(), tool_call_id=call.call_id)
@@ -195,10 +194,10 @@ class AnsweredCall(msgspec.Struct):
     output: Any
     error_text: str | None
 
-    def as_tool_call(self) -> dict[str, Any]:
+    def as_tool_call(self) -> chat_request.ToolCall:
         arguments = self.input if isinstance(self.input, str) else _json(self.input or {})
-        function = {"name": self.name, "arguments": arguments}
-        return {"id": self.call_id, "type": "function", "function": function}
+        function = chat_request.FunctionCall(self.name, arguments)
+        return chat_request.ToolCall(id=self.call_id, function=function)
 
     def result(self) -> str:
         if self.state == "output-error":
@@ -249,12 +248,12 @@ def _tool_part(part: OtherPart, path: str) -> ToolPart:
         raise InvalidBody(where, invalid.problem) from None
 
 
-def _text(parts: list[Any]) -> str:
+def _text(parts: Iterable[object]) -> str:
     return "\n".join(part.text for part in parts if isinstance(part, TextPart))
 
 
 _json_encode = msgspec.json.Encoder().encode
 
 
-def _json(value: Any) -> str:
+def _json(value: object) -> str:
     return _json_encode(value).decode()

@@ -7,6 +7,7 @@ those an unbroken rendering gave; every chunk has only keys that ai 5.0's strict
 
 from __future__ import annotations
 
+import copy
 import json
 from typing import Any
 
@@ -98,6 +99,17 @@ def test_after_any_event_a_primed_renderer_goes_on_as_the_unbroken_one(
         renderer = UIMessageRenderer(SESSION, MESSAGE, "mock")
         renderer.prime(events[:split])
         assert [renderer(event) for event in events[split:]] == whole[split:]
+
+
+def test_a_copy_made_at_any_event_goes_on_as_the_original() -> None:
+    """A feed shares a deep copy of its first subscriber's renderer (relay.subscribers.feeds):
+    the copy, made inside an open part, must go on in that part."""
+    whole = rendered(THINKING)
+    for split in range(len(THINKING) + 1):
+        renderer = UIMessageRenderer(SESSION, MESSAGE, "mock")
+        renderer.prime(THINKING[:split])
+        shared = copy.deepcopy(renderer)
+        assert [shared(event) for event in THINKING[split:]] == whole[split:]
 
 
 @pytest.mark.parametrize("events", [THINKING, FAILED, CANCELLED], ids=["done", "error", "cancel"])
