@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 
 import pytest
 
 from relay.config import StoreSettings
 from relay.errors import StoreUnavailable
+from relay.events import Event
 from relay.providers.base import Finish, Provider, ProviderItem, TextDelta
 from relay.session import SessionRecord
 from relay.store.memory import MemoryStore
@@ -55,7 +56,9 @@ async def test_an_injected_store_holds_the_sessions(start_relay: StartRelay) -> 
 class UnreachableStore(MemoryStore):
     """A store that cannot create sessions: as if Redis were down."""
 
-    async def create(self, record: SessionRecord, takeover: bytes | None = None) -> None:
+    async def create(
+        self, record: SessionRecord, takeover: bytes | None = None, first: Sequence[Event] = ()
+    ) -> SessionRecord:
         raise StoreUnavailable("injected: the store is down")
 
 

@@ -43,7 +43,7 @@ class RedisQuotas(Quotas):
         keys = quota_keys(client)
         refusal = await self._try_admit(keys, session_id, limits, now)
         full = refusal is not None and refusal.limit == "max_concurrent_sessions"
-        if full and await self._drop_stale(keys, now):
+        if full and await self._drop_stale(keys, now, limits.max_concurrent_sessions or 0):
             refusal = await self._try_admit(keys, session_id, limits, now)
         return refusal
 
@@ -80,14 +80,16 @@ class RedisQuotas(Quotas):
             raise StoreError("the admission script refused a client its limits admit")
         return refusal
 
-    async def _drop_stale(self, keys: QuotaKeys, now: float) -> bool:
+    async def _drop_stale(self, keys: QuotaKeys, now: float, limit: int) -> bool:
         """Remove the slots of sessions that ended, or whose record is gone after the
-        grace; whether any were."""
+        grace; whether any were, or were given back since the refusal (their sessions
+        end with the terminal event, their slots a round trip later, so a client that
+        saw the end may already be asking again)."""
         async with self._commands:
             holders = await self._client.zrange(keys.slots, 0, -1, withscores=True)
         held = [(sid.decode(), score) for sid, score in cast(list[tuple[bytes, float]], holders)]
-        if not held:
-            return False
+        if len(held) < limit:
+            return True
         async with self._commands, self._client.pipeline(transaction=False) as pipe:
             for session_id, _ in held:
                 pipe.hget(session_keys(session_id).meta, "status")
