@@ -41,7 +41,8 @@ async def test_concurrent_subscribers_receive_identical_logs(relay_server: Relay
 
 
 async def test_subscribers_joining_mid_stream_get_exactly_the_suffix(relay_server: Relay) -> None:
-    created = await relay_server.create("mock:tokens=200,tps=400,ttft_ms=0")
+    # Two seconds long, so the joiners' requests arrive while it runs even on a loaded machine.
+    created = await relay_server.create("mock:tokens=200,tps=100,ttft_ms=0")
     session_id = created["id"]
     joiners: list[tuple[int, asyncio.Task[list[SseEvent]]]] = []
 
