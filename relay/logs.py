@@ -13,6 +13,7 @@ import logging
 import re
 import sys
 import time
+from collections.abc import Callable
 from urllib.parse import unquote, unquote_plus
 
 import msgspec
@@ -94,12 +95,31 @@ def fields_of(record: logging.LogRecord) -> Fields | None:
     return fields if isinstance(fields, Fields) else None
 
 
+class SecondStamp:
+    """The time of a record as text, the part down to the second made once per second:
+    a line on a request's path would otherwise convert and format the date each time."""
+
+    def __init__(self, converter: Callable[[float | None], time.struct_time], layout: str) -> None:
+        self._converter, self._layout = converter, layout
+        self._second, self._text = -1, ""
+
+    def __call__(self, created: float) -> str:
+        second = int(created)
+        if second != self._second:
+            self._second, self._text = second, time.strftime(self._layout, self._converter(second))
+        return self._text
+
+
 class TextFormatter(logging.Formatter):
     """`2026-… INFO relay.runner: session #3f9a… created … request_id=req_… session=#3f9a…`:
     the message, then the request's known fields as `key=value` (a traceback after)."""
 
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        self._stamp = SecondStamp(self.converter, self.default_time_format)
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        return f"{self._stamp(record.created)},{int(record.msecs):03d}"
 
     def formatMessage(self, record: logging.LogRecord) -> str:
         fields = fields_of(record)
@@ -107,9 +127,12 @@ class TextFormatter(logging.Formatter):
         return super().formatMessage(record) + "".join(f" {k}={_quoted(v)}" for k, v in pairs)
 
 
+_NEEDS_QUOTES = re.compile(r'[\s"=]')
+
+
 def _quoted(value: str) -> str:
     """A value as `key=value` can hold it: quoted (JSON) when it has a space, `"` or `=`."""
-    if any(c.isspace() or c in '"=' for c in value):
+    if _NEEDS_QUOTES.search(value):
         return msgspec.json.encode(value).decode()
     return value
 
@@ -118,10 +141,13 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message, the request's known fields,
     an access line's fields, and `exception` (the traceback) when there is one."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._stamp = SecondStamp(time.gmtime, "%Y-%m-%dT%H:%M:%S")
+
     def format(self, record: logging.LogRecord) -> str:
         line = JsonLine(
-            time=time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
+            time=f"{self._stamp(record.created)}.{int(record.msecs):03d}Z",
             level=record.levelname.lower(),
             logger=record.name,
             message=record.getMessage(),
@@ -134,6 +160,10 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure_logging(settings: LogSettings) -> None:
+    # What no line of relay's holds is not looked up for each record (the logging
+    # HOWTO's "Optimization"): the caller's file and line, the thread, the process.
+    logging._srcfile = None
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if settings.format == "json" else TextFormatter())
     handler.addFilter(ContextFilter())

@@ -28,9 +28,11 @@ from __future__ import annotations
 import bisect
 import collections
 import contextlib
+import functools
 import math
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -173,17 +175,25 @@ def worker_exited(pid: int, directory: str) -> None:
     mark_process_dead(pid, directory)  # type: ignore[no-untyped-call]
 
 
+@functools.cache
+def _child(metric: Counter | Gauge | Histogram, *values: str) -> Any:
+    """`metric.labels(*values)`, looked up once: prometheus_client's `labels()` checks the
+    values and takes a lock on every call, and several run on every request. The cache
+    is as bounded as the label values are (see the module docstring)."""
+    return metric.labels(*values)
+
+
 def client_label(name: str) -> str:
     return name or ANONYMOUS_LABEL
 
 
 def session_started(upstream: str, model: str, client: str) -> None:
-    SESSIONS_STARTED.labels(upstream, model, client_label(client)).inc()
+    _child(SESSIONS_STARTED, upstream, model, client_label(client)).inc()
     SESSIONS_RUNNING.inc()
 
 
 def session_finished(status: str, reason: str) -> None:
-    SESSIONS_FINISHED.labels(status, reason).inc()
+    _child(SESSIONS_FINISHED, status, reason).inc()
     SESSIONS_RUNNING.dec()
 
 
@@ -191,26 +201,26 @@ def session_ended_from_outside(status: str, reason: str) -> None:
     """A session this instance ended for a generator that is gone (the lease reaper's
     `generation_lost`, a cancel that no instance answered): it finished, but it was not
     running here, so the running gauge does not move."""
-    SESSIONS_FINISHED.labels(status, reason).inc()
+    _child(SESSIONS_FINISHED, status, reason).inc()
 
 
 def taken_over(upstream: str, policy: str) -> None:
     """A lost generation this instance took over (relay/takeover.py): `continue`, or
     `restart`."""
-    TAKEOVERS.labels(upstream, policy).inc()
+    _child(TAKEOVERS, upstream, policy).inc()
 
 
 def first_token(upstream: str, model: str, seconds: float) -> None:
-    TIME_TO_FIRST_TOKEN.labels(upstream, model).observe(seconds)
+    _child(TIME_TO_FIRST_TOKEN, upstream, model).observe(seconds)
 
 
 def tokens(upstream: str, model: str, client: str, counted: TokenCount) -> None:
     """A generation's tokens, once, when it ends."""
     labels = (upstream, model, client_label(client), counted.source)
     if counted.output:
-        OUTPUT_TOKENS.labels(*labels).inc(counted.output)
+        _child(OUTPUT_TOKENS, *labels).inc(counted.output)
     if counted.input:
-        INPUT_TOKENS.labels(*labels).inc(counted.input)
+        _child(INPUT_TOKENS, *labels).inc(counted.input)
 
 
 def generation_ended(seconds: float, output_tokens: int, generating_s: float | None) -> None:
@@ -220,25 +230,25 @@ def generation_ended(seconds: float, output_tokens: int, generating_s: float | N
 
 
 def upstream_request(upstream: str, outcome: str) -> None:
-    UPSTREAM_REQUESTS.labels(upstream, outcome).inc()
+    _child(UPSTREAM_REQUESTS, upstream, outcome).inc()
 
 
 def upstream_retry(upstream: str) -> None:
-    UPSTREAM_RETRIES.labels(upstream).inc()
+    _child(UPSTREAM_RETRIES, upstream).inc()
 
 
 def resumed(outcome: str) -> None:
-    RESUMES.labels(outcome).inc()
+    _child(RESUMES, outcome).inc()
 
 
 def http_response(route: str, status: int) -> None:
-    HTTP_REQUESTS.labels(route, str(status)).inc()
+    _child(HTTP_REQUESTS, route, str(status)).inc()
 
 
 @contextlib.contextmanager
 def subscribed(transport: str, wire_format: str) -> Iterator[None]:
     """One open stream to a client, for as long as it is open."""
-    gauge = SUBSCRIBERS.labels(transport, wire_format)
+    gauge = _child(SUBSCRIBERS, transport, wire_format)
     gauge.inc()
     try:
         yield
@@ -251,8 +261,8 @@ class StoreTimer:
     once: a store call costs two clock reads and an observation)."""
 
     def __init__(self, op: str) -> None:
-        self.seconds = STORE_OPERATION.labels(op)
-        self.errors = STORE_ERRORS.labels(op)
+        self.seconds = _child(STORE_OPERATION, op)
+        self.errors = _child(STORE_ERRORS, op)
 
 
 class TokenCount:

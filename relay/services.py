@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 
 from aiohttp import web
 
@@ -86,7 +86,7 @@ class Services:
         """Every event of a session (or those with id <= `upto`)."""
         return await self.sessions.read_all(session_id, upto)
 
-    def follow(self, session_id: str, after: int = 0) -> AsyncIterator[list[Event]]:
+    def follow(self, session_id: str, after: int = 0) -> AsyncGenerator[list[Event], None]:
         """A session's log after `after`, with this instance's heartbeat, read batch and
         tolerance of store outages (`store_retry_s`)."""
         return follow(

@@ -8,6 +8,7 @@ would; once output has started, failures arrive in the stream instead.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping
 
 from aiohttp import web
@@ -37,12 +38,17 @@ async def start_session(
 
 async def until_first_output(services: Services, session_id: str) -> list[Event]:
     """The session's log from its start up to the read that brought the first event that
-    is not a `status`, waiting for it (`session_lost` if the log vanished meanwhile)."""
+    is not a `status`, waiting for it (`session_lost` if the log vanished meanwhile).
+
+    The follow is closed here, not left to the garbage collector: a generator it finds
+    unclosed is closed by a task that the event loop schedules through its thread-safe
+    wake-up, a system call and a loop turn on every streamed request's first token."""
     read: list[Event] = []
-    async for events in services.follow(session_id):
-        read += events
-        if any(event.type is not EventType.STATUS for event in events):
-            break
+    async with contextlib.aclosing(services.follow(session_id)) as batches:
+        async for events in batches:
+            read += events
+            if any(event.type is not EventType.STATUS for event in events):
+                break
     return read
 
 
