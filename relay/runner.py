@@ -90,6 +90,12 @@ Pending = list[tuple[EventType, EventData]]
 
 # How long cancelled generations get to write their last events before they are stopped.
 CANCEL_GRACE_S = 5.0
+# The loop turns a new generation's upstream request takes to reach its socket: the
+# pump's first step (the provider encodes the body and hands it to aiohttp, or says
+# `queued`), then the task in which aiohttp writes it. The session is stored after them,
+# so the upstream works on the request while this instance stores the session and gets
+# its answer to the client ready, rather than after.
+UPSTREAM_REQUEST_TURNS = 2
 
 # A bug in relay (or a provider breaking its contract) ended the session. The message
 # says nothing internal: the traceback is in the server's log.
@@ -274,11 +280,12 @@ class GenerationRunner:
         )
         # Before the generation's tasks are created: they copy the request's context.
         log_context.note(session_id=record.id, client=client.name, upstream=route.upstream)
-        # The upstream request starts while the session is stored: the first token
+        # The upstream request goes out before the session is stored: the first token
         # does not wait for the store's round trip, which also writes the first status.
         generation = self._call_upstream(record.id, route, request, client)
         try:
-            await asyncio.sleep(0)  # the pump's first step: a provider says `queued` in it
+            for _ in range(UPSTREAM_REQUEST_TURNS):
+                await asyncio.sleep(0)
             record = await self._store.create(record, takeover, _opened(generation))
         except BaseException:
             await generation.stop_upstream()
