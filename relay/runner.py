@@ -162,6 +162,11 @@ class Generation:
         # Set by cancel and by the end of the upstream's stream: wakes the generation task
         # while it holds text until its flush (the text goes out with the end, at once).
         self.interrupt = asyncio.Event()
+        # Set once the generation task has stored what the first output brought. The pump
+        # waits for it after handing over its first output, so that the rest of the same
+        # upstream read (a fast model sends many chunks at once) is decoded after the
+        # first token is on its way to the client, not before.
+        self.first_output_stored = asyncio.Event()
         self.pump: asyncio.Task[None] | None = None
         self.task: asyncio.Task[None] | None = None
         self.cancel_requested = False
@@ -366,10 +371,14 @@ class GenerationRunner:
         else raised under the stream is a bug, which must not pass for an outage."""
         inbox = generation.inbox
         outcome = "cancelled"  # closed from here: a cancel, an idle upstream, the end
+        before_output = True
         try:
             async with contextlib.aclosing(stream):
                 async for item in stream:
                     inbox.put_nowait(item)
+                    if before_output and not isinstance(item, StatusReport):
+                        before_output = False
+                        await generation.first_output_stored.wait()
             inbox.put_nowait(StreamEnded())
             outcome = "ok"
         except UpstreamError as exc:
@@ -416,6 +425,7 @@ class GenerationRunner:
             log.exception("session %s: generation failed", tag)
             await self._end_after_bug(writer)
         finally:
+            generation.first_output_stored.set()  # a pump still waiting for it goes on
             _count_end(generation, writer)  # before any await: a second cancel cannot skip it
             await generation.stop_upstream()
             self._log_end(generation, writer, time.monotonic() - started)
@@ -448,6 +458,7 @@ class GenerationRunner:
                 pending += _flushes(coalescer.due(now))
             await self._count_tokens(generation, progress)
             await writer.append(pending)
+            generation.first_output_stored.set()
             if pending:  # its time, for the subscribers here
                 first = generation.first_token_at
                 metrics.TIMELINE.appended(generation.session_id, writer.last_event_id, first)
