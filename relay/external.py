@@ -241,8 +241,13 @@ class ExternalProducers:
     async def _appended(
         self, record: SessionRecord, seq: int, events: list[Event]
     ) -> BatchAccepted:
+        """Append the batch; one that ends the session gives back its client's quota
+        slot first, as every end does (relay/writer.py), and if the append then fails
+        the slot stays given back: the session is ending anyway."""
+        if _ends_session(events, self._settings.store.max_events_per_session):
+            await self._release_slot(record)
         try:
-            appended = await self._store.append_batch(record.id, seq, events)
+            await self._store.append_batch(record.id, seq, events)
         except (AppendConflict, SessionEnded):  # a racing retry, the reaper or a cancel
             return _answer_after_race(await self._reread(record.id), seq)
         except EventLimitReached as exc:
@@ -254,8 +259,6 @@ class ExternalProducers:
             raise ApiError(409, "event_limit", message) from exc
         except SessionNotFound as exc:
             raise _gone(record.id) from exc
-        if appended.status.is_final:
-            await self._release_slot(appended)
         return BatchAccepted(seq, [event.id for event in events], appended=True)
 
     async def _reread(self, session_id: str) -> SessionRecord:
@@ -269,7 +272,7 @@ class ExternalProducers:
         await self._store.renew_leases(self._instance_id, [record.id], ttl_s)
 
     async def _release_slot(self, record: SessionRecord) -> None:
-        """The producer ended its session: its client's quota slot, if any, is free."""
+        """The producer is ending its session: its client's quota slot, if any, is free."""
         if record.client:
             with contextlib.suppress(StoreError):  # the next admission finds it stale
                 await self._store.release(record.client, record.id)
@@ -309,6 +312,12 @@ def _answer_due(record: SessionRecord, seq: int) -> BatchAccepted | None:
     if seq != record.producer_seq + 1:
         raise SeqConflict(seq, record.producer_seq + 1)
     return None
+
+
+def _ends_session(events: list[Event], max_events: int) -> bool:
+    """Whether the batch ends its session: its last event is terminal, and the store's
+    cap takes it (the last id is kept for a terminal event)."""
+    return events[-1].is_terminal and events[-1].id <= max_events
 
 
 def _answer_after_race(record: SessionRecord, seq: int) -> BatchAccepted:

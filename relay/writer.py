@@ -6,9 +6,13 @@ whose first attempt did land (the reply was lost) is recognised by the store's
 `last_event_id`, so nothing is written twice.
 
 Whoever writes a session's terminal event (the runner, a cancel from another instance,
-the lease reaper) gives back the session's quota slot, if it holds one (`slot_of`):
-writing the end and freeing the slot are one step, wherever it happens. Giving it back
-is best effort; a slot left behind is found stale by the store's next admission.
+the lease reaper) gives back the session's quota slot, if it holds one (`slot_of`),
+just before it appends the batch that ends the session: a client that has read the end
+then finds its slot free. (A client's quota keys and a session's log are in different
+Redis Cluster slots, so both cannot be one script. Freed a round trip early, the bound
+is passed by at most one session for that round trip; freed after, a client that read
+the end and started again at once would be refused.) Giving it back is best effort; a
+slot left behind is found stale by the store's next admission.
 """
 
 from __future__ import annotations
@@ -70,17 +74,22 @@ class SessionWriter:
         return self.last_type in TERMINAL_TYPES
 
     async def append(self, items: Items) -> list[Event]:
-        """Append `items` as the next events of the log, in one store call."""
+        """Append `items` as the next events of the log, in one store call.
+
+        A batch that ends the session (its last event terminal, the cap's error
+        included) gives back the quota slot first; if the append then fails, the slot
+        stays given back: the session is ending anyway (or, in the rare case that
+        another instance took its generation over, runs on there without a slot)."""
         if not items:
             return []
         events = numbered(self.last_event_id + 1, self._fit(items))
+        if events[-1].is_terminal:
+            await self._release_slot()
         await self._append_with_retry(events)
         self.last_event_id = events[-1].id
         self.last_type = events[-1].type
         if events[-1].is_terminal:
             self.terminal = events[-1]
-        if self.ended:
-            await self._release_slot()
         return events
 
     async def _release_slot(self) -> None:
@@ -142,9 +151,10 @@ async def end_from_outside(
 
     The store's id fence makes this safe against the generator (or another instance
     doing the same): whoever appends first wins; the others see a conflict, re-read, and
-    find the session ended. True when this call wrote the terminal event (and gave back
-    the quota slot of the session's client); False when the session ended meanwhile, or
-    vanished (there is no log left to end).
+    find the session ended. Each try gives back the quota slot of the session's client
+    before its append (`SessionWriter.append`), which the session ending either way
+    makes right. True when this call wrote the terminal event; False when the session
+    ended meanwhile, or vanished (there is no log left to end).
     """
     current: SessionRecord | None = record
     while current is not None and not current.status.is_final:

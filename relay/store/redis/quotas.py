@@ -82,9 +82,10 @@ class RedisQuotas(Quotas):
 
     async def _drop_stale(self, keys: QuotaKeys, now: float, limit: int) -> bool:
         """Remove the slots of sessions that ended, or whose record is gone after the
-        grace; whether any were, or were given back since the refusal (their sessions
-        end with the terminal event, their slots a round trip later, so a client that
-        saw the end may already be asking again)."""
+        grace; whether any were, or were given back since the refusal (a session of
+        the client ended meanwhile: its writer gives the slot back just before the
+        terminal event, and this admission raced that). A slot whose release failed is
+        found here as its session's ended record."""
         async with self._commands:
             holders = await self._client.zrange(keys.slots, 0, -1, withscores=True)
         held = [(sid.decode(), score) for sid, score in cast(list[tuple[bytes, float]], holders)]
