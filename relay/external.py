@@ -56,7 +56,7 @@ from relay.session import (
     new_token,
     token_matches,
 )
-from relay.store import Signal, Store
+from relay.store import Signal, Store, fits_under_cap
 from relay.vocabulary import PRODUCER_TOKEN_PREFIX, READ_TOKEN_PREFIX, session_tag
 from relay.wire.producer_request import Items
 
@@ -316,8 +316,8 @@ def _answer_due(record: SessionRecord, seq: int) -> BatchAccepted | None:
 
 def _ends_session(events: list[Event], max_events: int) -> bool:
     """Whether the batch ends its session: its last event is terminal, and the store's
-    cap takes it (the last id is kept for a terminal event)."""
-    return events[-1].is_terminal and events[-1].id <= max_events
+    cap takes it."""
+    return events[-1].is_terminal and fits_under_cap(events[-1], max_events)
 
 
 def _answer_after_race(record: SessionRecord, seq: int) -> BatchAccepted:

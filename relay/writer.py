@@ -104,7 +104,8 @@ class SessionWriter:
     def _fit(self, items: Items) -> Items:
         """What fits under the event cap; past it, what fits and then the cap's error.
 
-        The store keeps the last id for a terminal event, so the error always fits.
+        The store keeps the last id for a terminal event (`fits_under_cap`), so the
+        error always fits.
         """
         room = self._max_events - 1 - self.last_event_id
         if len(items) <= room or (len(items) == room + 1 and items[-1][0] in TERMINAL_TYPES):

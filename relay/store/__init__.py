@@ -16,6 +16,7 @@ from relay.store.base import (
     Signal,
     SignalLog,
     Store,
+    fits_under_cap,
 )
 from relay.store.redis_url import REDIS_SCHEMES, parse_redis_url
 
@@ -30,6 +31,7 @@ __all__ = [
     "SignalLog",
     "Store",
     "check_store_url",
+    "fits_under_cap",
     "open_store",
 ]
 

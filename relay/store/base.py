@@ -36,6 +36,7 @@ __all__ = [
     "Store",
     "check_batch",
     "check_first",
+    "fits_under_cap",
     "with_first",
 ]
 
@@ -293,8 +294,15 @@ def check_first(events: Sequence[Event], max_events: int) -> None:
         raise ValueError(f"a session's first event has id 1, got {events[0].id}")
     if events[-1].is_terminal:
         raise ValueError("a session cannot be created ended: its first events end it")
-    if events[-1].id > max_events - 1:
+    if not fits_under_cap(events[-1], max_events):
         raise ValueError(f"{len(events)} first events do not fit in {max_events} events")
+
+
+def fits_under_cap(last: Event, max_events: int) -> bool:
+    """Whether a batch ending with `last` fits under the cap of `max_events` per
+    session: the last id is kept for a terminal event, so a session at the cap can
+    still end (the append script, scripts.py, checks the same in Redis)."""
+    return last.id <= (max_events if last.is_terminal else max_events - 1)
 
 
 def with_first(record: SessionRecord, first: Sequence[Event]) -> SessionRecord:

@@ -32,7 +32,15 @@ from relay.errors import (
 from relay.events import Event
 from relay.quotas import QuotaLimits, QuotaRefusal
 from relay.session import SessionRecord
-from relay.store.base import ChatStream, Signal, Store, check_batch, check_first, with_first
+from relay.store.base import (
+    ChatStream,
+    Signal,
+    Store,
+    check_batch,
+    check_first,
+    fits_under_cap,
+    with_first,
+)
 from relay.store.memory_quotas import MemoryQuotas
 from relay.tasks import cancel_and_wait
 from relay.vocabulary import session_tag
@@ -152,8 +160,7 @@ class MemoryStore(Store):
                 f"got {events[0].id}"
             )
         cap = self._settings.max_events_per_session
-        last = events[-1]
-        if last.id > cap or (not last.is_terminal and last.id > cap - 1):
+        if not fits_under_cap(events[-1], cap):
             raise EventLimitReached(f"session {session_tag(record.id)} reached {cap} events")
 
     async def read(self, session_id: str, after: int, limit: int) -> list[Event]:

@@ -105,7 +105,8 @@ local expected = tonumber(state[2]) + 1
 if first ~= expected then
   return redis.error_reply(string.format('RELAY_CONFLICT %d', expected))
 end
--- The last id is kept for the terminal event, so a session at the cap can still end.
+-- The last id is kept for the terminal event, so a session at the cap can still end
+-- (relay.store.base.fits_under_cap, the same rule in Python).
 if last > cap or (final == '' and last > cap - 1) then
   return redis.error_reply(string.format('RELAY_LIMIT %d', cap))
 end
