@@ -92,14 +92,31 @@ async def test_all_keys_of_a_session_share_one_hash_tag_and_slot(
     assert len({key_slot(key.encode()) for key in keys}) == 1
 
 
-async def test_event_n_is_stream_entry_n_0_with_short_fields(
+async def test_event_n_is_stream_entry_n_0_its_one_field_named_by_its_type(
     store: RedisStore, raw: redis.asyncio.Redis
 ) -> None:
     session_id = await new_session(store, events=2)
     entries = await raw.xrange(session_keys(session_id).log)
     assert entries == [
-        (b"1-0", {b"t": b"delta", b"d": b'{"text":"word"}'}),
-        (b"2-0", {b"t": b"delta", b"d": b'{"text":"word"}'}),
+        (b"1-0", {b"delta": b'{"text":"word"}'}),
+        (b"2-0", {b"delta": b'{"text":"word"}'}),
+    ]
+
+
+async def test_a_log_written_in_the_earlier_two_field_layout_reads_and_goes_on(
+    store: RedisStore, raw: redis.asyncio.Redis
+) -> None:
+    """A session stored by a relay from before the one-field layout (fields `t`, `d`)
+    replays after an upgrade, and the new instance appends after it."""
+    session_id = await new_session(store)
+    log_key = session_keys(session_id).log
+    await raw.xadd(log_key, {"t": "delta", "d": b'{"text":"old"}'}, id="1-0")
+    await raw.hset(session_keys(session_id).meta, "last_event_id", "1")
+    await store.append(session_id, [delta(2)])
+    events = await store.read(session_id, 0, 10)
+    assert [(event.id, event.type, bytes(event.data)) for event in events] == [
+        (1, EventType.DELTA, b'{"text":"old"}'),
+        (2, EventType.DELTA, bytes(delta(2).data)),
     ]
 
 

@@ -12,6 +12,11 @@ from relay.store.redis.codec import decode_entries, decode_signal_entries, decod
 
 
 def entry(event_id: int, kind: bytes = b"delta", data: bytes = b'{"text":"w"}') -> list[object]:
+    return [b"%d-0" % event_id, [kind, data]]
+
+
+def two_field_entry(event_id: int, kind: bytes = b"delta", data: bytes = b'{"text":"w"}'):
+    """An entry as relay wrote them until December 2026: fields `t` and `d`."""
     return [b"%d-0" % event_id, [b"t", kind, b"d", data]]
 
 
@@ -28,6 +33,15 @@ def test_ids_that_are_not_consecutive_are_each_read() -> None:
     assert [event.id for event in events] == [1, 3, 4]
 
 
+def test_entries_of_the_earlier_two_field_layout_are_read() -> None:
+    events = decode_entries([two_field_entry(1), entry(2), two_field_entry(3, b"done", b"{}")])
+    assert [(event.id, event.type, bytes(event.data)) for event in events] == [
+        (1, EventType.DELTA, b'{"text":"w"}'),
+        (2, EventType.DELTA, b'{"text":"w"}'),
+        (3, EventType.DONE, b"{}"),
+    ]
+
+
 def test_fields_in_another_order_are_read_by_name() -> None:
     swapped = [b"2-0", [b"d", b'{"text":"x"}', b"t", b"delta"]]
     events = decode_entries([entry(1), swapped])
@@ -39,8 +53,14 @@ def test_fields_in_another_order_are_read_by_name() -> None:
 
 @pytest.mark.parametrize(
     "fields",
-    [[b"t", b"delta"], [b"t", b"no-such-type", b"d", b"{}"], [b"t", b"delta", b"d"]],
-    ids=["no data", "unknown type", "odd fields"],
+    [
+        [b"delta"],
+        [b"no-such-type", b"{}"],
+        [b"delta", b"{}", b"done"],
+        [b"t", b"no-such-type", b"d", b"{}"],
+        [b"t", b"delta", b"x", b"{}"],
+    ],
+    ids=["no data", "unknown type", "odd fields", "unknown type, two fields", "no d field"],
 )
 def test_a_malformed_entry_is_a_store_error(fields: list[bytes]) -> None:
     with pytest.raises(StoreError, match="malformed"):

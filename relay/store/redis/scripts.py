@@ -62,8 +62,8 @@ redis.call('PEXPIRE', KEYS[1], ARGV[1])
 local first = 5 + fields
 local count = (#ARGV - first + 1) / 2
 for i = 0, count - 1 do
-  redis.call('XADD', KEYS[3], string.format('%d-0', i + 1),
-             't', ARGV[first + 2 * i], 'd', ARGV[first + 1 + 2 * i])
+  redis.call('XADD', KEYS[3], string.format('%d-0', i + 1), ARGV[first + 2 * i],
+             ARGV[first + 1 + 2 * i])
 end
 if count > 0 then
   redis.call('PEXPIRE', KEYS[3], ARGV[1])
@@ -112,8 +112,7 @@ if last > cap or (final == '' and last > cap - 1) then
 end
 
 for i = 0, count - 1 do
-  redis.call('XADD', log, string.format('%d-0', first + i),
-             't', ARGV[9 + 2 * i], 'd', ARGV[10 + 2 * i])
+  redis.call('XADD', log, string.format('%d-0', first + i), ARGV[9 + 2 * i], ARGV[10 + 2 * i])
 end
 local last_id = string.format('%d', last)
 if seq ~= '0' then
