@@ -79,12 +79,17 @@ class Event(msgspec.Struct, frozen=True, gc=False):
         return data
 
 
-def sse_frames(events: Iterable[Event]) -> list[bytes]:
-    """Each event's SSE frame (`Event.sse`), in one pass: a formatting per event, its
-    type's lines made once, and none of a property's cost per call (a 10,000-event
-    replay: 1.6 ms rather than 3.3)."""
-    heads, frame = _SSE_HEADS, sse.typed_frame
-    return [frame(event.id, heads[event.type], event.data) for event in events]
+def sse_frames(events: Iterable[Event]) -> bytes:
+    """The SSE frames of `events` (each one's `Event.sse`), joined. Made as one join of
+    every frame's parts, its type's lines made once: neither a formatting nor a bytes
+    object per frame (a 10,000-event replay's frames: 4.5 -> 3.2 ms on a slow day of
+    the bench machine, against a formatting per frame and a join of the frames)."""
+    heads, start, end = _SSE_HEADS, sse.ID_FIELD, sse.FRAME_END
+    parts: list[Any] = []  # bytes, and the data's msgspec.Raw (joined without a copy)
+    add = parts.extend
+    for event in events:
+        add((start, str(event.id).encode(), heads[event.type], event.data, end))
+    return b"".join(parts)
 
 
 # The data objects of each event type, as CONTRACT.md defines them.

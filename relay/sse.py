@@ -8,6 +8,7 @@ from __future__ import annotations
 
 PING = b": ping\n\n"
 FRAME_END = b"\n\n"
+ID_FIELD = b"id: "
 
 
 def retry_frame(retry_ms: int) -> bytes:
@@ -29,7 +30,7 @@ def event_head(event_type: str) -> bytes:
 def typed_frame(event_id: int, head: bytes, data: bytes) -> bytes:
     """`event_frame(event_id, event_type, data)`, with `head = event_head(event_type)`.
     `data` may be any bytes-like object (msgspec.Raw: no copy)."""
-    return b"id: %d%b%b\n\n" % (event_id, head, data)
+    return b"%b%d%b%b%b" % (ID_FIELD, event_id, head, data, FRAME_END)
 
 
 def data_frame(data: bytes, event_id: int | None = None, event_type: str | None = None) -> bytes:

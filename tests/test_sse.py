@@ -3,7 +3,7 @@ from __future__ import annotations
 import msgspec
 
 from relay import sse
-from relay.events import EventType, TextData, make_event
+from relay.events import Event, EventType, TextData, make_event, sse_frames
 
 
 def test_event_frame_is_id_event_and_one_data_line() -> None:
@@ -17,6 +17,16 @@ def test_an_event_frame_holds_its_id_type_and_data() -> None:
     assert lines[:2] == ["id: 3", "event: delta"]
     assert msgspec.json.decode(lines[2].removeprefix("data: ")) == {"text": "line one\nline two"}
     assert lines[3:] == ["", ""]
+
+
+def test_frames_made_together_are_each_events_frame_joined() -> None:
+    events = [
+        Event(event_id, event_type, msgspec.Raw(b'{"n":%d}' % event_id))
+        for event_id, event_type in enumerate(EventType, start=98)  # ids of 2 and 3 digits
+    ]
+    assert sse_frames(events) == b"".join(event.sse for event in events)
+    assert sse_frames(events[:1]) == b'id: 98\nevent: status\ndata: {"n":98}\n\n'
+    assert sse_frames([]) == b""
 
 
 def test_retry_ping_and_data_frames() -> None:

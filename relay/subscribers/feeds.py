@@ -154,9 +154,9 @@ def replay_frames(
 
 def _frames(encode: EventEncoder, events: Sequence[Event]) -> tuple[list[bytes], Exception | None]:
     """The frames of `events`, and what `encode` raised on the next one if it did.
-    relay's own frames are made in one pass (`sse_frames`)."""
+    relay's own frames are made in one pass, joined (`sse_frames`)."""
     if encode is native_frame:
-        return sse_frames(events), None
+        return [sse_frames(events)], None
     frames: list[bytes] = []
     for event in events:
         try:
