@@ -122,6 +122,12 @@ class CancelRequested(msgspec.Struct):
 InboxItem = ProviderItem | StreamEnded | StreamFailed | CancelRequested
 
 
+def is_output(item: InboxItem) -> bool:
+    """What the pump hands over after its statuses: the first of these is stored before
+    it decodes on (`Generation.first_output_stored`)."""
+    return not isinstance(item, StatusReport)
+
+
 class CreatedSession(msgspec.Struct):
     record: SessionRecord
     token: str  # the read-only token, only ever shown to the creator
@@ -162,7 +168,8 @@ class Generation:
         # Set by cancel and by the end of the upstream's stream: wakes the generation task
         # while it holds text until its flush (the text goes out with the end, at once).
         self.interrupt = asyncio.Event()
-        # Set once the generation task has stored what the first output brought. The pump
+        # Set once the generation task has stored what the first output brought (not a
+        # status before it: that append comes while the upstream is still silent). The pump
         # waits for it after handing over its first output, so that the rest of the same
         # upstream read (a fast model sends many chunks at once) is decoded after the
         # first token is on its way to the client, not before.
@@ -376,7 +383,7 @@ class GenerationRunner:
             async with contextlib.aclosing(stream):
                 async for item in stream:
                     inbox.put_nowait(item)
-                    if before_output and not isinstance(item, StatusReport):
+                    if before_output and is_output(item):
                         before_output = False
                         await generation.first_output_stored.wait()
             inbox.put_nowait(StreamEnded())
@@ -458,7 +465,10 @@ class GenerationRunner:
                 pending += _flushes(coalescer.due(now))
             await self._count_tokens(generation, progress)
             await writer.append(pending)
-            generation.first_output_stored.set()
+            if not generation.first_output_stored.is_set() and any(map(is_output, items)):
+                # After the append that woke the subscribers: they write the first
+                # token before the pump decodes the rest of its upstream read.
+                generation.first_output_stored.set()
             if pending:  # its time, for the subscribers here
                 first = generation.first_token_at
                 metrics.TIMELINE.appended(generation.session_id, writer.last_event_id, first)

@@ -193,6 +193,43 @@ async def test_text_held_past_flush_max_chars_is_split_into_events_of_about_that
     assert all(len(text) == 30 for text in deltas[1:])
 
 
+class BurstProvider(ScriptedProvider):
+    """Silent until `release` (as an upstream is while the model starts), then its script
+    at once, as chunks decoded from one read; records, as it decodes each chunk after the
+    first, the deltas the store already holds."""
+
+    def __init__(self, store: MemoryStore, script: Sequence[ProviderItem]) -> None:
+        super().__init__([None, *script])
+        self.store = store
+        self.session_id = ""
+        self.stored_before: list[list[str]] = []
+
+    async def stream(self, request: GenerationRequest) -> AsyncGenerator[ProviderItem, None]:
+        decoded = 0
+        async for item in super().stream(request):
+            if decoded:  # `read` answers without suspending: nothing else runs meanwhile
+                events = await self.store.read(self.session_id, 0, 100)
+                self.stored_before.append(texts(events))
+            decoded += 1
+            yield item
+
+
+async def test_the_rest_of_a_burst_is_decoded_after_the_first_token_is_stored() -> None:
+    """The first token reaches the client before the rest of its upstream read costs it
+    time, also when a status was stored while the upstream was still silent."""
+    store = MemoryStore(StoreSettings())
+    provider = BurstProvider(store, [TextDelta("a"), TextDelta(" b"), Finish("stop")])
+    runner = make_runner(store, flush_interval_ms=0)
+    created = await runner.create("scripted", Route("test", "scripted", provider), REQUEST)
+    provider.session_id = created.record.id
+    await asyncio.sleep(0.01)  # the session and its connecting status are stored
+    provider.release.set()
+    _, events = await wait_until_ended(store, created.record.id)
+    assert texts(events) == ["a", " b"]
+    # Only the first output is waited for: the rest of the read is decoded at once.
+    assert provider.stored_before == [["a"], ["a"]]
+
+
 class PacedProvider(Provider):
     """Yields each item at its time (seconds after the stream starts)."""
 
