@@ -236,6 +236,20 @@ async def test_a_session_with_its_first_events_is_one_round_trip_and_followed_wi
     assert await raw.zscore(LEASE_INDEX_KEY, record.id) is not None
 
 
+async def test_a_waiter_here_has_the_events_before_their_appender_resumes(
+    store: RedisStore,
+) -> None:
+    """The append sender hands a stored batch to this instance's waiters as its reply
+    comes in, a loop turn before the task that appended it goes on: a subscriber writes
+    a first token without waiting for the generation's next step."""
+    session_id = await new_session(store, events=1)
+    waiting = asyncio.create_task(store.wait(session_id, 1, 10, timeout=5))
+    await asyncio.sleep(0.05)  # parked on the tail
+    await store.append(session_id, [delta(2)])
+    assert waiting.done()  # no loop turn since the append returned
+    assert waiting.result() == [delta(2)]
+
+
 async def test_appends_that_queue_meanwhile_share_one_round_trip(
     store: RedisStore, raw: redis.asyncio.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:

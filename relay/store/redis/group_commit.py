@@ -82,8 +82,12 @@ class AppendSender:
         self._task: asyncio.Task[None] | None = None
         self._closed = False
 
-    async def run(self, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        """The append script's reply for `keys` and `args`."""
+    async def run(
+        self, keys: Sequence[str], args: Sequence[Any], stored: Callable[[], None] | None = None
+    ) -> Any:
+        """The append script's reply for `keys` and `args`. `stored` is called once the
+        script has succeeded, in the sender's task: one loop turn before the caller
+        resumes (the store wakes its subscribers with it)."""
         script, client = self._script, self._client
 
         def queue(pipe: Commands) -> int:
@@ -91,7 +95,10 @@ class AppendSender:
             return 1
 
         async def settle(replies: list[Any]) -> Any:
-            return await script.settle(client, replies[0], keys, args)
+            reply = await script.settle(client, replies[0], keys, args)  # raises a refusal
+            if stored is not None:
+                stored()
+            return reply
 
         return await self.send(queue, settle)
 

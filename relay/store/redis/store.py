@@ -210,10 +210,14 @@ class RedisStore(Store):
         now, sent_at = self._clock(), time.monotonic()
         running_ttl_s = append_ttl_s(known, sent_at, self._settings.running_ttl_s)
         args = self._append_args(events, now, running_ttl_s, want_record=known is None, seq=seq)
+
+        def stored() -> None:  # its subscribers here write it while this task resumes
+            self._tails.take_appended(session_id, events)
+
         try:
             with AppendRefusals(session_id, events[0].id):
                 reply = await self._appends.run(
-                    [keys.meta, keys.log, keys.signals, keys.takeover], args
+                    [keys.meta, keys.log, keys.signals, keys.takeover], args, stored
                 )
         except (SessionNotFound, SessionEnded):
             self._appending.forget(session_id)
@@ -226,7 +230,6 @@ class RedisStore(Store):
         else:
             record = known.record.after_append(list(events), now)
         self._appending.remember(record, expires_by(known, sent_at, running_ttl_s))
-        self._tails.take_appended(session_id, events)
         return record
 
     def _append_args(

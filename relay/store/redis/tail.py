@@ -287,7 +287,10 @@ class SessionTails:
             return None
         self._unwatched.pop(session_id, None)  # its task runs now
         try:
-            return await asyncio.wait_for(waiter.future, timeout)
+            # Its own future, awaited directly: the caller resumes in the loop turn that
+            # answers it (wait_for's wrapper would take one more).
+            async with asyncio.timeout(timeout):
+                return await waiter.future
         except TimeoutError:
             return []
         finally:
