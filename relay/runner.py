@@ -178,6 +178,9 @@ class Generation:
         self.task: asyncio.Task[None] | None = None
         self.cancel_requested = False
         self.resume: ResumePoint | None = None  # set when taken over from a lost instance
+        self.counted = False  # as a session started here: its end is counted too
+        self.finished = False  # its task has ended
+        self.abandoned = False  # its session could not be created: it is nobody's
         # The events its session was created with, and the inbox items taken to choose them.
         self.opened = 0
         self.early: list[InboxItem] = []
@@ -292,17 +295,23 @@ class GenerationRunner:
         )
         # Before the generation's tasks are created: they copy the request's context.
         log_context.note(session_id=record.id, client=client.name, upstream=route.upstream)
-        # The upstream request goes out before the session is stored: the first token
-        # does not wait for the store's round trip, which also writes the first status.
+        # The upstream request goes out before the session is stored, and the generation
+        # starts before the store has answered: the first token does not wait for the
+        # store's round trip (which also writes the first status), its append goes out
+        # right behind the creation (the store orders it after). A creation that fails
+        # ends the generation uncounted.
         generation = self._call_upstream(record.id, route, request, client)
         try:
             for _ in range(UPSTREAM_REQUEST_TURNS):
                 await asyncio.sleep(0)
-            record = await self._store.create(record, takeover, _opened(generation))
+            first = _opened(generation)
+            self._start(generation)
+            record = await self._store.create(record, takeover, first)
         except BaseException:
-            await generation.stop_upstream()
+            await self._abandon(generation)
             raise
-        self._start(generation)
+        if not generation.finished:  # its end is counted once its start is
+            _count_start(generation)
         tag = session_tag(record.id)
         log.info("session %s created model=%s", tag, model)  # its upstream: a field of the line
         return CreatedSession(record, token)
@@ -320,7 +329,7 @@ class GenerationRunner:
         claimed by this one (relay/takeover.py): the log goes on from `resume`."""
         generation = self._call_upstream(record.id, route, request, client)
         generation.resume_at(resume)
-        self._start(generation)
+        self._start(generation, counted=True)
         log.info(
             "session %s taken over from %s after event %d (takeover %d)",
             session_tag(record.id), record.owner or "?", resume.last_event_id, resume.takeovers,
@@ -364,13 +373,22 @@ class GenerationRunner:
         )
         return generation
 
-    def _start(self, generation: Generation) -> None:
+    def _start(self, generation: Generation, *, counted: bool = False) -> None:
+        """Run its task; `counted`: as a session started here (one taken over), counted
+        when the task runs, else once its creation is stored (`create`)."""
         session_id = generation.session_id
         generation.task = asyncio.create_task(
-            self._run(generation), name=f"relay-generation-{session_tag(session_id)}"
+            self._run(generation, counted=counted),
+            name=f"relay-generation-{session_tag(session_id)}",
         )
         self._generations[session_id] = generation
         generation.task.add_done_callback(lambda _: self._generations.pop(session_id, None))
+
+    async def _abandon(self, generation: Generation) -> None:
+        """A generation whose session could not be created: stopped, never counted."""
+        generation.abandoned = True
+        tasks = [task for task in (generation.task, generation.pump) if task is not None]
+        await cancel_and_wait(tasks)
 
     @staticmethod
     async def _pump(generation: Generation, stream: AsyncGenerator[ProviderItem, None]) -> None:
@@ -401,10 +419,12 @@ class GenerationRunner:
             generation.interrupt.set()
             metrics.upstream_request(generation.upstream, outcome)
 
-    async def _run(self, generation: Generation) -> None:
+    async def _run(self, generation: Generation, *, counted: bool) -> None:
         started = time.monotonic()
-        # Counted here, with its end in `finally`: a task cancelled before it ran counts neither.
-        metrics.session_started(generation.upstream, generation.model_label, generation.client.name)
+        # A session taken over is counted here, with its end in `finally`: a task
+        # cancelled before it ran counts neither. A new one is counted by `create`.
+        if counted:
+            _count_start(generation)
         metrics.TIMELINE.start(generation.session_id)
         tag = session_tag(generation.session_id)
         resume = generation.resume
@@ -433,9 +453,12 @@ class GenerationRunner:
             await self._end_after_bug(writer)
         finally:
             generation.first_output_stored.set()  # a pump still waiting for it goes on
-            _count_end(generation, writer)  # before any await: a second cancel cannot skip it
+            generation.finished = True
+            if generation.counted:  # before any await: a second cancel cannot skip it
+                _count_end(generation, writer)
             await generation.stop_upstream()
-            self._log_end(generation, writer, time.monotonic() - started)
+            if not generation.abandoned:
+                self._log_end(generation, writer, time.monotonic() - started)
 
     async def _consume(self, generation: Generation, writer: SessionWriter) -> None:
         loop = asyncio.get_running_loop()
@@ -613,6 +636,11 @@ def _first_token(generation: Generation) -> None:
     generation.first_token_at = time.monotonic()
     ttft = generation.first_token_at - generation.started_at
     metrics.first_token(generation.upstream, generation.model_label, ttft)
+
+
+def _count_start(generation: Generation) -> None:
+    generation.counted = True
+    metrics.session_started(generation.upstream, generation.model_label, generation.client.name)
 
 
 def _count_end(generation: Generation, writer: SessionWriter) -> None:

@@ -9,6 +9,7 @@ from collections.abc import AsyncGenerator, Sequence
 
 import pytest
 
+from relay import metrics
 from relay.config import GenerationSettings, StoreSettings
 from relay.errors import SessionNotFound, StoreUnavailable, UpstreamError
 from relay.events import ErrorData, Event, EventType, SessionStatus
@@ -443,12 +444,15 @@ async def test_drain_lets_short_generations_finish_and_cancels_the_rest() -> Non
 
 
 class SlowCreateStore(MemoryStore):
-    """`create` waits for `release`, then fails with `failure` if one is set."""
+    """`create` waits for `release`, then fails with `failure` if one is set. Like every
+    store (`Store.create`), it orders the appends asked while a creation is on its way
+    after it: they wait for it too, and find no session when it failed."""
 
     def __init__(self, failure: Exception | None = None) -> None:
         super().__init__(StoreSettings())
         self.release = asyncio.Event()
         self.failure = failure
+        self.appends_before_release = 0
 
     async def create(
         self, record: SessionRecord, takeover: bytes | None = None, first: Sequence[Event] = ()
@@ -457,6 +461,22 @@ class SlowCreateStore(MemoryStore):
         if self.failure is not None:
             raise self.failure
         return await super().create(record, takeover, first)
+
+    async def append(self, session_id: str, events: Sequence[Event]) -> SessionRecord:
+        if not self.release.is_set():
+            self.appends_before_release += 1
+        await self.release.wait()
+        return await super().append(session_id, events)
+
+
+def sessions_counted() -> tuple[float, float]:
+    """All sessions counted as started, and as finished, on this process so far."""
+    totals = {"relay_sessions_started_total": 0.0, "relay_sessions_finished_total": 0.0}
+    for family in metrics.REGISTRY.collect():
+        for sample in family.samples:
+            if sample.name in totals:
+                totals[sample.name] += sample.value
+    return totals["relay_sessions_started_total"], totals["relay_sessions_finished_total"]
 
 
 class OpeningProvider(ScriptedProvider):
@@ -480,7 +500,10 @@ async def test_the_upstream_request_opens_while_the_session_is_being_stored() ->
         runner.create("scripted", Route("test", "scripted", provider), REQUEST)
     )
     await asyncio.wait_for(provider.opened.wait(), 1)
+    await asyncio.sleep(0.05)
     assert not creating.done()  # the store has not answered yet
+    # The generation runs meanwhile: its first token's append is already asked for.
+    assert store.appends_before_release == 1
     store.release.set()
     created = await creating
     record, events = await wait_until_ended(store, created.record.id)
@@ -488,19 +511,27 @@ async def test_the_upstream_request_opens_while_the_session_is_being_stored() ->
     assert texts(events) == ["early"] and record.status is SessionStatus.COMPLETED
 
 
-async def test_a_session_the_store_cannot_create_closes_its_upstream_request() -> None:
+async def test_a_session_the_store_cannot_create_closes_its_upstream_request(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     store = SlowCreateStore(failure=StoreUnavailable("injected outage"))
     provider = OpeningProvider([TextDelta("never stored"), None])
     runner = make_runner(store)
+    counted_before = sessions_counted()
     creating = asyncio.create_task(
         runner.create("scripted", Route("test", "scripted", provider), REQUEST)
     )
     await asyncio.wait_for(provider.opened.wait(), 1)
+    await asyncio.sleep(0.05)  # its generation has asked to append the first token
+    assert store.appends_before_release == 1
     store.release.set()
     with pytest.raises(StoreUnavailable):
         await creating
     assert provider.closed.is_set()
     assert runner.running == 0
+    # Not a session: neither counted nor logged as one that started and ended.
+    assert sessions_counted() == counted_before
+    assert not [r for r in caplog.records if r.name == "relay.runner"]
 
 
 class LosingStore(MemoryStore):

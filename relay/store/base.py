@@ -75,7 +75,11 @@ class EventLog(abc.ABC):
         request, relay/takeover.py), opaque to the store: kept beside the record, not
         in it (no `get` reads it), while the session runs, and dropped when it ends.
         `first` (see `check_first`) saves the creator an append: its ids are 1, 2, …,
-        none of them terminal, within `max_events - 1`, read back like appended ones."""
+        none of them terminal, within `max_events - 1`, read back like appended ones.
+
+        The creation is ordered before anything asked of the store after `create` was
+        called, before it returns: a session's first append may be made while its
+        creation is on its way (the runner's is), and lands after it, or fails with it."""
 
     @abc.abstractmethod
     async def read_takeover(self, session_id: str) -> bytes | None:

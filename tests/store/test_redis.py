@@ -203,7 +203,7 @@ def record_sends(monkeypatch: pytest.MonkeyPatch) -> list[object]:
 async def test_creating_a_session_is_one_round_trip(
     store: RedisStore, raw: redis.asyncio.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    await new_session(store)  # the first sends the script whole (NOSCRIPT, then EVAL)
+    await new_session(store)  # connected
     sent = record_sends(monkeypatch)
     session_id = await new_session(store)
     monkeypatch.undo()
@@ -217,7 +217,7 @@ async def test_creating_a_session_is_one_round_trip(
 async def test_a_session_with_its_first_events_is_one_round_trip_and_followed_without_a_read(
     store: RedisStore, raw: redis.asyncio.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    await new_session(store)  # the first sends the script whole (NOSCRIPT, then EVAL)
+    await new_session(store)  # connected
     record = new_record()
     sent = record_sends(monkeypatch)
     await store.create(record, b"{}", first=[delta(1)])
@@ -234,6 +234,20 @@ async def test_a_session_with_its_first_events_is_one_round_trip_and_followed_wi
     for key in (keys.meta, keys.log, keys.takeover):  # running: they expire as the record does
         assert 0 < await raw.pttl(key) <= StoreSettings().running_ttl_s * 1000
     assert await raw.zscore(LEASE_INDEX_KEY, record.id) is not None
+
+
+async def test_a_creator_that_first_waits_after_the_first_token_is_stored_needs_no_read(
+    store: RedisStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The generation starts before its creation is answered, so its first token may be
+    stored before the creator's own stream first waits, from the start."""
+    record = new_record()
+    await store.create(record, first=[delta(1)])
+    await store.append(record.id, [delta(2), delta(3)])
+    sent = record_sends(monkeypatch)
+    assert await store.wait(record.id, 0, 10, timeout=5) == [delta(1), delta(2), delta(3)]
+    monkeypatch.undo()
+    assert sent == []
 
 
 async def test_a_waiter_here_has_the_events_before_their_appender_resumes(
@@ -271,7 +285,7 @@ async def test_appends_that_queue_meanwhile_share_one_round_trip(
 async def test_creations_that_queue_meanwhile_share_one_round_trip_with_appends(
     store: RedisStore, raw: redis.asyncio.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    await new_session(store)  # the first sends the script whole (NOSCRIPT, then EVAL)
+    await new_session(store)  # connected
     await new_session(store, events=1)
     records = [new_record() for _ in range(40)]
     sent = record_sends(monkeypatch)

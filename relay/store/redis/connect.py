@@ -11,7 +11,7 @@ never opens more.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Protocol, TypeAlias, cast
+from typing import Any, NamedTuple, Protocol, TypeAlias
 
 import redis.asyncio
 import redis.exceptions
@@ -25,6 +25,8 @@ from relay.store.redis_url import RedisAddress, Topology
 
 __all__ = [
     "POOL_TIMEOUT_S",
+    "RECONNECTS",
+    "RECONNECT_BACKOFF",
     "Closeable",
     "CommandBatch",
     "Commands",
@@ -51,10 +53,10 @@ SOCKET_TIMEOUT_S = 2.0
 # outage, which callers should hear about as `StoreUnavailable` rather than wait out. A
 # timeout is not retried: a server that did not answer in SOCKET_TIMEOUT_S will not
 # answer the next attempt sooner (three attempts made a frozen Redis take 15 s).
+RECONNECTS = 2
+RECONNECT_BACKOFF = ExponentialWithJitterBackoff(base=0.01, cap=0.2)
 RETRY = Retry(
-    ExponentialWithJitterBackoff(base=0.01, cap=0.2),
-    retries=2,
-    supported_errors=(redis.exceptions.ConnectionError,),
+    RECONNECT_BACKOFF, retries=RECONNECTS, supported_errors=(redis.exceptions.ConnectionError,)
 )
 
 
@@ -77,49 +79,64 @@ class CommandBatch:
 
 
 class OwnConnection:
-    """One connection of a client's pool, held by one user from its first round trip to
-    `aclose`: its round trips skip the pool's checkout and a pipeline's machinery. After
-    a dropped connection it reconnects (a Sentinel's asks for the master again), with the
-    client's retries; a timeout or a cancel leaves it closed, to reconnect next time (a
-    late reply must never be read as the next one's)."""
+    """One connection of a client's pool, held by one user from its first write to
+    `aclose`: its round trips skip the pool's checkout and a pipeline's machinery, and
+    a batch can be written before the replies of those before it are read (its user
+    reads them in the order written, from one task). `epoch` tells its user which
+    connection a batch went out on: after a drop the next write connects again (a
+    Sentinel's asks for the master again), and batches written before are not answered
+    on the new one."""
 
     def __init__(self, client: redis.asyncio.Redis) -> None:
         self._pool = client.connection_pool
         self._connection: Any = None
+        self._connects = 0
 
-    async def execute(self, batch: CommandBatch) -> list[Any]:
-        """Each command's reply in order, an error reply (`ResponseError`) as its reply."""
+    @property
+    def epoch(self) -> int | None:
+        """Which connection is open (one more at every connect); None: none is."""
+        connection = self._connection
+        return self._connects if connection is not None and connection.is_connected else None
+
+    async def write(self, batch: CommandBatch) -> int:
+        """Send the batch's commands, connecting first if need be; the epoch it went on."""
         if self._connection is None:
             self._connection = await self._pool.get_connection()  # type: ignore[no-untyped-call]
         connection = self._connection
+        if not connection.is_connected:  # its own `connect`: a Sentinel's asks for the master
+            await connection.connect()
+            self._connects += 1
+        epoch = self._connects
+        packed = connection.pack_commands(batch.commands)
+        await connection.send_packed_command(packed, check_health=False)
+        return epoch
 
-        async def dropped(error: Exception) -> None:
-            await connection.disconnect()
+    async def read(self, batch: CommandBatch) -> list[Any]:
+        """The replies of a batch written on this epoch, once those of every batch
+        written before it have been read: each command's reply in order, an error reply
+        (`ResponseError`) as its reply. A dropped connection raises `ConnectionError`."""
+        connection = self._connection
+        if connection is None or not connection.is_connected:
+            raise redis.exceptions.ConnectionError("the connection closed before its replies")
+        replies: list[Any] = []
+        for _ in batch.commands:
+            try:
+                replies.append(await connection.read_response())
+            except redis.exceptions.ResponseError as exc:
+                replies.append(exc)
+        return replies
 
-        return cast(
-            list[Any],
-            await connection.retry.call_with_retry(
-                lambda: _round_trip(connection, batch.commands), dropped
-            ),
-        )
+    async def drop(self) -> None:
+        """Close the connection (replies still due on it are never read); the next
+        write opens a new one."""
+        if self._connection is not None:
+            await self._connection.disconnect()
 
     async def aclose(self) -> None:
         connection, self._connection = self._connection, None
         if connection is not None:
+            await connection.disconnect()  # replies may still be due on it
             await self._pool.release(connection)
-
-
-async def _round_trip(connection: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
-    if not connection.is_connected:  # its own `connect`: a Sentinel's asks for the master
-        await connection.connect()
-    await connection.send_packed_command(connection.pack_commands(commands), check_health=False)
-    replies: list[Any] = []
-    for _ in commands:
-        try:
-            replies.append(await connection.read_response())
-        except redis.exceptions.ResponseError as exc:
-            replies.append(exc)
-    return replies
 
 
 class Closeable(Protocol):

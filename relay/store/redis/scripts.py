@@ -39,6 +39,11 @@ class Script:
         # command by its keys like any other (all of a script's keys share one slot).
         pipe.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)
 
+    def queue_whole(self, pipe: Commands, keys: Sequence[str], args: Sequence[Any]) -> None:
+        """Run it as part of `pipe`, its source sent with it: never missing from the
+        server's script cache, which a call queued behind it may rely on."""
+        pipe.execute_command("EVAL", self.source, len(keys), *keys, *args)
+
     async def settle(
         self, client: RedisClient, reply: Any, keys: Sequence[str], args: Sequence[Any]
     ) -> Any:

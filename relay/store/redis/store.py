@@ -132,33 +132,37 @@ class RedisStore(Store):
         takeover: bytes | None = None,
         first: Sequence[Event] = (),
     ) -> SessionRecord:
-        settings = self._settings
-        check_first(first, settings.max_events_per_session)
+        check_first(first, self._settings.max_events_per_session)
         stored = with_first(record, first)
-        queue, settle = self._creation(stored, takeover, self._create_args(stored, first))
-        sent_at = time.monotonic()
+        queue, settle = self._creation(stored, takeover, first)
         with redis_errors_translated():
             await self._appends.send(queue, settle)
-        # Without first events its log has no expiry yet: the first append sets it.
-        expiry = sent_at + settings.running_ttl_s if first else None
-        self._appending.remember(stored, expiry)
-        self._tails.created(record.id, first)  # its subscribers here need no first read
         return stored
 
     def _creation(
-        self, stored: SessionRecord, takeover: bytes | None, args: list[Any]
+        self, stored: SessionRecord, takeover: bytes | None, first: Sequence[Event]
     ) -> tuple[Queue, Settle]:
-        """How a creation goes in the append sender's round trip, and its replies."""
+        """How a creation goes in the append sender's round trip, and its replies.
+
+        Once stored, the session is known here before anything queued after it is
+        answered (its first append may be in the next pipeline, out at the same time):
+        that append finds its record and its tail, whose subscribers here need no read."""
+        args = self._create_args(stored, first)
         keys = session_keys(stored.id)
+        sent_at = time.monotonic()
         script_keys = [keys.meta, keys.lease, keys.log]
-        running_ttl_ms = ms(self._settings.running_ttl_s)
+        running_ttl_s = self._settings.running_ttl_s
+        running_ttl_ms = ms(running_ttl_s)
 
         # One round trip, shared with the other creations and appends under way: the
         # record, its first lease and first events in one script, and its entry in the
         # lease index beside it (on a Cluster, the index's node is sent it at the same
         # time). An entry without a record is harmless: the lease sweep drops it.
         def queue(pipe: Commands) -> int:
-            CREATE_SCRIPT.queue(pipe, script_keys, args)
+            # Sent whole: a first append right behind it finds the session, even where
+            # the server's cache holds the append script but not this one (after a
+            # failover, an instance that only appended since loaded that one alone).
+            CREATE_SCRIPT.queue_whole(pipe, script_keys, args)
             self._leases.queue_index_entries(pipe, [stored.id])
             if takeover is not None:  # in the same round trip; its slot is the record's
                 pipe.execute_command("SET", keys.takeover, takeover, "PX", running_ttl_ms)
@@ -171,6 +175,10 @@ class RedisStore(Store):
             for reply in (indexed, *kept):
                 if isinstance(reply, Exception):
                     raise reply
+            # Without first events its log has no expiry yet: the first append sets it.
+            expiry = sent_at + running_ttl_s if first else None
+            self._appending.remember(stored, expiry)
+            self._tails.created(stored.id, first)
 
         return queue, settle
 

@@ -9,8 +9,9 @@ XREAD; waiters on other instances hear of them through theirs.
 A session created here gets its tail at once, seeded with its first events and fed
 this process's appends, so that its subscribers here (the creator's own stream, most
 often) need no read of their own before its first token. Until its first waiter comes
-such a tail has no task and keeps only the last events handed to it: a session nobody
-follows here costs no task and no read, and at most UNWATCHED_TAILS are kept.
+such a tail has no task and keeps only the last few events handed to it
+(UNWATCHED_RECENT_EVENTS): a session nobody follows here costs no task and no read,
+and at most UNWATCHED_TAILS are kept.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ __all__ = [
     "BLOCK_MS",
     "LINGER_READS",
     "RECENT_EVENTS",
+    "UNWATCHED_RECENT_EVENTS",
     "UNWATCHED_TAILS",
     "SessionTail",
     "SessionTails",
@@ -57,6 +59,11 @@ APPEND_QUIET_S = 0.5
 # Tails of sessions created here that no waiter has joined yet, kept at most; past it
 # the oldest is dropped (its first waiter reads the store, like one on another instance).
 UNWATCHED_TAILS = 4096
+# The events such a tail keeps: a generation may store its first token before the
+# creator's own stream first waits (it starts before the creation is answered), and
+# that stream, reading from the start, then finds the first status, the `generating`
+# status and the first token here rather than in a read of its own.
+UNWATCHED_RECENT_EVENTS = 8
 
 # A tail's blocking read: the events after the cursor it is given.
 ReadNew = Callable[[int], Awaitable[list[Event]]]
@@ -176,9 +183,10 @@ class SessionTail:
             return False
         self._cursor = fresh[-1].id
         self._ended = fresh[-1].is_terminal
-        if self._task is None:  # nobody has waited yet: the last events are enough
-            self._recent.clear()
         self._recent.extend(fresh)
+        if self._task is None:  # nobody has waited yet: the last few events are enough
+            while len(self._recent) > UNWATCHED_RECENT_EVENTS:
+                self._recent.popleft()
         self._hand_out(fresh)
         return True
 

@@ -1,0 +1,228 @@
+"""The append sender's pipelines (relay/store/redis/group_commit.py): out before the
+replies of those before them, at most PIPELINES_IN_FLIGHT at once, in order, and
+written again in order when the connection drops under them.
+
+Against a real redis-server: `DEBUG SLEEP` on another connection holds the server, so
+pipelines stay out; a TCP proxy of the test's own cuts the connection under them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+import redis.asyncio
+from redis.asyncio.connection import AbstractConnection
+
+from relay.config import StoreSettings
+from relay.store.redis import RedisStore
+from relay.store.redis.group_commit import PIPELINES_IN_FLIGHT
+from relay.store.redis.scripts import APPEND_SCRIPT
+from tests.store.sessions import delta, new_record, new_session
+
+SERVER_HELD_S = 0.3
+
+
+@pytest.fixture
+async def raw(redis_url: str) -> AsyncIterator[redis.asyncio.Redis]:
+    client = redis.asyncio.Redis.from_url(redis_url)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def store(redis_url: str) -> AsyncIterator[RedisStore]:
+    store = RedisStore.from_url(redis_url, StoreSettings())
+    await new_session(store, events=1)  # both scripts are in the server's cache now
+    yield store
+    await store.close()
+
+
+def record_writes(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Every write of a command or pipeline to Redis from now on."""
+    sent: list[object] = []
+    send = AbstractConnection.send_packed_command
+
+    async def counted(self: AbstractConnection, command: object, check_health: bool = True) -> None:
+        sent.append(command)
+        await send(self, command, check_health)
+
+    monkeypatch.setattr(AbstractConnection, "send_packed_command", counted)
+    return sent
+
+
+@contextlib.asynccontextmanager
+async def server_held(raw: redis.asyncio.Redis) -> AsyncIterator[None]:
+    """Redis runs nothing else for SERVER_HELD_S (a `DEBUG SLEEP` on `raw`)."""
+    sleeping = asyncio.create_task(raw.execute_command("DEBUG", "SLEEP", SERVER_HELD_S))
+    await asyncio.sleep(0.05)  # it has reached the server
+    try:
+        yield
+    finally:
+        await sleeping
+
+
+async def settle_loop() -> None:
+    """Loop turns enough for the sender's tasks to write what is queued."""
+    for _ in range(10):
+        await asyncio.sleep(0)
+
+
+async def test_a_call_queued_while_a_pipeline_is_out_goes_before_its_reply(
+    store: RedisStore, raw: redis.asyncio.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sessions = [await new_session(store, events=1) for _ in range(PIPELINES_IN_FLIGHT + 1)]
+    async with server_held(raw):
+        sent = record_writes(monkeypatch)
+        appends: list[asyncio.Task[Any]] = []
+        for session_id in sessions:
+            appends.append(asyncio.create_task(store.append(session_id, [delta(2)])))
+            await settle_loop()
+        # Two out with no reply yet; the third waits for the first one's reply.
+        assert len(sent) == PIPELINES_IN_FLIGHT
+        assert not any(append.done() for append in appends)
+    records = await asyncio.gather(*appends)
+    monkeypatch.undo()
+    assert len(sent) == PIPELINES_IN_FLIGHT + 1
+    assert [record.last_event_id for record in records] == [2] * len(sessions)
+
+
+async def test_a_first_append_right_behind_its_creation_lands_after_it(
+    store: RedisStore, raw: redis.asyncio.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    record = new_record()
+    async with server_held(raw):
+        sent = record_writes(monkeypatch)
+        creating = asyncio.create_task(store.create(record))
+        await settle_loop()
+        appending = asyncio.create_task(store.append(record.id, [delta(1)]))
+        await settle_loop()
+        assert len(sent) == 2 and not creating.done()  # both out at once
+    await creating
+    appended = await appending
+    monkeypatch.undo()
+    assert appended.last_event_id == 1
+    assert await store.read(record.id, 0, 10) == [delta(1)]
+
+
+async def test_a_creation_needs_no_script_in_the_cache_ahead_of_its_first_append(
+    store: RedisStore, raw: redis.asyncio.Redis
+) -> None:
+    """After a failover, the server may hold the append script (another instance only
+    appended since) and not the creation's: the append right behind a creation must
+    still find its session."""
+    await raw.script_flush()
+    await raw.script_load(APPEND_SCRIPT.source)
+    record = new_record()
+    async with server_held(raw):
+        creating = asyncio.create_task(store.create(record))
+        await settle_loop()
+        appending = asyncio.create_task(store.append(record.id, [delta(1)]))
+        await settle_loop()
+    await creating
+    assert (await appending).last_event_id == 1
+
+
+class CuttingProxy:
+    """A TCP proxy to a Redis server that can hold what its clients send (`hold`), and
+    cut every connection, dropping what it held (`cut`)."""
+
+    def __init__(self, target_port: int) -> None:
+        self._target_port = target_port
+        self._server: asyncio.Server | None = None
+        self._writers: list[asyncio.StreamWriter] = []
+        self._pumps: set[asyncio.Task[None]] = set()
+        self.holding = False
+        self.held = 0  # bytes held since `hold`
+        self.port = 0
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = int(self._server.sockets[0].getsockname()[1])
+
+    def hold(self) -> None:
+        self.holding, self.held = True, 0
+
+    async def cut(self) -> None:
+        self.holding = False
+        writers, self._writers = self._writers, []
+        for writer in writers:
+            writer.close()
+        await asyncio.gather(*(self._wait_closed(writer) for writer in writers))
+
+    async def close(self) -> None:
+        await self.cut()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        for pump in list(self._pumps):
+            pump.cancel()
+        await asyncio.gather(*self._pumps, return_exceptions=True)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self._target_port)
+        self._writers += [writer, up_writer]
+        self._pump(reader, up_writer, upstream=True)
+        self._pump(up_reader, writer, upstream=False)
+
+    def _pump(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, upstream: bool
+    ) -> None:
+        async def forward() -> None:
+            with contextlib.suppress(ConnectionError):
+                while data := await reader.read(65536):
+                    if upstream and self.holding:
+                        self.held += len(data)
+                        continue  # never forwarded: the cut drops it
+                    writer.write(data)
+                    await writer.drain()
+            writer.close()
+
+        task = asyncio.create_task(forward())
+        self._pumps.add(task)
+        task.add_done_callback(self._pumps.discard)
+
+    @staticmethod
+    async def _wait_closed(writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+
+
+@pytest.fixture
+async def proxy(redis_url: str) -> AsyncIterator[CuttingProxy]:
+    port = redis.asyncio.Redis.from_url(redis_url).connection_pool.connection_kwargs["port"]
+    proxy = CuttingProxy(int(port))
+    await proxy.start()
+    yield proxy
+    await proxy.close()
+
+
+async def until(condition: Callable[[], bool], timeout: float = 2) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.005)
+
+
+async def test_pipelines_out_when_the_connection_drops_go_again_in_order(
+    proxy: CuttingProxy,
+) -> None:
+    store = RedisStore.from_url(f"redis://127.0.0.1:{proxy.port}/0", StoreSettings())
+    try:
+        await new_session(store, events=1)  # connected, scripts cached
+        record = new_record()
+        proxy.hold()
+        creating = asyncio.create_task(store.create(record))
+        await until(lambda: proxy.held > 0)
+        held_creation = proxy.held
+        appending = asyncio.create_task(store.append(record.id, [delta(1)]))
+        await until(lambda: proxy.held > held_creation)  # both out, neither at the server
+        await proxy.cut()
+        # Reconnected, and both written again: the creation first, then the append.
+        await asyncio.wait_for(creating, 5)
+        assert (await asyncio.wait_for(appending, 5)).last_event_id == 1
+        assert await store.read(record.id, 0, 10) == [delta(1)]
+    finally:
+        await store.close()
