@@ -109,6 +109,10 @@ class _Flight:
         self.epoch: int | None = None
         self.failure: Exception | None = None
 
+    def went_out_on(self, own: OwnConnection) -> bool:
+        """It was written on the connection open now: its replies will come on it."""
+        return self.epoch is not None and self.epoch == own.epoch
+
 
 class AppendSender:
     """Runs the append script for every caller, in pipelines sent in the order called.
@@ -230,12 +234,12 @@ class AppendSender:
         """Out now, unless a pipeline before it is to be written again after a drop:
         then the reader writes them all, in order (`_rewrite`)."""
         async with self._writing:
-            behind = self._in_flight[-1] if self._in_flight else None
+            before = self._in_flight[-1] if self._in_flight else None
             self._in_flight.append(flight)
             self._flying.set()
             if len(self._in_flight) >= PIPELINES_IN_FLIGHT:
                 self._room.clear()
-            if behind is None or (behind.epoch is not None and behind.epoch == own.epoch):
+            if before is None or before.went_out_on(own):
                 try:
                     flight.epoch = await own.write(flight.batch)
                 except redis.exceptions.ConnectionError:
@@ -270,7 +274,7 @@ class AppendSender:
         drops = 0
         while True:
             try:
-                if flight.epoch is None or flight.epoch != own.epoch:
+                if not flight.went_out_on(own):
                     await self._rewrite(own)
                 return await own.read(flight.batch)
             except redis.exceptions.ConnectionError:
@@ -285,7 +289,7 @@ class AppendSender:
             for flight in self._in_flight:
                 if flight.failure is not None:
                     raise flight.failure
-                if flight.epoch is None or flight.epoch != own.epoch:
+                if not flight.went_out_on(own):
                     flight.epoch = await own.write(flight.batch)
 
     def _landed(self) -> None:
