@@ -13,6 +13,7 @@ from typing import Any
 
 import fakeredis
 import pytest
+import redis.asyncio
 
 from relay.config import StoreSettings
 from relay.store import Store
@@ -92,3 +93,11 @@ def open_peer(backends: Backends) -> PeerFactory:
 @pytest.fixture
 async def store(make_store: StoreFactory) -> Store:
     return await make_store()
+
+
+@pytest.fixture
+async def raw(redis_url: str) -> AsyncIterator[redis.asyncio.Redis]:
+    """A plain client on the test's Redis, to look at what a store wrote."""
+    client = redis.asyncio.Redis.from_url(redis_url)
+    yield client
+    await client.aclose()

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio
-from redis.asyncio.connection import AbstractConnection
 from redis.crc import key_slot
 
 from relay.config import StoreSettings
@@ -26,15 +25,8 @@ from relay.store.redis.boundary import Boundary
 from relay.store.redis.keys import LEASE_INDEX_KEY, session_keys
 from relay.store.redis.tail import BLOCK_MS, LINGER_READS, SessionTail
 from tests.redis_server import RedisServer, require_redis_server
+from tests.store.redis_probes import record_sends
 from tests.store.sessions import delta, new_record, new_session, terminal
-
-
-@pytest.fixture
-async def raw(redis_url: str) -> AsyncIterator[redis.asyncio.Redis]:
-    """A plain client, to look at what the store wrote."""
-    client = redis.asyncio.Redis.from_url(redis_url)
-    yield client
-    await client.aclose()
 
 
 @pytest.fixture
@@ -184,20 +176,6 @@ async def test_an_append_never_shortens_the_expiry(
     assert await first.append(session_id, [delta(4)]) == await first.get(session_id)
     await first.close()
     await second.close()
-
-
-def record_sends(monkeypatch: pytest.MonkeyPatch) -> list[object]:
-    """Every write of a command (or pipeline) to Redis from now until `monkeypatch.undo()`:
-    one per round trip."""
-    sent: list[object] = []
-    send = AbstractConnection.send_packed_command
-
-    async def counted(self: AbstractConnection, command: object, check_health: bool = True) -> None:
-        sent.append(command)
-        await send(self, command, check_health)
-
-    monkeypatch.setattr(AbstractConnection, "send_packed_command", counted)
-    return sent
 
 
 async def test_creating_a_session_is_one_round_trip(

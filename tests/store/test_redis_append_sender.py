@@ -15,22 +15,15 @@ from typing import Any
 
 import pytest
 import redis.asyncio
-from redis.asyncio.connection import AbstractConnection
 
 from relay.config import StoreSettings
 from relay.store.redis import RedisStore
 from relay.store.redis.group_commit import PIPELINES_IN_FLIGHT
 from relay.store.redis.scripts import APPEND_SCRIPT
+from tests.store.redis_probes import record_sends
 from tests.store.sessions import delta, new_record, new_session
 
 SERVER_HELD_S = 0.3
-
-
-@pytest.fixture
-async def raw(redis_url: str) -> AsyncIterator[redis.asyncio.Redis]:
-    client = redis.asyncio.Redis.from_url(redis_url)
-    yield client
-    await client.aclose()
 
 
 @pytest.fixture
@@ -39,19 +32,6 @@ async def store(redis_url: str) -> AsyncIterator[RedisStore]:
     await new_session(store, events=1)  # both scripts are in the server's cache now
     yield store
     await store.close()
-
-
-def record_writes(monkeypatch: pytest.MonkeyPatch) -> list[object]:
-    """Every write of a command or pipeline to Redis from now on."""
-    sent: list[object] = []
-    send = AbstractConnection.send_packed_command
-
-    async def counted(self: AbstractConnection, command: object, check_health: bool = True) -> None:
-        sent.append(command)
-        await send(self, command, check_health)
-
-    monkeypatch.setattr(AbstractConnection, "send_packed_command", counted)
-    return sent
 
 
 @contextlib.asynccontextmanager
@@ -76,7 +56,7 @@ async def test_a_call_queued_while_a_pipeline_is_out_goes_before_its_reply(
 ) -> None:
     sessions = [await new_session(store, events=1) for _ in range(PIPELINES_IN_FLIGHT + 1)]
     async with server_held(raw):
-        sent = record_writes(monkeypatch)
+        sent = record_sends(monkeypatch)
         appends: list[asyncio.Task[Any]] = []
         for session_id in sessions:
             appends.append(asyncio.create_task(store.append(session_id, [delta(2)])))
@@ -95,7 +75,7 @@ async def test_a_first_append_right_behind_its_creation_lands_after_it(
 ) -> None:
     record = new_record()
     async with server_held(raw):
-        sent = record_writes(monkeypatch)
+        sent = record_sends(monkeypatch)
         creating = asyncio.create_task(store.create(record))
         await settle_loop()
         appending = asyncio.create_task(store.append(record.id, [delta(1)]))
