@@ -69,7 +69,7 @@ class RedisCancelBus(CancelBus):
             heard.put_nowait(exc)
         finally:
             heard.put_nowait(None)
-            await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+            await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]  # untyped before redis 8.2
 
     async def aclose(self) -> None:
         """End every listener: each hears what came before, then its iteration ends."""

@@ -244,7 +244,7 @@ def _cluster_client(address: RedisAddress, max_connections: int) -> RedisCluster
 
 
 def _sentinel_client(address: RedisAddress, max_connections: int) -> RedisConnection:
-    sentinel = Sentinel(  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+    sentinel = Sentinel(  # type: ignore[no-untyped-call, unused-ignore]  # untyped before redis 8.2
         list(address.hosts),
         sentinel_kwargs={
             "password": address.sentinel_password,
