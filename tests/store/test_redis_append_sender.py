@@ -1,6 +1,7 @@
 """The append sender's pipelines (relay/store/redis/group_commit.py): out before the
 replies of those before them, at most PIPELINES_IN_FLIGHT at once, in order, and
-written again in order when the connection drops under them.
+written again in order when the connection drops under them, landing once even where
+they had run before the drop.
 
 Against a real redis-server: `DEBUG SLEEP` on another connection holds the server, so
 pipelines stay out; a TCP proxy of the test's own cuts the connection under them.
@@ -10,18 +11,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
 import redis.asyncio
 
 from relay.config import StoreSettings
+from relay.errors import AppendConflict
+from relay.events import SessionStatus
 from relay.store.redis import RedisStore
 from relay.store.redis.group_commit import PIPELINES_IN_FLIGHT
+from relay.store.redis.keys import session_keys
 from relay.store.redis.scripts import APPEND_SCRIPT
 from tests.store.redis_probes import record_sends
-from tests.store.sessions import delta, new_record, new_session
+from tests.store.sessions import delta, new_record, new_session, terminal
 
 SERVER_HELD_S = 0.3
 
@@ -107,15 +111,15 @@ async def test_a_creation_needs_no_script_in_the_cache_ahead_of_its_first_append
 
 
 class CuttingProxy:
-    """A TCP proxy to a Redis server that can hold what its clients send (`hold`), and
-    cut every connection, dropping what it held (`cut`)."""
+    """A TCP proxy to a Redis server that can hold what its clients send, or what the
+    server answers (`hold`), and cut every connection, dropping what it held (`cut`)."""
 
     def __init__(self, target_port: int) -> None:
         self._target_port = target_port
         self._server: asyncio.Server | None = None
         self._writers: list[asyncio.StreamWriter] = []
         self._pumps: set[asyncio.Task[None]] = set()
-        self.holding = False
+        self._holding: bool | None = None  # None: nothing; else whether it holds replies
         self.held = 0  # bytes held since `hold`
         self.port = 0
 
@@ -123,11 +127,13 @@ class CuttingProxy:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
         self.port = int(self._server.sockets[0].getsockname()[1])
 
-    def hold(self) -> None:
-        self.holding, self.held = True, 0
+    def hold(self, *, replies: bool = False) -> None:
+        """Forward nothing clients send from now on; with `replies`, forward what they
+        send, so that the server runs it, and nothing it answers."""
+        self._holding, self.held = replies, 0
 
     async def cut(self) -> None:
-        self.holding = False
+        self._holding = None
         writers, self._writers = self._writers, []
         for writer in writers:
             writer.close()
@@ -154,7 +160,7 @@ class CuttingProxy:
         async def forward() -> None:
             with contextlib.suppress(ConnectionError):
                 while data := await reader.read(65536):
-                    if upstream and self.holding:
+                    if self._holding is not None and self._holding is not upstream:
                         self.held += len(data)
                         continue  # never forwarded: the cut drops it
                     writer.write(data)
@@ -206,3 +212,62 @@ async def test_pipelines_out_when_the_connection_drops_go_again_in_order(
         assert await store.read(record.id, 0, 10) == [delta(1)]
     finally:
         await store.close()
+
+
+async def until_true(condition: Callable[[], Awaitable[bool]], timeout: float = 2) -> None:
+    async with asyncio.timeout(timeout):
+        while not await condition():
+            await asyncio.sleep(0.005)
+
+
+async def test_pipelines_that_ran_before_the_connection_dropped_land_once(
+    proxy: CuttingProxy, raw: redis.asyncio.Redis
+) -> None:
+    store = RedisStore.from_url(f"redis://127.0.0.1:{proxy.port}/0", StoreSettings())
+    try:
+        await new_session(store, events=1)  # connected, scripts cached
+        record = new_record()
+        proxy.hold(replies=True)
+        creating = asyncio.create_task(store.create(record))
+        appending = asyncio.create_task(store.append(record.id, [delta(1)]))
+        log_key = session_keys(record.id).log
+        await until_true(lambda: raw_has(raw, log_key, 1))  # both ran, neither answered
+        await proxy.cut()
+        # Written again on a new connection, each finds it ran: nothing changes, and
+        # each answers as the first time (the creation did not reset the record).
+        await asyncio.wait_for(creating, 5)
+        assert (await asyncio.wait_for(appending, 5)).last_event_id == 1
+        assert (await store.append(record.id, [delta(2)])).last_event_id == 2
+        assert await store.read(record.id, 0, 10) == [delta(1), delta(2)]
+    finally:
+        await store.close()
+
+
+async def test_an_append_that_ended_its_session_and_ran_twice_answers_as_it_did(
+    proxy: CuttingProxy, raw: redis.asyncio.Redis
+) -> None:
+    store = RedisStore.from_url(f"redis://127.0.0.1:{proxy.port}/0", StoreSettings())
+    try:
+        session_id = await new_session(store, events=1)
+        proxy.hold(replies=True)
+        ending = asyncio.create_task(store.append(session_id, [terminal(2)]))
+        await until_true(lambda: raw_has(raw, session_keys(session_id).log, 2))
+        await proxy.cut()
+        ended = await asyncio.wait_for(ending, 5)  # not SessionEnded: it ended it
+        assert (ended.last_event_id, ended.status) == (2, SessionStatus.COMPLETED)
+        assert [event.id for event in await store.read(session_id, 0, 10)] == [1, 2]
+    finally:
+        await store.close()
+
+
+async def test_another_call_with_the_same_events_is_refused_as_ever(
+    store: RedisStore,
+) -> None:
+    session_id = await new_session(store, events=1)
+    await store.append(session_id, [delta(2)])
+    with pytest.raises(AppendConflict):  # a second writer: its own append id
+        await store.append(session_id, [delta(2)])
+
+
+async def raw_has(raw: redis.asyncio.Redis, log_key: str, events: int) -> bool:
+    return int(await raw.xlen(log_key)) == events

@@ -19,13 +19,12 @@ one at a time, within the commands' `Boundary` like any command.
 
 A dropped connection is reconnected (a Sentinel's asks for the master again) and every
 pipeline still out is written again, in order, on the new one, RECONNECTS times at most
-(as redis-py's own retry did for the one pipeline out). That is right for a pipeline
-whose bytes never reached Redis. One that had reached it runs twice: its appends are
-then refused by the id fence (`AppendConflict`), which the writer (relay/writer.py)
-takes for another writer's on its first attempt, and its creations fail; telling the two
-apart needs the caller to know its call was written again, which it is not told yet. A
-reply that does not come within the socket timeout fails every pipeline out, and the
-connection is closed, so a late reply is never read as another's.
+(as redis-py's own retry does for a Cluster pipeline). A pipeline whose bytes had
+reached Redis then runs twice, which its scripts recognise: a creation finds its record,
+an append finds its own id as the session's last append, and each answers as it did the
+first time, changing nothing (scripts.py). A reply that does not come within the socket
+timeout fails every pipeline out, and the connection is closed, so a late reply is never
+read as another's.
 """
 
 from __future__ import annotations

@@ -56,11 +56,17 @@ class Script:
 
 
 # Creating a session: its record, its first lease and its first events (ids 1, 2, …:
-# `EventLog.create` checked them), whose log then expires like the record.
+# `EventLog.create` checked them), whose log then expires like the record. A record that
+# exists already is this very creation's, run before and sent again after a dropped
+# connection (session ids are random, 128 bits, never reused): it changes nothing then,
+# since the session may have gone on since (its first append, in the same round trip).
 # KEYS: meta, lease, log. ARGV: running ttl ms, lease ttl ms, owner, how many record
 # arguments follow (field, value pairs), those, then type, data per first event.
 CREATE_SCRIPT = Script(
     """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return 'OK'
+end
 local fields = tonumber(ARGV[4])
 redis.call('HSET', KEYS[1], unpack(ARGV, 5, 4 + fields))
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
@@ -86,8 +92,10 @@ return redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[2])
 # status ("" unless the batch ends with a terminal event), max events, retention ms,
 # running ttl ms (0: leave the expiry as it is), "1" to get the whole record back (else
 # the new last id), an external producer's batch seq ("0": not one; else it and the
-# batch's ids are set in the record with the events, see `EventLog.append_batch`), then
-# type, data per event.
+# batch's ids are set in the record with the events, see `EventLog.append_batch`), the
+# append's id (unique to the call, kept in the record's `last_append`), then type, data
+# per event. A session whose last append has this id had it already: the same call,
+# sent again after a dropped connection; it answers as it did then, changing nothing.
 # Every check comes before the first write: a script that fails halfway is not undone.
 APPEND_SCRIPT = Script(
     """
@@ -95,13 +103,19 @@ local meta, log = KEYS[1], KEYS[2]
 local now, first, final = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local cap, retention_ms, running_ms = tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6])
 local want_record = ARGV[7] == '1'
-local seq = ARGV[8]
-local count = (#ARGV - 8) / 2
+local seq, append_id = ARGV[8], ARGV[9]
+local count = (#ARGV - 9) / 2
 local last = first + count - 1
 
-local state = redis.call('HMGET', meta, 'status', 'last_event_id')
+local state = redis.call('HMGET', meta, 'status', 'last_event_id', 'last_append')
 if not state[1] then
   return redis.error_reply('RELAY_NOT_FOUND')
+end
+if state[3] == append_id then
+  if want_record then
+    return redis.call('HGETALL', meta)
+  end
+  return last
 end
 if state[1] ~= 'running' then
   return redis.error_reply('RELAY_ENDED ' .. state[1])
@@ -117,7 +131,7 @@ if last > cap or (final == '' and last > cap - 1) then
 end
 
 for i = 0, count - 1 do
-  redis.call('XADD', log, string.format('%d-0', first + i), ARGV[9 + 2 * i], ARGV[10 + 2 * i])
+  redis.call('XADD', log, string.format('%d-0', first + i), ARGV[10 + 2 * i], ARGV[11 + 2 * i])
 end
 local last_id = string.format('%d', last)
 if seq ~= '0' then
@@ -125,13 +139,14 @@ if seq ~= '0' then
              'producer_last_id', last_id)
 end
 if final ~= '' then
-  redis.call('HSET', meta, 'last_event_id', last_id, 'updated_at', now, 'status', final)
+  redis.call('HSET', meta, 'last_event_id', last_id, 'updated_at', now, 'status', final,
+             'last_append', append_id)
   redis.call('PEXPIRE', meta, retention_ms)
   redis.call('PEXPIRE', log, retention_ms)
   redis.call('PEXPIRE', KEYS[3], retention_ms)
   redis.call('DEL', KEYS[4])
 else
-  redis.call('HSET', meta, 'last_event_id', last_id, 'updated_at', now)
+  redis.call('HSET', meta, 'last_event_id', last_id, 'updated_at', now, 'last_append', append_id)
   -- Never shortened: another instance's append may have set a longer one.
   for _, key in ipairs({meta, log, KEYS[3], KEYS[4]}) do
     if running_ms > 0 and redis.call('PTTL', key) < running_ms then

@@ -8,8 +8,10 @@ keys (quotas.py), or one chat's key (chats.py). Appending is one round trip: the
 script (scripts.py), sent with the appends that queued meanwhile (group_commit.py).
 Creating is one round trip too: a script writes the record, the first lease and the
 session's first events (its first `status`), pipelined with the session's entry in the
-lease index; this process's subscribers follow it from there without a read. Reading
-is XRANGE; waiting parks on the session's tail (tail.py).
+lease index; this process's subscribers follow it from there without a read. Both
+scripts know when they are run a second time for the same call (the client sends a
+pipeline again after a dropped connection, which may have run it already), and change
+nothing then. Reading is XRANGE; waiting parks on the session's tail (tail.py).
 
 Connections. One client per store (connect.py). Every call passes one of two
 `Boundary`s (boundary.py): commands, and the tails' blocking reads, except the append
@@ -22,6 +24,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
+import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, NamedTuple, cast
@@ -104,6 +108,10 @@ class RedisStore(Store):
         self._tails = SessionTails(self._tail_read)
         self._appends = AppendSender(client, self._commands, APPEND_SCRIPT)
         self._appending = AppendingSessions()
+        # Each append's id, unique to the call (see APPEND_SCRIPT): a store's own prefix
+        # and a count.
+        self._append_prefix = secrets.token_hex(8).encode()
+        self._append_count = itertools.count(1)
         self._leases = RedisLeases(client, self._commands, settings, clock)
         self._cancels = RedisCancelBus(client, self._commands)
         self._quotas = RedisQuotas(client, self._commands)
@@ -261,6 +269,7 @@ class RedisStore(Store):
             ms(running_ttl_s) if running_ttl_s else 0,
             "1" if want_record else "0",
             seq,
+            b"%s:%d" % (self._append_prefix, next(self._append_count)),
         ]
         for event in events:
             # A memoryview passes the JSON bytes through without copying them.
