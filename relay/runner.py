@@ -1,6 +1,6 @@
 """`GenerationRunner`: runs each generation as a background task that this instance owns.
 
-A generation is two tasks. The *pump* reads the provider's stream into an inbox queue
+A generation is two tasks. The *pump* reads the provider's stream into its inbox (pump_inbox.py)
 and nothing else, so closing it closes the upstream request. The *generation* task
 drains the inbox, coalesces text, and appends batches to the session log through its
 `SessionWriter`. No client connection is involved: a subscriber that goes away never
@@ -72,6 +72,7 @@ from relay.providers.base import (
     UsageReport,
 )
 from relay.providers.router import Route
+from relay.pump_inbox import PumpInbox
 from relay.session import SessionRecord, hash_token, new_session_id, new_token
 from relay.store import Store
 from relay.tasks import cancel_and_wait
@@ -164,10 +165,10 @@ class Generation:
         self.started_at = time.monotonic()
         self.first_token_at: float | None = None
         self.progress = GenerationProgress()
-        self.inbox: asyncio.Queue[InboxItem] = asyncio.Queue()
-        # Set by cancel and by the end of the upstream's stream: wakes the generation task
-        # while it holds text until its flush (the text goes out with the end, at once).
-        self.interrupt = asyncio.Event()
+        # Interrupted by cancel and by the end of the upstream's stream: that wakes the
+        # generation task while it holds text until its flush (the text goes out with
+        # the end, at once).
+        self.inbox: PumpInbox[InboxItem] = PumpInbox()
         # Set once the generation task has stored what the first output brought (not a
         # status before it: that append comes while the upstream is still silent). The pump
         # waits for it after handing over its first output, so that the rest of the same
@@ -197,8 +198,8 @@ class Generation:
         if self.cancel_requested:
             return
         self.cancel_requested = True
-        self.inbox.put_nowait(CancelRequested(reason))
-        self.interrupt.set()
+        self.inbox.put(CancelRequested(reason))
+        self.inbox.interrupt()
         if self.pump is not None:
             self.pump.cancel()
 
@@ -400,23 +401,23 @@ class GenerationRunner:
         try:
             async with contextlib.aclosing(stream):
                 async for item in stream:
-                    inbox.put_nowait(item)
+                    inbox.put(item)
                     if before_output and is_output(item):
                         before_output = False
                         await generation.first_output_stored.wait()
-            inbox.put_nowait(StreamEnded())
+            inbox.put(StreamEnded())
             outcome = "ok"
         except UpstreamError as exc:
-            inbox.put_nowait(StreamFailed(upstream_failure(exc)))
+            inbox.put(StreamFailed(upstream_failure(exc)))
             outcome = exc.code
         except Exception:
             tag = session_tag(generation.session_id)
             log.exception("session %s: the provider stream raised", tag)
-            inbox.put_nowait(StreamFailed(INTERNAL_ERROR))
+            inbox.put(StreamFailed(INTERNAL_ERROR))
             outcome = INTERNAL_ERROR.code
         finally:
             # The generation may be holding text for its flush: the end is not held.
-            generation.interrupt.set()
+            inbox.interrupt()
             metrics.upstream_request(generation.upstream, outcome)
 
     async def _run(self, generation: Generation, *, counted: bool) -> None:
@@ -469,7 +470,7 @@ class GenerationRunner:
         last_item_at = loop.time()
         # A session created here has its first status (`_opened`); one taken over gets
         # it now, on its own, as soon as can be, told by what the provider said so far.
-        items: list[InboxItem] = generation.early + _take_all(generation.inbox)
+        items: list[InboxItem] = generation.early + generation.inbox.take_all()
         if generation.resume is not None:
             await writer.append(_seam(generation.resume) + _opening(items, progress))
         pending: Pending = []
@@ -597,7 +598,7 @@ def _opening(items: list[InboxItem], progress: GenerationProgress) -> Pending:
 def _opened(generation: Generation) -> list[Event]:
     """The first events of a new session, stored with it: its first status, told by
     what the provider said in its first step (taken from the inbox, applied later)."""
-    generation.early = _take_all(generation.inbox)
+    generation.early = generation.inbox.take_all()
     events = numbered(1, _opening(generation.early, generation.progress))
     generation.opened = len(events)
     return events
@@ -713,28 +714,7 @@ async def _next_items(generation: Generation, timeout: float, *, holding: bool) 
     """
     inbox = generation.inbox
     if holding:
-        await _wait_for(generation.interrupt, timeout)
-    elif inbox.empty():
-        try:
-            async with asyncio.timeout(timeout):
-                items = [await inbox.get()]
-        except TimeoutError:
-            return []
-        return items + _take_all(inbox)
-    return _take_all(inbox)
-
-
-def _take_all(inbox: asyncio.Queue[InboxItem]) -> list[InboxItem]:
-    items: list[InboxItem] = []
-    while not inbox.empty():
-        items.append(inbox.get_nowait())
-    return items
-
-
-async def _wait_for(event: asyncio.Event, timeout: float) -> None:
-    """Until `event` is set or `timeout` has passed, whichever comes first."""
-    if event.is_set():
-        return
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(timeout):
-            await event.wait()
+        await inbox.wait_for_interrupt(timeout)
+    else:
+        await inbox.wait_for_item(timeout)
+    return inbox.take_all()
