@@ -42,9 +42,6 @@ class PumpInbox(Generic[Item]):
         if not self._woken_by_items:
             self._wake()
 
-    def empty(self) -> bool:
-        return not self._items
-
     def take_all(self) -> list[Item]:
         items = list(self._items)
         self._items.clear()
