@@ -1,7 +1,8 @@
 """The append sender's pipelines (relay/store/redis/group_commit.py): out before the
 replies of those before them, at most PIPELINES_IN_FLIGHT at once, in order, and
 written again in order when the connection drops under them, landing once even where
-they had run before the drop.
+they had run before the drop; a reply that does not come, or a connection that cannot be
+opened, fails what is out and nothing else waits for ever.
 
 Against a real redis-server: `DEBUG SLEEP` on another connection holds the server, so
 pipelines stay out; a TCP proxy of the test's own cuts the connection under them.
@@ -18,12 +19,13 @@ import pytest
 import redis.asyncio
 
 from relay.config import StoreSettings
-from relay.errors import AppendConflict
+from relay.errors import AppendConflict, StoreUnavailable
 from relay.events import SessionStatus
-from relay.store.redis import RedisStore
+from relay.store.redis import RedisStore, group_commit
 from relay.store.redis.group_commit import PIPELINES_IN_FLIGHT
 from relay.store.redis.keys import session_keys
 from relay.store.redis.scripts import APPEND_SCRIPT
+from tests.redis_server import free_port
 from tests.store.redis_probes import record_sends
 from tests.store.sessions import delta, new_record, new_session, terminal
 
@@ -271,3 +273,37 @@ async def test_another_call_with_the_same_events_is_refused_as_ever(
 
 async def raw_has(raw: redis.asyncio.Redis, log_key: str, events: int) -> bool:
     return int(await raw.xlen(log_key)) == events
+
+
+async def test_calls_queued_behind_pipelines_that_cannot_connect_each_get_an_answer() -> None:
+    """Nothing listens: the pipelines out fail after their reconnects, and the calls
+    queued behind them, never written yet, get a try (and an answer) of their own."""
+    store = RedisStore.from_url(f"redis://127.0.0.1:{free_port()}/0", StoreSettings())
+    try:
+        calls = []
+        for _ in range(PIPELINES_IN_FLIGHT + 2):  # a loop turn apart: a pipeline each
+            calls.append(asyncio.create_task(store.append(new_record().id, [delta(1)])))
+            await asyncio.sleep(0)
+        outcomes = await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), 10)
+        assert all(isinstance(outcome, StoreUnavailable) for outcome in outcomes), outcomes
+    finally:
+        await store.close()
+
+
+async def test_a_reply_that_does_not_come_fails_the_call_and_the_next_goes_on_a_new_connection(
+    proxy: CuttingProxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(group_commit, "SOCKET_TIMEOUT_S", 0.3)
+    store = RedisStore.from_url(f"redis://127.0.0.1:{proxy.port}/0", StoreSettings())
+    try:
+        session_id = await new_session(store, events=1)
+        proxy.hold(replies=True)  # it runs; its reply never comes back
+        with pytest.raises(StoreUnavailable, match=r"no reply within 0\.3 s"):
+            await asyncio.wait_for(store.append(session_id, [delta(2)]), 5)
+        await proxy.cut()  # forwarding again, on the connection the next call opens
+        # Its append had run: the writer's next try finds it there (the id fence).
+        record = await asyncio.wait_for(store.append(session_id, [delta(3)]), 5)
+        assert record.last_event_id == 3
+        assert [event.id for event in await store.read(session_id, 0, 10)] == [1, 2, 3]
+    finally:
+        await store.close()

@@ -11,7 +11,8 @@ never opens more.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Protocol, TypeAlias
+import asyncio
+from typing import Any, NamedTuple, Protocol, TypeAlias, TypeGuard
 
 import redis.asyncio
 import redis.exceptions
@@ -27,6 +28,7 @@ __all__ = [
     "POOL_TIMEOUT_S",
     "RECONNECTS",
     "RECONNECT_BACKOFF",
+    "SOCKET_TIMEOUT_S",
     "Closeable",
     "CommandBatch",
     "Commands",
@@ -35,6 +37,7 @@ __all__ = [
     "RedisClient",
     "RedisConnection",
     "connect",
+    "drives_own_socket",
     "pack_commands",
     "raw_stream_replies",
 ]
@@ -80,63 +83,48 @@ class CommandBatch:
 
 
 class OwnConnection:
-    """One connection of a client's pool, held by one user from its first write to
-    `aclose`: its round trips skip the pool's checkout and a pipeline's machinery, and
-    a batch can be written before the replies of those before it are read (its user
-    reads them in the order written, from one task). `epoch` tells its user which
-    connection a batch went out on: after a drop the next write connects again (a
-    Sentinel's asks for the master again), and batches written before are not answered
-    on the new one."""
+    """One connection of a client's pool, held by one user from its first `open` to
+    `aclose`, whose socket the user drives itself: `open` connects as the client does
+    (its handshake: AUTH, SELECT; a Sentinel's asks for the master), then hands the
+    socket's transport to the user's protocol, which reads every reply from then on. A
+    dropped connection is opened again by the next `open`."""
 
     def __init__(self, client: redis.asyncio.Redis) -> None:
         self._pool = client.connection_pool
         self._connection: Any = None
-        self._connects = 0
 
-    @property
-    def epoch(self) -> int | None:
-        """Which connection is open (one more at every connect); None: none is."""
-        connection = self._connection
-        return self._connects if connection is not None and connection.is_connected else None
-
-    async def write(self, batch: CommandBatch) -> int:
-        """Send the batch's commands, connecting first if need be; the epoch it went on."""
+    async def open(self, protocol: asyncio.Protocol) -> asyncio.Transport:
+        """Connect (again), and make `protocol` the socket's: from now on it hears every
+        `data_received` and the `connection_lost`. The client closes its connections
+        without waiting on the protocol it replaced (`disconnect(nowait=True)`)."""
         if self._connection is None:
             self._connection = await self._pool.get_connection()  # type: ignore[no-untyped-call]
         connection = self._connection
-        if not connection.is_connected:  # its own `connect`: a Sentinel's asks for the master
-            await connection.connect()
-            self._connects += 1
-        epoch = self._connects
-        await connection.send_packed_command(pack_commands(batch.commands), check_health=False)
-        return epoch
-
-    async def read(self, batch: CommandBatch) -> list[Any]:
-        """The replies of a batch written on this epoch, once those of every batch
-        written before it have been read: each command's reply in order, an error reply
-        (`ResponseError`) as its reply. A dropped connection raises `ConnectionError`."""
-        connection = self._connection
-        if connection is None or not connection.is_connected:
-            raise redis.exceptions.ConnectionError("the connection closed before its replies")
-        replies: list[Any] = []
-        for _ in batch.commands:
-            try:
-                replies.append(await connection.read_response())
-            except redis.exceptions.ResponseError as exc:
-                replies.append(exc)
-        return replies
-
-    async def drop(self) -> None:
-        """Close the connection (replies still due on it are never read); the next
-        write opens a new one."""
-        if self._connection is not None:
-            await self._connection.disconnect()
+        if connection.is_connected:
+            await connection.disconnect(nowait=True)
+        await connection.connect()
+        transport: asyncio.Transport = connection._writer.transport
+        transport.set_protocol(protocol)
+        return transport
 
     async def aclose(self) -> None:
         connection, self._connection = self._connection, None
         if connection is not None:
-            await connection.disconnect()  # replies may still be due on it
+            await connection.disconnect(nowait=True)  # replies may still be due on it
             await self._pool.release(connection)
+
+
+def drives_own_socket(client: RedisClient) -> TypeGuard[redis.asyncio.Redis]:
+    """Whether an `OwnConnection` can drive this client's connections' sockets: those of
+    one server or a Sentinel's master, opened by redis-py's own connection classes (not
+    a Cluster, whose pipelines are split by node; not an in-process fake)."""
+    if isinstance(client, RedisCluster):
+        return False
+    kind = client.connection_pool.connection_class
+    return issubclass(kind, _SOCKET_CONNECTIONS) and kind.__module__.startswith("redis.")
+
+
+_SOCKET_CONNECTIONS = (Connection, UnixDomainSocketConnection)
 
 
 def pack_commands(commands: list[tuple[Any, ...]]) -> bytes:

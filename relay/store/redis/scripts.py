@@ -9,7 +9,7 @@ the same keys, runs the script there and caches it for the next EVALSHA.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import redis.exceptions
@@ -22,6 +22,7 @@ __all__ = [
     "CLAIM_SCRIPT",
     "CREATE_SCRIPT",
     "SIGNAL_SCRIPT",
+    "Later",
     "Script",
 ]
 
@@ -44,15 +45,33 @@ class Script:
         server's script cache, which a call queued behind it may rely on."""
         pipe.execute_command("EVAL", self.source, len(keys), *keys, *args)
 
-    async def settle(
+    def answer(
         self, client: RedisClient, reply: Any, keys: Sequence[str], args: Sequence[Any]
     ) -> Any:
-        """The script's reply from a pipeline, after running it whole where it was missing."""
+        """The script's reply from a pipeline (an error reply raised), or, where the
+        server lacked the script (NOSCRIPT), a `Later` that runs it whole."""
         if isinstance(reply, redis.exceptions.NoScriptError):
-            return await client.eval(self.source, len(keys), *keys, *args)
+            return Later(lambda: client.eval(self.source, len(keys), *keys, *args))
         if isinstance(reply, Exception):
             raise reply
         return reply
+
+    async def settle(
+        self, client: RedisClient, reply: Any, keys: Sequence[str], args: Sequence[Any]
+    ) -> Any:
+        """`answer`, awaited: the reply, after running the script whole where it was missing."""
+        answer = self.answer(client, reply, keys, args)
+        return await answer.run() if isinstance(answer, Later) else answer
+
+
+class Later:
+    """An answer that takes a round trip of its own first (a script run whole after
+    NOSCRIPT): `run()` is the answer. Whoever returns one has changed nothing yet."""
+
+    __slots__ = ("run",)
+
+    def __init__(self, run: Callable[[], Awaitable[Any]]) -> None:
+        self.run = run
 
 
 # Creating a session: its record, its first lease and its first events (ids 1, 2, …:

@@ -177,10 +177,9 @@ class RedisStore(Store):
                 return 3
             return 2
 
-        async def settle(replies: list[Any]) -> None:
+        def settle(replies: list[Any]) -> None:
             created, indexed, *kept = replies
-            await CREATE_SCRIPT.settle(self._client, created, script_keys, args)
-            for reply in (indexed, *kept):
+            for reply in (created, indexed, *kept):  # the script went whole: never NOSCRIPT
                 if isinstance(reply, Exception):
                     raise reply
             # Without first events its log has no expiry yet: the first append sets it.
