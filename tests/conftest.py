@@ -14,6 +14,7 @@ import redis
 from aiohttp.test_utils import TestServer
 
 from tests.mock_upstream_server import mock_upstream_server
+from tests.redis_proxy import CuttingProxy, ProxyThread, TlsCertificates
 from tests.redis_server import (
     LocalCluster,
     LocalSentinel,
@@ -39,6 +40,31 @@ def redis_url(redis_server: RedisServer) -> str:
     with redis.Redis.from_url(redis_server.url) as client:
         client.flushall()
     return redis_server.url
+
+
+@pytest.fixture(scope="session")
+def tls_certificates(tmp_path_factory: pytest.TempPathFactory) -> TlsCertificates:
+    """A test CA and a server certificate for 127.0.0.1, for the session."""
+    return TlsCertificates(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture(scope="session")
+def redis_tls(
+    redis_server: RedisServer, tls_certificates: TlsCertificates
+) -> Iterator[CuttingProxy]:
+    """The shared redis-server behind a TLS proxy (the bundled redis-server has no TLS of
+    its own) whose certificate the test CA issued, for the session."""
+    running = ProxyThread(CuttingProxy(redis_server.port, tls=tls_certificates))
+    running.start()
+    yield running.proxy
+    running.close()
+
+
+@pytest.fixture
+def redis_tls_url(redis_url: str, redis_tls: CuttingProxy) -> str:
+    """A `rediss://` URL of an empty database on the shared redis-server, over TLS, that
+    trusts the test CA (`redis_url` empties it)."""
+    return redis_tls.url()
 
 
 @pytest.fixture(scope="session")

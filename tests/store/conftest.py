@@ -1,5 +1,5 @@
 """The stores every store test runs against: memory, fakeredis, and real Redis in each
-shape (one server, Sentinel, Cluster) started by the tests.
+shape (one server, the same over TLS, Sentinel, Cluster) started by the tests.
 
 `make_store` opens a store on a backend of its own; `open_peer` opens another store
 object on the backend of a given one, as another relay instance would. The memory store
@@ -26,6 +26,7 @@ PeerFactory = Callable[[Store], Awaitable[Store]]
 # store kind -> the fixture with the URL of an empty Redis of that shape
 REDIS_URL_FIXTURES = {
     "redis": "redis_url",
+    "redis-tls": "redis_tls_url",
     "redis-sentinel": "redis_sentinel_url",
     "redis-cluster": "redis_cluster_url",
 }

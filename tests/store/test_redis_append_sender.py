@@ -5,7 +5,8 @@ they had run before the drop; a reply that does not come, or a connection that c
 opened, fails what is out and nothing else waits for ever.
 
 Against a real redis-server: `DEBUG SLEEP` on another connection holds the server, so
-pipelines stay out; a TCP proxy of the test's own cuts the connection under them.
+pipelines stay out; a proxy of the test's own (tests/redis_proxy.py), over TCP and
+over TLS, cuts the connection under them.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from relay.store.redis import RedisStore, group_commit
 from relay.store.redis.group_commit import PIPELINES_IN_FLIGHT
 from relay.store.redis.keys import session_keys
 from relay.store.redis.scripts import APPEND_SCRIPT
+from tests.redis_proxy import CuttingProxy, TlsCertificates
 from tests.redis_server import free_port
 from tests.store.redis_probes import record_sends
 from tests.store.sessions import delta, new_record, new_session, terminal
@@ -112,77 +114,14 @@ async def test_a_creation_needs_no_script_in_the_cache_ahead_of_its_first_append
     assert (await appending).last_event_id == 1
 
 
-class CuttingProxy:
-    """A TCP proxy to a Redis server that can hold what its clients send, or what the
-    server answers (`hold`), and cut every connection, dropping what it held (`cut`)."""
-
-    def __init__(self, target_port: int) -> None:
-        self._target_port = target_port
-        self._server: asyncio.Server | None = None
-        self._writers: list[asyncio.StreamWriter] = []
-        self._pumps: set[asyncio.Task[None]] = set()
-        self._holding: bool | None = None  # None: nothing; else whether it holds replies
-        self.held = 0  # bytes held since `hold`
-        self.port = 0
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.port = int(self._server.sockets[0].getsockname()[1])
-
-    def hold(self, *, replies: bool = False) -> None:
-        """Forward nothing clients send from now on; with `replies`, forward what they
-        send, so that the server runs it, and nothing it answers."""
-        self._holding, self.held = replies, 0
-
-    async def cut(self) -> None:
-        self._holding = None
-        writers, self._writers = self._writers, []
-        for writer in writers:
-            writer.close()
-        await asyncio.gather(*(self._wait_closed(writer) for writer in writers))
-
-    async def close(self) -> None:
-        await self.cut()
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-        for pump in list(self._pumps):
-            pump.cancel()
-        await asyncio.gather(*self._pumps, return_exceptions=True)
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self._target_port)
-        self._writers += [writer, up_writer]
-        self._pump(reader, up_writer, upstream=True)
-        self._pump(up_reader, writer, upstream=False)
-
-    def _pump(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, upstream: bool
-    ) -> None:
-        async def forward() -> None:
-            with contextlib.suppress(ConnectionError):
-                while data := await reader.read(65536):
-                    if self._holding is not None and self._holding is not upstream:
-                        self.held += len(data)
-                        continue  # never forwarded: the cut drops it
-                    writer.write(data)
-                    await writer.drain()
-            writer.close()
-
-        task = asyncio.create_task(forward())
-        self._pumps.add(task)
-        task.add_done_callback(self._pumps.discard)
-
-    @staticmethod
-    async def _wait_closed(writer: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(ConnectionError):
-            await writer.wait_closed()
-
-
-@pytest.fixture
-async def proxy(redis_url: str) -> AsyncIterator[CuttingProxy]:
+@pytest.fixture(params=["tcp", "tls"])
+async def proxy(
+    request: pytest.FixtureRequest, redis_url: str, tls_certificates: TlsCertificates
+) -> AsyncIterator[CuttingProxy]:
+    """Over TCP and over TLS: the sender drives the socket of either transport."""
     port = redis.asyncio.Redis.from_url(redis_url).connection_pool.connection_kwargs["port"]
-    proxy = CuttingProxy(int(port))
+    tls = tls_certificates if request.param == "tls" else None
+    proxy = CuttingProxy(int(port), tls=tls)
     await proxy.start()
     yield proxy
     await proxy.close()
@@ -194,10 +133,33 @@ async def until(condition: Callable[[], bool], timeout: float = 2) -> None:
             await asyncio.sleep(0.005)
 
 
+async def test_the_sender_reads_its_replies_off_the_socket_over_either_transport(
+    proxy: CuttingProxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """TLS too: the sender's protocol replaces redis-py's on asyncio's TLS transport."""
+    heard: list[bytes] = []
+    data_received = group_commit._Link.data_received
+
+    def counted(self: group_commit._Link, data: bytes) -> None:
+        heard.append(data)
+        data_received(self, data)
+
+    monkeypatch.setattr(group_commit._Link, "data_received", counted)
+    store = RedisStore.from_url(proxy.url(), StoreSettings())
+    try:
+        session_id = await new_session(store, events=1)
+        for event_id in range(2, 6):
+            assert (await store.append(session_id, [delta(event_id)])).last_event_id == event_id
+        assert len(heard) >= 5  # the creation's reply and each append's
+        assert [event.id for event in await store.read(session_id, 0, 10)] == [1, 2, 3, 4, 5]
+    finally:
+        await store.close()
+
+
 async def test_pipelines_out_when_the_connection_drops_go_again_in_order(
     proxy: CuttingProxy,
 ) -> None:
-    store = RedisStore.from_url(f"redis://127.0.0.1:{proxy.port}/0", StoreSettings())
+    store = RedisStore.from_url(proxy.url(), StoreSettings())
     try:
         await new_session(store, events=1)  # connected, scripts cached
         record = new_record()
@@ -225,7 +187,7 @@ async def until_true(condition: Callable[[], Awaitable[bool]], timeout: float = 
 async def test_pipelines_that_ran_before_the_connection_dropped_land_once(
     proxy: CuttingProxy, raw: redis.asyncio.Redis
 ) -> None:
-    store = RedisStore.from_url(f"redis://127.0.0.1:{proxy.port}/0", StoreSettings())
+    store = RedisStore.from_url(proxy.url(), StoreSettings())
     try:
         await new_session(store, events=1)  # connected, scripts cached
         record = new_record()
@@ -248,7 +210,7 @@ async def test_pipelines_that_ran_before_the_connection_dropped_land_once(
 async def test_an_append_that_ended_its_session_and_ran_twice_answers_as_it_did(
     proxy: CuttingProxy, raw: redis.asyncio.Redis
 ) -> None:
-    store = RedisStore.from_url(f"redis://127.0.0.1:{proxy.port}/0", StoreSettings())
+    store = RedisStore.from_url(proxy.url(), StoreSettings())
     try:
         session_id = await new_session(store, events=1)
         proxy.hold(replies=True)
@@ -294,7 +256,7 @@ async def test_a_reply_that_does_not_come_fails_the_call_and_the_next_goes_on_a_
     proxy: CuttingProxy, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(group_commit, "SOCKET_TIMEOUT_S", 0.3)
-    store = RedisStore.from_url(f"redis://127.0.0.1:{proxy.port}/0", StoreSettings())
+    store = RedisStore.from_url(proxy.url(), StoreSettings())
     try:
         session_id = await new_session(store, events=1)
         proxy.hold(replies=True)  # it runs; its reply never comes back
