@@ -256,6 +256,11 @@ async def request_context(request: web.Request, handler: Handler) -> StreamRespo
             elapsed_s = asyncio.get_running_loop().time() - started
             AccessLog(ACCESS_LOGGER, "").log(request, answer, elapsed_s)
         raise
+    finally:
+        # The answer refers to its request: kept, the pair would be a reference cycle
+        # that only a full collection frees, and each would take its connection's
+        # objects along (a pause that grows with the connections, docs/performance.md).
+        request.pop(PREPARED, None)
 
 
 def answer_prepared(request: web.Request, response: StreamResponse) -> None:

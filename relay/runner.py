@@ -204,9 +204,12 @@ class Generation:
             self.pump.cancel()
 
     async def stop_upstream(self) -> None:
-        """Close the upstream request, if still open, and wait until it is."""
-        if self.pump is not None:
-            await cancel_and_wait([self.pump])
+        """Close the upstream request, if still open, and wait until it is. The task is
+        let go: a cancelled one keeps its CancelledError, whose traceback holds the
+        pump's frame and so this generation, a cycle only a full collection frees."""
+        pump, self.pump = self.pump, None
+        if pump is not None:
+            await cancel_and_wait([pump])
 
 
 class GenerationProgress:

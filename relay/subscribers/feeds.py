@@ -511,8 +511,15 @@ class Feeds:
             context=log_context.session_context(session_id),  # every subscriber's, not one's
         )
         self._tasks.add(feed.task)
-        feed.task.add_done_callback(self._tasks.discard)
+        feed.task.add_done_callback(functools.partial(self._stopped, feed))
         return feed
+
+    def _stopped(self, feed: Feed, task: asyncio.Task[None]) -> None:
+        """Its task is let go: a cancelled one keeps its CancelledError, whose traceback
+        holds `_run`'s frame and so the feed, a cycle only a full collection frees."""
+        self._tasks.discard(task)
+        if feed.task is task:
+            feed.task = None
 
     async def _run(self, feed: Feed) -> None:
         batches = follow(
