@@ -6,7 +6,13 @@ a full (gen2) collection, and that pause grows with every object in the process:
 round nine).
 
 Over real sockets, on both stores: a subscriber that leaves a silent session, a session
-cancelled, streams read to their end, and a stream whose client leaves part way.
+cancelled, streams read to their end, and streams whose client leaves part way, in the
+native API and in the HTTP wire formats (OpenAI, Anthropic, the UI message stream).
+
+Not WebSocket: aiohttp itself leaves each closed WebSocket with a heartbeat in a cycle
+(its connection handler keeps the socket's `_on_data_received` as its data callback, the
+socket refers to its request, the request to the handler), which relay cannot break
+without reaching into aiohttp's private state.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import collections
 import gc
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -86,3 +93,44 @@ async def cancel(relay_server: Relay, session_id: str) -> None:
     async with relay_server.http.delete(relay_server.url(f"/v1/sessions/{session_id}")) as answer:
         assert answer.status == 202
     await relay_server.wait_until_ended(session_id)
+
+
+async def test_the_wire_formats_leave_no_reference_cycles(
+    relay_server: Relay, garbage_in_cycles: Callable[[], list[object]]
+) -> None:
+    messages = [{"role": "user", "content": "hello"}]
+    chat = {"model": FAST_MOCK, "messages": messages, "stream": True}
+    anthropic = {**chat, "max_tokens": 50}
+    ui_chat = {
+        "model": FAST_MOCK,
+        "id": "chat-1",
+        "messages": [{"id": "u1", "role": "user", "parts": [{"type": "text", "text": "hi"}]}],
+        "trigger": "submit-message",
+        "messageId": None,
+    }
+    for path, body, last in (
+        ("/v1/chat/completions", chat, b"data: [DONE]"),
+        ("/v1/messages", anthropic, b"message_stop"),
+        ("/v1/ui/chat", ui_chat, b"data: [DONE]"),
+    ):
+        assert last in (await read_to_end(relay_server, path, body))[-200:]
+        await leave_part_way(relay_server, path, {**body, "model": SLOW_MOCK})
+
+    await asyncio.sleep(0.3)  # the handlers of the streams that were left have ended
+
+    left = garbage_in_cycles()
+    kinds = collections.Counter(type(thing).__qualname__ for thing in left)
+    assert not left, f"in reference cycles: {kinds.most_common(12)}"
+
+
+async def read_to_end(relay_server: Relay, path: str, body: dict[str, Any]) -> bytes:
+    async with relay_server.http.post(relay_server.url(path), json=body) as answer:
+        assert answer.status == 200, await answer.text()
+        return await answer.read()
+
+
+async def leave_part_way(relay_server: Relay, path: str, body: dict[str, Any]) -> None:
+    async with relay_server.http.post(relay_server.url(path), json=body) as answer:
+        assert answer.status == 200, await answer.text()
+        await answer.content.readany()  # the first bytes; then the client leaves
+        answer.close()
