@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from relay.cli import freeze_startup_objects
+from relay.cli import YOUNGEST_GENERATION_THRESHOLD, freeze_startup_objects
 
 
 def relay(*args: str) -> subprocess.CompletedProcess[str]:
@@ -49,13 +49,15 @@ def test_serve_refuses_an_unknown_store_scheme(tmp_path: Path) -> None:
 
 
 def test_serving_puts_the_startup_objects_out_of_the_collectors_reach() -> None:
-    before = gc.get_freeze_count()
+    before, thresholds = gc.get_freeze_count(), gc.get_threshold()
     try:
         freeze_startup_objects()
         assert gc.get_freeze_count() > before
         assert not gc.garbage
+        assert gc.get_threshold() == (YOUNGEST_GENERATION_THRESHOLD, *thresholds[1:])
     finally:
         gc.unfreeze()
+        gc.set_threshold(*thresholds)
 
 
 @pytest.fixture
