@@ -137,7 +137,7 @@ async def _serve_until_signalled(settings: Settings, *, reuse_port: bool) -> Non
         await listener.start_serving()
         _log_ready(app, listener)
         log.log(*hosts.exposure(server))  # beyond loopback, and to which Host names
-        freeze_startup_objects()
+        tune_garbage_collector()
         await _signalled()
         await drain(app)
     finally:
@@ -225,7 +225,7 @@ def _log_ready(app: web.Application, listener: asyncio.Server) -> None:
 YOUNGEST_GENERATION_THRESHOLD = 50_000
 
 
-def freeze_startup_objects() -> None:
+def tune_garbage_collector() -> None:
     """Put what startup made (modules, the app and its services) out of the cycle
     collector's reach: it lives as long as the process, and every full collection would
     walk it again while every stream waits (about 10 ms per 50,000 objects here). And

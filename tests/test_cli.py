@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from relay.cli import YOUNGEST_GENERATION_THRESHOLD, freeze_startup_objects
+from relay.cli import YOUNGEST_GENERATION_THRESHOLD, tune_garbage_collector
 
 
 def relay(*args: str) -> subprocess.CompletedProcess[str]:
@@ -48,10 +48,10 @@ def test_serve_refuses_an_unknown_store_scheme(tmp_path: Path) -> None:
     assert "store.url 'postgres://db' is not supported" in result.stderr
 
 
-def test_serving_puts_the_startup_objects_out_of_the_collectors_reach() -> None:
+def test_serving_freezes_startup_objects_and_collects_young_less_often() -> None:
     before, thresholds = gc.get_freeze_count(), gc.get_threshold()
     try:
-        freeze_startup_objects()
+        tune_garbage_collector()
         assert gc.get_freeze_count() > before
         assert not gc.garbage
         assert gc.get_threshold() == (YOUNGEST_GENERATION_THRESHOLD, *thresholds[1:])

@@ -37,12 +37,9 @@ from relay.services import SERVICES
 from relay.vocabulary import GenerationRequest
 from tests.frontdoors.conftest import FAST_MOCK, Relay, merge
 from tests.frontdoors.test_feeds import until
+from tests.loop_policies import EVENT_LOOP_POLICY_WARNING, event_loop_policy  # noqa: F401
 
-# The fixture that puts each test on uvloop too works on every pytest-asyncio this
-# project allows (>= 0.23); its replacement, a hook, came in 1.4.
-pytestmark = pytest.mark.filterwarnings(
-    'ignore:Overriding the "event_loop_policy" fixture is deprecated'
-)
+pytestmark = pytest.mark.filterwarnings(EVENT_LOOP_POLICY_WARNING)
 
 SUBSCRIBERS = 50
 PIECES = 1000  # of PIECE_CHARS each: 2 MB of text, far more than the buffers on the way
@@ -118,16 +115,6 @@ class Ended:
 
 
 StartRelay = Callable[..., Awaitable[tuple[Relay, Ended]]]
-
-
-@pytest.fixture(params=["asyncio", "uvloop"])
-def event_loop_policy(request: pytest.FixtureRequest) -> asyncio.AbstractEventLoopPolicy:
-    """Each test on asyncio's own loop and on uvloop, which `relay serve` runs when it is
-    installed (its transports are its own)."""
-    if request.param == "asyncio":
-        return asyncio.DefaultEventLoopPolicy()
-    uvloop = pytest.importorskip("uvloop")
-    return uvloop.EventLoopPolicy()  # type: ignore[no-any-return]
 
 
 @pytest.fixture(params=[False, True], ids=["as-served", "handlers-cancelled"])

@@ -26,10 +26,14 @@ from relay.store.redis import RedisStore, group_commit
 from relay.store.redis.group_commit import PIPELINES_IN_FLIGHT
 from relay.store.redis.keys import session_keys
 from relay.store.redis.scripts import APPEND_SCRIPT
+from tests.loop_policies import EVENT_LOOP_POLICY_WARNING, event_loop_policy  # noqa: F401
 from tests.redis_proxy import CuttingProxy, TlsCertificates
 from tests.redis_server import free_port
 from tests.store.redis_probes import record_sends
 from tests.store.sessions import delta, new_record, new_session, terminal
+
+# Every test on asyncio's loop and on uvloop: the sender drives the transport of either.
+pytestmark = pytest.mark.filterwarnings(EVENT_LOOP_POLICY_WARNING)
 
 SERVER_HELD_S = 0.3
 
