@@ -1,10 +1,12 @@
 """`follow` and the feeds over a memory store, without HTTP: how a reader tells a log that
 vanished under it (`session_lost`, numbered after the last event it got) from a session
-that ended before its resume point (the iteration just ends)."""
+that ended before its resume point (the iteration just ends), and when an idle reader
+beats."""
 
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 from collections.abc import AsyncIterator
 
@@ -16,7 +18,13 @@ from relay.events import DoneData, Event, EventType, TextData, make_event
 from relay.session import SessionRecord
 from relay.store.memory import MemoryStore
 from relay.subscribers.feeds import Feed
-from relay.subscribers.follow import SESSION_LOST, follow, is_session_lost, session_lost
+from relay.subscribers.follow import (
+    SESSION_LOST,
+    first_beat_s,
+    follow,
+    is_session_lost,
+    session_lost,
+)
 from relay.subscribers.sse import native_frame
 from tests.sse_client import SseParser
 
@@ -118,3 +126,38 @@ async def test_a_feed_gives_each_subscriber_session_lost_after_its_own_last_even
         frames = SseParser().feed(b"".join(await inbox.take()))
         assert [(event.int_id, event.event) for event in frames] == [(lost_id, "error")]
         assert frames[0].json()["code"] == "session_lost"
+
+
+def test_a_first_beat_falls_in_the_second_half_of_the_interval_spread_by_session() -> None:
+    ids = [f"s_{secrets.token_urlsafe(16)}" for _ in range(2000)]
+    beats = [first_beat_s(10.0, session_id) for session_id in ids]
+    assert all(5.0 <= beat <= 10.0 for beat in beats)
+    assert first_beat_s(10.0, ids[0]) == beats[0]  # the same session, the same beat
+    per_second = [sum(1 for beat in beats if 5 + k <= beat < 6 + k) for k in range(5)]
+    assert min(per_second) > 300, per_second  # 400 each if even: no clump, no empty second
+
+
+async def test_an_idle_reader_beats_first_early_then_every_heartbeat(clock: Clock) -> None:
+    """Readers that start together must not beat together: the first beat is the
+    session's own, in the interval's second half; from then on a beat per interval."""
+    heartbeat_s = 0.5
+    session_id = next(
+        candidate
+        for candidate in (f"s_{secrets.token_urlsafe(16)}" for _ in range(10_000))
+        if first_beat_s(heartbeat_s, candidate) < 0.6 * heartbeat_s
+    )
+    store = MemoryStore(StoreSettings(retention_s=RETENTION_S), clock=clock)
+    await store.create(SessionRecord(session_id, "mock", clock.now, clock.now, ""))
+    started = time.monotonic()
+    beats: list[float] = []
+    reading = follow(store, session_id, 0, heartbeat_s=heartbeat_s, batch=10)
+    async with asyncio.timeout(5):
+        async for found in reading:
+            assert found == []
+            beats.append(time.monotonic() - started)
+            if len(beats) == 2:
+                break
+    await reading.aclose()
+    await store.close()
+    assert beats[0] < 0.8 * heartbeat_s  # not a whole interval
+    assert beats[1] - beats[0] >= heartbeat_s - 0.01  # timers may fire a tick early
