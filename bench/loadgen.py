@@ -287,28 +287,19 @@ async def _wait_finished(host: str, port: int, session_id: str, timeout: float) 
 async def idle(job: Job) -> dict[str, Any]:
     """RSS growth of relay per idle SSE subscriber, over `subscribers` connections."""
     host, port, relay_pid = job["host"], job["port"], job["relay_pid"]
-    silent = mock_model(1, 0, 3_600_000)  # the first token is an hour away
-    sessions = [await create_session(host, port, silent) for _ in range(job["sessions"])]
-    gate = asyncio.Semaphore(200)
-
-    async def connect(index: int) -> Response:
-        async with gate:
-            url = sessions[index % len(sessions)]["events_url"]
-            return await subscribe(host, port, url, keep_reads=False)
-
-    warm = await asyncio.gather(*(connect(i) for i in range(job["warmup"])))
-    _close_all(warm)
+    held = await _Held.open(host, port, job["sessions"])
+    _close_all(await held.connect(job["warmup"]))
     await asyncio.sleep(1.0)
     before = rss_bytes(relay_pid)
     files_before = open_files(relay_pid)
     started = time.perf_counter()
-    subscribers = await asyncio.gather(*(connect(i) for i in range(job["subscribers"])))
+    subscribers = await held.connect(job["subscribers"])
     connect_s = time.perf_counter() - started
     await asyncio.sleep(job["settle_s"])
     after = rss_bytes(relay_pid)
     result = {
         "subscribers": len(subscribers),
-        "sessions": len(sessions),
+        "sessions": len(held.sessions),
         "still_open": sum(1 for s in subscribers if not s.done.done()),
         "connect_s": connect_s,
         "relay_rss_before_mib": before / 2**20,
@@ -318,9 +309,56 @@ async def idle(job: Job) -> dict[str, Any]:
         "loadgen_rss_mib": rss_bytes(os.getpid()) / 2**20,
     }
     _close_all(subscribers)
-    for session in sessions:
-        await fetch(host, port, delete(host, port, f"/v1/sessions/{session['id']}"))
+    await held.close()
     return result
+
+
+async def held_streams(job: Job) -> dict[str, Any]:
+    """`streams` while `subscribers` idle SSE subscribers stay connected to `sessions`
+    silent sessions, from just before the streams start to their end: what open idle
+    connections (their feeds, their heartbeats) cost the live streams."""
+    held = await _Held.open(job["host"], job["port"], job["sessions"])
+    started = time.perf_counter()
+    subscribers = await held.connect(job["subscribers"])
+    connect_s = time.perf_counter() - started
+    await asyncio.sleep(job["settle_s"])
+    result = await streams(job)
+    result["idle"] = {
+        "subscribers": len(subscribers),
+        "sessions": len(held.sessions),
+        "connect_s": connect_s,
+        "still_open": sum(1 for s in subscribers if not s.done.done()),
+    }
+    _close_all(subscribers)
+    await held.close()
+    return result
+
+
+class _Held:
+    """Silent sessions (their first token an hour away) and the way to subscribe to them."""
+
+    def __init__(self, host: str, port: int, sessions: list[dict[str, Any]]) -> None:
+        self.host, self.port, self.sessions = host, port, sessions
+        self._gate = asyncio.Semaphore(200)
+
+    @classmethod
+    async def open(cls, host: str, port: int, count: int) -> _Held:
+        silent = mock_model(1, 0, 3_600_000)
+        return cls(host, port, [await create_session(host, port, silent) for _ in range(count)])
+
+    async def connect(self, count: int) -> list[Response]:
+        """`count` subscribers, spread round-robin over the sessions."""
+        return await asyncio.gather(*(self._subscribe(index) for index in range(count)))
+
+    async def _subscribe(self, index: int) -> Response:
+        async with self._gate:
+            url = self.sessions[index % len(self.sessions)]["events_url"]
+            return await subscribe(self.host, self.port, url, keep_reads=False)
+
+    async def close(self) -> None:
+        for session in self.sessions:
+            path = f"/v1/sessions/{session['id']}"
+            await fetch(self.host, self.port, delete(self.host, self.port, path))
 
 
 def _close_all(responses: list[Response]) -> None:
@@ -335,6 +373,7 @@ JOBS: dict[str, Callable[[Job], Awaitable[dict[str, Any]]]] = {
     "fanout": fanout,
     "replay": replay,
     "idle": idle,
+    "held_streams": held_streams,
 }
 
 

@@ -260,6 +260,7 @@ def sections(results: Result) -> list[tuple[str, str]]:
         ("catchup", "Catch-up from the start, against XRANGE alone", _catchup_table),
         ("workers", "`relay serve --workers N` on Redis, the same offered load", _workers_table),
         ("idle", "Idle SSE subscribers", _idle_table),
+        ("idle_lag", "Streams while idle SSE subscribers are held", _idle_lag_table),
         ("profile", "Where relay's CPU goes (py-spy)", _profile_table),
     ]
     for key, title, build in builders:
@@ -470,6 +471,26 @@ def _idle_table(idle: Result) -> str:
     ]
     headers = ["store", "subscribers", "sessions", "RSS per subscriber", "relay RSS"]
     return markdown_table(headers + ["connect time", "still open at the end"], rows)
+
+
+def _idle_lag_table(idle_lag: Result) -> str:
+    rows = [
+        [
+            row["target"],
+            f"{row['idle']['subscribers']:,} on {row['idle']['sessions']} sessions",
+            f"{row['streams']:,} x {row['tps']:g} tok/s",
+            _f(row["lag_ms"]["p50"]),
+            _f(row["lag_ms"]["p99"]),
+            _f(row["lag_ms"]["max"]),
+            _f(row["gap_ms"]["p99"]),
+            f"{row['rate']['tokens_per_s']:,.0f}",
+            str(row["errors"]),
+            _cpu(row, row["target"], "upstream", "loadgen"),
+        ]
+        for row in idle_lag["rows"]
+    ]
+    headers = ["store", "idle subscribers", "streams", "lag p50 ms", "lag p99 ms", "lag max ms"]
+    return markdown_table(headers + ["gap p99 ms", "tok/s", "failed streams", "CPU"], rows)
 
 
 def _redis_table(s: Result) -> str:

@@ -24,6 +24,7 @@ CHAT_PATH = "/v1/chat/completions"
 LAG_LIMIT_MS = 50.0  # the throughput ramp stops at the first step whose lag p99 passes it
 THROUGHPUT_STAGGER_S = 1.0
 THINKING_UPSTREAM_MS = 20  # the second TTFT job's upstream delay before its first token
+STEADY_STREAMS = 100  # the profile's and idle_lag's streams: the lag scenario's first size
 
 Result = dict[str, Any]
 Progress = Callable[[str], None]
@@ -363,10 +364,36 @@ def idle(bench: Bench, say: Progress) -> Result:
     return {"rows": rows}
 
 
+def idle_lag(bench: Bench, say: Progress) -> Result:
+    """The lag scenario's 100 streams while the idle scenario's subscribers are held
+    open, on fresh relays, for longer than a heartbeat (relay's default 15 s): the idle
+    connections' feeds and pings share the loop with the live streams."""
+    sizes = bench.sizes
+    rows = []
+    for store in sizes.idle_stores:
+        spec = MEMORY if store == "memory" else REDIS
+        child = bench.relay(spec, fresh=True)
+        job = {
+            "kind": "held_streams",
+            **address(child),
+            "subscribers": sizes.idle_subscribers,
+            "sessions": sizes.idle_sessions,
+            "settle_s": 1.0,
+            "streams": STEADY_STREAMS,
+            "tps": sizes.lag_tps,
+            "tokens": round(sizes.lag_tps * sizes.idle_lag_seconds),
+            "stagger_s": sizes.lag_stagger_s,
+            "grace_s": sizes.grace_s,
+            "watch": bench.watch(child.name),
+        }
+        row = bench.loadgen(job)
+        row["target"] = spec.name
+        say(f"{_stream_line(row)} | {row['idle']['subscribers']:,} idle subscribers held")
+        rows.append(row)
+    return {"rows": rows, "settings": {"seconds": sizes.idle_lag_seconds}}
+
+
 # --- profile ----------------------------------------------------------------------------
-
-
-PROFILE_STREAMS = 100
 
 
 def profile(bench: Bench, say: Progress) -> Result:
@@ -379,13 +406,13 @@ def profile(bench: Bench, say: Progress) -> Result:
         seconds = sizes.lag_seconds + sizes.lag_stagger_s
         recorder = start_recording(child.pid, seconds, output)
         row = run_streams(
-            bench, spec.name, child, PROFILE_STREAMS, sizes.lag_tps, sizes.lag_seconds, 1.0
+            bench, spec.name, child, STEADY_STREAMS, sizes.lag_tps, sizes.lag_seconds, 1.0
         )
         _, errors = recorder.communicate(timeout=60)
         if recorder.returncode != 0 or not output.exists():
             raise RuntimeError(f"py-spy failed: {errors.decode()[-1000:]}")
         found = summarize(output.read_text())
-        load = f"{PROFILE_STREAMS} streams x {sizes.lag_tps:g} tok/s, default flush"
+        load = f"{STEADY_STREAMS} streams x {sizes.lag_tps:g} tok/s, default flush"
         runs.append({"target": spec.name, "load": load, "lag_ms": row["lag_ms"], **found})
         top = ", ".join(f"{name} {share:.0f}%" for name, share in list(found["layers"].items())[:3])
         say(f"{spec.name}: {found['samples']} samples; {top}")
@@ -401,6 +428,7 @@ def _floor_scenarios() -> dict[str, Callable[[Bench, Progress], Result]]:
 
 SCENARIOS: dict[str, Callable[[Bench, Progress], Result]] = {
     "idle": idle,  # first, on fresh relays: later scenarios grow the heap
+    "idle_lag": idle_lag,  # fresh relays too
     "ttft": ttft,
     "lag": lag,
     "fanout": fanout,

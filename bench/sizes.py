@@ -30,6 +30,7 @@ class Sizes:
     idle_subscribers: int
     idle_sessions: int
     idle_stores: tuple[str, ...]
+    idle_lag_seconds: float  # streams while the idle subscribers are held: over a heartbeat
     reduced: str  # what this size leaves out, said in the output
 
     def as_dict(self) -> dict[str, Any]:
@@ -58,6 +59,7 @@ QUICK = Sizes(
     idle_subscribers=10_000,
     idle_sessions=100,
     idle_stores=("memory",),
+    idle_lag_seconds=20,
     reduced=(
         "quick pass: 200 TTFT samples per target; 3 s streams; at 1,000 streams only direct "
         "and relay with the default flush; throughput steps of x2, 3 s each, direct only up to "
@@ -87,5 +89,6 @@ FULL = Sizes(
     idle_subscribers=10_000,
     idle_sessions=100,
     idle_stores=("memory", "redis"),
+    idle_lag_seconds=20,
     reduced="",
 )
