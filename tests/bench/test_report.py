@@ -33,6 +33,13 @@ def test_the_section_has_both_ttft_tables_and_the_floor_targets() -> None:
     assert "pinned: relay alone on core 1." in section
 
 
+def test_the_held_streams_table_names_what_was_held_and_the_lag() -> None:
+    section = report.doc_section(synthetic_results())
+    assert "### Streams while idle SSE subscribers are held" in section
+    row = "| relay-redis | 10,000 on 100 sessions | 100 x 50 tok/s | 26.0 | 53.3 | 96.6 | 54.7 |"
+    assert row in section
+
+
 def test_rewriting_the_doc_keeps_what_is_outside_the_markers(tmp_path: Path) -> None:
     doc = tmp_path / "performance.md"
     doc.write_text(f"before\n{report.BEGIN}\nold\n{report.END}\nafter\n")
