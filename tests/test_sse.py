@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import secrets
+
 import msgspec
 
 from relay import sse
@@ -34,3 +36,12 @@ def test_retry_ping_and_data_frames() -> None:
     assert sse.PING == b": ping\n\n"
     assert sse.data_frame(b"[DONE]") == b"data: [DONE]\n\n"
     assert sse.data_frame(b"{}", 4, "message_stop") == b"id: 4\nevent: message_stop\ndata: {}\n\n"
+
+
+def test_a_first_heartbeat_falls_in_the_second_half_of_the_interval_by_session() -> None:
+    ids = [f"s_{secrets.token_urlsafe(16)}" for _ in range(2000)]
+    beats = [sse.first_heartbeat_s(10.0, session_id) for session_id in ids]
+    assert all(5.0 <= beat <= 10.0 for beat in beats)
+    assert sse.first_heartbeat_s(10.0, ids[0]) == beats[0]  # the same session, the same beat
+    per_second = [sum(1 for beat in beats if 5 + k <= beat < 6 + k) for k in range(5)]
+    assert min(per_second) > 300, per_second  # 400 each if even: no clump, no empty second

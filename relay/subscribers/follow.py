@@ -6,12 +6,9 @@ transport sends a keep-alive then). Iteration ends after the terminal event. A s
 store outage is ridden out: the subscriber keeps its connection and continues where it
 was.
 
-A follow's first idle beat comes a little early: somewhere in the second half of the
-interval, by its session id (`first_beat_s`). Readers that start together (a reconnect
-storm, a burst of subscribers) would otherwise beat together for as long as they stay
-idle, every heartbeat one burst of writes to every idle connection at once, which
-stalls the live streams sharing the loop; spread over the interval, the same writes
-go unnoticed. No interval between two beats is longer than `heartbeat_s`.
+A follow's first idle beat comes a little early, by its session id
+(`relay.sse.first_heartbeat_s`), so that readers that start together do not beat
+together for as long as they stay idle.
 
 Every idle beat (and every wait that returns nothing at once, as it does for an
 unknown session) checks the record, so a reader never waits forever on a log that will
@@ -29,11 +26,11 @@ from __future__ import annotations
 import asyncio
 import enum
 import time
-import zlib
 from collections.abc import AsyncGenerator
 
 from relay.errors import StoreUnavailable
 from relay.events import ErrorData, Event, EventType, make_event
+from relay.sse import first_heartbeat_s
 from relay.store import Store
 
 MIN_BACKOFF_S = 0.05
@@ -82,7 +79,7 @@ async def follow(
     unreachable, keeps beating (so the client's connection stays open) and retries with
     backoff; an outage longer than `outage_s` raises `StoreUnavailable`."""
     outage = Outage(outage_s)
-    idle_s = first_beat_s(heartbeat_s, session_id)
+    idle_s = first_heartbeat_s(heartbeat_s, session_id)
     while True:
         try:
             events = await store.wait(session_id, after, batch, idle_s)
@@ -101,14 +98,6 @@ async def follow(
         if events and events[-1].is_terminal:
             return
         after = events[-1].id if events else after
-
-
-def first_beat_s(heartbeat_s: float, session_id: str) -> float:
-    """How long a follow of `session_id` waits before its first idle beat: between half
-    of `heartbeat_s` and all of it, the same for the same session, spread evenly over
-    session ids (see the module docstring)."""
-    spread = zlib.crc32(session_id.encode()) / 2**32
-    return heartbeat_s * (1 - spread / 2)
 
 
 class Outage:

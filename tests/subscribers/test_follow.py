@@ -16,15 +16,10 @@ import pytest
 from relay.config import StoreSettings
 from relay.events import DoneData, Event, EventType, TextData, make_event
 from relay.session import SessionRecord
+from relay.sse import first_heartbeat_s
 from relay.store.memory import MemoryStore
 from relay.subscribers.feeds import Feed
-from relay.subscribers.follow import (
-    SESSION_LOST,
-    first_beat_s,
-    follow,
-    is_session_lost,
-    session_lost,
-)
+from relay.subscribers.follow import SESSION_LOST, follow, is_session_lost, session_lost
 from relay.subscribers.sse import native_frame
 from tests.sse_client import SseParser
 
@@ -128,15 +123,6 @@ async def test_a_feed_gives_each_subscriber_session_lost_after_its_own_last_even
         assert frames[0].json()["code"] == "session_lost"
 
 
-def test_a_first_beat_falls_in_the_second_half_of_the_interval_spread_by_session() -> None:
-    ids = [f"s_{secrets.token_urlsafe(16)}" for _ in range(2000)]
-    beats = [first_beat_s(10.0, session_id) for session_id in ids]
-    assert all(5.0 <= beat <= 10.0 for beat in beats)
-    assert first_beat_s(10.0, ids[0]) == beats[0]  # the same session, the same beat
-    per_second = [sum(1 for beat in beats if 5 + k <= beat < 6 + k) for k in range(5)]
-    assert min(per_second) > 300, per_second  # 400 each if even: no clump, no empty second
-
-
 async def test_an_idle_reader_beats_first_early_then_every_heartbeat(clock: Clock) -> None:
     """Readers that start together must not beat together: the first beat is the
     session's own, in the interval's second half; from then on a beat per interval."""
@@ -144,7 +130,7 @@ async def test_an_idle_reader_beats_first_early_then_every_heartbeat(clock: Cloc
     session_id = next(
         candidate
         for candidate in (f"s_{secrets.token_urlsafe(16)}" for _ in range(10_000))
-        if first_beat_s(heartbeat_s, candidate) < 0.6 * heartbeat_s
+        if first_heartbeat_s(heartbeat_s, candidate) < 0.6 * heartbeat_s
     )
     store = MemoryStore(StoreSettings(retention_s=RETENTION_S), clock=clock)
     await store.create(SessionRecord(session_id, "mock", clock.now, clock.now, ""))

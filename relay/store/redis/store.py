@@ -67,7 +67,7 @@ from relay.store.redis.keys import session_keys
 from relay.store.redis.leases import RedisLeases
 from relay.store.redis.quotas import RedisQuotas
 from relay.store.redis.scripts import APPEND_SCRIPT, CREATE_SCRIPT, SIGNAL_SCRIPT
-from relay.store.redis.tail import ReadNew, SessionTails, xread_blocking
+from relay.store.redis.tail import BLOCK_MS, ReadNew, SessionTails, xread_blocking
 from relay.store.redis_url import parse_redis_url
 
 __all__ = ["MAX_CONNECTIONS", "MAX_TAIL_CONNECTIONS", "RedisStore"]
@@ -367,8 +367,9 @@ class RedisStore(Store):
     async def wait_signals(
         self, session_id: str, after: int, limit: int, timeout: float
     ) -> list[Signal]:
-        """Reads, then blocks on the signals Stream (XREAD BLOCK, BLOCK_MS at a time, on
-        a tail connection) until one comes, the session ends or `timeout` passes."""
+        """Reads, then blocks on the signals Stream (XREAD BLOCK, BLOCK_MS at a time and
+        no longer than what is left of `timeout`, on a tail connection) until one comes,
+        the session ends or `timeout` passes."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         keys = session_keys(session_id)
@@ -380,8 +381,11 @@ class RedisStore(Store):
             signals = _signals(entries)
             if signals or status is None or status != b"running" or loop.time() >= deadline:
                 return signals
+            left_ms = round((deadline - loop.time()) * 1000)
             async with self._tail_reads:
-                reply = await xread_blocking(self._client, keys.signals, entry_id(after), limit)
+                reply = await xread_blocking(
+                    self._client, keys.signals, entry_id(after), limit, min(BLOCK_MS, left_ms)
+                )
             if signals := [
                 signal for found in stream_read_entries(reply) for signal in _signals(found)
             ]:

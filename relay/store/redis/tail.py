@@ -69,16 +69,19 @@ UNWATCHED_RECENT_EVENTS = 8
 ReadNew = Callable[[int], Awaitable[list[Event]]]
 
 
-async def xread_blocking(client: RedisClient, key: str, after: str, count: int) -> Any:
-    """XREAD COUNT count BLOCK BLOCK_MS STREAMS key after."""
+async def xread_blocking(
+    client: RedisClient, key: str, after: str, count: int, block_ms: int = BLOCK_MS
+) -> Any:
+    """XREAD COUNT count BLOCK block_ms STREAMS key after (`block_ms` ≥ 1: 0 is forever)."""
+    block_ms = max(1, block_ms)
     if not isinstance(client, RedisCluster):
-        return await client.xread({key: after}, count=count, block=BLOCK_MS)
+        return await client.xread({key: after}, count=count, block=block_ms)
     # XREAD's key has no fixed position, so redis-py would ask a node where it is
     # (COMMAND GETKEYS) before every read; the key's slot already says which node.
     await client.initialize()  # returns at once unless the slot map needs a refresh
     node = client.get_node_from_key(key)
     return await client.execute_command(
-        "XREAD", "COUNT", count, "BLOCK", BLOCK_MS, "STREAMS", key, after, target_nodes=node
+        "XREAD", "COUNT", count, "BLOCK", block_ms, "STREAMS", key, after, target_nodes=node
     )
 
 
