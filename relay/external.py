@@ -223,11 +223,11 @@ class ExternalProducers:
         if state:
             yield state_frame(record)
         heartbeat_s = self._settings.server.heartbeat_s
-        idle_s = sse.first_heartbeat_s(heartbeat_s, record.id)
+        early_s = idle_s = sse.first_heartbeat_s(heartbeat_s, record.id)
         batch = self._settings.store.read_batch
         while True:
             signals = await self._store.wait_signals(record.id, after, batch, idle_s)
-            idle_s = heartbeat_s
+            idle_s = early_s if signals else heartbeat_s
             if not signals:
                 current = await self._store.get(record.id)
                 if current is None or current.status.is_final:  # no signal comes after

@@ -4,13 +4,14 @@ idle stream's first keep-alive comment is due.
 The data of every relay event is a one-line JSON document (msgspec never emits a raw
 newline), so each event is exactly one `data:` line.
 
-An idle stream's first `: ping` comes a little early: somewhere in the second half of
-the heartbeat, by its session id (`first_heartbeat_s`); each later one a heartbeat after
-the one before. Streams that start together (a reconnect storm, a burst of subscribers
-to a few sessions) would otherwise ping together for as long as they stay idle, each
-heartbeat one burst of writes to every idle connection in one turn of the loop, which
-stalls the live streams sharing it; spread over the interval, the same writes go
-unnoticed. No two pings are further apart than the heartbeat.
+A stream that falls idle (it starts, or its events stop) sends its first `: ping` a
+little early: somewhere in the second half of the heartbeat, by its session id
+(`first_heartbeat_s`); each later one a heartbeat after the one before. Streams that
+fall idle together (a reconnect storm, a burst of subscribers to a few sessions,
+sessions that stop at the same moment) would otherwise ping together for as long as
+they stay idle, each heartbeat one burst of writes to every idle connection in one turn
+of the loop, which stalls the live streams sharing it; spread over the interval, the
+same writes go unnoticed. No two pings are further apart than the heartbeat.
 """
 
 from __future__ import annotations
@@ -23,9 +24,9 @@ ID_FIELD = b"id: "
 
 
 def first_heartbeat_s(heartbeat_s: float, session_id: str) -> float:
-    """How long an idle stream of `session_id` waits for its first `: ping`: between
-    half of `heartbeat_s` and all of it, the same for the same session, spread evenly
-    over session ids (see the module docstring)."""
+    """How long a stream of `session_id` that falls idle waits for its first `: ping`:
+    between half of `heartbeat_s` and all of it, the same for the same session, spread
+    evenly over session ids (see the module docstring)."""
     spread = zlib.crc32(session_id.encode()) / 2**32
     return heartbeat_s * (1 - spread / 2)
 

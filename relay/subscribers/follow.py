@@ -6,9 +6,9 @@ transport sends a keep-alive then). Iteration ends after the terminal event. A s
 store outage is ridden out: the subscriber keeps its connection and continues where it
 was.
 
-A follow's first idle beat comes a little early, by its session id
-(`relay.sse.first_heartbeat_s`), so that readers that start together do not beat
-together for as long as they stay idle.
+The first idle beat after the start, or after events, comes a little early, by the
+session id (`relay.sse.first_heartbeat_s`), so that readers that fall idle together do
+not beat together for as long as they stay idle.
 
 Every idle beat (and every wait that returns nothing at once, as it does for an
 unknown session) checks the record, so a reader never waits forever on a log that will
@@ -79,11 +79,11 @@ async def follow(
     unreachable, keeps beating (so the client's connection stays open) and retries with
     backoff; an outage longer than `outage_s` raises `StoreUnavailable`."""
     outage = Outage(outage_s)
-    idle_s = first_heartbeat_s(heartbeat_s, session_id)
+    early_s = idle_s = first_heartbeat_s(heartbeat_s, session_id)
     while True:
         try:
             events = await store.wait(session_id, after, batch, idle_s)
-            idle_s = heartbeat_s
+            idle_s = early_s if events else heartbeat_s
             step = await _after_nothing(store, session_id, after) if not events else Next.WAIT
         except StoreUnavailable:
             await outage.wait_before_retry()

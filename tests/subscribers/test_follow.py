@@ -123,9 +123,10 @@ async def test_a_feed_gives_each_subscriber_session_lost_after_its_own_last_even
         assert frames[0].json()["code"] == "session_lost"
 
 
-async def test_an_idle_reader_beats_first_early_then_every_heartbeat(clock: Clock) -> None:
-    """Readers that start together must not beat together: the first beat is the
-    session's own, in the interval's second half; from then on a beat per interval."""
+async def test_an_idle_reader_beats_early_after_its_start_and_its_events(clock: Clock) -> None:
+    """Readers that fall idle together (they start together, or their sessions' events
+    stop together) must not beat together: the first beat after the start and after
+    events is the session's own, in the interval's second half; then one per interval."""
     heartbeat_s = 0.5
     session_id = next(
         candidate
@@ -134,16 +135,21 @@ async def test_an_idle_reader_beats_first_early_then_every_heartbeat(clock: Cloc
     )
     store = MemoryStore(StoreSettings(retention_s=RETENTION_S), clock=clock)
     await store.create(SessionRecord(session_id, "mock", clock.now, clock.now, ""))
-    started = time.monotonic()
-    beats: list[float] = []
+    since = time.monotonic()
+    beats: list[float] = []  # each beat's time since the start or the last event
     reading = follow(store, session_id, 0, heartbeat_s=heartbeat_s, batch=10)
     async with asyncio.timeout(5):
         async for found in reading:
-            assert found == []
-            beats.append(time.monotonic() - started)
+            if found:
+                since = time.monotonic()
+                continue
+            beats.append(time.monotonic() - since)
             if len(beats) == 2:
+                await store.append(session_id, [delta(1)])
+            if len(beats) == 3:
                 break
     await reading.aclose()
     await store.close()
     assert beats[0] < 0.8 * heartbeat_s  # not a whole interval
     assert beats[1] - beats[0] >= heartbeat_s - 0.01  # timers may fire a tick early
+    assert beats[2] < 0.8 * heartbeat_s  # after the event, early again
