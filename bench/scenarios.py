@@ -3,7 +3,7 @@ the processes it needs, and returns what it measured (JSON-ready)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from bench.catchup import catchup
@@ -340,9 +340,7 @@ def replay(bench: Bench, say: Progress) -> Result:
 def idle(bench: Bench, say: Progress) -> Result:
     sizes = bench.sizes
     rows = []
-    for store in sizes.idle_stores:
-        spec = MEMORY if store == "memory" else REDIS
-        child = bench.relay(spec, fresh=True)
+    for spec, child in _fresh_idle_relays(bench):
         job = {
             "kind": "idle",
             "host": "127.0.0.1",
@@ -370,9 +368,7 @@ def idle_lag(bench: Bench, say: Progress) -> Result:
     connections' feeds and pings share the loop with the live streams."""
     sizes = bench.sizes
     rows = []
-    for store in sizes.idle_stores:
-        spec = MEMORY if store == "memory" else REDIS
-        child = bench.relay(spec, fresh=True)
+    for spec, child in _fresh_idle_relays(bench):
         job = {
             "kind": "held_streams",
             **address(child),
@@ -391,6 +387,14 @@ def idle_lag(bench: Bench, say: Progress) -> Result:
         say(f"{_stream_line(row)} | {row['idle']['subscribers']:,} idle subscribers held")
         rows.append(row)
     return {"rows": rows, "settings": {"seconds": sizes.idle_lag_seconds}}
+
+
+def _fresh_idle_relays(bench: Bench) -> Iterator[tuple[RelaySpec, Child]]:
+    """A freshly started relay for each store the idle scenarios run on: a measurement
+    of memory, or of what open connections cost, must not inherit a grown heap."""
+    for store in bench.sizes.idle_stores:
+        spec = MEMORY if store == "memory" else REDIS
+        yield spec, bench.relay(spec, fresh=True)
 
 
 # --- profile ----------------------------------------------------------------------------
