@@ -296,13 +296,17 @@ class SessionTimes:
         self.first_token_at: float | None = None
         self.first_output_id: int | None = None  # cleared once its delivery is observed
 
-    def appended_at(self, event_id: int) -> float | None:
-        """When the batch holding `event_id` was appended, if it is remembered."""
+    def appended_at(self, event_id: int, now: float) -> float | None:
+        """When the batch holding `event_id` was appended, if it is remembered; `now`
+        for a batch whose append this instance has not heard back about yet: a feed
+        can read the log, and write its subscribers, before the append's own reply
+        arrives (on Redis they come on different connections), and such a delivery
+        had no lag to speak of."""
         index = bisect.bisect_left(self.ids, event_id)
+        if index == len(self.ids):
+            return now
         forgotten = index == 0 and len(self.ids) == self.ids.maxlen  # older batches were
-        if index == len(self.ids) or forgotten:
-            return None
-        return self.times[index]
+        return None if forgotten else self.times[index]
 
 
 class Timeline:
@@ -344,7 +348,7 @@ class Timeline:
         times = self._sessions.get(session_id)
         if times is None:
             return
-        if live and (appended := times.appended_at(last_id)) is not None:
+        if live and (appended := times.appended_at(last_id, now)) is not None:
             DELIVERY_LAG.observe(now - appended)
             self._batch = (session_id, last_id, appended)
         first = times.first_output_id

@@ -19,9 +19,14 @@ read in flight while the current one is written (`relay.subscribers.backlog`), a
 writes it a piece (about 64 KiB, or a slice of events) at a time, with other
 tasks let in between two pieces: rendering a long log in a wire format is CPU work
 that no store read or socket write is sure to interrupt (`relay.subscribers.slices`).
-The feed never waits for a subscriber, and no subscriber makes relay hold more than
-`buffer_bytes` for it (`limits.subscriber_buffer_bytes`): what its inbox holds plus
-what its connection has not sent yet. Past that, when its socket is backed up (its
+
+A subscriber that has written all it got and waits for more gets the next frames
+written to its connection by the feed itself, at once (`Connection.write_now`), as its
+stream would have written them; one still busy writing, or whose socket has bytes
+unsent, gets them in its inbox, and its task writes them. The feed never waits for a
+subscriber, and no subscriber makes relay hold more than `buffer_bytes` for it
+(`limits.subscriber_buffer_bytes`): what its inbox holds plus what its connection has
+not sent yet. Past that, when its socket is backed up (its
 client stopped reading, or reads too slowly), the connection is dropped at once; every frame
 relay wrote to it was whole, so its client's Last-Event-ID is the last event it got
 entire (an SSE parser drops an event the connection cut short) and it resumes from
@@ -79,6 +84,11 @@ class Connection(Protocol):
 
     def drop(self) -> None:
         """Close it at once, without sending what is still unsent."""
+        ...
+
+    def write_now(self, frames: bytes) -> bool:
+        """Write whole frames at once, as its stream would, if it can take them without
+        a wait (nothing unsent, its headers sent); False, having written nothing, if not."""
         ...
 
 
@@ -200,10 +210,24 @@ class Inbox:
     def size(self) -> int:
         return self._size
 
-    def put(self, frames: bytes, last_id: int) -> None:
+    def put(self, frames: bytes, last_id: int) -> bool:
+        """Hand over the frames up to event `last_id`; True when they went straight to
+        the connection (see `_written_now`), False when they wait here for the task."""
         self.position = last_id
-        if frames:
-            self._add(frames)
+        if not frames:
+            return False
+        if self._written_now(frames):
+            return True
+        self._add(frames)
+        return False
+
+    def _written_now(self, frames: bytes) -> bool:
+        """A subscriber's task that waits here with nothing left to write has written
+        everything before these frames, so they can go to its connection at once,
+        in order, without waking the task: a broadcast to many subscribers is then a
+        socket write each, not a task step, a future and a write through aiohttp each."""
+        parked = self._wake is not None and not self._wake.done() and not self._chunks
+        return parked and self.connection is not None and self.connection.write_now(frames)
 
     def render(self, events: list[Event]) -> Encoded:
         """The events it does not have yet, with its own encoder."""
@@ -341,7 +365,8 @@ class Feed:
     def _put(self, inbox: Inbox, encoded: Encoded) -> bool:
         """Hand over what was encoded; False when the encoder failed, which ends the inbox
         with its error."""
-        inbox.put(encoded.frames, encoded.last_id)
+        if inbox.put(encoded.frames, encoded.last_id):
+            TIMELINE.delivered(self.session_id, encoded.last_id, live=True)
         if encoded.error is None:
             return True
         self.detach(inbox)

@@ -38,6 +38,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable
 import msgspec
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
+from aiohttp.http_writer import StreamWriter
 
 from relay import log_context, sse
 from relay.errors import StoreError
@@ -103,11 +104,15 @@ class SubscriberGone(Exception):
 
 class ResponseConnection:
     """The connection of a streaming response, as its feed sees it
-    (`relay.subscribers.feeds.Connection`): what its transport has not sent yet, and
-    dropping it (an abort: what is unsent is discarded, so nothing more is written)."""
+    (`relay.subscribers.feeds.Connection`): what its transport has not sent yet,
+    dropping it (an abort: what is unsent is discarded, so nothing more is written), and
+    writing frames at once while its stream waits for them (`write_now`), once the
+    stream has said where its body goes (`writing`)."""
 
     def __init__(self, transport: asyncio.Transport | None) -> None:
         self._transport = transport
+        self._writer: AbstractStreamWriter | None = None
+        self._sent: Callable[[bytes], None] | None = None
 
     def unsent(self) -> int:
         return self._transport.get_write_buffer_size() if self._transport is not None else 0
@@ -115,6 +120,46 @@ class ResponseConnection:
     def drop(self) -> None:
         if self._transport is not None:
             self._transport.abort()
+
+    def writing(self, writer: AbstractStreamWriter, sent: Callable[[bytes], None]) -> None:
+        """The response's body writer, and what counts a write made by `write_now` as
+        the stream counts its own."""
+        self._writer, self._sent = writer, sent
+
+    def stopped_writing(self) -> None:
+        self._writer = self._sent = None
+
+    def write_now(self, frames: bytes) -> bool:
+        transport, writer, sent = self._transport, self._writer, self._sent
+        if transport is None or writer is None or sent is None:
+            return False
+        if transport.is_closing() or transport.get_write_buffer_size():
+            return False
+        if not write_body_now(writer, frames):
+            return False
+        sent(frames)
+        return True
+
+
+def write_body_now(writer: AbstractStreamWriter, data: bytes) -> bool:
+    """Write `data` as the body's next bytes without awaiting, as aiohttp's
+    `StreamWriter.write` does when it need not drain (chunked or not); False, having
+    written nothing, unless the writer is aiohttp's own with its headers sent and
+    nothing that `write` would do first (compression, a declared length, a hook).
+    aiohttp has no public synchronous write, so this reads its writer's private state;
+    an aiohttp that changes it makes this return False, and every write goes through
+    the stream's own `write` again (tests/subscribers/test_write_now.py says so)."""
+    if type(writer) is not StreamWriter or not getattr(writer, "_headers_written", False):
+        return False
+    if writer._compress is not None or writer.length is not None:
+        return False
+    if writer._on_chunk_sent is not None or writer.on_body_write is not None:
+        return False
+    if writer.chunked:
+        writer._write_chunked_payload(data)
+    else:
+        writer._write(data)
+    return True
 
 
 class StallWatch:
@@ -201,6 +246,8 @@ class SseSubscription:
 
     async def _prepare(self, response: web.StreamResponse, request: web.Request) -> None:
         writer = await response.prepare(request)
+        if self.connection is not None and writer is not None:
+            self.connection.writing(writer, self._sent_at_once)
         if self.first_frames_ready and writer is not None:
             # Frames that render to nothing must not hold the headers back: by the next
             # turn of the loop they go, with the first frames or on their own.
@@ -218,6 +265,8 @@ class SseSubscription:
                     if self._watch is not None:
                         self._watch.wrote()
         finally:
+            if self.connection is not None:
+                self.connection.stopped_writing()
             if self._watch is not None:
                 self._watch.stop()
 
@@ -238,6 +287,14 @@ class SseSubscription:
         if self._tally is not None:
             count = sse.event_count(frames) if events is None else events
             self._tally.sent(count, len(frames))
+
+    def _sent_at_once(self, frames: bytes) -> None:
+        """Frames its feed wrote to the connection itself (`ResponseConnection.write_now`),
+        counted as `_send_frames` counts its own."""
+        if self._tally is not None:
+            self._tally.sent(sse.event_count(frames), len(frames))
+        if self._watch is not None:
+            self._watch.wrote()
 
     async def _write_failure(self, response: web.StreamResponse) -> None:
         with contextlib.suppress(SubscriberGone):

@@ -327,6 +327,54 @@ class BackedUpConnection:
     def drop(self) -> None:
         self.dropped = True
 
+    def write_now(self, frames: bytes) -> bool:
+        return False  # its socket takes nothing
+
+
+class TakingConnection:
+    """A connection whose socket takes every write at once (`feeds.Connection`); what it
+    sent, in order, whoever wrote it."""
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+        self.at_once = 0
+
+    def unsent(self) -> int:
+        return 0
+
+    def drop(self) -> None:
+        raise AssertionError("a connection that keeps up is never dropped")
+
+    def write_now(self, frames: bytes) -> bool:
+        self.sent.append(frames)
+        self.at_once += 1
+        return True
+
+
+async def test_a_waiting_subscriber_gets_the_feeds_frames_on_its_connection_at_once(
+    store: MemoryStore, live: Feeds
+) -> None:
+    """A subscriber's task that waits with nothing left to write is not woken for each
+    event: the feed writes the frames to its connection itself, in order with what the
+    task writes, and the stream ends after the terminal event as ever."""
+    connection = TakingConnection()
+
+    async def write_stream() -> None:  # what the SSE response does with the stream
+        async for chunk in live.frames(SESSION, 0, native_frame, connection=connection):
+            connection.sent.append(chunk)
+
+    subscriber = asyncio.create_task(write_stream())
+    others = [asyncio.create_task(stream(live, 0)) for _ in range(3)]
+    await asyncio.sleep(0.01)  # every subscriber waits on the feed: the log was empty
+    for event_id in range(1, 20):
+        await store.append(SESSION, [delta(event_id)])
+        await asyncio.sleep(0.001)
+    await store.append(SESSION, [done(20)])
+    await subscriber
+    assert ids(b"".join(connection.sent)) == list(range(1, 21))
+    assert connection.at_once >= 10  # most, if not all, went at once
+    assert [ids(body) for body in await asyncio.gather(*others)] == [list(range(1, 21))] * 3
+
 
 async def test_a_subscriber_whose_socket_is_backed_up_is_dropped_after_whole_events(
     store: MemoryStore, small_inboxes: Feeds, caplog: pytest.LogCaptureFixture
