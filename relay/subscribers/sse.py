@@ -149,17 +149,21 @@ def write_body_now(writer: AbstractStreamWriter, data: bytes) -> bool:
     aiohttp has no public synchronous write, so this reads its writer's private state;
     an aiohttp that changes it makes this return False, and every write goes through
     the stream's own `write` again (tests/subscribers/test_write_now.py says so)."""
-    if type(writer) is not StreamWriter or not getattr(writer, "_headers_written", False):
+    if type(writer) is not StreamWriter or getattr(writer, "_headers_written", None) is not True:
         return False
-    if writer._compress is not None or writer.length is not None:
+    if any(getattr(writer, name, _MISSING) is not None for name in _WRITE_STEPS):
         return False
-    if writer._on_chunk_sent is not None or writer.on_body_write is not None:
+    write = getattr(writer, "_write_chunked_payload" if writer.chunked else "_write", None)
+    if not callable(write):
         return False
-    if writer.chunked:
-        writer._write_chunked_payload(data)
-    else:
-        writer._write(data)
+    write(data)
     return True
+
+
+# What aiohttp's `StreamWriter.write` may do before it writes: compress, cut to a
+# declared length, call a hook. None of them is ever set on an SSE response.
+_WRITE_STEPS = ("_compress", "length", "_on_chunk_sent", "on_body_write")
+_MISSING = object()
 
 
 class StallWatch:
