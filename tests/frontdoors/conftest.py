@@ -19,6 +19,7 @@ import openai
 import pytest
 from aiohttp.test_utils import TestServer
 
+from relay import sse
 from relay.app import create_app
 from relay.config import Settings, load_settings
 from relay.providers.base import Provider
@@ -202,3 +203,27 @@ async def start_relay(store_url: str) -> AsyncIterator[StartRelay]:
 async def relay_server(start_relay: StartRelay) -> Relay:
     """A relay with the default settings on the parametrised store."""
     return await start_relay()
+
+
+async def with_early_first_heartbeat(
+    create: Callable[[], Awaitable[dict[str, Any]]], heartbeat_s: float
+) -> tuple[dict[str, Any], float]:
+    """A session `create` made whose first heartbeat (`relay.sse.first_heartbeat_s`)
+    falls before 0.65 of the interval (about one in three does), and that beat."""
+    for _ in range(40):
+        created = await create()
+        first_s = sse.first_heartbeat_s(heartbeat_s, created["id"])
+        if first_s < 0.65 * heartbeat_s:
+            return created, first_s
+    raise AssertionError("no session id with an early first heartbeat in 40")
+
+
+async def seconds_to_first_ping(response: aiohttp.ClientResponse) -> float:
+    """How long an open SSE response takes to bring its first `: ping`."""
+    started = time.monotonic()
+    assert response.status == 200
+    received = b""
+    async with asyncio.timeout(READ_TIMEOUT_S):
+        while sse.PING not in received:
+            received += await response.content.readany()
+    return time.monotonic() - started

@@ -7,14 +7,19 @@ import contextlib
 import datetime
 import json
 import re
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
-from relay import sse
-from tests.frontdoors.conftest import FAST_MOCK, MESSAGES, READ_TIMEOUT_S, Relay, StartRelay
+from tests.frontdoors.conftest import (
+    FAST_MOCK,
+    MESSAGES,
+    Relay,
+    StartRelay,
+    seconds_to_first_ping,
+    with_early_first_heartbeat,
+)
 from tests.redis_server import RedisServer, require_redis_server
 from tests.sse_client import SseEvent, SseReader
 
@@ -382,21 +387,11 @@ async def test_an_idle_stream_pings_first_early_by_its_session(start_relay: Star
     `: ping` comes at the session's own point of the interval's second half."""
     heartbeat_s = 1.0
     relay = await start_relay(server={"heartbeat_s": heartbeat_s})
-    for _ in range(40):  # about one session in three pings before 0.65 of the interval
-        created = await relay.create("mock:tokens=1,ttft_ms=60000")
-        first_s = sse.first_heartbeat_s(heartbeat_s, created["id"])
-        if first_s < 0.65 * heartbeat_s:
-            break
-    else:
-        raise AssertionError("no session id with an early first heartbeat in 40")
-    started = time.monotonic()
+    created, first_s = await with_early_first_heartbeat(
+        lambda: relay.create("mock:tokens=1,ttft_ms=60000"), heartbeat_s
+    )
     async with await relay.open_events(created["id"]) as response:
-        assert response.status == 200
-        received = b""
-        async with asyncio.timeout(READ_TIMEOUT_S):
-            while sse.PING not in received:
-                received += await response.content.readany()
-        pinged_s = time.monotonic() - started
+        pinged_s = await seconds_to_first_ping(response)
     assert first_s - 0.05 <= pinged_s < 0.8 * heartbeat_s, (first_s, pinged_s)
 
 

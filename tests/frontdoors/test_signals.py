@@ -12,8 +12,13 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from relay import sse
-from tests.frontdoors.conftest import READ_TIMEOUT_S, Relay, StartRelay
+from tests.frontdoors.conftest import (
+    READ_TIMEOUT_S,
+    Relay,
+    StartRelay,
+    seconds_to_first_ping,
+    with_early_first_heartbeat,
+)
 from tests.frontdoors.test_clients import CLIENTS, MOBILE_KEY, WEB_KEY, bearer
 from tests.frontdoors.test_native_api import REDIS_ONLY
 from tests.frontdoors.test_producer import DONE, create_external, delta, post_batch
@@ -325,21 +330,8 @@ async def test_an_idle_signal_stream_pings_first_early_by_its_session(
     the first `: ping` comes at the session's own point of the interval's second half."""
     heartbeat_s = 1.0
     relay = await start_relay(server={"heartbeat_s": heartbeat_s})
-    for _ in range(40):  # about one session in three pings before 0.65 of the interval
-        created = await create_external(relay)
-        first_s = sse.first_heartbeat_s(heartbeat_s, created["id"])
-        if first_s < 0.65 * heartbeat_s:
-            break
-    else:
-        raise AssertionError("no session id with an early first heartbeat in 40")
-    started = time.monotonic()
-    async with relay.http.get(
-        signals_url(relay, created), headers=bearer(created["producer_token"])
-    ) as r:
-        assert r.status == 200
-        received = b""
-        async with asyncio.timeout(READ_TIMEOUT_S):
-            while sse.PING not in received:
-                received += await r.content.readany()
-        pinged_s = time.monotonic() - started
+    created, first_s = await with_early_first_heartbeat(lambda: create_external(relay), heartbeat_s)
+    headers = bearer(created["producer_token"])
+    async with relay.http.get(signals_url(relay, created), headers=headers) as response:
+        pinged_s = await seconds_to_first_ping(response)
     assert first_s - 0.05 <= pinged_s < 0.8 * heartbeat_s, (first_s, pinged_s)
